@@ -1,0 +1,38 @@
+// Package audit defines the security events Latch records.
+package audit
+
+import "time"
+
+// Event types. They are stable strings: operators filter on them.
+const (
+	LoginSucceeded     = "login.succeeded"
+	LoginFailed        = "login.failed"
+	Signup             = "user.signup"
+	RefreshLost        = "refresh.lost_response"
+	RefreshReuse       = "refresh.reuse"
+	Logout             = "session.logout"
+	SessionRevoked     = "session.revoked"
+	PasswordChanged    = "user.password_changed"
+	UserDisabled       = "user.disabled"
+	KeyRotated         = "key.rotated"
+	KeyCreated         = "key.created"
+	TokenRevoked       = "token.revoked"
+	PasswordRehashed   = "user.password_rehashed"
+	SessionsSwept      = "sessions.swept"
+	ClientCreated      = "client.created"
+	RefreshWrongClient = "refresh.wrong_client"
+)
+
+// Event is one audit record. It never holds a token, a password or a key.
+type Event struct {
+	At        time.Time
+	Type      string
+	UserID    string
+	SessionID string
+	ClientID  string
+	IP        string
+	UserAgent string
+	// Detail is a short, non-secret explanation (for reuse: which token
+	// generation came back and how old it was).
+	Detail string
+}

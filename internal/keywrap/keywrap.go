@@ -1,0 +1,111 @@
+// Package keywrap seals server secrets (signing keys, the refresh-token MAC
+// key) with a key-encryption key (KEK) before they reach storage, so a
+// database dump alone does not yield them.
+package keywrap
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// KeySize is the size of a key-encryption key in bytes.
+const KeySize = 32
+
+// ErrOpen reports a sealed value that does not open under this KEK: a wrong
+// key or tampered data.
+var ErrOpen = errors.New("keywrap: cannot open sealed value (wrong key-encryption key?)")
+
+// KEK seals and opens values with AES-256-GCM. It is safe for concurrent use.
+type KEK struct {
+	aead cipher.AEAD
+	id   string
+}
+
+// New returns a KEK for a 32-byte key.
+func New(key []byte) (*KEK, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("keywrap: key-encryption key must be %d bytes, got %d", KeySize, len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("keywrap: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("keywrap: %w", err)
+	}
+	sum := sha256.Sum256(append([]byte("latch-kek-id"), key...))
+	return &KEK{aead: aead, id: hex.EncodeToString(sum[:4])}, nil
+}
+
+// Parse decodes a standard base64 KEK, as given on the command line.
+func Parse(s string) (*KEK, error) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("keywrap: key-encryption key is not standard base64: %w", err)
+	}
+	return New(key)
+}
+
+// LoadOrCreateFile reads a base64 KEK from path, creating the file with a new
+// random key (mode 0600) when it does not exist. created reports the latter.
+func LoadOrCreateFile(path string) (k *KEK, created bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key := make([]byte, KeySize)
+		rand.Read(key)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, false, fmt.Errorf("keywrap: create %s: %w", path, err)
+		}
+		_, werr := f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return nil, false, fmt.Errorf("keywrap: write %s: %w", path, werr)
+		}
+		k, err := New(key)
+		return k, true, err
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("keywrap: read %s: %w", path, err)
+	}
+	k, err = Parse(string(b))
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, false, nil
+}
+
+// ID is a short fingerprint of the key, safe to log, that tells keys apart.
+func (k *KEK) ID() string { return k.id }
+
+// Seal encrypts plaintext bound to context (such as "signing-key:<kid>"), so
+// a sealed value cannot be moved to another row and opened there.
+func (k *KEK) Seal(plaintext []byte, context string) []byte {
+	nonce := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
+	rand.Read(nonce)
+	return k.aead.Seal(nonce, nonce, plaintext, []byte(context))
+}
+
+// Open decrypts a value made by Seal with the same context.
+func (k *KEK) Open(sealed []byte, context string) ([]byte, error) {
+	n := k.aead.NonceSize()
+	if len(sealed) < n+k.aead.Overhead() {
+		return nil, ErrOpen
+	}
+	pt, err := k.aead.Open(nil, sealed[:n], sealed[n:], []byte(context))
+	if err != nil {
+		return nil, ErrOpen
+	}
+	return pt, nil
+}

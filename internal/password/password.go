@@ -1,0 +1,222 @@
+// Package password hashes and checks user passwords with Argon2id.
+//
+// Hashes are PHC strings ($argon2id$v=19$m=...,t=...,p=...$salt$hash) so the
+// parameters travel with each hash and can be raised without breaking old
+// ones; NeedsRehash tells the caller when a stored hash is weaker than the
+// current policy.
+package password
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Params are Argon2id cost parameters.
+type Params struct {
+	MemoryKiB   uint32
+	Iterations  uint32
+	Parallelism uint8
+}
+
+// OWASP is the OWASP Password Storage Cheat Sheet's minimum for Argon2id:
+// 19 MiB, 2 iterations, 1 lane.
+var OWASP = Params{MemoryKiB: 19 * 1024, Iterations: 2, Parallelism: 1}
+
+// Validate reports parameters too weak to use.
+func (p Params) Validate() error {
+	switch {
+	case p.MemoryKiB < 8*1024:
+		return errors.New("password: argon2 memory must be at least 8192 KiB")
+	case p.Iterations < 1:
+		return errors.New("password: argon2 iterations must be at least 1")
+	case p.Parallelism < 1:
+		return errors.New("password: argon2 parallelism must be at least 1")
+	}
+	return nil
+}
+
+// Policy limits, after NIST SP 800-63B section 5.1.1.2: a minimum length,
+// no composition rules, at least 64 characters accepted, a blocklist of
+// common passwords. MaxBytes is checked before hashing so a huge password
+// cannot be used to burn CPU.
+const (
+	MinRunes = 8
+	MaxRunes = 256
+	MaxBytes = 1024
+)
+
+var (
+	// ErrTooShort, ErrTooLong, ErrCommon and ErrInvalid are policy failures
+	// reported to the user.
+	ErrTooShort = fmt.Errorf("password: must be at least %d characters", MinRunes)
+	ErrTooLong  = fmt.Errorf("password: must be at most %d characters", MaxRunes)
+	ErrCommon   = errors.New("password: too common; choose another")
+	ErrInvalid  = errors.New("password: must be valid UTF-8 without control characters")
+	// ErrMismatch reports a wrong password.
+	ErrMismatch = errors.New("password: mismatch")
+	// ErrBusy reports that too many hashes are already running.
+	ErrBusy = errors.New("password: too many concurrent hash operations")
+)
+
+// CheckPolicy reports whether pw may be set as a new password for email.
+func CheckPolicy(pw, email string) error {
+	if err := checkLength(pw); err != nil {
+		return err
+	}
+	for _, r := range pw {
+		if r < 0x20 || r == 0x7f {
+			return ErrInvalid
+		}
+	}
+	lower := strings.ToLower(pw)
+	if _, ok := common[lower]; ok || (email != "" && (lower == email || lower == localPart(email))) {
+		return ErrCommon
+	}
+	return nil
+}
+
+func checkLength(pw string) error {
+	if len(pw) > MaxBytes {
+		return ErrTooLong
+	}
+	if !utf8.ValidString(pw) {
+		return ErrInvalid
+	}
+	switch n := utf8.RuneCountInString(pw); {
+	case n < MinRunes:
+		return ErrTooShort
+	case n > MaxRunes:
+		return ErrTooLong
+	}
+	return nil
+}
+
+func localPart(email string) string {
+	if i := strings.LastIndexByte(email, '@'); i > 0 {
+		return email[:i]
+	}
+	return email
+}
+
+// Hasher hashes and verifies passwords with fixed parameters and bounds how
+// many hashes run at once, since each takes MemoryKiB of memory. It is safe
+// for concurrent use.
+type Hasher struct {
+	params Params
+	slots  chan struct{}
+	dummy  string
+}
+
+// NewHasher returns a Hasher allowing at most concurrency hashes at once.
+func NewHasher(p Params, concurrency int) (*Hasher, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	h := &Hasher{params: p, slots: make(chan struct{}, concurrency)}
+	// A hash of a random password, verified when the account does not exist
+	// so both paths cost one Argon2id run.
+	var pw [32]byte
+	rand.Read(pw[:])
+	h.dummy = h.hash(base64.StdEncoding.EncodeToString(pw[:]))
+	return h, nil
+}
+
+// Params returns the hasher's parameters.
+func (h *Hasher) Params() Params { return h.params }
+
+// Hash returns the PHC string for pw.
+func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
+	if err := checkLength(pw); err != nil {
+		return "", err
+	}
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer h.release()
+	return h.hash(pw), nil
+}
+
+func (h *Hasher) hash(pw string) string {
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	key := argon2.IDKey([]byte(pw), salt, h.params.Iterations, h.params.MemoryKiB, h.params.Parallelism, 32)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version,
+		h.params.MemoryKiB, h.params.Iterations, h.params.Parallelism,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+}
+
+// Verify checks pw against encoded. An empty encoded (unknown account) is
+// checked against a dummy hash so the answer takes as long as a real one;
+// it always returns ErrMismatch.
+func (h *Hasher) Verify(ctx context.Context, pw, encoded string) error {
+	if len(pw) > MaxBytes {
+		return ErrMismatch
+	}
+	if err := h.acquire(ctx); err != nil {
+		return err
+	}
+	defer h.release()
+	unknown := encoded == ""
+	if unknown {
+		encoded = h.dummy
+	}
+	p, salt, want, err := decode(encoded)
+	if err != nil {
+		return err
+	}
+	got := argon2.IDKey([]byte(pw), salt, p.Iterations, p.MemoryKiB, p.Parallelism, uint32(len(want)))
+	if subtle.ConstantTimeCompare(got, want) != 1 || unknown {
+		return ErrMismatch
+	}
+	return nil
+}
+
+// NeedsRehash reports whether encoded was made with other parameters than
+// the hasher's.
+func (h *Hasher) NeedsRehash(encoded string) bool {
+	p, _, _, err := decode(encoded)
+	return err != nil || p != h.params
+}
+
+func (h *Hasher) acquire(ctx context.Context) error {
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
+	}
+}
+
+func (h *Hasher) release() { <-h.slots }
+
+func decode(s string) (p Params, salt, key []byte, err error) {
+	parts := strings.Split(s, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return p, nil, nil, errors.New("password: unsupported hash format")
+	}
+	var v int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+		return p, nil, nil, errors.New("password: unsupported argon2 version")
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &p.Parallelism); err != nil {
+		return p, nil, nil, fmt.Errorf("password: bad parameters: %w", err)
+	}
+	if salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil {
+		return p, nil, nil, fmt.Errorf("password: bad salt: %w", err)
+	}
+	if key, err = base64.RawStdEncoding.DecodeString(parts[5]); err != nil || len(key) < 16 {
+		return p, nil, nil, errors.New("password: bad hash")
+	}
+	return p, salt, key, nil
+}

@@ -1,0 +1,145 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/latchauth/latch/internal/audit"
+)
+
+// RefreshRequest is one refresh_token grant (RFC 6749 section 6).
+type RefreshRequest struct {
+	Token string
+	// Client is the authenticated client presenting the token.
+	Client Client
+	// Scope optionally narrows the new access token; the session keeps its
+	// scope (RFC 6749 section 6: it may not grow).
+	Scope string
+	Meta  Meta
+}
+
+type outcome int
+
+const (
+	outRotate outcome = iota // the current token: rotate
+	outGrace                 // parent within G: the identical current token
+	outLost                  // parent within L: a fresh successor
+	outReuse                 // anything else: revoke the session
+)
+
+func (o outcome) String() string {
+	return [...]string{"rotate", "grace", "lost_response", "reuse"}[o]
+}
+
+// decide applies the rotation table of DESIGN.md to a locked session.
+// The windows are inclusive: a repeat exactly G after the hand-out is still
+// a duplicate.
+func decide(s *Session, gen uint64, now time.Time, grace, lost time.Duration) outcome {
+	switch {
+	case gen == s.Gen:
+		return outRotate
+	case gen != s.ParentGen || s.ParentGen == 0:
+		// Older ancestors and abandoned successors (gens between the parent
+		// and the current one) land here.
+		return outReuse
+	case !now.After(s.HandedAt.Add(grace)):
+		return outGrace
+	case lost > 0 && !now.After(s.RotatedAt.Add(lost)):
+		return outLost
+	default:
+		return outReuse
+	}
+}
+
+// Refresh exchanges a refresh token for new tokens. Every case is decided
+// inside one transaction on the locked session row, so concurrent refreshes
+// on any number of server processes serialise in the database. A storage
+// failure leaves the session exactly as it was.
+//
+// Errors for which IsInvalidGrant is true mean the token is dead; ErrReused
+// additionally means the session was revoked because of it.
+func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, error) {
+	// Malformed and forged tokens are refused before any database work.
+	raw, gen, err := s.codec.Decode(req.Token)
+	if err != nil {
+		return Tokens{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	sid := idString(raw)
+	now := s.now()
+	var (
+		ses   Session
+		out   outcome
+		scope string
+	)
+	err = s.store.InTx(ctx, func(tx Tx) error {
+		var err error
+		ses, err = tx.LockSession(ctx, sid)
+		if err != nil {
+			return err
+		}
+		if ses.ClientID != req.Client.ID {
+			// RFC 6749 section 10.4: the binding to the client is checked.
+			return ErrWrongClient
+		}
+		if err := ses.state(now); err != nil {
+			return err
+		}
+		scope = ses.Scope
+		if req.Scope != "" {
+			if !scopeSubset(req.Scope, fieldsOf(ses.Scope)) {
+				return ErrInvalidScope
+			}
+			scope = req.Scope
+		}
+		out = decide(&ses, gen, now, s.cfg.Grace, s.cfg.LostWindow)
+		switch out {
+		case outReuse:
+			if _, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: ses.UserID, SessionID: ses.ID, Scope: ScopeOne, Reason: ReasonReuse}, now)); err != nil {
+				return err
+			}
+			return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.RefreshReuse, UserID: ses.UserID, SessionID: ses.ID, ClientID: ses.ClientID,
+				Detail: fmt.Sprintf("generation %d presented; current %d, parent %d; parent rotated %s ago", gen, ses.Gen, ses.ParentGen, now.Sub(ses.RotatedAt))}, req.Meta))
+		case outRotate:
+			ses.ParentGen, ses.Gen = ses.Gen, ses.Gen+1
+			ses.RotatedAt = now
+		case outLost:
+			// The unused current token is abandoned; the parent stays the
+			// parent and L keeps running from the original rotation.
+			abandoned := ses.Gen
+			ses.Gen++
+			if err := tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.RefreshLost, UserID: ses.UserID, SessionID: ses.ID, ClientID: ses.ClientID,
+				Detail: fmt.Sprintf("parent %d repeated %s after rotation; generation %d abandoned, %d issued", gen, now.Sub(ses.RotatedAt), abandoned, ses.Gen)}, req.Meta)); err != nil {
+				return err
+			}
+		case outGrace:
+			// Nothing rotates: the identical current token is returned.
+		}
+		ses.HandedAt = now
+		ses.LastUsedAt = now
+		ses.IdleExpiresAt = now.Add(s.cfg.Idle)
+		ses.IP, ses.UserAgent = req.Meta.IP, req.Meta.UserAgent
+		return tx.UpdateSession(ctx, ses)
+	})
+	if err != nil {
+		return Tokens{}, fmt.Errorf("session: refresh: %w", err)
+	}
+	if out == outReuse {
+		s.log.Warn("refresh token reuse; session revoked", "session_id", ses.ID, "user_id", ses.UserID, "ip", req.Meta.IP)
+		return Tokens{}, fmt.Errorf("session: refresh: %w", ErrReused)
+	}
+	if out == outLost {
+		s.log.Info("refresh lost-response successor issued", "session_id", ses.ID, "ip", req.Meta.IP)
+	}
+	t, err := s.tokens(&ses, &req.Client, scope, now)
+	if err != nil {
+		// The rotation committed; the client retries with the same token and
+		// the grace or lost-response rule answers it.
+		return Tokens{}, err
+	}
+	return t, nil
+}
+
+// IsReuse reports whether err is a detected refresh-token reuse.
+func IsReuse(err error) bool { return errors.Is(err, ErrReused) }

@@ -1,0 +1,219 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/latchauth/latch/internal/audit"
+	"github.com/latchauth/latch/internal/password"
+)
+
+// Logout ends sessions of the user who holds session sid: that session
+// (ScopeOne), the user's other sessions (ScopeOthers) or all of them. It
+// returns the ids it revoked; repeating a logout is not an error.
+func (s *Service) Logout(ctx context.Context, userID, sid string, scope Scope, m Meta) ([]string, error) {
+	switch scope {
+	case ScopeOne, ScopeOthers, ScopeAll:
+	default:
+		return nil, fmt.Errorf("session: unknown logout scope %q", scope)
+	}
+	now := s.now()
+	var ids []string
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		var err error
+		ids, err = tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: userID, SessionID: sid, Scope: scope, Reason: ReasonLogout}, now))
+		if err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.Logout, UserID: userID, SessionID: sid, Detail: fmt.Sprintf("scope %s, %d sessions", scope, len(ids))}, m))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session: logout: %w", err)
+	}
+	return ids, nil
+}
+
+// RevokeSession ends one session of userID (remote logout). A session of
+// another user, or none, is ErrNotFound; an already revoked one is not an
+// error. With userID empty (operators), any session may be revoked.
+func (s *Service) RevokeSession(ctx context.Context, userID, target string, m Meta) error {
+	now := s.now()
+	reason := ReasonRemoteLogout
+	if userID == "" {
+		reason = ReasonAdmin
+	}
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		ses, err := tx.LockSession(ctx, target)
+		if err != nil {
+			return err
+		}
+		if userID != "" && ses.UserID != userID {
+			return ErrNotFound
+		}
+		if _, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: ses.UserID, SessionID: target, Scope: ScopeOne, Reason: reason}, now)); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.SessionRevoked, UserID: ses.UserID, SessionID: target, Detail: reason}, m))
+	})
+	if err != nil {
+		return fmt.Errorf("session: revoke: %w", err)
+	}
+	return nil
+}
+
+// RevokeRefreshToken implements RFC 7009 for refresh tokens: a valid token
+// of client c ends its session. Per section 2.2 an invalid or unknown token
+// is not an error; a token of another client is ignored.
+func (s *Service) RevokeRefreshToken(ctx context.Context, tok string, c Client, m Meta) error {
+	raw, _, err := s.codec.Decode(tok)
+	if err != nil {
+		return nil
+	}
+	sid := idString(raw)
+	now := s.now()
+	err = s.store.InTx(ctx, func(tx Tx) error {
+		ses, err := tx.LockSession(ctx, sid)
+		if err != nil {
+			return err
+		}
+		if ses.ClientID != c.ID || !ses.RevokedAt.IsZero() {
+			return nil
+		}
+		if _, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: ses.UserID, SessionID: sid, Scope: ScopeOne, Reason: ReasonTokenRevoked}, now)); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.TokenRevoked, UserID: ses.UserID, SessionID: sid, ClientID: c.ID}, m))
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("session: revoke token: %w", err)
+	}
+	return nil
+}
+
+// ActiveSession returns session sid if it is active and belongs to userID;
+// the account endpoints call it for every request they serve.
+func (s *Service) ActiveSession(ctx context.Context, userID, sid string) (Session, error) {
+	ses, err := s.store.Session(ctx, sid)
+	if err != nil {
+		return Session{}, err
+	}
+	if ses.UserID != userID {
+		return Session{}, ErrNotFound
+	}
+	if err := ses.state(s.now()); err != nil {
+		return Session{}, err
+	}
+	return ses, nil
+}
+
+// Sessions returns the user's active sessions, newest first.
+func (s *Service) Sessions(ctx context.Context, userID string) ([]Session, error) {
+	all, err := s.store.UserSessions(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	active := all[:0]
+	for _, ses := range all {
+		if ses.Active(now) {
+			active = append(active, ses)
+		}
+	}
+	return active, nil
+}
+
+// ChangePassword sets a new password after checking the current one, and
+// ends every other session of the user in the same transaction; session
+// keep (the caller's) stays.
+func (s *Service) ChangePassword(ctx context.Context, userID, keep, current, next string, m Meta) error {
+	u, err := s.store.User(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if err := s.hasher.Verify(ctx, current, u.PasswordHash); err != nil {
+		if errors.Is(err, password.ErrBusy) {
+			return err
+		}
+		return ErrBadCredential
+	}
+	if err := password.CheckPolicy(next, u.Email); err != nil {
+		return err
+	}
+	hash, err := s.hasher.Hash(ctx, next)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	err = s.store.InTx(ctx, func(tx Tx) error {
+		u.PasswordHash, u.PasswordChangedAt = hash, now
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		ids, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: userID, SessionID: keep, Scope: ScopeOthers, Reason: ReasonPasswordChange}, now))
+		if err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.PasswordChanged, UserID: userID, SessionID: keep, Detail: fmt.Sprintf("%d other sessions ended", len(ids))}, m))
+	})
+	if err != nil {
+		return fmt.Errorf("session: change password: %w", err)
+	}
+	return nil
+}
+
+// DisableUser blocks the user's logins and ends all their sessions.
+func (s *Service) DisableUser(ctx context.Context, userID string, m Meta) error {
+	u, err := s.store.User(ctx, userID)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	err = s.store.InTx(ctx, func(tx Tx) error {
+		if u.DisabledAt.IsZero() {
+			u.DisabledAt = now
+		}
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		ids, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: userID, Scope: ScopeAll, Reason: ReasonUserDisabled}, now))
+		if err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.UserDisabled, UserID: userID, Detail: fmt.Sprintf("%d sessions ended", len(ids))}, m))
+	})
+	if err != nil {
+		return fmt.Errorf("session: disable user: %w", err)
+	}
+	return nil
+}
+
+// Sweep deletes sessions that were revoked or expired more than retention
+// ago, and revocation-feed entries past their until, so tables stay bounded.
+func (s *Service) Sweep(ctx context.Context, retention time.Duration) (int64, error) {
+	now := s.now()
+	n, err := s.store.DeleteStale(ctx, now.Add(-retention), now)
+	if err != nil {
+		return 0, fmt.Errorf("session: sweep: %w", err)
+	}
+	return n, nil
+}
+
+// User returns a user by id.
+func (s *Service) User(ctx context.Context, id string) (User, error) { return s.store.User(ctx, id) }
+
+// UserByEmail returns a user by (normalised) email.
+func (s *Service) UserByEmail(ctx context.Context, email string) (User, error) {
+	e, err := NormalizeEmail(email)
+	if err != nil {
+		return User{}, err
+	}
+	return s.store.UserByEmail(ctx, e)
+}
+
+// Users returns all users.
+func (s *Service) Users(ctx context.Context) ([]User, error) { return s.store.Users(ctx) }

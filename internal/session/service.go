@@ -1,0 +1,204 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/latchauth/latch/bearer"
+	"github.com/latchauth/latch/internal/audit"
+	"github.com/latchauth/latch/internal/password"
+	"github.com/latchauth/latch/internal/rtoken"
+)
+
+// Issuer signs access tokens. token.Issuer implements it.
+type Issuer interface {
+	// Issue signs c as an RFC 9068 access token.
+	Issue(c bearer.Claims) (string, error)
+	// Issuer returns the "iss" value.
+	Issuer() string
+}
+
+// Config holds the session lifetimes and refresh windows.
+type Config struct {
+	// Grace is G: a repeat of the parent token within G of the current
+	// token being handed out gets that identical token.
+	Grace time.Duration
+	// LostWindow is L: a repeat of the parent later than G but within L of
+	// its rotation gets a fresh successor (a lost response). 0 disables it.
+	LostWindow time.Duration
+	// Idle ends a session not refreshed for this long.
+	Idle time.Duration
+	// MaxLifetime ends a session this long after login; 0 means never.
+	MaxLifetime time.Duration
+	// LongestAccessTTL bounds how long an access token of a revoked session
+	// can still be valid; it sets the revocation-feed entry lifetime.
+	LongestAccessTTL time.Duration
+}
+
+// Validate reports a configuration that would break the refresh rules.
+func (c Config) Validate() error {
+	switch {
+	case c.Grace < 0:
+		return errors.New("session: refresh grace must not be negative")
+	case c.LostWindow < 0:
+		return errors.New("session: refresh lost window must not be negative")
+	case c.LostWindow != 0 && c.LostWindow <= c.Grace:
+		return fmt.Errorf("session: refresh lost window (%s) must exceed the grace window (%s), or be 0", c.LostWindow, c.Grace)
+	case c.Idle <= 0:
+		return errors.New("session: idle timeout must be positive")
+	case c.MaxLifetime < 0:
+		return errors.New("session: maximum lifetime must not be negative")
+	case c.LongestAccessTTL <= 0:
+		return errors.New("session: longest access TTL must be positive")
+	}
+	return nil
+}
+
+// Service runs logins, refreshes and revocations. It is safe for concurrent
+// use; all shared state lives in the Store.
+type Service struct {
+	store  Store
+	issuer Issuer
+	codec  *rtoken.Codec
+	hasher *password.Hasher
+	cfg    Config
+	clock  func() time.Time
+	log    *slog.Logger
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithClock sets the time source (tests use a fake clock).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.clock = now } }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// New returns a Service.
+func New(store Store, issuer Issuer, codec *rtoken.Codec, hasher *password.Hasher, cfg Config, opts ...Option) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if store == nil || issuer == nil || codec == nil || hasher == nil {
+		return nil, errors.New("session: New needs a store, an issuer, a codec and a hasher")
+	}
+	s := &Service{store: store, issuer: issuer, codec: codec, hasher: hasher, cfg: cfg,
+		clock: time.Now, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Config returns the service's configuration.
+func (s *Service) Config() Config { return s.cfg }
+
+// now truncates to microseconds, the precision every store keeps, so a value
+// read back equals the value written.
+func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+// Meta describes the request that caused a change, for audit and the
+// sessions list.
+type Meta struct {
+	IP        string
+	UserAgent string
+}
+
+// Tokens is what a login or refresh hands to the client.
+type Tokens struct {
+	AccessToken  string
+	AccessExpiry time.Time
+	// ExpiresIn is the access token's lifetime in whole seconds.
+	ExpiresIn    int64
+	RefreshToken string
+	SessionID    string
+	Scope        string
+}
+
+// NormalizeEmail trims and lower-cases an address and checks that it is a
+// bare addr-spec (RFC 5322 section 3.4.1), with no display name.
+func NormalizeEmail(email string) (string, error) {
+	e := strings.ToLower(strings.TrimSpace(email))
+	if e == "" || len(e) > 254 {
+		return "", ErrInvalidEmail
+	}
+	a, err := mail.ParseAddress(e)
+	if err != nil || a.Address != e || a.Name != "" || !strings.Contains(e[strings.LastIndexByte(e, '@')+1:], ".") {
+		return "", ErrInvalidEmail
+	}
+	return e, nil
+}
+
+// mint signs an access token for session ses at now. Its expiry never
+// passes the session's absolute expiry.
+func (s *Service) mint(ses *Session, c *Client, scope string, now time.Time) (string, time.Time, error) {
+	exp := now.Add(c.AccessTTL)
+	if !ses.ExpiresAt.IsZero() && ses.ExpiresAt.Before(exp) {
+		exp = ses.ExpiresAt
+	}
+	claims := bearer.Claims{
+		Issuer:    s.issuer.Issuer(),
+		Subject:   ses.UserID,
+		Audience:  jwt.Audience{c.Audience},
+		Expiry:    jwt.NewNumericDate(exp),
+		IssuedAt:  jwt.NewNumericDate(now),
+		NotBefore: jwt.NewNumericDate(now),
+		ID:        NewID(),
+		ClientID:  c.ID,
+		SessionID: ses.ID,
+		Scope:     scope,
+	}
+	tok, err := s.issuer.Issue(claims)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("session: sign access token: %w", err)
+	}
+	return tok, exp, nil
+}
+
+func (s *Service) tokens(ses *Session, c *Client, scope string, now time.Time) (Tokens, error) {
+	at, exp, err := s.mint(ses, c, scope, now)
+	if err != nil {
+		return Tokens{}, err
+	}
+	raw, _ := rawID(ses.ID)
+	return Tokens{
+		AccessToken:  at,
+		AccessExpiry: exp,
+		ExpiresIn:    int64(exp.Sub(now) / time.Second),
+		RefreshToken: s.codec.Encode(raw, ses.Gen),
+		SessionID:    ses.ID,
+		Scope:        scope,
+	}, nil
+}
+
+func (s *Service) revocation(r Revocation, now time.Time) Revocation {
+	r.At = now
+	r.Until = now.Add(s.cfg.LongestAccessTTL)
+	return r
+}
+
+// Client returns a registered client.
+func (s *Service) Client(ctx context.Context, id string) (Client, error) {
+	return s.store.Client(ctx, id)
+}
+
+// EnsureClient creates or replaces client c (used for the built-in client).
+func (s *Service) EnsureClient(ctx context.Context, c Client) error {
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = s.now()
+	}
+	return s.store.InTx(ctx, func(tx Tx) error { return tx.PutClient(ctx, c) })
+}
+
+func (s *Service) audit(e audit.Event, m Meta) audit.Event {
+	e.IP, e.UserAgent = m.IP, m.UserAgent
+	return e
+}

@@ -1,0 +1,244 @@
+// Package session is Latch's domain core: users, clients, and the sessions
+// they hold, with refresh-token rotation, reuse detection and revocation.
+//
+// Every multi-step change runs in one storage transaction (Store.InTx), and
+// every decision about a refresh token is taken on a row the transaction has
+// locked, so many server processes sharing one database agree. The package
+// does not import net/http; the HTTP layer maps its errors.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/latchauth/latch/internal/audit"
+	"github.com/latchauth/latch/internal/rtoken"
+)
+
+// Errors returned by the service and by stores. Stores translate driver
+// errors into these at their boundary.
+var (
+	ErrNotFound      = errors.New("session: not found")
+	ErrRevoked       = errors.New("session: revoked")
+	ErrExpired       = errors.New("session: expired")
+	ErrReused        = errors.New("session: refresh token reused")
+	ErrInvalidToken  = errors.New("session: invalid refresh token")
+	ErrWrongClient   = errors.New("session: refresh token issued to another client")
+	ErrInvalidScope  = errors.New("session: requested scope exceeds the grant")
+	ErrEmailTaken    = errors.New("session: email already registered")
+	ErrInvalidEmail  = errors.New("session: invalid email address")
+	ErrBadCredential = errors.New("session: invalid email or password")
+	ErrConflict      = errors.New("session: conflicting concurrent change")
+	// ErrUnavailable reports that storage could not be reached or timed out;
+	// the operation did not happen and may be retried.
+	ErrUnavailable = errors.New("session: storage unavailable")
+)
+
+// IsInvalidGrant reports whether err means the presented refresh token can
+// no longer be used: the RFC 6749 section 5.2 "invalid_grant" cases.
+func IsInvalidGrant(err error) bool {
+	for _, e := range []error{ErrNotFound, ErrRevoked, ErrExpired, ErrReused, ErrInvalidToken, ErrWrongClient} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Revocation reasons, stored with the session and shown to operators.
+const (
+	ReasonLogout         = "logout"
+	ReasonRemoteLogout   = "remote_logout"
+	ReasonPasswordChange = "password_change"
+	ReasonUserDisabled   = "user_disabled"
+	ReasonReuse          = "refresh_token_reuse"
+	ReasonTokenRevoked   = "token_revoked"
+	ReasonAdmin          = "admin"
+)
+
+// Session is one login on one device.
+type Session struct {
+	ID       string
+	UserID   string
+	ClientID string
+	Scope    string
+
+	CreatedAt  time.Time
+	LastUsedAt time.Time
+	UserAgent  string
+	IP         string
+
+	// ExpiresAt is the absolute expiry; zero means none.
+	ExpiresAt     time.Time
+	IdleExpiresAt time.Time
+
+	// Refresh state, O(1) per session. Gen is the current token's
+	// generation; ParentGen the token whose rotation made it (0: none yet).
+	// HandedAt is when the current token was last handed out (the grace
+	// window's start); RotatedAt is when ParentGen became the parent (the
+	// lost-response window's start).
+	Gen       uint64
+	ParentGen uint64
+	HandedAt  time.Time
+	RotatedAt time.Time
+
+	RevokedAt    time.Time
+	RevokeReason string
+}
+
+// Active reports whether s can still be used at now.
+func (s *Session) Active(now time.Time) bool { return s.state(now) == nil }
+
+func (s *Session) state(now time.Time) error {
+	switch {
+	case !s.RevokedAt.IsZero():
+		return ErrRevoked
+	case !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt):
+		return ErrExpired
+	case !now.Before(s.IdleExpiresAt):
+		return ErrExpired
+	}
+	return nil
+}
+
+// User is an account.
+type User struct {
+	ID                string
+	Email             string
+	PasswordHash      string
+	CreatedAt         time.Time
+	PasswordChangedAt time.Time
+	DisabledAt        time.Time
+}
+
+// Client is an OAuth 2.0 client registered with Latch.
+type Client struct {
+	ID   string
+	Name string
+	// SecretHash is SHA-256 of the client secret; nil for public clients.
+	// Secrets are 256-bit random values, so a fast hash suffices.
+	SecretHash []byte
+	Audience   string
+	AccessTTL  time.Duration
+	Grants     []string
+	Scopes     []string
+	CreatedAt  time.Time
+}
+
+// Grant types.
+const (
+	GrantPassword = "password"
+	GrantRefresh  = "refresh_token"
+)
+
+// Confidential reports whether the client authenticates with a secret.
+func (c *Client) Confidential() bool { return c.SecretHash != nil }
+
+// Allows reports whether the client may use grant.
+func (c *Client) Allows(grant string) bool { return slices.Contains(c.Grants, grant) }
+
+// CheckSecret compares secret with the stored hash in constant time.
+func (c *Client) CheckSecret(secret string) bool {
+	if c.SecretHash == nil {
+		return false
+	}
+	sum := HashClientSecret(secret)
+	return subtle.ConstantTimeCompare(sum, c.SecretHash) == 1
+}
+
+// HashClientSecret returns the stored form of a client secret.
+func HashClientSecret(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return sum[:]
+}
+
+// Revocation selects sessions to revoke in RevokeSessions.
+type Revocation struct {
+	// UserID limits the revocation to one user's sessions; required unless
+	// Scope is ScopeOne.
+	UserID string
+	// SessionID is the session revoked (ScopeOne) or spared (ScopeOthers).
+	SessionID string
+	Scope     Scope
+	Reason    string
+	At        time.Time
+	// Until is when the revocation-feed entry may be dropped: At plus the
+	// longest access-token lifetime.
+	Until time.Time
+}
+
+// Scope says which of a user's sessions a logout ends.
+type Scope string
+
+// Logout scopes, as in POST /v1/logout.
+const (
+	ScopeOne    Scope = "current"
+	ScopeOthers Scope = "others"
+	ScopeAll    Scope = "all"
+)
+
+// Tx is the work a store does inside one transaction. LockSession takes a
+// row lock (or the database's write lock) held until the transaction ends.
+type Tx interface {
+	InsertUser(ctx context.Context, u User) error
+	UpdateUser(ctx context.Context, u User) error
+	InsertSession(ctx context.Context, s Session) error
+	LockSession(ctx context.Context, id string) (Session, error)
+	UpdateSession(ctx context.Context, s Session) error
+	// RevokeSessions revokes the active sessions that r selects, appends a
+	// revocation-feed entry for each, and returns their ids.
+	RevokeSessions(ctx context.Context, r Revocation) ([]string, error)
+	AppendAudit(ctx context.Context, e audit.Event) error
+	PutClient(ctx context.Context, c Client) error
+}
+
+// Store is the storage the service needs.
+type Store interface {
+	// InTx runs fn in one transaction, committing if fn returns nil and
+	// rolling back otherwise.
+	InTx(ctx context.Context, fn func(Tx) error) error
+	Session(ctx context.Context, id string) (Session, error)
+	// UserSessions returns the user's sessions that have not been deleted,
+	// newest first.
+	UserSessions(ctx context.Context, userID string) ([]Session, error)
+	User(ctx context.Context, id string) (User, error)
+	UserByEmail(ctx context.Context, email string) (User, error)
+	Users(ctx context.Context) ([]User, error)
+	Client(ctx context.Context, id string) (Client, error)
+	Clients(ctx context.Context) ([]Client, error)
+	// DeleteStale deletes sessions revoked or expired before cutoff and feed
+	// entries whose until is before now; it returns the sessions deleted.
+	DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, error)
+}
+
+// NewID returns a random 128-bit identifier, base64url without padding.
+func NewID() string {
+	var b [rtoken.IDSize]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func rawID(id string) ([rtoken.IDSize]byte, bool) {
+	var b [rtoken.IDSize]byte
+	n, err := base64.RawURLEncoding.Strict().Decode(b[:], []byte(id))
+	return b, err == nil && n == rtoken.IDSize && len(id) == 22
+}
+
+func idString(b [rtoken.IDSize]byte) string { return base64.RawURLEncoding.EncodeToString(b[:]) }
+
+// scopeSubset reports whether every scope in req is in granted.
+func scopeSubset(req string, granted []string) bool {
+	for _, s := range strings.Fields(req) {
+		if !slices.Contains(granted, s) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,113 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/latchauth/latch/internal/token"
+)
+
+// SigningKeys implements token.Store.
+func (s *Store) SigningKeys(ctx context.Context) ([]token.StoredKey, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT kid, alg, state, private_key, public_jwk, created_at, activated_at, retired_at FROM signing_keys ORDER BY created_at, kid`)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []token.StoredKey
+	for rows.Next() {
+		var (
+			k                  token.StoredKey
+			created            int64
+			activated, retired sql.NullInt64
+			jwk                string
+		)
+		if err := rows.Scan(&k.KID, &k.Alg, &k.State, &k.Sealed, &jwk, &created, &activated, &retired); err != nil {
+			return nil, translate(err)
+		}
+		k.PublicJWK = []byte(jwk)
+		k.CreatedAt, k.ActivatedAt, k.RetiredAt = fromMicros(created), fromNull(activated), fromNull(retired)
+		out = append(out, k)
+	}
+	return out, translate(rows.Err())
+}
+
+func insertKey(ctx context.Context, tx *sql.Tx, k token.StoredKey) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, alg, state, private_key, public_jwk, created_at, activated_at, retired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.KID, k.Alg, k.State, k.Sealed, string(k.PublicJWK), micros(k.CreatedAt), nullMicros(k.ActivatedAt), nullMicros(k.RetiredAt))
+	if isUnique(err) {
+		return token.ErrConflict
+	}
+	return translate(err)
+}
+
+// InsertSigningKeys implements token.Store.
+func (s *Store) InsertSigningKeys(ctx context.Context, keys ...token.StoredKey) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			if err := insertKey(ctx, tx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RotateSigningKeys implements token.Store.
+func (s *Store) RotateSigningKeys(ctx context.Context, r token.Rotation) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		at := micros(r.At)
+		res, err := tx.ExecContext(ctx, `UPDATE signing_keys SET state = 'retired', retired_at = ? WHERE kid = ? AND state = 'current'`, at, r.RetireKID)
+		if err := changed(res, err); err != nil {
+			return err
+		}
+		res, err = tx.ExecContext(ctx, `UPDATE signing_keys SET state = 'current', activated_at = ? WHERE kid = ? AND state = 'next'`, at, r.PromoteKID)
+		if err := changed(res, err); err != nil {
+			return err
+		}
+		return insertKey(ctx, tx, r.Next)
+	})
+}
+
+func changed(res sql.Result, err error) error {
+	if err != nil {
+		return translate(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return token.ErrConflict
+	}
+	return nil
+}
+
+// DeleteRetiredKeys implements token.Store.
+func (s *Store) DeleteRetiredKeys(ctx context.Context, cutoff time.Time) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM signing_keys WHERE state = 'retired' AND retired_at < ?`, micros(cutoff))
+	if err != nil {
+		return 0, translate(err)
+	}
+	return res.RowsAffected()
+}
+
+// Secret implements token.Store.
+func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
+	var v []byte
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, token.ErrNotFound
+	}
+	return v, translate(err)
+}
+
+// PutSecretIfAbsent implements token.Store.
+func (s *Store) PutSecretIfAbsent(ctx context.Context, name string, value []byte, at time.Time) ([]byte, error) {
+	var v []byte
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`, name, value, micros(at)); err != nil {
+			return translate(err)
+		}
+		return translate(tx.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v))
+	})
+	return v, err
+}

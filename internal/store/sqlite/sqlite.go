@@ -1,0 +1,498 @@
+// Package sqlite implements Latch's storage on SQLite through a pure-Go
+// driver (modernc.org/sqlite, no cgo), in WAL mode.
+//
+// SQLite has one writer at a time. The store keeps that explicit: every
+// transaction runs on a single-connection writer pool and begins IMMEDIATE,
+// so it holds the database's write lock from its first statement; that lock
+// is the row lock that serialises refreshes. Reads outside transactions use a
+// separate pool and never wait for writers (WAL).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/latchauth/latch/internal/audit"
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/token"
+	"github.com/latchauth/latch/migrations"
+)
+
+var (
+	_ session.Store = (*Store)(nil)
+	_ token.Store   = (*Store)(nil)
+)
+
+// Store is a SQLite database. It is safe for concurrent use.
+type Store struct {
+	w *sql.DB // one connection; all transactions
+	r *sql.DB // readers
+}
+
+// Open opens (creating if needed) the database file at path. It does not
+// migrate; call Migrate.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" || strings.HasPrefix(path, ":memory:") {
+		return nil, errors.New("sqlite: a file path is required (in-memory databases are not shared between connections)")
+	}
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(ON)", "synchronous(NORMAL)"} {
+		q.Add("_pragma", p)
+	}
+	dsn := "file:" + path + "?" + q.Encode()
+	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	s := &Store{w: w, r: r}
+	if err := w.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return errors.Join(s.r.Close(), s.w.Close()) }
+
+// Ping checks that the database answers (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// Migrate applies the embedded migrations that have not run yet and returns
+// the versions it applied.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return nil, fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	names, err := fs.Glob(migrations.SQLite, "sqlite/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	var applied []string
+	for _, name := range names {
+		version := strings.TrimSuffix(strings.TrimPrefix(name, "sqlite/"), ".sql")
+		body, err := migrations.SQLite.ReadFile(name)
+		if err != nil {
+			return applied, err
+		}
+		err = s.tx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil || n > 0 {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("%s: %w", version, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, micros(time.Now())); err != nil {
+				return err
+			}
+			applied = append(applied, version)
+			return nil
+		})
+		if err != nil {
+			return applied, fmt.Errorf("sqlite: migrate: %w", err)
+		}
+	}
+	return applied, nil
+}
+
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return translate(err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return translate(tx.Commit())
+}
+
+// InTx implements session.Store.
+func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return fn(&txn{tx: tx}) })
+}
+
+// translate maps driver errors to the domain's sentinels.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return session.ErrNotFound
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN:
+			return fmt.Errorf("%w: %w", session.ErrUnavailable, err)
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", session.ErrUnavailable, err)
+	}
+	return err
+}
+
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+// Times are stored as Unix microseconds; NULL for the zero time.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func nullMicros(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func fromNull(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMicros(v.Int64)
+}
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// ---- sessions ----
+
+const sessionCols = `id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason`
+
+func scanSession(r rowScanner) (session.Session, error) {
+	var (
+		s                                        session.Session
+		created, lastUsed, idle, handed, rotated int64
+		expires, revoked                         sql.NullInt64
+		gen, parent                              int64
+	)
+	err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &created, &lastUsed, &s.UserAgent, &s.IP, &expires, &idle, &gen, &parent, &handed, &rotated, &revoked, &s.RevokeReason)
+	if err != nil {
+		return session.Session{}, translate(err)
+	}
+	s.CreatedAt, s.LastUsedAt, s.IdleExpiresAt = fromMicros(created), fromMicros(lastUsed), fromMicros(idle)
+	s.HandedAt, s.RotatedAt = fromMicros(handed), fromMicros(rotated)
+	s.ExpiresAt, s.RevokedAt = fromNull(expires), fromNull(revoked)
+	s.Gen, s.ParentGen = uint64(gen), uint64(parent)
+	return s, nil
+}
+
+func getSession(ctx context.Context, q querier, id string) (session.Session, error) {
+	return scanSession(q.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`, id))
+}
+
+// Session implements session.Store.
+func (s *Store) Session(ctx context.Context, id string) (session.Session, error) {
+	return getSession(ctx, s.r, id)
+}
+
+// UserSessions implements session.Store.
+func (s *Store) UserSessions(ctx context.Context, userID string) ([]session.Session, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id`, userID)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []session.Session
+	for rows.Next() {
+		ses, err := scanSession(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ses)
+	}
+	return out, translate(rows.Err())
+}
+
+// DeleteStale implements session.Store.
+func (s *Store) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		c := micros(cutoff)
+		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE (revoked_at IS NOT NULL AND revoked_at < ?) OR (expires_at IS NOT NULL AND expires_at < ?) OR idle_expires_at < ?`, c, c, c)
+		if err != nil {
+			return translate(err)
+		}
+		n, _ = res.RowsAffected()
+		_, err = tx.ExecContext(ctx, `DELETE FROM revocations WHERE until < ?`, micros(now))
+		return translate(err)
+	})
+	return n, err
+}
+
+// ---- users ----
+
+const userCols = `id, email, password_hash, created_at, password_changed_at, disabled_at`
+
+func scanUser(r rowScanner) (session.User, error) {
+	var (
+		u                session.User
+		created, changed int64
+		disabled         sql.NullInt64
+	)
+	if err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &created, &changed, &disabled); err != nil {
+		return session.User{}, translate(err)
+	}
+	u.CreatedAt, u.PasswordChangedAt, u.DisabledAt = fromMicros(created), fromMicros(changed), fromNull(disabled)
+	return u, nil
+}
+
+// User implements session.Store.
+func (s *Store) User(ctx context.Context, id string) (session.User, error) {
+	return scanUser(s.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+}
+
+// UserByEmail implements session.Store.
+func (s *Store) UserByEmail(ctx context.Context, email string) (session.User, error) {
+	return scanUser(s.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE email = ?`, email))
+}
+
+// Users implements session.Store.
+func (s *Store) Users(ctx context.Context) ([]session.User, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+userCols+` FROM users ORDER BY created_at, id`)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []session.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, translate(rows.Err())
+}
+
+// ---- clients ----
+
+const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at`
+
+func scanClient(r rowScanner) (session.Client, error) {
+	var (
+		c              session.Client
+		ttl, created   int64
+		grants, scopes string
+	)
+	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Audience, &ttl, &grants, &scopes, &created); err != nil {
+		return session.Client{}, translate(err)
+	}
+	c.AccessTTL = time.Duration(ttl) * time.Microsecond
+	c.Grants, c.Scopes = strings.Fields(grants), strings.Fields(scopes)
+	c.CreatedAt = fromMicros(created)
+	return c, nil
+}
+
+// Client implements session.Store.
+func (s *Store) Client(ctx context.Context, id string) (session.Client, error) {
+	return scanClient(s.r.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients WHERE id = ?`, id))
+}
+
+// Clients implements session.Store.
+func (s *Store) Clients(ctx context.Context) ([]session.Client, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+clientCols+` FROM clients ORDER BY id`)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []session.Client
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, translate(rows.Err())
+}
+
+// ---- transaction ----
+
+type txn struct{ tx *sql.Tx }
+
+func (t *txn) InsertUser(ctx context.Context, u session.User) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Email, u.PasswordHash, micros(u.CreatedAt), micros(u.PasswordChangedAt), nullMicros(u.DisabledAt))
+	if isUnique(err) {
+		return session.ErrEmailTaken
+	}
+	return translate(err)
+}
+
+func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
+	res, err := t.tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, password_changed_at = ?, disabled_at = ? WHERE id = ?`,
+		u.PasswordHash, micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), u.ID)
+	return oneRow(res, err)
+}
+
+func (t *txn) InsertSession(ctx context.Context, s session.Session) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.ID, s.UserID, s.ClientID, s.Scope, micros(s.CreatedAt), micros(s.LastUsedAt), s.UserAgent, s.IP,
+		nullMicros(s.ExpiresAt), micros(s.IdleExpiresAt), int64(s.Gen), int64(s.ParentGen), micros(s.HandedAt), micros(s.RotatedAt),
+		nullMicros(s.RevokedAt), s.RevokeReason)
+	return translate(err)
+}
+
+func (t *txn) LockSession(ctx context.Context, id string) (session.Session, error) {
+	// The transaction began IMMEDIATE and so already holds the write lock.
+	return getSession(ctx, t.tx, id)
+}
+
+func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
+	res, err := t.tx.ExecContext(ctx, `UPDATE sessions SET last_used_at = ?, user_agent = ?, ip = ?, idle_expires_at = ?, gen = ?, parent_gen = ?, handed_at = ?, rotated_at = ? WHERE id = ?`,
+		micros(s.LastUsedAt), s.UserAgent, s.IP, micros(s.IdleExpiresAt), int64(s.Gen), int64(s.ParentGen), micros(s.HandedAt), micros(s.RotatedAt), s.ID)
+	return oneRow(res, err)
+}
+
+func (t *txn) RevokeSessions(ctx context.Context, r session.Revocation) ([]string, error) {
+	q := `UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE revoked_at IS NULL AND `
+	args := []any{micros(r.At), r.Reason}
+	switch r.Scope {
+	case session.ScopeOne:
+		q += `id = ?`
+		args = append(args, r.SessionID)
+		if r.UserID != "" {
+			q += ` AND user_id = ?`
+			args = append(args, r.UserID)
+		}
+	case session.ScopeOthers:
+		q += `user_id = ? AND id <> ?`
+		args = append(args, r.UserID, r.SessionID)
+	case session.ScopeAll:
+		q += `user_id = ?`
+		args = append(args, r.UserID)
+	default:
+		return nil, fmt.Errorf("sqlite: unknown revocation scope %q", r.Scope)
+	}
+	rows, err := t.tx.QueryContext(ctx, q+` RETURNING id`, args...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, translate(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, translate(err)
+	}
+	for _, id := range ids {
+		if _, err := t.tx.ExecContext(ctx, `INSERT INTO revocations (session_id, revoked_at, until) VALUES (?, ?, ?)`, id, micros(r.At), micros(r.Until)); err != nil {
+			return nil, translate(err)
+		}
+	}
+	return ids, nil
+}
+
+func (t *txn) AppendAudit(ctx context.Context, e audit.Event) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO audit_events (at, type, user_id, session_id, client_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		micros(e.At), e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail)
+	return translate(err)
+}
+
+func (t *txn) PutClient(ctx context.Context, c session.Client) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, audience = excluded.audience,
+		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes`,
+		c.ID, c.Name, c.SecretHash, c.Audience, c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt))
+	return translate(err)
+}
+
+func oneRow(res sql.Result, err error) error {
+	if err != nil {
+		return translate(err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return translate(err)
+	} else if n != 1 {
+		return session.ErrNotFound
+	}
+	return nil
+}
+
+// AuditEvents returns the newest audit events, up to limit, newest first.
+func (s *Store) AuditEvents(ctx context.Context, limit int) ([]audit.Event, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT at, type, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events ORDER BY id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []audit.Event
+	for rows.Next() {
+		var e audit.Event
+		var at int64
+		if err := rows.Scan(&at, &e.Type, &e.UserID, &e.SessionID, &e.ClientID, &e.IP, &e.UserAgent, &e.Detail); err != nil {
+			return nil, translate(err)
+		}
+		e.At = fromMicros(at)
+		out = append(out, e)
+	}
+	return out, translate(rows.Err())
+}
+
+// Revocations returns the revocation feed entries with seq greater than
+// after, oldest first.
+func (s *Store) Revocations(ctx context.Context, after int64) ([]Revocation, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, session_id, revoked_at, until FROM revocations WHERE seq > ? ORDER BY seq`, after)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []Revocation
+	for rows.Next() {
+		var r Revocation
+		var at, until int64
+		if err := rows.Scan(&r.Seq, &r.SessionID, &at, &until); err != nil {
+			return nil, translate(err)
+		}
+		r.RevokedAt, r.Until = fromMicros(at), fromMicros(until)
+		out = append(out, r)
+	}
+	return out, translate(rows.Err())
+}
+
+// Revocation is one revocation-feed entry.
+type Revocation struct {
+	Seq       int64
+	SessionID string
+	RevokedAt time.Time
+	Until     time.Time
+}

@@ -1,0 +1,440 @@
+// Package token signs Latch access tokens (RFC 9068 JWTs), keeps the signing
+// keys through their next/current/retired life cycle, and publishes the JWKS.
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/latchauth/latch/bearer"
+	"github.com/latchauth/latch/internal/keywrap"
+)
+
+// Algorithms Latch signs with. EdDSA is the default; ES256 and RS256 serve
+// verifiers that lack Ed25519 (RS256 is RFC 9068's mandatory-to-implement).
+var Algorithms = []string{string(jose.EdDSA), string(jose.ES256), string(jose.RS256)}
+
+// TypeAccessToken is the JWT "typ" header of access tokens (RFC 9068
+// section 2.1).
+const TypeAccessToken = "at+jwt"
+
+var (
+	// ErrInvalid reports an access token that fails verification. The cause
+	// is wrapped for logs, never shown to clients.
+	ErrInvalid = errors.New("token: invalid access token")
+	// ErrTooSoon reports a rotation that would start signing with a key
+	// verifiers may not have fetched yet.
+	ErrTooSoon = errors.New("token: next key not yet published for a full JWKS cache lifetime")
+	// ErrNoKey reports that no current signing key is loaded.
+	ErrNoKey = errors.New("token: no current signing key")
+)
+
+// Config configures an Issuer.
+type Config struct {
+	// Issuer is the "iss" claim and the RFC 8414 issuer identifier.
+	Issuer string
+	// Alg is the algorithm of newly created keys.
+	Alg string
+	// JWKSMaxAge is the Cache-Control max-age of the JWKS; a next key is
+	// published at least this long before it signs.
+	JWKSMaxAge time.Duration
+	// LongestAccessTTL keeps retired keys published while tokens they
+	// signed can still be valid.
+	LongestAccessTTL time.Duration
+	// Leeway is the clock skew tolerated when Latch verifies its own tokens.
+	Leeway time.Duration
+	// ReloadInterval is how often Run re-reads the key set, so a rotation
+	// made by another node or the CLI is picked up without a restart.
+	ReloadInterval time.Duration
+}
+
+// Validate reports an unusable configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Issuer == "":
+		return errors.New("token: issuer is required")
+	case !slices.Contains(Algorithms, c.Alg):
+		return fmt.Errorf("token: signing algorithm %q is not one of %s", c.Alg, strings.Join(Algorithms, ", "))
+	case c.JWKSMaxAge <= 0 || c.LongestAccessTTL <= 0 || c.ReloadInterval <= 0:
+		return errors.New("token: JWKS max-age, longest access TTL and reload interval must be positive")
+	case c.Leeway < 0 || c.Leeway > 5*time.Minute:
+		return errors.New("token: leeway must be between 0 and 5m")
+	}
+	return nil
+}
+
+type key struct {
+	StoredKey
+	pub    jose.JSONWebKey
+	signer jose.Signer // current key only
+}
+
+// Issuer signs access tokens with the current key and serves the JWKS. It is
+// safe for concurrent use.
+type Issuer struct {
+	store Store
+	kek   *keywrap.KEK
+	cfg   Config
+	clock func() time.Time
+	log   *slog.Logger
+
+	mu        sync.RWMutex
+	published map[string]*key
+	current   *key
+	jwks      []byte
+}
+
+// Option configures an Issuer.
+type Option func(*Issuer)
+
+// WithClock sets the time source.
+func WithClock(now func() time.Time) Option { return func(i *Issuer) { i.clock = now } }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(i *Issuer) { i.log = l } }
+
+// New returns an Issuer over store; call Init before use.
+func New(store Store, kek *keywrap.KEK, cfg Config, opts ...Option) (*Issuer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if store == nil || kek == nil {
+		return nil, errors.New("token: New needs a store and a key-encryption key")
+	}
+	i := &Issuer{store: store, kek: kek, cfg: cfg, clock: time.Now, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(i)
+	}
+	return i, nil
+}
+
+func (i *Issuer) now() time.Time { return i.clock().UTC().Truncate(time.Microsecond) }
+
+// Issuer returns the "iss" value.
+func (i *Issuer) Issuer() string { return i.cfg.Issuer }
+
+// Init creates the first current and next keys if storage has none, then
+// loads the key set. Several nodes may race here; one wins.
+func (i *Issuer) Init(ctx context.Context) error {
+	keys, err := i.store.SigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("token: load keys: %w", err)
+	}
+	if !slices.ContainsFunc(keys, func(k StoredKey) bool { return k.State == StateCurrent }) {
+		now := i.now()
+		cur, err := i.newKey(StateCurrent, now)
+		if err != nil {
+			return err
+		}
+		cur.ActivatedAt = now
+		next, err := i.newKey(StateNext, now)
+		if err != nil {
+			return err
+		}
+		if err := i.store.InsertSigningKeys(ctx, cur, next); err != nil && !errors.Is(err, ErrConflict) {
+			return fmt.Errorf("token: create first keys: %w", err)
+		}
+		i.log.Info("created signing keys", "current", cur.KID, "next", next.KID, "alg", i.cfg.Alg)
+	}
+	return i.Reload(ctx)
+}
+
+// Reload re-reads the key set from storage.
+func (i *Issuer) Reload(ctx context.Context) error {
+	stored, err := i.store.SigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("token: load keys: %w", err)
+	}
+	now := i.now()
+	published := map[string]*key{}
+	var current *key
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
+	for _, sk := range stored {
+		if sk.State == StateRetired && !sk.RetiredAt.Add(i.retention()).After(now) {
+			continue
+		}
+		k := &key{StoredKey: sk}
+		if err := json.Unmarshal(sk.PublicJWK, &k.pub); err != nil {
+			return fmt.Errorf("token: key %s: bad public JWK: %w", sk.KID, err)
+		}
+		if sk.State == StateCurrent {
+			if i.current != nil && i.current.KID == sk.KID {
+				k.signer = i.current.signer
+			} else if k.signer, err = i.openSigner(sk); err != nil {
+				return err
+			}
+			current = k
+		}
+		published[sk.KID] = k
+		set.Keys = append(set.Keys, k.pub)
+	}
+	if current == nil {
+		return ErrNoKey
+	}
+	jwks, err := json.Marshal(set)
+	if err != nil {
+		return fmt.Errorf("token: encode JWKS: %w", err)
+	}
+	i.mu.Lock()
+	if i.current != nil && i.current.KID != current.KID {
+		i.log.Info("signing key changed", "kid", current.KID)
+	}
+	i.published, i.current, i.jwks = published, current, jwks
+	i.mu.Unlock()
+	return nil
+}
+
+// retention is how long a retired key stays published: every token it
+// signed has expired by then, with the verifiers' leeway.
+func (i *Issuer) retention() time.Duration { return i.cfg.LongestAccessTTL + i.cfg.Leeway }
+
+// Run reloads the key set every ReloadInterval until ctx is done.
+func (i *Issuer) Run(ctx context.Context) {
+	t := time.NewTicker(i.cfg.ReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := i.Reload(ctx); err != nil && ctx.Err() == nil {
+				// Keep signing with the keys we have; storage may be down.
+				i.log.Warn("reload signing keys", "err", err)
+			}
+		}
+	}
+}
+
+// JWKS returns the published key set (RFC 7517 section 5) and its
+// Cache-Control max-age.
+func (i *Issuer) JWKS() ([]byte, time.Duration) {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.jwks, i.cfg.JWKSMaxAge
+}
+
+// Issue signs c with the current key. The header carries kid and typ
+// at+jwt; no other header is set (RFC 8725 section 3.10: no jku, x5u, jwk).
+func (i *Issuer) Issue(c bearer.Claims) (string, error) {
+	i.mu.RLock()
+	cur := i.current
+	i.mu.RUnlock()
+	if cur == nil {
+		return "", ErrNoKey
+	}
+	return jwt.Signed(cur.signer).Claims(c).Serialize()
+}
+
+// Verify checks an access token Latch issued: a published key by kid, the
+// key's own algorithm, typ at+jwt, exact iss, exp and nbf with leeway. It
+// does not check aud; callers that are resource servers must.
+func (i *Issuer) Verify(tok string) (bearer.Claims, error) {
+	var c bearer.Claims
+	if len(tok) > 8<<10 {
+		return c, fmt.Errorf("%w: too long", ErrInvalid)
+	}
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.RS256})
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if len(parsed.Headers) != 1 {
+		return c, fmt.Errorf("%w: want one signature", ErrInvalid)
+	}
+	h := parsed.Headers[0]
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !isAccessTokenType(typ) {
+		return c, fmt.Errorf("%w: typ %q", ErrInvalid, typ)
+	}
+	i.mu.RLock()
+	k := i.published[h.KeyID]
+	i.mu.RUnlock()
+	if k == nil {
+		return c, fmt.Errorf("%w: unknown kid", ErrInvalid)
+	}
+	if h.Algorithm != k.Alg {
+		return c, fmt.Errorf("%w: alg %s for a %s key", ErrInvalid, h.Algorithm, k.Alg)
+	}
+	if err := parsed.Claims(k.pub.Key, &c); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	now := i.clock()
+	switch {
+	case c.Issuer != i.cfg.Issuer:
+		return c, fmt.Errorf("%w: issuer", ErrInvalid)
+	case c.Expiry == nil || !now.Before(c.Expiry.Time().Add(i.cfg.Leeway)):
+		return c, fmt.Errorf("%w: expired", ErrInvalid)
+	case c.NotBefore != nil && now.Add(i.cfg.Leeway).Before(c.NotBefore.Time()):
+		return c, fmt.Errorf("%w: not yet valid", ErrInvalid)
+	case c.Subject == "" || c.SessionID == "":
+		return c, fmt.Errorf("%w: missing sub or sid", ErrInvalid)
+	}
+	return c, nil
+}
+
+// isAccessTokenType compares media types case-insensitively (RFC 9068
+// section 4 accepts at+jwt and application/at+jwt).
+func isAccessTokenType(typ string) bool {
+	t := strings.ToLower(typ)
+	return t == TypeAccessToken || t == "application/"+TypeAccessToken
+}
+
+// KeyInfo describes a signing key for operators.
+type KeyInfo struct {
+	KID         string
+	Alg         string
+	State       string
+	Published   bool
+	CreatedAt   time.Time
+	ActivatedAt time.Time
+	RetiredAt   time.Time
+}
+
+// Keys lists every stored key.
+func (i *Issuer) Keys(ctx context.Context) ([]KeyInfo, error) {
+	stored, err := i.store.SigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("token: load keys: %w", err)
+	}
+	now := i.now()
+	out := make([]KeyInfo, 0, len(stored))
+	for _, k := range stored {
+		out = append(out, KeyInfo{KID: k.KID, Alg: k.Alg, State: k.State,
+			Published: k.State != StateRetired || k.RetiredAt.Add(i.retention()).After(now),
+			CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt})
+	}
+	return out, nil
+}
+
+// Rotate retires the current key, makes the next key current and creates a
+// new next key. Unless force is set it refuses while the next key has been
+// published for less than JWKSMaxAge, since a verifier holding a cached JWKS
+// would not know it yet.
+func (i *Issuer) Rotate(ctx context.Context, force bool) (Rotation, error) {
+	stored, err := i.store.SigningKeys(ctx)
+	if err != nil {
+		return Rotation{}, fmt.Errorf("token: load keys: %w", err)
+	}
+	var cur, next *StoredKey
+	for j := range stored {
+		switch stored[j].State {
+		case StateCurrent:
+			cur = &stored[j]
+		case StateNext:
+			next = &stored[j]
+		}
+	}
+	if cur == nil || next == nil {
+		return Rotation{}, fmt.Errorf("token: rotate: %w (run latch serve once to create keys)", ErrNoKey)
+	}
+	now := i.now()
+	if ready := next.CreatedAt.Add(i.cfg.JWKSMaxAge); now.Before(ready) && !force {
+		return Rotation{}, fmt.Errorf("%w: key %s can sign from %s", ErrTooSoon, next.KID, ready.Format(time.RFC3339))
+	}
+	nk, err := i.newKey(StateNext, now)
+	if err != nil {
+		return Rotation{}, err
+	}
+	r := Rotation{RetireKID: cur.KID, PromoteKID: next.KID, Next: nk, At: now}
+	if err := i.store.RotateSigningKeys(ctx, r); err != nil {
+		return Rotation{}, fmt.Errorf("token: rotate: %w", err)
+	}
+	return r, i.Reload(ctx)
+}
+
+// PruneRetired deletes retired keys that are no longer published.
+func (i *Issuer) PruneRetired(ctx context.Context) (int64, error) {
+	return i.store.DeleteRetiredKeys(ctx, i.now().Add(-i.retention()))
+}
+
+func (i *Issuer) newKey(state string, now time.Time) (StoredKey, error) {
+	var (
+		priv crypto.Signer
+		err  error
+	)
+	switch i.cfg.Alg {
+	case string(jose.EdDSA):
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	case string(jose.ES256):
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case string(jose.RS256):
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
+	}
+	if err != nil {
+		return StoredKey{}, fmt.Errorf("token: generate %s key: %w", i.cfg.Alg, err)
+	}
+	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: i.cfg.Alg, Use: "sig"}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return StoredKey{}, fmt.Errorf("token: thumbprint: %w", err)
+	}
+	// RFC 7638 thumbprint as kid: stable, and safe in any header or URL.
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	pubJSON, err := json.Marshal(pub)
+	if err != nil {
+		return StoredKey{}, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return StoredKey{}, fmt.Errorf("token: encode key: %w", err)
+	}
+	return StoredKey{KID: pub.KeyID, Alg: i.cfg.Alg, State: state,
+		Sealed: i.kek.Seal(der, sealContext(pub.KeyID)), PublicJWK: pubJSON, CreatedAt: now}, nil
+}
+
+func sealContext(kid string) string { return "latch signing key " + kid }
+
+func (i *Issuer) openSigner(sk StoredKey) (jose.Signer, error) {
+	der, err := i.kek.Open(sk.Sealed, sealContext(sk.KID))
+	if err != nil {
+		return nil, fmt.Errorf("token: key %s: %w", sk.KID, err)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("token: key %s: %w", sk.KID, err)
+	}
+	s, err := jose.NewSigner(
+		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(sk.Alg), Key: jose.JSONWebKey{Key: priv, KeyID: sk.KID, Algorithm: sk.Alg}},
+		(&jose.SignerOptions{}).WithType(TypeAccessToken))
+	if err != nil {
+		return nil, fmt.Errorf("token: key %s: %w", sk.KID, err)
+	}
+	return s, nil
+}
+
+// RefreshKey returns the refresh-token MAC key, creating it on first use.
+// It is stored sealed with the key-encryption key, so every node shares it
+// and a database dump alone does not reveal it.
+func RefreshKey(ctx context.Context, store Store, kek *keywrap.KEK, now time.Time) ([]byte, error) {
+	const name = "refresh-token-mac-key"
+	sealed, err := store.Secret(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		k := make([]byte, 32)
+		rand.Read(k)
+		sealed, err = store.PutSecretIfAbsent(ctx, name, kek.Seal(k, name), now)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token: refresh key: %w", err)
+	}
+	k, err := kek.Open(sealed, name)
+	if err != nil {
+		return nil, fmt.Errorf("token: refresh key: %w", err)
+	}
+	return k, nil
+}
