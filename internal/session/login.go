@@ -5,37 +5,85 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/password"
 )
 
+// SignupRequest creates a user and, when Login is set, starts a session
+// for them in the same transaction.
+type SignupRequest struct {
+	Email    string
+	Password string
+	Login    bool
+	Client   Client
+	Scope    string
+	Meta     Meta
+}
+
 // Signup creates a user. The email is normalised; the password must meet
-// password.CheckPolicy.
-func (s *Service) Signup(ctx context.Context, email, pw string, m Meta) (User, error) {
-	email, err := NormalizeEmail(email)
+// password.CheckPolicy. With req.Login the tokens of a new session are
+// returned too; without, Tokens is zero.
+func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, error) {
+	email, err := NormalizeEmail(req.Email)
 	if err != nil {
-		return User{}, err
+		return User{}, Tokens{}, err
 	}
-	if err := password.CheckPolicy(pw, email); err != nil {
-		return User{}, err
+	if err := password.CheckPolicy(req.Password, email); err != nil {
+		return User{}, Tokens{}, err
 	}
-	hash, err := s.hasher.Hash(ctx, pw)
+	scope, err := grantScope(req.Scope, &req.Client)
+	if err != nil && req.Login {
+		return User{}, Tokens{}, err
+	}
+	hash, err := s.hasher.Hash(ctx, req.Password)
 	if err != nil {
-		return User{}, err
+		return User{}, Tokens{}, err
 	}
 	now := s.now()
 	u := User{ID: NewID(), Email: email, PasswordHash: hash, CreatedAt: now, PasswordChangedAt: now}
+	ses := s.newSession(&u, &req.Client, scope, req.Meta, now)
 	err = s.store.InTx(ctx, func(tx Tx) error {
 		if err := tx.InsertUser(ctx, u); err != nil {
 			return err
 		}
-		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.Signup, UserID: u.ID}, m))
+		if err := tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.Signup, UserID: u.ID}, req.Meta)); err != nil {
+			return err
+		}
+		if !req.Login {
+			return nil
+		}
+		return s.insertSession(ctx, tx, &ses, req.Meta)
 	})
 	if err != nil {
-		return User{}, fmt.Errorf("session: signup: %w", err)
+		return User{}, Tokens{}, fmt.Errorf("session: signup: %w", err)
 	}
-	return u, nil
+	if !req.Login {
+		return u, Tokens{}, nil
+	}
+	t, err := s.tokens(&ses, &req.Client, scope, now)
+	return u, t, err
+}
+
+func (s *Service) newSession(u *User, c *Client, scope string, m Meta, now time.Time) Session {
+	ses := Session{
+		ID: NewID(), UserID: u.ID, ClientID: c.ID, Scope: scope,
+		CreatedAt: now, LastUsedAt: now, UserAgent: m.UserAgent, IP: m.IP,
+		IdleExpiresAt: now.Add(s.cfg.Idle),
+		Gen:           1, HandedAt: now, RotatedAt: now,
+	}
+	if s.cfg.MaxLifetime > 0 {
+		ses.ExpiresAt = now.Add(s.cfg.MaxLifetime)
+	}
+	return ses
+}
+
+func (s *Service) insertSession(ctx context.Context, tx Tx, ses *Session, m Meta) error {
+	if err := tx.InsertSession(ctx, *ses); err != nil {
+		return err
+	}
+	return tx.AppendAudit(ctx, s.audit(audit.Event{At: ses.CreatedAt, Type: audit.LoginSucceeded, UserID: ses.UserID, SessionID: ses.ID, ClientID: ses.ClientID}, m))
 }
 
 // LoginRequest is a password login.
@@ -60,15 +108,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Tokens, User, er
 		return Tokens{}, User{}, err
 	}
 	now := s.now()
-	ses := Session{
-		ID: NewID(), UserID: u.ID, ClientID: req.Client.ID, Scope: scope,
-		CreatedAt: now, LastUsedAt: now, UserAgent: req.Meta.UserAgent, IP: req.Meta.IP,
-		IdleExpiresAt: now.Add(s.cfg.Idle),
-		Gen:           1, HandedAt: now, RotatedAt: now,
-	}
-	if s.cfg.MaxLifetime > 0 {
-		ses.ExpiresAt = now.Add(s.cfg.MaxLifetime)
-	}
+	ses := s.newSession(&u, &req.Client, scope, req.Meta, now)
 	rehash := ""
 	if s.hasher.NeedsRehash(u.PasswordHash) {
 		// Raised parameters take effect at the next successful login.
@@ -83,10 +123,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Tokens, User, er
 				return err
 			}
 		}
-		if err := tx.InsertSession(ctx, ses); err != nil {
-			return err
-		}
-		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.LoginSucceeded, UserID: u.ID, SessionID: ses.ID, ClientID: ses.ClientID}, req.Meta))
+		return s.insertSession(ctx, tx, &ses, req.Meta)
 	})
 	if err != nil {
 		return Tokens{}, User{}, fmt.Errorf("session: login: %w", err)

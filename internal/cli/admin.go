@@ -1,0 +1,362 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/latchauth/latch/internal/config"
+	"github.com/latchauth/latch/internal/password"
+	"github.com/latchauth/latch/internal/session"
+)
+
+// admin parses the storage flags of an admin command and opens storage and
+// the services; the rest of args are returned.
+func admin(ctx context.Context, name string, args []string, s io3, extra func(*flagSet)) (*deps, *session.Service, []string, error) {
+	var c config.Config
+	fs := newFlags(name, s)
+	config.Storage(fs, &c)
+	if extra != nil {
+		extra(&flagSet{fs})
+	}
+	if err := parse(fs, args, &c); err != nil {
+		return nil, nil, nil, err
+	}
+	d, err := open(ctx, &c, s, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// Admin commands never sign tokens; the issuer value is immaterial.
+	svc, err := d.services(ctx, "http://latch-cli.invalid", 0, 0, time.Hour, 0, password.OWASP, c.JWKSMaxAge)
+	if err != nil {
+		d.Close()
+		return nil, nil, nil, err
+	}
+	return d, svc, fs.Args(), nil
+}
+
+type flagSet struct{ *flag.FlagSet }
+
+func subcommand(args []string, s io3, name string, subs ...string) (string, []string, error) {
+	if len(args) == 0 {
+		fmt.Fprintf(s.stderr, "usage: latch %s %s\n", name, strings.Join(subs, "|"))
+		return "", nil, ErrUsage
+	}
+	for _, sub := range subs {
+		if args[0] == sub {
+			return sub, args[1:], nil
+		}
+	}
+	fmt.Fprintf(s.stderr, "latch %s: unknown subcommand %q (want %s)\n", name, args[0], strings.Join(subs, ", "))
+	return "", nil, ErrUsage
+}
+
+func oneArg(args []string, s io3, what string) (string, error) {
+	if len(args) != 1 {
+		fmt.Fprintf(s.stderr, "expected one argument: %s\n", what)
+		return "", ErrUsage
+	}
+	return args[0], nil
+}
+
+func runMigrate(ctx context.Context, args []string, s io3) error {
+	var c config.Config
+	fs := newFlags("migrate", s)
+	config.Storage(fs, &c)
+	if err := parse(fs, args, &c); err != nil {
+		return err
+	}
+	if err := c.ValidateStorage(); err != nil {
+		return err
+	}
+	d, err := open(ctx, &c, s, true)
+	if err != nil {
+		return err
+	}
+	d.Close()
+	fmt.Fprintln(s.stdout, "migrations applied")
+	return nil
+}
+
+func runUsers(ctx context.Context, args []string, s io3) error {
+	sub, rest, err := subcommand(args, s, "users", "create", "list", "disable")
+	if err != nil {
+		return err
+	}
+	var pwStdin *bool
+	d, svc, rest, err := admin(ctx, "users "+sub, rest, s, func(f *flagSet) {
+		if sub == "create" {
+			pwStdin = f.Bool("password-stdin", false, "read the password from the first line of standard input (default: generate one and print it)")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	switch sub {
+	case "create":
+		email, err := oneArg(rest, s, "EMAIL")
+		if err != nil {
+			return err
+		}
+		pw, generated := "", false
+		if *pwStdin {
+			line, err := bufio.NewReader(s.stdin).ReadString('\n')
+			if err != nil && line == "" {
+				return fmt.Errorf("read password: %w", err)
+			}
+			pw = strings.TrimRight(line, "\r\n")
+		} else {
+			b := make([]byte, 18)
+			rand.Read(b)
+			pw, generated = base64.RawURLEncoding.EncodeToString(b), true
+		}
+		u, _, err := svc.Signup(ctx, session.SignupRequest{Email: email, Password: pw, Meta: session.Meta{UserAgent: "latch-cli"}})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stdout, "created user %s (%s)\n", u.ID, u.Email)
+		if generated {
+			fmt.Fprintf(s.stdout, "password: %s\n", pw)
+		}
+	case "list":
+		users, err := svc.Users(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tEMAIL\tCREATED\tDISABLED")
+		for _, u := range users {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.ID, u.Email, stamp(u.CreatedAt), stamp(u.DisabledAt))
+		}
+		return tw.Flush()
+	case "disable":
+		arg, err := oneArg(rest, s, "EMAIL or user id")
+		if err != nil {
+			return err
+		}
+		u, err := findUser(ctx, svc, arg)
+		if err != nil {
+			return err
+		}
+		if err := svc.DisableUser(ctx, u.ID, session.Meta{UserAgent: "latch-cli"}); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stdout, "disabled %s; all sessions revoked\n", u.Email)
+	}
+	return nil
+}
+
+func findUser(ctx context.Context, svc *session.Service, emailOrID string) (session.User, error) {
+	if strings.Contains(emailOrID, "@") {
+		u, err := svc.UserByEmail(ctx, emailOrID)
+		if errors.Is(err, session.ErrNotFound) {
+			return u, fmt.Errorf("no user with email %s", emailOrID)
+		}
+		return u, err
+	}
+	u, err := svc.User(ctx, emailOrID)
+	if errors.Is(err, session.ErrNotFound) {
+		return u, fmt.Errorf("no user with id %s", emailOrID)
+	}
+	return u, err
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func runSessions(ctx context.Context, args []string, s io3) error {
+	sub, rest, err := subcommand(args, s, "sessions", "list", "revoke")
+	if err != nil {
+		return err
+	}
+	var all *bool
+	d, svc, rest, err := admin(ctx, "sessions "+sub, rest, s, func(f *flagSet) {
+		if sub == "list" {
+			all = f.Bool("all", false, "include revoked and expired sessions not yet swept")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	switch sub {
+	case "list":
+		arg, err := oneArg(rest, s, "EMAIL or user id")
+		if err != nil {
+			return err
+		}
+		u, err := findUser(ctx, svc, arg)
+		if err != nil {
+			return err
+		}
+		list, err := svc.Sessions(ctx, u.ID)
+		if *all {
+			list, err = d.store.UserSessions(ctx, u.ID)
+		}
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tCLIENT\tCREATED\tLAST USED\tIP\tREVOKED\tUSER AGENT")
+		for _, ses := range list {
+			revoked := stamp(ses.RevokedAt)
+			if ses.RevokeReason != "" {
+				revoked += " (" + ses.RevokeReason + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ses.ID, ses.ClientID, stamp(ses.CreatedAt), stamp(ses.LastUsedAt), ses.IP, revoked, ses.UserAgent)
+		}
+		return tw.Flush()
+	case "revoke":
+		id, err := oneArg(rest, s, "SESSION_ID")
+		if err != nil {
+			return err
+		}
+		if err := svc.RevokeSession(ctx, "", id, session.Meta{UserAgent: "latch-cli"}); err != nil {
+			if errors.Is(err, session.ErrNotFound) {
+				return fmt.Errorf("no session %s", id)
+			}
+			return err
+		}
+		fmt.Fprintf(s.stdout, "revoked session %s\n", id)
+	}
+	return nil
+}
+
+func runKeys(ctx context.Context, args []string, s io3) error {
+	sub, rest, err := subcommand(args, s, "keys", "list", "rotate")
+	if err != nil {
+		return err
+	}
+	var force *bool
+	d, _, _, err := admin(ctx, "keys "+sub, rest, s, func(f *flagSet) {
+		if sub == "rotate" {
+			force = f.Bool("force", false, "rotate even if the next key has not been published for a full JWKS cache lifetime")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	switch sub {
+	case "list":
+		keys, err := d.issuer.Keys(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "KID\tALG\tSTATE\tPUBLISHED\tCREATED\tACTIVATED\tRETIRED")
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", k.KID, k.Alg, k.State, k.Published, stamp(k.CreatedAt), stamp(k.ActivatedAt), stamp(k.RetiredAt))
+		}
+		return tw.Flush()
+	case "rotate":
+		r, err := d.issuer.Rotate(ctx, *force)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stdout, "retired %s\ncurrent %s\nnext    %s\nRunning servers pick the change up within their key reload interval (at most 15s).\n", r.RetireKID, r.PromoteKID, r.Next.KID)
+	}
+	return nil
+}
+
+func runClients(ctx context.Context, args []string, s io3) error {
+	sub, rest, err := subcommand(args, s, "clients", "create", "list")
+	if err != nil {
+		return err
+	}
+	var (
+		audience, grants, scopes *string
+		ttl                      *time.Duration
+		confidential             *bool
+	)
+	d, svc, rest, err := admin(ctx, "clients "+sub, rest, s, func(f *flagSet) {
+		if sub == "create" {
+			audience = f.String("audience", "", "aud of the client's access tokens (required)")
+			ttl = f.Duration("client-access-ttl", 15*time.Minute, "access-token lifetime, 1m to 24h")
+			grants = f.String("grants", "refresh_token", "space- or comma-separated grant types: password, refresh_token")
+			scopes = f.String("scopes", "", "space- or comma-separated scopes the client may request")
+			confidential = f.Bool("confidential", false, "give the client a secret (resource servers, backends)")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	switch sub {
+	case "create":
+		id, err := oneArg(rest, s, "CLIENT_ID")
+		if err != nil {
+			return err
+		}
+		c := session.Client{ID: id, Name: id, Audience: *audience, AccessTTL: *ttl,
+			Grants: splitList(*grants), Scopes: splitList(*scopes)}
+		if err := checkClient(c); err != nil {
+			return err
+		}
+		if _, err := svc.Client(ctx, id); err == nil {
+			return fmt.Errorf("client %s already exists", id)
+		}
+		var secret string
+		if *confidential {
+			b := make([]byte, 32)
+			rand.Read(b)
+			secret = base64.RawURLEncoding.EncodeToString(b)
+			c.SecretHash = session.HashClientSecret(secret)
+		}
+		if err := svc.EnsureClient(ctx, c); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stdout, "created client %s\n", id)
+		if secret != "" {
+			fmt.Fprintf(s.stdout, "client secret (shown once): %s\n", secret)
+		}
+	case "list":
+		clients, err := d.store.Clients(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTYPE\tAUDIENCE\tACCESS TTL\tGRANTS\tSCOPES")
+		for _, c := range clients {
+			typ := "public"
+			if c.Confidential() {
+				typ = "confidential"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, typ, c.Audience, c.AccessTTL, strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "))
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	return strings.Fields(strings.ReplaceAll(s, ",", " "))
+}
+
+func checkClient(c session.Client) error {
+	var errs []error
+	if c.Audience == "" {
+		errs = append(errs, errors.New("--audience is required"))
+	}
+	if c.AccessTTL < config.MinAccessTTL || c.AccessTTL > config.MaxAccessTTL {
+		errs = append(errs, fmt.Errorf("--client-access-ttl %s: must be between %s and %s", c.AccessTTL, config.MinAccessTTL, config.MaxAccessTTL))
+	}
+	for _, g := range c.Grants {
+		if g != session.GrantPassword && g != session.GrantRefresh {
+			errs = append(errs, fmt.Errorf("--grants: unknown grant type %q", g))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,221 @@
+// Package cli implements the latch command: the server (serve) and the
+// admin commands, which share the storage flags.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/latchauth/latch/internal/config"
+	"github.com/latchauth/latch/internal/keywrap"
+	"github.com/latchauth/latch/internal/password"
+	"github.com/latchauth/latch/internal/rtoken"
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/store/sqlite"
+	"github.com/latchauth/latch/internal/token"
+)
+
+// ErrUsage reports a command line that could not be parsed; the usage text
+// has been printed already.
+var ErrUsage = errors.New("usage")
+
+// errHelpShown ends a command whose -h output was printed; Run returns nil.
+var errHelpShown = errors.New("help shown")
+
+// ExitCode is the process exit status for an error returned by Run.
+func ExitCode(err error) int {
+	if errors.Is(err, ErrUsage) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `latch: authentication and session server
+
+Usage:
+  latch serve [flags]                 run the server (SQLite at ./latch.db by default)
+  latch migrate [flags]               apply database migrations
+  latch users create EMAIL [--password-stdin]
+  latch users list | disable EMAIL
+  latch sessions list EMAIL | revoke SESSION_ID
+  latch keys list | rotate [--force]
+  latch clients create ID [--audience A] [--access-ttl D] [--grants G] [--confidential]
+  latch clients list
+
+Every flag has an environment twin: --access-ttl is LATCH_ACCESS_TTL.
+Run "latch COMMAND -h" for a command's flags.
+`
+
+type io3 struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// Run runs the latch command line args.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || slices.Contains([]string{"-h", "--help", "help"}, args[0]) {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return ErrUsage
+		}
+		return nil
+	}
+	err := dispatch(ctx, args[0], args[1:], io3{stdin, stdout, stderr})
+	if errors.Is(err, errHelpShown) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, cmd string, rest []string, s io3) error {
+	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, s)
+	case "migrate":
+		return runMigrate(ctx, rest, s)
+	case "users":
+		return runUsers(ctx, rest, s)
+	case "sessions":
+		return runSessions(ctx, rest, s)
+	case "keys":
+		return runKeys(ctx, rest, s)
+	case "clients":
+		return runClients(ctx, rest, s)
+	}
+	fmt.Fprintf(s.stderr, "latch: unknown command %q\n\n%s", cmd, usage)
+	return ErrUsage
+}
+
+func newFlags(name string, s io3) *flag.FlagSet {
+	fs := flag.NewFlagSet("latch "+name, flag.ContinueOnError)
+	fs.SetOutput(s.stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string, c *config.Config) error {
+	if err := config.Parse(fs, args, c); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelpShown
+		}
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	return nil
+}
+
+// deps is what every command builds from the storage flags.
+type deps struct {
+	cfg    *config.Config
+	store  *sqlite.Store
+	kek    *keywrap.KEK
+	log    *slog.Logger
+	issuer *token.Issuer
+}
+
+func (d *deps) Close() {
+	if d.store != nil {
+		d.store.Close()
+	}
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// open opens and migrates storage and loads the key-encryption key.
+// createKEK allows creating the default KEK file (serve only).
+func open(ctx context.Context, c *config.Config, s io3, createKEK bool) (*deps, error) {
+	if err := c.ValidateStorage(); err != nil {
+		return nil, err
+	}
+	d := &deps{cfg: c, log: newLogger(s.stderr, c.LogLevel)}
+	path := c.SQLitePath()
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	d.store = st
+	if _, err := st.Migrate(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	switch {
+	case c.KEK != "":
+		d.kek, err = keywrap.Parse(c.KEK)
+	case c.KEKFile != "":
+		d.kek, _, err = keywrap.LoadOrCreateFile(c.KEKFile)
+	default:
+		kekPath := path + ".kek"
+		if !createKEK {
+			if _, serr := os.Stat(kekPath); serr != nil {
+				err = fmt.Errorf("no key-encryption key: give --key-encryption-key(-file), or run latch serve once to create %s", kekPath)
+				break
+			}
+		}
+		var created bool
+		d.kek, created, err = keywrap.LoadOrCreateFile(kekPath)
+		if created {
+			d.log.Warn("created a key-encryption key file beside the database; for production keep it elsewhere and pass --key-encryption-key-file", "path", kekPath)
+		}
+	}
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// longestAccessTTL is the longest access-token lifetime of any client: how
+// long a retired key stays published and a revocation-feed entry lives.
+func longestAccessTTL(ctx context.Context, st session.Store, builtin time.Duration) (time.Duration, error) {
+	clients, err := st.Clients(ctx)
+	if err != nil {
+		return 0, err
+	}
+	longest := builtin
+	for _, c := range clients {
+		longest = max(longest, c.AccessTTL)
+	}
+	return longest, nil
+}
+
+// services builds the issuer and the session service over d.
+func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, maxLife time.Duration, argon password.Params, jwksMaxAge time.Duration) (*session.Service, error) {
+	longest, err := longestAccessTTL(ctx, d.store, d.cfg.AccessTTL)
+	if err != nil {
+		return nil, err
+	}
+	d.issuer, err = token.New(d.store, d.kek, token.Config{
+		Issuer: issuer, Alg: d.cfg.SigningAlg, JWKSMaxAge: jwksMaxAge, LongestAccessTTL: longest,
+		Leeway: 30 * time.Second, ReloadInterval: min(15*time.Second, jwksMaxAge/2),
+	}, token.WithLogger(d.log))
+	if err != nil {
+		return nil, err
+	}
+	if err := d.issuer.Init(ctx); err != nil {
+		return nil, err
+	}
+	rk, err := token.RefreshKey(ctx, d.store, d.kek, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	codec, err := rtoken.New(rk)
+	if err != nil {
+		return nil, err
+	}
+	hasher, err := password.NewHasher(argon, 2*max(1, numCPU()))
+	if err != nil {
+		return nil, err
+	}
+	return session.New(d.store, d.issuer, codec, hasher, session.Config{
+		Grace: grace, LostWindow: lost, Idle: idle, MaxLifetime: maxLife, LongestAccessTTL: longest,
+	}, session.WithLogger(d.log))
+}

@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/latchauth/latch/internal/config"
+	"github.com/latchauth/latch/internal/httpapi"
+	"github.com/latchauth/latch/internal/session"
+)
+
+func numCPU() int { return runtime.NumCPU() }
+
+// BuiltinClientID is the first-party public client served out of the box.
+const BuiltinClientID = "app"
+
+func runServe(ctx context.Context, args []string, s io3) error {
+	var c config.Config
+	fs := newFlags("serve", s)
+	config.Serve(fs, &c)
+	if err := parse(fs, args, &c); err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	return serve(ctx, &c, ln, s)
+}
+
+// serve runs the server on ln until ctx is done, then shuts down
+// gracefully.
+func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error {
+	d, err := open(ctx, c, s, true)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	sessions, err := d.services(ctx, c.Issuer, c.RefreshGrace, c.RefreshLostWindow, c.SessionIdle, c.SessionMax, c.Argon2, c.JWKSMaxAge)
+	if err != nil {
+		return err
+	}
+	if err := sessions.EnsureClient(ctx, session.Client{
+		ID: BuiltinClientID, Name: "built-in first-party client", Audience: c.Audience, AccessTTL: c.AccessTTL,
+		Grants: []string{session.GrantPassword, session.GrantRefresh},
+	}); err != nil {
+		return fmt.Errorf("register built-in client: %w", err)
+	}
+
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	go d.issuer.Run(bg)
+	go sweep(bg, d, sessions, c)
+
+	api := httpapi.New(httpapi.Config{Issuer: c.Issuer, DefaultClientID: BuiltinClientID}, sessions, d.issuer, d.store.Ping, d.log)
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          nil,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	d.log.Info("latch serving", "addr", ln.Addr().String(), "issuer", c.Issuer, "database", c.Database,
+		"access_ttl", c.AccessTTL.String(), "refresh_grace", c.RefreshGrace.String(), "refresh_lost_window", c.RefreshLostWindow.String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	d.log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// sweep deletes stale sessions, feed entries and retired keys every
+// SweepInterval until ctx is done.
+func sweep(ctx context.Context, d *deps, sessions *session.Service, c *config.Config) {
+	t := time.NewTicker(c.SweepInterval)
+	defer t.Stop()
+	for {
+		n, err := sessions.Sweep(ctx, c.Retention)
+		if err == nil {
+			_, err = d.issuer.PruneRetired(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("sweep", "err", err)
+		} else if n > 0 {
+			d.log.Info("swept sessions", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

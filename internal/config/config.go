@@ -1,0 +1,190 @@
+// Package config holds the server's configuration: flags, their
+// environment twins (--access-ttl / LATCH_ACCESS_TTL), defaults that work
+// with no flags at all, and validation with precise messages.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/latchauth/latch/internal/password"
+	"github.com/latchauth/latch/internal/token"
+)
+
+// Config is everything `latch serve` needs.
+type Config struct {
+	Addr              string
+	Database          string
+	Issuer            string
+	Audience          string
+	AccessTTL         time.Duration
+	RefreshGrace      time.Duration
+	RefreshLostWindow time.Duration
+	SessionIdle       time.Duration
+	SessionMax        time.Duration
+	SigningAlg        string
+	KEK               string
+	KEKFile           string
+	JWKSMaxAge        time.Duration
+	Retention         time.Duration
+	SweepInterval     time.Duration
+	LogLevel          string
+	Argon2            password.Params
+
+	argon2 func() // copies the argon2 flags into Argon2 after parsing
+}
+
+// Access-token lifetime bounds (DESIGN: 1 minute to 24 hours).
+const (
+	MinAccessTTL = time.Minute
+	MaxAccessTTL = 24 * time.Hour
+)
+
+// Storage registers the flags every command that opens storage shares.
+func Storage(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.Database, "database", "sqlite:latch.db", "storage: sqlite:PATH (or a bare path)")
+	fs.StringVar(&c.KEK, "key-encryption-key", "", "32 random bytes, standard base64, sealing signing keys at rest")
+	fs.StringVar(&c.KEKFile, "key-encryption-key-file", "", "file holding the key-encryption key (default for SQLite: the database path + .kek, created if missing)")
+	fs.StringVar(&c.SigningAlg, "signing-alg", "EdDSA", "algorithm of new signing keys: EdDSA, ES256 or RS256")
+	fs.DurationVar(&c.AccessTTL, "access-ttl", 15*time.Minute, "access-token lifetime of the built-in client (1m to 24h)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.JWKSMaxAge, "jwks-max-age", 5*time.Minute, "JWKS Cache-Control max-age; a new key is published this long before it signs")
+}
+
+// Serve registers the flags of `latch serve`.
+func Serve(fs *flag.FlagSet, c *Config) {
+	Storage(fs, c)
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&c.Issuer, "issuer", "", "public base URL, the tokens' iss (default http://<addr>)")
+	fs.StringVar(&c.Audience, "audience", "app", "aud of the built-in client's access tokens")
+	fs.DurationVar(&c.RefreshGrace, "refresh-grace", 30*time.Second, "G: a repeat of the previous refresh token within G gets the identical current token")
+	fs.DurationVar(&c.RefreshLostWindow, "refresh-lost-window", 24*time.Hour, "L: a repeat of the previous refresh token within L of its rotation gets a fresh successor (0 disables)")
+	fs.DurationVar(&c.SessionIdle, "session-idle", 30*24*time.Hour, "end sessions not refreshed for this long")
+	fs.DurationVar(&c.SessionMax, "session-max", 0, "absolute session lifetime (0 = none)")
+	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "keep revoked and expired sessions this long before the sweeper deletes them")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", 10*time.Minute, "how often the sweeper runs")
+	mem, it, par := fs.Uint("argon2-memory", uint(password.OWASP.MemoryKiB), "Argon2id memory in KiB"),
+		fs.Uint("argon2-iterations", uint(password.OWASP.Iterations), "Argon2id iterations"),
+		fs.Uint("argon2-parallelism", uint(password.OWASP.Parallelism), "Argon2id lanes")
+	c.argon2 = func() {
+		c.Argon2 = password.Params{MemoryKiB: uint32(*mem), Iterations: uint32(*it), Parallelism: uint8(*par)}
+	}
+}
+
+// Parse parses args, then fills every flag not given on the command line
+// from its environment twin: LATCH_ and the flag name in upper snake case.
+func Parse(fs *flag.FlagSet, args []string, c *Config) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", EnvName(f.Name), err))
+			}
+		}
+	})
+	if c.argon2 != nil {
+		c.argon2()
+	}
+	return errors.Join(errs...)
+}
+
+// EnvName is the environment twin of a flag.
+func EnvName(flagName string) string {
+	return "LATCH_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// SQLitePath returns the file path of a sqlite: database URL, or "" when
+// the database is not SQLite.
+func (c *Config) SQLitePath() string {
+	switch {
+	case strings.HasPrefix(c.Database, "sqlite:"):
+		return strings.TrimPrefix(strings.TrimPrefix(c.Database, "sqlite:"), "//")
+	case strings.Contains(c.Database, "://"):
+		return ""
+	}
+	return c.Database
+}
+
+// ValidateStorage checks the flags shared by every command that opens storage.
+func (c *Config) ValidateStorage() error {
+	var errs []error
+	if c.SQLitePath() == "" {
+		if strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://") {
+			errs = append(errs, errors.New("--database: PostgreSQL is not supported by this build yet; use sqlite:PATH"))
+		} else {
+			errs = append(errs, fmt.Errorf("--database: %q is neither sqlite:PATH nor postgres://", c.Database))
+		}
+	}
+	if c.KEK != "" && c.KEKFile != "" {
+		errs = append(errs, errors.New("--key-encryption-key and --key-encryption-key-file are exclusive"))
+	}
+	if err := (token.Config{Issuer: "x", Alg: c.SigningAlg, JWKSMaxAge: 1, LongestAccessTTL: 1, ReloadInterval: 1}).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("--signing-alg: %w", err))
+	}
+	if c.AccessTTL < MinAccessTTL || c.AccessTTL > MaxAccessTTL {
+		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, MinAccessTTL, MaxAccessTTL))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q: must be debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks a `latch serve` configuration and fills derived defaults
+// (the issuer). Every problem is reported, not just the first.
+func (c *Config) Validate() error {
+	errs := []error{c.ValidateStorage()}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr %q: %w", c.Addr, err))
+	}
+	if c.Issuer == "" {
+		c.Issuer = "http://" + c.Addr
+	}
+	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		// RFC 8414 section 2: an https URL with no query or fragment; http
+		// is allowed for local use.
+		errs = append(errs, fmt.Errorf("--issuer %q: must be an http(s) URL without query or fragment", c.Issuer))
+	}
+	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
+	if c.Audience == "" {
+		errs = append(errs, errors.New("--audience must not be empty"))
+	}
+	if c.RefreshGrace < 0 {
+		errs = append(errs, errors.New("--refresh-grace must not be negative"))
+	}
+	if c.RefreshLostWindow < 0 || (c.RefreshLostWindow != 0 && c.RefreshLostWindow <= c.RefreshGrace) {
+		errs = append(errs, fmt.Errorf("--refresh-lost-window %s: must exceed --refresh-grace (%s), or be 0", c.RefreshLostWindow, c.RefreshGrace))
+	}
+	if c.SessionIdle <= 0 {
+		errs = append(errs, errors.New("--session-idle must be positive"))
+	}
+	if c.SessionMax < 0 {
+		errs = append(errs, errors.New("--session-max must not be negative"))
+	}
+	if c.JWKSMaxAge < time.Second || c.JWKSMaxAge > 24*time.Hour {
+		errs = append(errs, errors.New("--jwks-max-age must be between 1s and 24h"))
+	}
+	if c.Retention < 0 || c.SweepInterval <= 0 {
+		errs = append(errs, errors.New("--retention must not be negative and --sweep-interval must be positive"))
+	}
+	if err := c.Argon2.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,217 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/latchauth/latch/internal/session"
+)
+
+type credentials struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	ClientID string `json:"client_id"`
+	Scope    string `json:"scope"`
+}
+
+func (c *credentials) check() error {
+	if c.Email == "" || c.Password == "" {
+		return badRequest("email and password are required")
+	}
+	return nil
+}
+
+// POST /v1/signup
+func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
+	req, err := decodeJSON[struct {
+		credentials
+		Login *bool `json:"login"`
+	}](w, r)
+	if err != nil {
+		return err
+	}
+	if err := req.check(); err != nil {
+		return err
+	}
+	login := req.Login == nil || *req.Login
+	var c session.Client
+	if login {
+		if c, err = s.clientByID(r.Context(), req.ClientID); err != nil {
+			return err
+		}
+		if !c.Allows(session.GrantPassword) {
+			return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not log users in with a password")
+		}
+	}
+	u, t, err := s.sessions.Signup(r.Context(), session.SignupRequest{
+		Email: req.Email, Password: req.Password, Login: login, Client: c, Scope: req.Scope, Meta: meta(r)})
+	if err != nil {
+		return err
+	}
+	if !login {
+		return writeJSON(w, http.StatusCreated, userJSON(u))
+	}
+	return writeTokens(w, http.StatusCreated, t)
+}
+
+func userJSON(u session.User) map[string]any {
+	return map[string]any{"id": u.ID, "email": u.Email, "created_at": u.CreatedAt.Format(time.RFC3339)}
+}
+
+// POST /v1/login
+func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
+	req, err := decodeJSON[credentials](w, r)
+	if err != nil {
+		return err
+	}
+	if err := req.check(); err != nil {
+		return err
+	}
+	c, err := s.clientByID(r.Context(), req.ClientID)
+	if err != nil {
+		return err
+	}
+	if !c.Allows(session.GrantPassword) {
+		return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not log users in with a password")
+	}
+	t, _, err := s.sessions.Login(r.Context(), session.LoginRequest{Email: req.Email, Password: req.Password, Client: c, Scope: req.Scope, Meta: meta(r)})
+	if err != nil {
+		return err
+	}
+	return writeTokens(w, http.StatusOK, t)
+}
+
+// POST /v1/logout {"scope": "current" | "others" | "all"}
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *caller) error {
+	var req struct {
+		Scope string `json:"scope"`
+	}
+	if r.ContentLength != 0 {
+		var err error
+		if req, err = decodeJSON[struct {
+			Scope string `json:"scope"`
+		}](w, r); err != nil {
+			return err
+		}
+	}
+	scope := session.Scope(req.Scope)
+	switch scope {
+	case "":
+		scope = session.ScopeOne
+	case session.ScopeOne, session.ScopeOthers, session.ScopeAll:
+	default:
+		return badRequest(`scope must be "current", "others" or "all"`)
+	}
+	ids, err := s.sessions.Logout(r.Context(), c.claims.Subject, c.claims.SessionID, scope, meta(r))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"revoked": len(ids)})
+}
+
+type sessionJSON struct {
+	ID         string `json:"id"`
+	CreatedAt  string `json:"created_at"`
+	LastUsedAt string `json:"last_used_at"`
+	UserAgent  string `json:"user_agent"`
+	IP         string `json:"ip"`
+	ClientID   string `json:"client_id"`
+	Current    bool   `json:"current"`
+}
+
+// GET /v1/sessions
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+	list, err := s.sessions.Sessions(r.Context(), c.claims.Subject)
+	if err != nil {
+		return err
+	}
+	out := make([]sessionJSON, 0, len(list))
+	for _, ses := range list {
+		out = append(out, sessionJSON{
+			ID: ses.ID, CreatedAt: ses.CreatedAt.Format(time.RFC3339), LastUsedAt: ses.LastUsedAt.Format(time.RFC3339),
+			UserAgent: ses.UserAgent, IP: ses.IP, ClientID: ses.ClientID, Current: ses.ID == c.claims.SessionID,
+		})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// DELETE /v1/sessions/{id}
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, c *caller) error {
+	err := s.sessions.RevokeSession(r.Context(), c.claims.Subject, r.PathValue("id"), meta(r))
+	if errors.Is(err, session.ErrNotFound) {
+		return apiError(http.StatusNotFound, CodeNotFound, "no such session")
+	}
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// POST /v1/password {"current_password", "new_password"}
+func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
+	req, err := decodeJSON[struct {
+		Current string `json:"current_password"`
+		New     string `json:"new_password"`
+	}](w, r)
+	if err != nil {
+		return err
+	}
+	if req.Current == "" || req.New == "" {
+		return badRequest("current_password and new_password are required")
+	}
+	err = s.sessions.ChangePassword(r.Context(), c.claims.Subject, c.claims.SessionID, req.Current, req.New, meta(r))
+	if errors.Is(err, session.ErrBadCredential) {
+		return apiError(http.StatusForbidden, CodeInvalidCredentials, "current password is wrong")
+	}
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ---- discovery and health ----
+
+// GET /.well-known/jwks.json
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) error {
+	body, maxAge := s.issuer.JWKS()
+	w.Header().Set("Cache-Control", "public, max-age="+itoa(int64(maxAge/time.Second)))
+	w.Header().Set("Content-Type", "application/json")
+	_, err := w.Write(body)
+	return err
+}
+
+// GET /.well-known/oauth-authorization-server (RFC 8414 section 3)
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
+	iss := strings.TrimSuffix(s.cfg.Issuer, "/")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                     iss,
+		"token_endpoint":                             iss + "/oauth/token",
+		"revocation_endpoint":                        iss + "/oauth/revoke",
+		"jwks_uri":                                   iss + "/.well-known/jwks.json",
+		"grant_types_supported":                      []string{session.GrantPassword, session.GrantRefresh},
+		"response_types_supported":                   []string{},
+		"token_endpoint_auth_methods_supported":      authMethods,
+		"revocation_endpoint_auth_methods_supported": authMethods,
+	})
+}
+
+var authMethods = []string{"none", "client_secret_basic", "client_secret_post"}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.ready(ctx); err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Message: "storage unreachable", Err: err}
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/latchauth/latch/internal/session"
+)
+
+// authenticateClient identifies the client of an OAuth request (RFC 6749
+// section 2.3.1): HTTP Basic or client_secret in the body for confidential
+// clients, client_id alone for public ones. A request naming no client at
+// all is taken as the built-in first-party client.
+func (s *Server) authenticateClient(ctx context.Context, w http.ResponseWriter, r *http.Request, form url.Values) (session.Client, error) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		// RFC 6749 section 2.3.1: credentials are form-urlencoded first.
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return session.Client{}, s.invalidClient(w, basic)
+		}
+		if form.Get("client_secret") != "" {
+			return session.Client{}, badRequest("use one client authentication method, not two")
+		}
+		if fid := form.Get("client_id"); fid != "" && fid != id {
+			return session.Client{}, badRequest("client_id does not match the authenticated client")
+		}
+	} else {
+		id, secret = form.Get("client_id"), form.Get("client_secret")
+	}
+	if id == "" {
+		id = s.cfg.DefaultClientID
+	}
+	c, err := s.sessions.Client(ctx, id)
+	if errors.Is(err, session.ErrNotFound) {
+		return c, s.invalidClient(w, basic)
+	}
+	if err != nil {
+		return c, err
+	}
+	switch {
+	case c.Confidential() && !c.CheckSecret(secret):
+		return c, s.invalidClient(w, basic)
+	case !c.Confidential() && secret != "":
+		return c, s.invalidClient(w, basic)
+	}
+	return c, nil
+}
+
+func (s *Server) invalidClient(w http.ResponseWriter, basic bool) error {
+	if basic {
+		// RFC 6749 section 5.2: 401 with the scheme the client used.
+		w.Header().Set("WWW-Authenticate", `Basic realm="latch"`)
+	}
+	return apiError(http.StatusUnauthorized, CodeInvalidClient, "client authentication failed")
+}
+
+// POST /oauth/token (RFC 6749 sections 4.3 and 6)
+func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
+	form, err := decodeForm(w, r)
+	if err != nil {
+		return err
+	}
+	c, err := s.authenticateClient(r.Context(), w, r, form)
+	if err != nil {
+		return err
+	}
+	grant := form.Get("grant_type")
+	if grant == "" {
+		return badRequest("grant_type is required")
+	}
+	if grant != session.GrantPassword && grant != session.GrantRefresh {
+		return apiError(http.StatusBadRequest, CodeUnsupportedGrantType, "supported grant types: password, refresh_token")
+	}
+	if !c.Allows(grant) {
+		return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not use grant type "+strconv.Quote(grant))
+	}
+	var t session.Tokens
+	switch grant {
+	case session.GrantPassword:
+		user, pw := form.Get("username"), form.Get("password")
+		if user == "" || pw == "" {
+			return badRequest("username and password are required")
+		}
+		t, _, err = s.sessions.Login(r.Context(), session.LoginRequest{Email: user, Password: pw, Client: c, Scope: form.Get("scope"), Meta: meta(r)})
+		if errors.Is(err, session.ErrBadCredential) {
+			// RFC 6749 section 5.2: wrong resource-owner credentials are
+			// invalid_grant on the token endpoint.
+			return &Error{Status: http.StatusBadRequest, Code: CodeInvalidGrant, Message: "invalid username or password", Err: err}
+		}
+	case session.GrantRefresh:
+		rt := form.Get("refresh_token")
+		if rt == "" {
+			return badRequest("refresh_token is required")
+		}
+		t, err = s.sessions.Refresh(r.Context(), session.RefreshRequest{Token: rt, Client: c, Scope: form.Get("scope"), Meta: meta(r)})
+	}
+	if err != nil {
+		return err
+	}
+	return writeTokens(w, http.StatusOK, t)
+}
+
+// POST /oauth/revoke (RFC 7009). A refresh token ends its session; so does
+// an access token, which Latch can verify itself. Unknown or invalid tokens
+// get 200, as section 2.2 requires.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
+	form, err := decodeForm(w, r)
+	if err != nil {
+		return err
+	}
+	c, err := s.authenticateClient(r.Context(), w, r, form)
+	if err != nil {
+		return err
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		return badRequest("token is required")
+	}
+	// token_type_hint is only a hint (section 2.1); the token itself tells.
+	if claims, verr := s.issuer.Verify(tok); verr == nil {
+		if claims.ClientID == c.ID {
+			err = s.sessions.RevokeSession(r.Context(), claims.Subject, claims.SessionID, meta(r))
+			if errors.Is(err, session.ErrNotFound) {
+				err = nil
+			}
+		}
+	} else {
+		err = s.sessions.RevokeRefreshToken(r.Context(), tok, c, meta(r))
+	}
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

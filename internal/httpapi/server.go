@@ -1,0 +1,190 @@
+// Package httpapi is Latch's HTTP API: routing, request decoding, response
+// shapes and the mapping of domain errors to statuses. Business rules live
+// in the session and token packages.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/latchauth/latch/bearer"
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/token"
+)
+
+// Config configures the API.
+type Config struct {
+	// Issuer is the public base URL; metadata and endpoints derive from it,
+	// never from the request's Host header.
+	Issuer string
+	// DefaultClientID is used when a request names no client.
+	DefaultClientID string
+}
+
+// Server serves the API. Build it with New; it is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	sessions *session.Service
+	issuer   *token.Issuer
+	ready    func(context.Context) error
+	log      *slog.Logger
+	mux      *http.ServeMux
+}
+
+// New returns a Server. ready reports whether storage is reachable.
+func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func(context.Context) error, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DefaultClientID == "" {
+		cfg.DefaultClientID = "app"
+	}
+	s := &Server{cfg: cfg, sessions: sessions, issuer: issuer, ready: ready, log: log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) routes() {
+	h := s.handle
+	s.mux.Handle("POST /v1/signup", h(s.signup))
+	s.mux.Handle("POST /v1/login", h(s.login))
+	s.mux.Handle("POST /oauth/token", h(s.token))
+	s.mux.Handle("POST /oauth/revoke", h(s.revoke))
+	s.mux.Handle("POST /v1/logout", h(s.authed(s.logout)))
+	s.mux.Handle("GET /v1/sessions", h(s.authed(s.listSessions)))
+	s.mux.Handle("DELETE /v1/sessions/{id}", h(s.authed(s.deleteSession)))
+	s.mux.Handle("POST /v1/password", h(s.authed(s.changePassword)))
+	s.mux.Handle("GET /.well-known/jwks.json", h(s.jwks))
+	s.mux.Handle("GET /.well-known/oauth-authorization-server", h(s.metadata))
+	s.mux.Handle("GET /healthz", h(s.healthz))
+	s.mux.Handle("GET /readyz", h(s.readyz))
+	s.mux.Handle("/", h(func(w http.ResponseWriter, r *http.Request) error {
+		return apiError(http.StatusNotFound, CodeNotFound, "no such endpoint")
+	}))
+}
+
+// handle adapts an error-returning handler: it sets the headers every
+// response shares and writes the one error shape.
+func (s *Server) handle(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Cache-Control", "no-store")
+		err := fn(w, r)
+		if err == nil {
+			return
+		}
+		e := toError(err)
+		if e.Status >= 500 {
+			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+		} else {
+			s.log.Debug("request rejected", "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code)
+		}
+		if e.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeError(w, e)
+	})
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	// RFC 6749 section 5.2 error object; used by every endpoint so clients
+	// parse one shape.
+	writeJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Message})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func meta(r *http.Request) session.Meta {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	ua := r.UserAgent()
+	if len(ua) > 512 {
+		ua = ua[:512]
+	}
+	return session.Meta{IP: ip, UserAgent: ua}
+}
+
+// tokenResponse is the RFC 6749 section 5.1 response plus session_id.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token"`
+	SessionID    string `json:"session_id"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+func writeTokens(w http.ResponseWriter, status int, t session.Tokens) error {
+	// RFC 6749 section 5.1: responses carrying tokens are not cached.
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	return writeJSON(w, status, tokenResponse{
+		AccessToken: t.AccessToken, TokenType: "Bearer", ExpiresIn: t.ExpiresIn,
+		RefreshToken: t.RefreshToken, SessionID: t.SessionID, Scope: t.Scope,
+	})
+}
+
+// clientByID loads a client named in a JSON request (first-party endpoints).
+func (s *Server) clientByID(ctx context.Context, id string) (session.Client, error) {
+	if id == "" {
+		id = s.cfg.DefaultClientID
+	}
+	c, err := s.sessions.Client(ctx, id)
+	if errors.Is(err, session.ErrNotFound) {
+		return c, apiError(http.StatusUnauthorized, CodeInvalidClient, "unknown client")
+	}
+	if err == nil && c.Confidential() {
+		// Confidential clients authenticate at /oauth/token.
+		return c, apiError(http.StatusUnauthorized, CodeInvalidClient, "confidential clients must use /oauth/token with client authentication")
+	}
+	return c, err
+}
+
+// ---- authenticated account endpoints ----
+
+type caller struct {
+	claims  bearer.Claims
+	session session.Session
+}
+
+// authed checks the bearer access token (RFC 6750 section 2.1, header only)
+// and that its session is still active; Latch has the database at hand, so
+// its own endpoints refuse a revoked session's token at once.
+func (s *Server) authed(fn func(http.ResponseWriter, *http.Request, *caller) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		authz := r.Header.Get("Authorization")
+		scheme, tok, ok := strings.Cut(authz, " ")
+		if authz == "" || !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+			// RFC 6750 section 3.1: no error code when credentials are absent.
+			w.Header().Set("WWW-Authenticate", `Bearer realm="latch"`)
+			return apiError(http.StatusUnauthorized, CodeInvalidToken, "an access token is required")
+		}
+		claims, err := s.issuer.Verify(tok)
+		var ses session.Session
+		if err == nil {
+			ses, err = s.sessions.ActiveSession(r.Context(), claims.Subject, claims.SessionID)
+		}
+		if err != nil {
+			if e := toError(err); e.Status >= 500 {
+				return err
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="latch", error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
+			return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Message: "the access token is invalid, expired or revoked", Err: err}
+		}
+		return fn(w, r, &caller{claims: claims, session: ses})
+	}
+}

@@ -1,0 +1,164 @@
+// Package testenv builds a complete Latch stack (SQLite store in a temp
+// dir, signing keys, session service, HTTP API) for tests, with a fake
+// clock. It is imported only by tests.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/internal/httpapi"
+	"github.com/latchauth/latch/internal/keywrap"
+	"github.com/latchauth/latch/internal/password"
+	"github.com/latchauth/latch/internal/rtoken"
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/store/sqlite"
+	"github.com/latchauth/latch/internal/token"
+)
+
+// Clock is a settable clock, safe for concurrent use.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock set to t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock by d (which may be negative: a clock step).
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// Options adjust the stack; zero values take the defaults in New.
+type Options struct {
+	Grace, LostWindow, Idle, MaxLifetime, AccessTTL time.Duration
+	// NoLostWindow sets L to 0 (LostWindow 0 means the default otherwise).
+	NoLostWindow bool
+	// WrapStore lets a test put a fault-injecting store in front of SQLite.
+	WrapStore func(session.Store) session.Store
+	// RealClock uses time.Now instead of the fake clock (for tests through
+	// HTTP clients that check expiry against the wall clock).
+	RealClock bool
+	Dir       string
+}
+
+// Env is a running stack.
+type Env struct {
+	Store    *sqlite.Store
+	Issuer   *token.Issuer
+	Sessions *session.Service
+	Codec    *rtoken.Codec
+	Clock    *Clock
+	// Client is the built-in public client "app" (password and refresh).
+	Client  session.Client
+	Handler http.Handler
+	Config  session.Config
+	Dir     string
+}
+
+// FastArgon2 keeps tests quick; production uses password.OWASP.
+var FastArgon2 = password.Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}
+
+// Issuer is the iss of test tokens.
+const Issuer = "http://latch.test"
+
+// New builds a stack whose clock starts at 2026-01-01T00:00:00Z.
+func New(t testing.TB, o Options) *Env {
+	t.Helper()
+	ctx := context.Background()
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.Grace, 30*time.Second)
+	def(&o.LostWindow, 24*time.Hour)
+	def(&o.Idle, 30*24*time.Hour)
+	def(&o.AccessTTL, 15*time.Minute)
+	if o.NoLostWindow {
+		o.LostWindow = 0
+	}
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(o.Dir, "latch.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clock := NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	now := clock.Now
+	if o.RealClock {
+		now = time.Now
+	}
+	kekBytes := make([]byte, keywrap.KeySize)
+	rand.Read(kekBytes)
+	kek, _ := keywrap.New(kekBytes)
+	iss, err := token.New(st, kek, token.Config{Issuer: Issuer, Alg: "EdDSA", JWKSMaxAge: 5 * time.Minute,
+		LongestAccessTTL: o.AccessTTL, Leeway: 30 * time.Second, ReloadInterval: time.Second}, token.WithClock(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := iss.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rk, err := token.RefreshKey(ctx, st, kek, now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, _ := rtoken.New(rk)
+	hasher, err := password.NewHasher(FastArgon2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var store session.Store = st
+	if o.WrapStore != nil {
+		store = o.WrapStore(st)
+	}
+	cfg := session.Config{Grace: o.Grace, LostWindow: o.LostWindow, Idle: o.Idle, MaxLifetime: o.MaxLifetime, LongestAccessTTL: o.AccessTTL}
+	svc, err := session.New(store, iss, codec, hasher, cfg, session.WithClock(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := session.Client{ID: "app", Name: "app", Audience: "app", AccessTTL: o.AccessTTL,
+		Grants: []string{session.GrantPassword, session.GrantRefresh}}
+	if err := svc.EnsureClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	client, _ = st.Client(ctx, "app")
+	h := httpapi.New(httpapi.Config{Issuer: Issuer, DefaultClientID: "app"}, svc, iss, st.Ping, nil)
+	return &Env{Store: st, Issuer: iss, Sessions: svc, Codec: codec, Clock: clock, Client: client, Handler: h, Config: cfg, Dir: o.Dir}
+}
+
+// Login signs up email with a fixed password and returns a fresh
+// session's tokens.
+func (e *Env) Login(t testing.TB, email string) session.Tokens {
+	t.Helper()
+	_, tok, err := e.Sessions.Signup(context.Background(), session.SignupRequest{
+		Email: email, Password: Password, Login: true, Client: e.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Password is the password Login uses.
+const Password = "correct horse battery staple"
