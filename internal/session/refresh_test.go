@@ -1,0 +1,427 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/latchauth/latch/bearer"
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/testenv"
+)
+
+var ctx = context.Background()
+
+const (
+	grace = 30 * time.Second
+	lost  = time.Hour
+)
+
+func refresh(env *testenv.Env, tok string) (session.Tokens, error) {
+	return env.Sessions.Refresh(ctx, session.RefreshRequest{Token: tok, Client: env.Client, Meta: session.Meta{IP: "192.0.2.1", UserAgent: "test"}})
+}
+
+func mustRefresh(t *testing.T, env *testenv.Env, tok string) session.Tokens {
+	t.Helper()
+	got, err := refresh(env, tok)
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	return got
+}
+
+func state(t *testing.T, env *testenv.Env, id string) session.Session {
+	t.Helper()
+	s, err := env.Store.Session(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestRefreshRules walks each row of DESIGN.md's rotation table, with the
+// window edges, on the real service and SQLite.
+func TestRefreshRules(t *testing.T) {
+	type step struct {
+		advance time.Duration
+		present string // "r0" (login token), "r1", ... as returned so far; "last" = newest
+	}
+	tests := []struct {
+		name       string
+		noLost     bool
+		setup      []step // refreshes that must succeed first
+		advance    time.Duration
+		present    string
+		want       string // "rotate", "same", "successor", "reuse"
+		wantActive bool
+	}{
+		{name: "current token rotates", present: "r0", want: "rotate", wantActive: true},
+		{name: "parent within grace gets identical token", setup: []step{{0, "r0"}}, advance: 10 * time.Second, present: "r0", want: "same", wantActive: true},
+		{name: "parent exactly at grace edge gets identical token", setup: []step{{0, "r0"}}, advance: grace, present: "r0", want: "same", wantActive: true},
+		{name: "parent just past grace is a lost response", setup: []step{{0, "r0"}}, advance: grace + time.Microsecond, present: "r0", want: "successor", wantActive: true},
+		{name: "parent at lost-window edge is a lost response", setup: []step{{0, "r0"}}, advance: lost, present: "r0", want: "successor", wantActive: true},
+		{name: "parent past lost window is reuse", setup: []step{{0, "r0"}}, advance: lost + time.Microsecond, present: "r0", want: "reuse"},
+		{name: "parent past grace with lost window off is reuse", noLost: true, setup: []step{{0, "r0"}}, advance: grace + time.Microsecond, present: "r0", want: "reuse"},
+		{name: "parent within grace with lost window off gets identical token", noLost: true, setup: []step{{0, "r0"}}, advance: grace, present: "r0", want: "same", wantActive: true},
+		{name: "grandparent is reuse even within grace", setup: []step{{0, "r0"}, {0, "r1"}}, present: "r0", want: "reuse"},
+		{name: "older ancestor is reuse", setup: []step{{0, "r0"}, {time.Minute, "r1"}, {time.Minute, "r2"}}, present: "r1", want: "reuse"},
+		{name: "abandoned token is reuse even within grace", setup: []step{{0, "r0"}, {time.Minute, "r0"}}, present: "r1", want: "reuse"},
+		{name: "grace restarts when a duplicate is answered", setup: []step{{0, "r0"}, {20 * time.Second, "r0"}}, advance: 20 * time.Second, present: "r0", want: "same", wantActive: true},
+		{name: "lost window does not restart on a lost-response answer", setup: []step{{0, "r0"}, {50 * time.Minute, "r0"}}, advance: 11 * time.Minute, present: "r0", want: "reuse"},
+		{name: "lost-response successor rotates normally", setup: []step{{0, "r0"}, {time.Minute, "r0"}}, present: "r2", want: "rotate", wantActive: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := testenv.New(t, testenv.Options{Grace: grace, LostWindow: lost, NoLostWindow: tt.noLost})
+			tok := env.Login(t, "u@example.com")
+			issued := []string{tok.RefreshToken}
+			for _, s := range tt.setup {
+				env.Clock.Advance(s.advance)
+				got := mustRefresh(t, env, issued[index(s.present)])
+				if got.RefreshToken != issued[len(issued)-1] {
+					issued = append(issued, got.RefreshToken)
+				}
+			}
+			env.Clock.Advance(tt.advance)
+			before := state(t, env, tok.SessionID)
+			newest := issued[len(issued)-1]
+			got, err := refresh(env, issued[index(tt.present)])
+			switch tt.want {
+			case "reuse":
+				if !errors.Is(err, session.ErrReused) || !session.IsInvalidGrant(err) {
+					t.Fatalf("error = %v, want ErrReused", err)
+				}
+			default:
+				if err != nil {
+					t.Fatalf("refresh: %v", err)
+				}
+				if got.AccessToken == "" || got.SessionID != tok.SessionID {
+					t.Fatalf("tokens = %+v", got)
+				}
+			}
+			switch tt.want {
+			case "rotate", "successor":
+				for _, old := range issued {
+					if got.RefreshToken == old {
+						t.Fatalf("%s: got a refresh token issued before", tt.want)
+					}
+				}
+			case "same":
+				if got.RefreshToken != newest {
+					t.Fatalf("grace answer differs from the current token")
+				}
+			}
+			after := state(t, env, tok.SessionID)
+			if active := after.Active(env.Clock.Now()); active != tt.wantActive {
+				t.Fatalf("session active = %v, want %v (reason %q)", active, tt.wantActive, after.RevokeReason)
+			}
+			if tt.want == "reuse" && after.RevokeReason != session.ReasonReuse {
+				t.Fatalf("revoke reason = %q, want %q", after.RevokeReason, session.ReasonReuse)
+			}
+			if tt.want == "successor" && after.RotatedAt != before.RotatedAt {
+				t.Fatalf("lost-response answer moved the rotation time (L restarted)")
+			}
+			if tt.want == "reuse" {
+				// Nothing works after reuse: not even the newest token.
+				if _, err := refresh(env, newest); !session.IsInvalidGrant(err) {
+					t.Fatalf("newest token after reuse: error = %v, want invalid grant", err)
+				}
+			}
+		})
+	}
+}
+
+func index(name string) int {
+	var i int
+	for _, c := range name[1:] {
+		i = i*10 + int(c-'0')
+	}
+	return i
+}
+
+func TestRefreshRejectsDeadSessions(t *testing.T) {
+	tests := []struct {
+		name string
+		opts testenv.Options
+		kill func(t *testing.T, env *testenv.Env, tok session.Tokens)
+		want error
+	}{
+		{"revoked", testenv.Options{}, func(t *testing.T, env *testenv.Env, tok session.Tokens) {
+			env.Sessions.RevokeSession(ctx, "", tok.SessionID, session.Meta{})
+		}, session.ErrRevoked},
+		{"idle expired", testenv.Options{Idle: time.Hour}, func(t *testing.T, env *testenv.Env, _ session.Tokens) {
+			env.Clock.Advance(time.Hour)
+		}, session.ErrExpired},
+		{"past absolute lifetime", testenv.Options{MaxLifetime: 2 * time.Hour, Idle: time.Hour}, func(t *testing.T, env *testenv.Env, tok session.Tokens) {
+			// Keep it from idling out: refresh every 50 minutes.
+			for range 2 {
+				env.Clock.Advance(50 * time.Minute)
+				tok = mustRefresh(t, env, tok.RefreshToken)
+			}
+			env.Clock.Advance(20 * time.Minute)
+		}, session.ErrExpired},
+		{"user disabled", testenv.Options{}, func(t *testing.T, env *testenv.Env, tok session.Tokens) {
+			s, _ := env.Store.Session(ctx, tok.SessionID)
+			env.Sessions.DisableUser(ctx, s.UserID, session.Meta{})
+		}, session.ErrRevoked},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := testenv.New(t, tt.opts)
+			tok := env.Login(t, "u@example.com")
+			tt.kill(t, env, tok)
+			before := state(t, env, tok.SessionID)
+			_, err := refresh(env, tok.RefreshToken)
+			if !errors.Is(err, tt.want) || !session.IsInvalidGrant(err) {
+				t.Fatalf("error = %v, want %v", err, tt.want)
+			}
+			if after := state(t, env, tok.SessionID); after != before {
+				t.Fatalf("a refused refresh changed the session:\n%+v\n%+v", before, after)
+			}
+		})
+	}
+}
+
+func TestRefreshRejectsForgedTokensBeforeStorage(t *testing.T) {
+	failing := &faultStore{}
+	env := testenv.New(t, testenv.Options{WrapStore: failing.wrap})
+	tok := env.Login(t, "u@example.com")
+	failing.failAll(errors.New("storage must not be touched"))
+	b := []byte(tok.RefreshToken)
+	b[20] ^= 1
+	for _, bad := range []string{"", "garbage", string(b), tok.AccessToken, tok.RefreshToken[:len(tok.RefreshToken)-2]} {
+		if _, err := refresh(env, bad); !errors.Is(err, session.ErrInvalidToken) {
+			t.Errorf("refresh(%.20q) error = %v, want ErrInvalidToken", bad, err)
+		}
+	}
+	if n := failing.calls(); n != 0 {
+		t.Fatalf("storage was called %d times for forged tokens", n)
+	}
+}
+
+func TestRefreshChecksClientBinding(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	tok := env.Login(t, "u@example.com")
+	other := env.Client
+	other.ID = "other"
+	_, err := env.Sessions.Refresh(ctx, session.RefreshRequest{Token: tok.RefreshToken, Client: other})
+	if !errors.Is(err, session.ErrWrongClient) {
+		t.Fatalf("error = %v, want ErrWrongClient", err)
+	}
+	mustRefresh(t, env, tok.RefreshToken) // the owner is unaffected
+}
+
+// TestConcurrentRefresh: 50 goroutines present the same token at once. One
+// rotation happens; everyone gets the identical refresh token; the session
+// stays active.
+func TestConcurrentRefresh(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	tok := env.Login(t, "u@example.com")
+	const n = 50
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		got   = make([]string, n)
+		errs  = make([]error, n)
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, err := refresh(env, tok.RefreshToken)
+			got[i], errs[i] = r.RefreshToken, err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: %v", i, errs[i])
+		}
+		if got[i] != got[0] {
+			t.Fatalf("caller %d got a different refresh token: the session forked", i)
+		}
+	}
+	s := state(t, env, tok.SessionID)
+	if s.Gen != 2 || s.ParentGen != 1 || !s.Active(env.Clock.Now()) {
+		t.Fatalf("session after race: gen %d parent %d active %v; want one rotation", s.Gen, s.ParentGen, s.Active(env.Clock.Now()))
+	}
+	mustRefresh(t, env, got[0])
+}
+
+// TestRefreshFailureLeavesSessionUnchanged injects a storage error at each
+// write of a refresh; the transaction rolls back and the client's old token
+// still works.
+func TestRefreshFailureLeavesSessionUnchanged(t *testing.T) {
+	for _, at := range []string{"LockSession", "UpdateSession", "AppendAudit", "RevokeSessions", "Commit"} {
+		t.Run(at, func(t *testing.T) {
+			fs := &faultStore{}
+			env := testenv.New(t, testenv.Options{WrapStore: fs.wrap})
+			tok := env.Login(t, "u@example.com")
+			r1 := mustRefresh(t, env, tok.RefreshToken)
+			// AppendAudit runs on a lost response, RevokeSessions on reuse:
+			// set the clock so the presented token reaches that write.
+			present := r1.RefreshToken
+			switch at {
+			case "AppendAudit":
+				env.Clock.Advance(time.Minute)
+				present = tok.RefreshToken
+			case "RevokeSessions":
+				mustRefresh(t, env, r1.RefreshToken)
+				present = tok.RefreshToken
+			}
+			before := state(t, env, tok.SessionID)
+			fs.failAt(at, errors.New("injected fault"))
+			if _, err := refresh(env, present); err == nil || session.IsInvalidGrant(err) {
+				t.Fatalf("refresh with fault: error = %v, want a transient error", err)
+			}
+			fs.failAt("", nil)
+			if after := state(t, env, tok.SessionID); after != before {
+				t.Fatalf("fault changed the session:\nbefore %+v\nafter  %+v", before, after)
+			}
+			if at == "RevokeSessions" {
+				return // the retry correctly detects the reuse; nothing more to show
+			}
+			if _, err := refresh(env, present); err != nil {
+				t.Fatalf("retry after fault: %v", err)
+			}
+		})
+	}
+}
+
+// TestTheft: whichever of thief and victim refreshes second with a stale
+// token revokes the session.
+func TestTheft(t *testing.T) {
+	t.Run("thief first, then victim", func(t *testing.T) {
+		env := testenv.New(t, testenv.Options{})
+		tok := env.Login(t, "victim@example.com")
+		stolen := mustRefresh(t, env, tok.RefreshToken).RefreshToken // the victim's current token
+		// The thief uses the session as a client would: a refresh per
+		// access-token lifetime.
+		env.Clock.Advance(time.Hour)
+		thief := mustRefresh(t, env, stolen)
+		env.Clock.Advance(15 * time.Minute)
+		thief = mustRefresh(t, env, thief.RefreshToken)
+		env.Clock.Advance(time.Minute)
+		// The victim comes back with its token, now an ancestor: reuse.
+		if _, err := refresh(env, stolen); !errors.Is(err, session.ErrReused) {
+			t.Fatalf("victim after thief: error = %v, want ErrReused", err)
+		}
+		if _, err := refresh(env, thief.RefreshToken); !session.IsInvalidGrant(err) {
+			t.Fatalf("thief after detection: error = %v, want invalid grant", err)
+		}
+	})
+	t.Run("thief first once, then victim, lost window off", func(t *testing.T) {
+		env := testenv.New(t, testenv.Options{NoLostWindow: true})
+		tok := env.Login(t, "victim@example.com")
+		thief := mustRefresh(t, env, tok.RefreshToken)
+		env.Clock.Advance(time.Hour)
+		if _, err := refresh(env, tok.RefreshToken); !errors.Is(err, session.ErrReused) {
+			t.Fatalf("victim after thief: error = %v, want ErrReused", err)
+		}
+		if _, err := refresh(env, thief.RefreshToken); !session.IsInvalidGrant(err) {
+			t.Fatalf("thief after detection: error = %v, want invalid grant", err)
+		}
+	})
+	t.Run("victim first, then thief", func(t *testing.T) {
+		env := testenv.New(t, testenv.Options{})
+		tok := env.Login(t, "victim@example.com")
+		stolen := tok.RefreshToken
+		env.Clock.Advance(time.Minute)
+		v1 := mustRefresh(t, env, stolen)
+		env.Clock.Advance(time.Minute)
+		v2 := mustRefresh(t, env, v1.RefreshToken)
+		env.Clock.Advance(time.Minute)
+		if _, err := refresh(env, stolen); !errors.Is(err, session.ErrReused) {
+			t.Fatalf("thief with an old token: error = %v, want ErrReused", err)
+		}
+		if _, err := refresh(env, v2.RefreshToken); !errors.Is(err, session.ErrRevoked) {
+			t.Fatalf("victim after detection: error = %v, want ErrRevoked", err)
+		}
+	})
+	t.Run("thief refreshes first and stops: documented exception", func(t *testing.T) {
+		env := testenv.New(t, testenv.Options{})
+		tok := env.Login(t, "victim@example.com")
+		thief := mustRefresh(t, env, tok.RefreshToken) // stolen current token used first
+		env.Clock.Advance(time.Hour)
+		victim := mustRefresh(t, env, tok.RefreshToken) // looks like a lost response
+		if victim.RefreshToken == thief.RefreshToken {
+			t.Fatal("victim received the thief's token")
+		}
+		events, err := env.Store.AuditEvents(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if events[0].Type != "refresh.lost_response" || events[0].IP != "192.0.2.1" {
+			t.Fatalf("newest audit event = %+v, want a lost-response event with the presenter's IP", events[0])
+		}
+		// The thief's token is now abandoned: using it revokes the session.
+		if _, err := refresh(env, thief.RefreshToken); !errors.Is(err, session.ErrReused) {
+			t.Fatalf("abandoned thief token: error = %v, want ErrReused", err)
+		}
+	})
+}
+
+func TestAccessTokenNeverOutlivesSession(t *testing.T) {
+	env := testenv.New(t, testenv.Options{MaxLifetime: time.Hour, AccessTTL: 15 * time.Minute})
+	tok := env.Login(t, "u@example.com")
+	env.Clock.Advance(50 * time.Minute)
+	r := mustRefresh(t, env, tok.RefreshToken)
+	s := state(t, env, tok.SessionID)
+	exp := accessExpiry(t, r.AccessToken)
+	if !exp.Equal(s.ExpiresAt.Truncate(time.Second)) {
+		t.Fatalf("access token exp = %s, want the session's absolute expiry %s", exp, s.ExpiresAt)
+	}
+	if r.ExpiresIn != 600 {
+		t.Fatalf("expires_in = %d, want 600", r.ExpiresIn)
+	}
+}
+
+func accessExpiry(t *testing.T, tok string) time.Time {
+	t.Helper()
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c bearer.Claims
+	if err := parsed.UnsafeClaimsWithoutVerification(&c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Expiry.Time().UTC()
+}
+
+// TestRefreshStateIsConstant: many refreshes leave one session row and no
+// growth elsewhere except the audit trail of unusual events.
+func TestRefreshStateIsConstant(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	tok := env.Login(t, "u@example.com")
+	rows := func() (sessions, revocations int) {
+		db := env.Store
+		list, err := db.UserSessions(ctx, state(t, env, tok.SessionID).UserID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs, err := db.Revocations(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(list), len(revs)
+	}
+	rt := tok.RefreshToken
+	for range 200 {
+		env.Clock.Advance(time.Minute)
+		rt = mustRefresh(t, env, rt).RefreshToken
+	}
+	if s, r := rows(); s != 1 || r != 0 {
+		t.Fatalf("after 200 refreshes: %d session rows, %d feed rows; want 1 and 0", s, r)
+	}
+	if g := state(t, env, tok.SessionID).Gen; g != 201 {
+		t.Fatalf("generation = %d, want 201", g)
+	}
+}
