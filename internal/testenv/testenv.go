@@ -55,6 +55,8 @@ type Options struct {
 	// HTTP clients that check expiry against the wall clock).
 	RealClock bool
 	Dir       string
+	// Argon2 overrides FastArgon2 (benchmarks use password.OWASP).
+	Argon2 password.Params
 }
 
 // Env is a running stack.
@@ -125,7 +127,10 @@ func New(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	codec, _ := rtoken.New(rk)
-	hasher, err := password.NewHasher(FastArgon2, 4)
+	if o.Argon2 == (password.Params{}) {
+		o.Argon2 = FastArgon2
+	}
+	hasher, err := password.NewHasher(o.Argon2, 4)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,272 @@
+package token_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/latchauth/latch/bearer"
+	"github.com/latchauth/latch/internal/keywrap"
+	"github.com/latchauth/latch/internal/store/sqlite"
+	"github.com/latchauth/latch/internal/testenv"
+	"github.com/latchauth/latch/internal/token"
+)
+
+var ctx = context.Background()
+
+type fixture struct {
+	store *sqlite.Store
+	kek   *keywrap.KEK
+	clock *testenv.Clock
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	kek, _ := keywrap.New(b)
+	return &fixture{store: st, kek: kek, clock: testenv.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
+}
+
+func (f *fixture) issuer(t *testing.T, alg string) *token.Issuer {
+	t.Helper()
+	i, err := token.New(f.store, f.kek, token.Config{Issuer: "https://auth.example", Alg: alg, JWKSMaxAge: 5 * time.Minute,
+		LongestAccessTTL: 15 * time.Minute, Leeway: 30 * time.Second, ReloadInterval: time.Second}, token.WithClock(f.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := i.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return i
+}
+
+func claims(now time.Time) bearer.Claims {
+	return bearer.Claims{Issuer: "https://auth.example", Subject: "user", Audience: jwt.Audience{"api"},
+		Expiry: jwt.NewNumericDate(now.Add(15 * time.Minute)), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
+		ID: "jti", ClientID: "app", SessionID: "sid"}
+}
+
+func jwks(t *testing.T, i *token.Issuer) jose.JSONWebKeySet {
+	t.Helper()
+	body, _ := i.JWKS()
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// verifyWithJWKS checks a token the way an outside resource server would:
+// from the published JWKS only.
+func verifyWithJWKS(t *testing.T, tok string, set jose.JSONWebKeySet) error {
+	t.Helper()
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.RS256})
+	if err != nil {
+		return err
+	}
+	keys := set.Key(parsed.Headers[0].KeyID)
+	if len(keys) != 1 {
+		return errors.New("kid not in JWKS")
+	}
+	var c bearer.Claims
+	return parsed.Claims(keys[0].Key, &c)
+}
+
+func TestIssueEachAlgorithm(t *testing.T) {
+	for _, alg := range token.Algorithms {
+		t.Run(alg, func(t *testing.T) {
+			f := newFixture(t)
+			i := f.issuer(t, alg)
+			tok, err := i.Issue(claims(f.clock.Now()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := parsed.Headers[0]
+			if h.ExtraHeaders[jose.HeaderType] != "at+jwt" || h.KeyID == "" || h.Algorithm != alg {
+				t.Fatalf("header = typ %v kid %q alg %q", h.ExtraHeaders[jose.HeaderType], h.KeyID, h.Algorithm)
+			}
+			if h.JSONWebKey != nil || h.ExtraHeaders["x5c"] != nil || h.ExtraHeaders["jku"] != nil {
+				t.Fatal("header carries key material")
+			}
+			set := jwks(t, i)
+			if err := verifyWithJWKS(t, tok, set); err != nil {
+				t.Fatalf("verify from JWKS: %v", err)
+			}
+			for _, k := range set.Keys {
+				if k.Use != "sig" || k.Algorithm != alg || !k.IsPublic() {
+					t.Fatalf("JWKS key %s: use %q alg %q public %v", k.KeyID, k.Use, k.Algorithm, k.IsPublic())
+				}
+			}
+			if _, err := i.Verify(tok); err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+		})
+	}
+}
+
+func TestVerifyRejects(t *testing.T) {
+	f := newFixture(t)
+	i := f.issuer(t, "EdDSA")
+	now := f.clock.Now()
+	good, _ := i.Issue(claims(now))
+	other := newFixture(t).issuer(t, "EdDSA") // another deployment's keys
+	foreign, _ := other.Issue(claims(now))
+	wrongIss := claims(now)
+	wrongIss.Issuer = "https://auth.example/"
+	wrongIssTok, _ := i.Issue(wrongIss)
+	expired := claims(now.Add(-time.Hour))
+	expiredTok, _ := i.Issue(expired)
+	parts := strings.Split(good, ".")
+	tests := []struct{ name, tok string }{
+		{"empty", ""},
+		{"garbage", "not.a.jwt"},
+		{"signed by another issuer's key", foreign},
+		{"issuer with trailing slash", wrongIssTok},
+		{"expired", expiredTok},
+		{"signature stripped", parts[0] + "." + parts[1] + "."},
+		{"alg none", "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0." + parts[1] + "."},
+		{"huge", strings.Repeat("a", 9000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := i.Verify(tt.tok); !errors.Is(err, token.ErrInvalid) {
+				t.Fatalf("Verify error = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// TestRotationLifeCycle: a next key is published before it signs; after
+// rotation, tokens from the old key keep verifying until they expire, then
+// the retired key leaves the JWKS.
+func TestRotationLifeCycle(t *testing.T) {
+	f := newFixture(t)
+	i := f.issuer(t, "EdDSA")
+	before, _ := i.Issue(claims(f.clock.Now()))
+	set := jwks(t, i)
+	if len(set.Keys) != 2 {
+		t.Fatalf("JWKS has %d keys at start, want current and next", len(set.Keys))
+	}
+	if _, err := i.Rotate(ctx, false); !errors.Is(err, token.ErrTooSoon) {
+		t.Fatalf("rotate right away: error = %v, want ErrTooSoon", err)
+	}
+	f.clock.Advance(5 * time.Minute)
+	r, err := i.Rotate(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := i.Issue(claims(f.clock.Now()))
+	parsed, _ := jwt.ParseSigned(after, []jose.SignatureAlgorithm{jose.EdDSA})
+	if kid := parsed.Headers[0].KeyID; kid != r.PromoteKID {
+		t.Fatalf("after rotation signed with %s, want the promoted next key %s", kid, r.PromoteKID)
+	}
+	// A verifier that cached the JWKS before the rotation knows the new key.
+	if err := verifyWithJWKS(t, after, set); err != nil {
+		t.Fatalf("token of the new key against the pre-rotation JWKS: %v", err)
+	}
+	set = jwks(t, i)
+	if len(set.Keys) != 3 {
+		t.Fatalf("JWKS has %d keys after rotation, want retired, current, next", len(set.Keys))
+	}
+	if err := verifyWithJWKS(t, before, set); err != nil {
+		t.Fatalf("token of the retired key: %v", err)
+	}
+	// Past the longest access TTL plus leeway the retired key goes.
+	f.clock.Advance(15*time.Minute + 31*time.Second)
+	if err := i.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(jwks(t, i).Keys); n != 2 {
+		t.Fatalf("JWKS has %d keys after retention, want 2", n)
+	}
+	if n, err := i.PruneRetired(ctx); err != nil || n != 1 {
+		t.Fatalf("PruneRetired = %d, %v; want 1", n, err)
+	}
+}
+
+// TestOtherNodePicksUpRotation: a second issuer over the same storage (a
+// second node, or the CLI) sees a rotation on its next reload.
+func TestOtherNodePicksUpRotation(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.issuer(t, "EdDSA"), f.issuer(t, "EdDSA")
+	if ja, jb := jwks(t, a), jwks(t, b); len(ja.Keys) != 2 || len(jb.Keys) != 2 || ja.Keys[0].KeyID != jb.Keys[0].KeyID {
+		t.Fatal("two nodes created different first keys")
+	}
+	f.clock.Advance(10 * time.Minute)
+	r, err := a.Rotate(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := b.Issue(claims(f.clock.Now()))
+	parsed, _ := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.EdDSA})
+	if parsed.Headers[0].KeyID != r.PromoteKID {
+		t.Fatal("node b still signs with the retired key")
+	}
+}
+
+func TestWrongKEKIsRefused(t *testing.T) {
+	f := newFixture(t)
+	f.issuer(t, "EdDSA")
+	b := make([]byte, 32)
+	rand.Read(b)
+	f.kek, _ = keywrap.New(b)
+	i, err := token.New(f.store, f.kek, token.Config{Issuer: "https://auth.example", Alg: "EdDSA", JWKSMaxAge: time.Minute,
+		LongestAccessTTL: time.Minute, ReloadInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := i.Init(ctx); !errors.Is(err, keywrap.ErrOpen) {
+		t.Fatalf("Init with another KEK: error = %v, want ErrOpen", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := token.Config{Issuer: "https://a", Alg: "EdDSA", JWKSMaxAge: time.Minute, LongestAccessTTL: time.Minute, ReloadInterval: time.Second}
+	tests := []struct {
+		name string
+		mod  func(*token.Config)
+	}{
+		{"no issuer", func(c *token.Config) { c.Issuer = "" }},
+		{"HS256", func(c *token.Config) { c.Alg = "HS256" }},
+		{"none", func(c *token.Config) { c.Alg = "none" }},
+		{"zero max-age", func(c *token.Config) { c.JWKSMaxAge = 0 }},
+		{"huge leeway", func(c *token.Config) { c.Leeway = time.Hour }},
+	}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good
+			tt.mod(&c)
+			if c.Validate() == nil {
+				t.Fatal("Validate accepted it")
+			}
+		})
+	}
+}
+
