@@ -26,8 +26,12 @@ func admin(ctx context.Context, name string, args []string, s io3, extra func(*f
 	if extra != nil {
 		extra(&flagSet{fs})
 	}
-	if err := parse(fs, args, &c); err != nil {
+	rest, err := parse(fs, args, &c)
+	if err != nil {
 		return nil, nil, nil, err
+	}
+	if c.LogLevel == "info" {
+		c.LogLevel = "warn" // admin output is for people; keep routine logs out of it
 	}
 	d, err := open(ctx, &c, s, false)
 	if err != nil {
@@ -39,7 +43,7 @@ func admin(ctx context.Context, name string, args []string, s io3, extra func(*f
 		d.Close()
 		return nil, nil, nil, err
 	}
-	return d, svc, fs.Args(), nil
+	return d, svc, rest, nil
 }
 
 type flagSet struct{ *flag.FlagSet }
@@ -70,7 +74,7 @@ func runMigrate(ctx context.Context, args []string, s io3) error {
 	var c config.Config
 	fs := newFlags("migrate", s)
 	config.Storage(fs, &c)
-	if err := parse(fs, args, &c); err != nil {
+	if _, err := parse(fs, args, &c); err != nil {
 		return err
 	}
 	if err := c.ValidateStorage(); err != nil {

@@ -99,14 +99,15 @@ func newFlags(name string, s io3) *flag.FlagSet {
 	return fs
 }
 
-func parse(fs *flag.FlagSet, args []string, c *config.Config) error {
-	if err := config.Parse(fs, args, c); err != nil {
+func parse(fs *flag.FlagSet, args []string, c *config.Config) ([]string, error) {
+	rest, err := config.Parse(fs, args, c)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errHelpShown
+			return nil, errHelpShown
 		}
-		return fmt.Errorf("%w: %w", ErrUsage, err)
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	return nil
+	return rest, nil
 }
 
 // deps is what every command builds from the storage flags.

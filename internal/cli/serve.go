@@ -23,8 +23,12 @@ func runServe(ctx context.Context, args []string, s io3) error {
 	var c config.Config
 	fs := newFlags("serve", s)
 	config.Serve(fs, &c)
-	if err := parse(fs, args, &c); err != nil {
+	rest, err := parse(fs, args, &c)
+	if err != nil {
 		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("%w: serve takes no arguments, got %q", ErrUsage, rest)
 	}
 	if err := c.Validate(); err != nil {
 		return err

@@ -77,11 +77,22 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	}
 }
 
-// Parse parses args, then fills every flag not given on the command line
-// from its environment twin: LATCH_ and the flag name in upper snake case.
-func Parse(fs *flag.FlagSet, args []string, c *Config) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+// Parse parses args, flags and positional arguments in any order, then
+// fills every flag not given on the command line from its environment twin:
+// LATCH_ and the flag name in upper snake case. It returns the positional
+// arguments.
+func Parse(fs *flag.FlagSet, args []string, c *Config) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -99,7 +110,7 @@ func Parse(fs *flag.FlagSet, args []string, c *Config) error {
 	if c.argon2 != nil {
 		c.argon2()
 	}
-	return errors.Join(errs...)
+	return positional, errors.Join(errs...)
 }
 
 // EnvName is the environment twin of a flag.

@@ -343,7 +343,7 @@ func TestLogoutBadScope(t *testing.T) {
 
 func TestListSessions(t *testing.T) {
 	t.Parallel()
-	_, srv := newServer(t, testenv.Options{})
+	env, srv := newServer(t, testenv.Options{})
 	signupOnly(t, srv, "user@example.com", testPassword)
 	other := signup(t, srv, "other@example.com")
 	uas := []string{"phone/1.0", "laptop/2.0", "cli/3.0"}
@@ -392,8 +392,28 @@ func TestListSessions(t *testing.T) {
 		t.Errorf("%d sessions marked current, want 1", current)
 	}
 
+	// A refresh records the time, user agent and address of the last use.
+	env.Clock.Advance(time.Minute)
+	r := send(t, srv, req{method: http.MethodPost, path: "/oauth/token", contentType: "application/x-www-form-urlencoded",
+		body:   url.Values{"grant_type": {"refresh_token"}, "refresh_token": {toks[2].RefreshToken}, "client_id": {"app"}}.Encode(),
+		header: map[string]string{"User-Agent": "cli/4.0"}})
+	checkTokenResponse(t, r, http.StatusOK)
+	for _, s := range listSessions(t, srv, caller.AccessToken) {
+		if s.ID != toks[2].SessionID {
+			continue
+		}
+		created, _ := time.Parse(time.RFC3339, s.CreatedAt)
+		used, _ := time.Parse(time.RFC3339, s.LastUsedAt)
+		if used.Sub(created) != time.Minute {
+			t.Errorf("after refresh: created_at %s, last_used_at %s, want one minute apart", s.CreatedAt, s.LastUsedAt)
+		}
+		if s.UserAgent != "cli/4.0" {
+			t.Errorf("after refresh: user_agent = %q, want %q", s.UserAgent, "cli/4.0")
+		}
+	}
+
 	// A revoked session leaves the list.
-	r := send(t, srv, req{method: http.MethodDelete, path: "/v1/sessions/" + toks[0].SessionID, bearer: caller.AccessToken})
+	r = send(t, srv, req{method: http.MethodDelete, path: "/v1/sessions/" + toks[0].SessionID, bearer: caller.AccessToken})
 	if r.Status != http.StatusNoContent {
 		t.Fatalf("DELETE: %s", r)
 	}

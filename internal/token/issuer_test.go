@@ -269,4 +269,3 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
-

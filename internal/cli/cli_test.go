@@ -1,0 +1,312 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/internal/cli"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type server struct {
+	url  string
+	logs *syncBuffer
+	db   string
+	done chan error
+	stop context.CancelFunc
+}
+
+// startServer runs `latch serve` in-process on a free port.
+func startServer(t *testing.T, extra ...string) *server {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "latch.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{logs: &syncBuffer{}, db: db, done: make(chan error, 1), stop: cancel}
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", "sqlite:" + db,
+		"--argon2-memory", "8192", "--argon2-iterations", "1"}, extra...)
+	go func() { s.done <- cli.Run(ctx, args, strings.NewReader(""), io.Discard, s.logs) }()
+	t.Cleanup(func() {
+		cancel()
+		<-s.done
+	})
+	re := regexp.MustCompile(`"msg":"latch serving","addr":"([^"]+)"`)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(s.logs.String()); m != nil {
+			s.url = "http://" + m[1]
+			return s
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("serve exited: %v\n%s", err, s.logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("server did not start:\n%s", s.logs)
+	return nil
+}
+
+// latch runs an admin command against the server's database.
+func (s *server) latch(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args = append(args, "--database", "sqlite:"+s.db)
+	err := cli.Run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+func (s *server) mustLatch(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, err := s.latch(t, stdin, args...)
+	if err != nil {
+		t.Fatalf("latch %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func post(t *testing.T, u, form string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(u, "application/x-www-form-urlencoded", strings.NewReader(form))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+func passwordLogin(t *testing.T, s *server, email, pw string) (int, map[string]any) {
+	return post(t, s.url+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {email}, "password": {pw}, "client_id": {"app"}}.Encode())
+}
+
+func refresh(t *testing.T, s *server, rt string) (int, map[string]any) {
+	return post(t, s.url+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}.Encode())
+}
+
+func jwksKids(t *testing.T, s *server) []string {
+	t.Helper()
+	resp, err := http.Get(s.url + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	json.NewDecoder(resp.Body).Decode(&set)
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k.Kid)
+	}
+	return kids
+}
+
+// TestServeAndAdmin runs the server and drives the admin CLI against the
+// same database while it serves.
+func TestServeAndAdmin(t *testing.T) {
+	s := startServer(t, "--jwks-max-age", "2s")
+
+	out := s.mustLatch(t, "a long enough password\n", "users", "create", "ada@example.com", "--password-stdin")
+	if !strings.Contains(out, "created user") {
+		t.Fatalf("users create: %s", out)
+	}
+	if out := s.mustLatch(t, "", "users", "list"); !strings.Contains(out, "ada@example.com") {
+		t.Fatalf("users list lacks the user:\n%s", out)
+	}
+	code, tok := passwordLogin(t, s, "ada@example.com", "a long enough password")
+	if code != 200 {
+		t.Fatalf("login: %d %v", code, tok)
+	}
+	sid := tok["session_id"].(string)
+	if out := s.mustLatch(t, "", "sessions", "list", "ada@example.com"); !strings.Contains(out, sid) {
+		t.Fatalf("sessions list lacks %s:\n%s", sid, out)
+	}
+	s.mustLatch(t, "", "sessions", "revoke", sid)
+	if code, body := refresh(t, s, tok["refresh_token"].(string)); code != 400 || body["error"] != "invalid_grant" {
+		t.Fatalf("refresh after admin revoke: %d %v", code, body)
+	}
+
+	// Key rotation: refused while the next key is young, then picked up by
+	// the running server without a restart.
+	before := jwksKids(t, s)
+	if len(before) != 2 {
+		t.Fatalf("JWKS kids at start: %v", before)
+	}
+	if out, err := s.latch(t, "", "keys", "rotate", "--jwks-max-age", "2s"); err == nil {
+		t.Fatalf("keys rotate right after start succeeded:\n%s", out)
+	}
+	next := regexp.MustCompile(`(?m)^(\S+)\s+EdDSA\s+next\s`).FindStringSubmatch(s.mustLatch(t, "", "keys", "list"))
+	if next == nil {
+		t.Fatal("keys list shows no next key")
+	}
+	time.Sleep(2100 * time.Millisecond)
+	out = s.mustLatch(t, "", "keys", "rotate", "--jwks-max-age", "2s")
+	if !strings.Contains(out, "current "+next[1]) {
+		t.Fatalf("rotate did not promote the published next key %s:\n%s", next[1], out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(jwksKids(t, s)) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not pick up the rotation: JWKS %v", jwksKids(t, s))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, tok = passwordLogin(t, s, "ada@example.com", "a long enough password")
+	if kid := headerKid(t, tok["access_token"].(string)); kid != next[1] {
+		t.Fatalf("new tokens signed with %s, want the promoted key %s", kid, next[1])
+	}
+	if out := s.mustLatch(t, "", "keys", "list"); strings.Count(out, "retired") != 1 {
+		t.Fatalf("keys list:\n%s", out)
+	}
+
+	s.mustLatch(t, "", "users", "disable", "ada@example.com")
+	if code, _ := passwordLogin(t, s, "ada@example.com", "a long enough password"); code != 400 {
+		t.Fatalf("login of a disabled user: %d", code)
+	}
+	if code, _ := refresh(t, s, tok["refresh_token"].(string)); code != 400 {
+		t.Fatalf("refresh of a disabled user's session: %d", code)
+	}
+
+	out = s.mustLatch(t, "", "clients", "create", "notes", "--audience", "https://notes.example", "--confidential")
+	m := regexp.MustCompile(`client secret \(shown once\): (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("clients create printed no secret:\n%s", out)
+	}
+	if out := s.mustLatch(t, "", "clients", "list"); !strings.Contains(out, "notes") || !strings.Contains(out, "confidential") || strings.Contains(out, m[1]) {
+		t.Fatalf("clients list:\n%s", out)
+	}
+	// The confidential client authenticates; a wrong secret does not.
+	req, _ := http.NewRequest("POST", s.url+"/oauth/revoke", strings.NewReader("token=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("notes", m[1])
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("revoke with client secret: %v %v", resp.StatusCode, err)
+	}
+	if code, body := post(t, s.url+"/oauth/revoke", "token=x&client_id=notes&client_secret=wrong"); code != 401 || body["error"] != "invalid_client" {
+		t.Fatalf("wrong client secret: %d %v", code, body)
+	}
+
+	if strings.Contains(s.logs.String(), tok["refresh_token"].(string)) || strings.Contains(s.logs.String(), "a long enough password") {
+		t.Fatal("server log contains a token or password")
+	}
+	s.stop()
+	select {
+	case err := <-s.done:
+		s.done <- err
+		if err != nil {
+			t.Fatalf("graceful shutdown returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("server did not shut down")
+	}
+}
+
+func headerKid(t *testing.T, jwt string) string {
+	t.Helper()
+	seg, _, _ := strings.Cut(jwt, ".")
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	b, err := base64URL(seg)
+	if err != nil || json.Unmarshal(b, &h) != nil {
+		t.Fatalf("bad JWT header %q", seg)
+	}
+	return h.Kid
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "Usage:"},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"unknown subcommand", []string{"users", "delete"}, `unknown subcommand "delete"`},
+		{"unknown flag", []string{"serve", "--no-such-flag"}, "flag provided but not defined"},
+		{"serve with an argument", []string{"serve", "extra"}, "serve takes no arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := cli.Run(context.Background(), tt.args, nil, &out, &out)
+			if !errors.Is(err, cli.ErrUsage) || cli.ExitCode(err) != 2 {
+				t.Fatalf("Run = %v, want a usage error", err)
+			}
+			if !strings.Contains(out.String()+err.Error(), tt.want) {
+				t.Fatalf("output %q lacks %q", out.String()+err.Error(), tt.want)
+			}
+		})
+	}
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"lost window not above grace", []string{"--refresh-grace", "1m", "--refresh-lost-window", "30s"}, nil, "--refresh-lost-window"},
+		{"access ttl too long", []string{"--access-ttl", "48h"}, nil, "--access-ttl"},
+		{"unknown alg", []string{"--signing-alg", "HS256"}, nil, "--signing-alg"},
+		{"postgres not yet", []string{"--database", "postgres://localhost/x"}, nil, "PostgreSQL"},
+		{"bad env twin", nil, map[string]string{"LATCH_ACCESS_TTL": "soon"}, "LATCH_ACCESS_TTL"},
+		{"env twin validated", nil, map[string]string{"LATCH_REFRESH_GRACE": "-1s"}, "--refresh-grace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", "sqlite:" + filepath.Join(t.TempDir(), "x.db")}, tt.args...)
+			var out bytes.Buffer
+			err := cli.Run(context.Background(), args, nil, &out, &out)
+			if err == nil || !strings.Contains(err.Error()+out.String(), tt.want) {
+				t.Fatalf("Run = %v (%s), want an error naming %s", err, out.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestAdminWithoutKEKExplains(t *testing.T) {
+	var out bytes.Buffer
+	err := cli.Run(context.Background(), []string{"keys", "list", "--database", "sqlite:" + filepath.Join(t.TempDir(), "x.db")}, nil, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "key-encryption key") {
+		t.Fatalf("Run = %v, want an error about the key-encryption key", err)
+	}
+}
+
+func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
