@@ -1,12 +1,14 @@
 package httpapi_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/testenv"
 )
 
@@ -19,8 +21,20 @@ const (
 // with the right status and code.
 func TestErrorShapes(t *testing.T) {
 	t.Parallel()
-	_, srv := newServer(t, testenv.Options{})
+	env, srv := newServer(t, testenv.Options{})
 	live := signup(t, srv, "user@example.com")
+	for _, c := range []session.Client{
+		{ID: "refresh-only", Audience: "api", AccessTTL: 15 * time.Minute, Grants: []string{session.GrantRefresh}},
+		{ID: "conf", Audience: "api", AccessTTL: 15 * time.Minute, Grants: []string{session.GrantPassword, session.GrantRefresh},
+			SecretHash: session.HashClientSecret("s3cret")},
+	} {
+		if err := env.Sessions.EnsureClient(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	basic := func(id, secret string) map[string]string {
+		return map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))}
+	}
 	revoked := login(t, srv, "user@example.com", testPassword, "revoked device")
 	if r := send(t, srv, req{method: http.MethodPost, path: "/v1/logout", bearer: revoked.AccessToken}); r.Status != http.StatusOK {
 		t.Fatalf("logout: %s", r)
@@ -33,6 +47,7 @@ func TestErrorShapes(t *testing.T) {
 		noChallenge      challenge = iota // WWW-Authenticate not checked
 		bareChallenge                     // Bearer, no error code (RFC 6750 section 3.1)
 		invalidTokenChal                  // Bearer with error="invalid_token"
+		basicChallenge                    // Basic (RFC 6749 section 5.2)
 	)
 	tests := []struct {
 		name       string
@@ -65,6 +80,18 @@ func TestErrorShapes(t *testing.T) {
 			http.StatusUnauthorized, "invalid_client", noChallenge},
 		{"secret for a public client", req{method: "POST", path: "/oauth/token", contentType: formType, body: "grant_type=refresh_token&refresh_token=" + url.QueryEscape(live.RefreshToken) + "&client_id=app&client_secret=s3cret"},
 			http.StatusUnauthorized, "invalid_client", noChallenge},
+		{"password grant for a client without it", req{method: "POST", path: "/oauth/token", contentType: formType,
+			body: "grant_type=password&username=user%40example.com&password=" + url.QueryEscape(testPassword) + "&client_id=refresh-only"},
+			http.StatusBadRequest, "unauthorized_client", noChallenge},
+		{"refresh token of another client", req{method: "POST", path: "/oauth/token", contentType: formType,
+			body: "grant_type=refresh_token&refresh_token=" + url.QueryEscape(live.RefreshToken) + "&client_id=refresh-only"},
+			http.StatusBadRequest, "invalid_grant", noChallenge},
+		{"confidential client with a wrong secret", req{method: "POST", path: "/oauth/token", contentType: formType,
+			body: "grant_type=password&username=user%40example.com&password=" + url.QueryEscape(testPassword), header: basic("conf", "wrong")},
+			http.StatusUnauthorized, "invalid_client", basicChallenge},
+		{"confidential client without a secret", req{method: "POST", path: "/oauth/token", contentType: formType,
+			body: "grant_type=password&username=user%40example.com&password=" + url.QueryEscape(testPassword) + "&client_id=conf"},
+			http.StatusUnauthorized, "invalid_client", noChallenge},
 		{"token form over 64 KiB", req{method: "POST", path: "/oauth/token", contentType: formType, body: bigForm},
 			http.StatusRequestEntityTooLarge, "request_too_large", noChallenge},
 
@@ -89,6 +116,12 @@ func TestErrorShapes(t *testing.T) {
 			http.StatusBadRequest, "invalid_request", noChallenge},
 		{"login with empty body", req{method: "POST", path: "/v1/login", contentType: jsonType},
 			http.StatusBadRequest, "invalid_request", noChallenge},
+		{"login for a client without the password grant", req{method: "POST", path: "/v1/login", contentType: jsonType,
+			body: `{"email":"user@example.com","password":"correct horse battery staple","client_id":"refresh-only"}`},
+			http.StatusBadRequest, "unauthorized_client", noChallenge},
+		{"login for a confidential client", req{method: "POST", path: "/v1/login", contentType: jsonType,
+			body: `{"email":"user@example.com","password":"correct horse battery staple","client_id":"conf"}`},
+			http.StatusUnauthorized, "invalid_client", noChallenge},
 		{"login with a form", req{method: "POST", path: "/v1/login", contentType: formType, body: "email=user%40example.com&password=x"},
 			http.StatusUnsupportedMediaType, "unsupported_media_type", noChallenge},
 		{"login body over 64 KiB", req{method: "POST", path: "/v1/login", contentType: jsonType, body: big},
@@ -131,6 +164,10 @@ func TestErrorShapes(t *testing.T) {
 			case bareChallenge:
 				if !strings.HasPrefix(ch, "Bearer") || strings.Contains(ch, "error=") {
 					t.Errorf("WWW-Authenticate = %q, want a Bearer challenge without an error code", ch)
+				}
+			case basicChallenge:
+				if !strings.HasPrefix(ch, "Basic") {
+					t.Errorf("WWW-Authenticate = %q, want a Basic challenge", ch)
 				}
 			case invalidTokenChal:
 				if !strings.HasPrefix(ch, "Bearer") || !strings.Contains(ch, `error="invalid_token"`) {

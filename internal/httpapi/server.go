@@ -179,8 +179,9 @@ func (s *Server) authed(fn func(http.ResponseWriter, *http.Request, *caller) err
 			ses, err = s.sessions.ActiveSession(r.Context(), claims.Subject, claims.SessionID)
 		}
 		if err != nil {
-			if e := toError(err); e.Status >= 500 {
-				return err
+			if !errors.Is(err, token.ErrInvalid) && !errors.Is(err, session.ErrNotFound) &&
+				!errors.Is(err, session.ErrRevoked) && !errors.Is(err, session.ErrExpired) {
+				return err // storage trouble: 503, not a verdict on the token
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="latch", error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
 			return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Message: "the access token is invalid, expired or revoked", Err: err}

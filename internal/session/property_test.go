@@ -1,0 +1,984 @@
+package session_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"pgregory.net/rapid"
+
+	"github.com/latchauth/latch/bearer"
+	"github.com/latchauth/latch/internal/audit"
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/testenv"
+)
+
+// TestPropertySessionRotation is the property-based test that DESIGN.md
+// ("Sessions and rotation") asks for. Each rapid check builds a fresh stack
+// (the real session service over SQLite, fake clock) with randomly drawn
+// windows (G, L or L=0, idle timeout, absolute lifetime, access TTL), logs in
+// once, and runs a random state machine over that one session.
+//
+// Actors:
+//   - An honest client that keeps the client contract: it keeps only the
+//     newest refresh token it received; it ignores the answer to a request
+//     that failed or was lost; it does not refresh within G of receiving a
+//     token (the test lets time pass instead) unless it is retrying a lost
+//     response; and it retries a lost response before the window closes,
+//     that is within L of the lost request (within G of its last attempt
+//     when L is 0). Its requests are never delivered late.
+//   - Optionally (drawn per check) a thief that copies the honest client's
+//     token at some moment and later refreshes with it, keeping what it
+//     gets, with no contract at all; and a replayer that presents any token
+//     older than the honest client's (a leaked log line).
+//
+// Actions: honest refresh; honest refresh whose answer is lost (the server
+// commits, the client keeps its old token and must retry); duplicates of one
+// request (2 to 4 copies, concurrent, or back to back with gaps of at most
+// G); clock advance (0 to 4G, exactly G, G+1µs, a jump to the retry
+// deadline or the idle/absolute edge, or a step backwards of up to 2G; never
+// so far that the live session would expire); a storage fault injected at
+// one point of the refresh transaction (before or after locking, updating,
+// auditing, revoking, or at commit) followed by the client's immediate
+// retry; the thief's copy, refresh and duplicates; the honest client and the
+// thief racing on the same token; the replay of an old token.
+//
+// Beside the service, the test keeps an independent model of the rotation
+// table (current generation, parent, when the current token was last handed
+// out, when the parent was made, revoked) and predicts every answer from it.
+// The table's two documented exceptions to "theft is detected at the next
+// refresh of whichever holder is behind" are modelled exactly and nothing
+// else is tolerated:
+//   - lock-step: the holder that is behind presents the parent within G of
+//     the current token's last hand-out and gets the identical current
+//     token (both holders are then in step again);
+//   - the parent within L (after G): the holder that is behind gets a
+//     lost-response successor, the other holder's token is abandoned and is
+//     detected at its next use (this is both "a thief who refreshes first
+//     and then stops" and "the price of lost-response tolerance"); the audit
+//     log must carry a refresh.lost_response event with the presenter's IP.
+//
+// Every other presentation of a non-current token must revoke the session
+// (reason refresh_token_reuse), and from then on every token fails with
+// invalid_grant. Properties checked after each answer or action:
+//   - no false logout: until a thief or replayer acts, every honest refresh
+//     succeeds and the session is never revoked;
+//   - duplicates and concurrent refreshes of one token never yield two
+//     different successors: all successful answers carry one refresh token,
+//     and a grace answer is the identical current token;
+//   - a fault mid-refresh fails the call (not with invalid_grant), leaves the
+//     session row and every table exactly as before, and the client's retry
+//     with its old token gets the answer the untouched state predicts;
+//   - theft detection as above; a detected reuse answers ErrReused and
+//     revokes with reason refresh_token_reuse;
+//   - O(1) refresh state: one session row, no table but audit_events grows
+//     (revocations by exactly one entry on revocation), and generations never
+//     decrease (each successor's generation is new);
+//   - access tokens: exp = min(now + ttl, absolute expiry), so no access
+//     token outlives its session; sid names the session.
+//
+// The run is bounded for -race on small machines: rapid's defaults (100
+// checks of about 30 actions) take a few seconds; -rapid.checks and
+// -rapid.steps scale it.
+func TestPropertySessionRotation(t *testing.T) {
+	start := time.Now()
+	rapid.Check(t, func(rt *rapid.T) {
+		pm := propStart(t, rt)
+		rt.Repeat(rapid.StateMachineActions(pm))
+		pm.finish(rt)
+	})
+	t.Logf("property run took %s", time.Since(start).Round(time.Millisecond))
+}
+
+var propCtx = context.Background()
+
+// propErrInjected is the storage fault the wrapper injects.
+var propErrInjected = errors.New("prop: injected storage fault")
+
+// propFaultPoints are the places in a refresh transaction where a fault can
+// be injected; each makes the transaction roll back.
+var propFaultPoints = []string{
+	"lock-before", "lock-after", "update-before", "update-after",
+	"audit-before", "audit-after", "revoke-before", "revoke-after", "commit",
+}
+
+// propFaultStore wraps the real store; when armed it fails the next pass
+// through the armed point, once.
+type propFaultStore struct {
+	session.Store
+	mu    sync.Mutex
+	point string
+	hit   bool
+}
+
+func (f *propFaultStore) arm(point string) {
+	f.mu.Lock()
+	f.point, f.hit = point, false
+	f.mu.Unlock()
+}
+
+// disarm clears the armed point and reports whether it was hit.
+func (f *propFaultStore) disarm() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	hit := f.hit
+	f.point, f.hit = "", false
+	return hit
+}
+
+func (f *propFaultStore) trip(point string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.point != "" && f.point == point {
+		f.point, f.hit = "", true
+		return fmt.Errorf("%w at %s", propErrInjected, point)
+	}
+	return nil
+}
+
+func (f *propFaultStore) InTx(ctx context.Context, fn func(session.Tx) error) error {
+	return f.Store.InTx(ctx, func(tx session.Tx) error {
+		if err := fn(&propFaultTx{Tx: tx, f: f}); err != nil {
+			return err
+		}
+		return f.trip("commit")
+	})
+}
+
+type propFaultTx struct {
+	session.Tx
+	f *propFaultStore
+}
+
+func (t *propFaultTx) LockSession(ctx context.Context, id string) (session.Session, error) {
+	if err := t.f.trip("lock-before"); err != nil {
+		return session.Session{}, err
+	}
+	s, err := t.Tx.LockSession(ctx, id)
+	if err != nil {
+		return s, err
+	}
+	if err := t.f.trip("lock-after"); err != nil {
+		return session.Session{}, err
+	}
+	return s, nil
+}
+
+func (t *propFaultTx) UpdateSession(ctx context.Context, s session.Session) error {
+	if err := t.f.trip("update-before"); err != nil {
+		return err
+	}
+	if err := t.Tx.UpdateSession(ctx, s); err != nil {
+		return err
+	}
+	return t.f.trip("update-after")
+}
+
+func (t *propFaultTx) AppendAudit(ctx context.Context, e audit.Event) error {
+	if err := t.f.trip("audit-before"); err != nil {
+		return err
+	}
+	if err := t.Tx.AppendAudit(ctx, e); err != nil {
+		return err
+	}
+	return t.f.trip("audit-after")
+}
+
+func (t *propFaultTx) RevokeSessions(ctx context.Context, r session.Revocation) ([]string, error) {
+	if err := t.f.trip("revoke-before"); err != nil {
+		return nil, err
+	}
+	ids, err := t.Tx.RevokeSessions(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.f.trip("revoke-after"); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// ---- the model of DESIGN.md's rotation table ----
+
+type propConfig struct {
+	grace, lost, idle, maxLife, ttl time.Duration
+}
+
+type propOutcome int
+
+const (
+	propRotate propOutcome = iota // the current token: a fresh successor
+	propGrace                     // the parent within G: the identical current token
+	propLost                      // the parent within L: a fresh successor, current abandoned
+	propReuse                     // anything else: revoke
+	propDead                      // revoked or expired session: invalid_grant
+)
+
+func (o propOutcome) String() string {
+	return [...]string{"rotate", "grace (identical token)", "lost-response successor", "reuse (revoke)", "dead session (invalid_grant)"}[o]
+}
+
+func (o propOutcome) ok() bool { return o <= propLost }
+
+// propModel is the session's refresh state as DESIGN.md describes it.
+type propModel struct {
+	gen, parent uint64    // current generation; its parent (0: none)
+	handedAt    time.Time // last hand-out of the current token (G's start)
+	rotatedAt   time.Time // when the parent became the parent (L's start)
+	idleExp     time.Time
+	absExp      time.Time // zero: none
+	revoked     bool
+}
+
+// predict answers a presentation of generation gen at now from the table.
+// Windows are inclusive (a repeat exactly G after the hand-out is still a
+// duplicate).
+func (m *propModel) predict(gen uint64, now time.Time, c propConfig) propOutcome {
+	switch {
+	case m.revoked, !now.Before(m.idleExp), !m.absExp.IsZero() && !now.Before(m.absExp):
+		return propDead
+	case gen == m.gen:
+		return propRotate
+	case m.parent == 0 || gen != m.parent:
+		// older ancestors and abandoned tokens
+		return propReuse
+	case !now.After(m.handedAt.Add(c.grace)):
+		return propGrace
+	case c.lost > 0 && !now.After(m.rotatedAt.Add(c.lost)):
+		return propLost
+	}
+	return propReuse
+}
+
+func (m *propModel) apply(o propOutcome, now time.Time, c propConfig) {
+	switch o {
+	case propDead:
+		return
+	case propReuse:
+		m.revoked = true
+		return
+	case propRotate:
+		m.parent, m.gen = m.gen, m.gen+1
+		m.rotatedAt = now
+	case propLost:
+		m.gen++ // the unused current token is abandoned; the parent stays
+	case propGrace:
+	}
+	m.handedAt = now
+	m.idleExp = now.Add(c.idle)
+}
+
+// ---- actors ----
+
+type propHolder struct {
+	name   string
+	meta   session.Meta
+	honest bool
+	tok    string
+	gen    uint64
+
+	// honest client only
+	receivedAt   time.Time // when it received tok
+	pending      bool      // the answer to its last request was lost; tok is the old token
+	pendingSince time.Time // when the first lost request was sent
+	lastAttempt  time.Time
+}
+
+type propIssued struct {
+	tok string
+	gen uint64
+}
+
+type propResult struct {
+	tok session.Tokens
+	err error
+	at  time.Time
+}
+
+type propMachine struct {
+	env   *testenv.Env
+	fault *propFaultStore
+	db    *sql.DB
+	cfg   propConfig
+	sid   string
+	user  string
+	t0    time.Time
+
+	m      propModel
+	curTok string       // the refresh token of the current generation
+	issued []propIssued // every refresh token handed out
+	seen   map[string]bool
+
+	honest, thief, replayer propHolder
+
+	thiefEnabled, thiefCopied, thiefActed bool
+
+	maxGen   uint64
+	baseline map[string]int
+}
+
+func propDrawConfig(t *rapid.T) propConfig {
+	g := rapid.SampledFrom([]time.Duration{2 * time.Second, 30 * time.Second}).Draw(t, "grace")
+	return propConfig{
+		grace:   g,
+		lost:    rapid.SampledFrom([]time.Duration{0, 3 * g, 24 * time.Hour}).Draw(t, "lost_window"),
+		idle:    rapid.SampledFrom([]time.Duration{12 * g, 30 * 24 * time.Hour}).Draw(t, "idle"),
+		maxLife: rapid.SampledFrom([]time.Duration{0, 25 * g}).Draw(t, "max_lifetime"),
+		ttl:     rapid.SampledFrom([]time.Duration{time.Minute, 15 * time.Minute}).Draw(t, "access_ttl"),
+	}
+}
+
+func propStart(tt *testing.T, t *rapid.T) *propMachine {
+	cfg := propDrawConfig(t)
+	thief := rapid.Bool().Draw(t, "thief")
+	dir, err := os.MkdirTemp("", "latch-prop-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	fault := &propFaultStore{}
+	env := testenv.New(tt, testenv.Options{
+		Grace: cfg.grace, LostWindow: cfg.lost, NoLostWindow: cfg.lost == 0,
+		Idle: cfg.idle, MaxLifetime: cfg.maxLife, AccessTTL: cfg.ttl, Dir: dir,
+		WrapStore: func(s session.Store) session.Store { fault.Store = s; return fault },
+	})
+	t.Cleanup(func() { env.Store.Close() })
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "latch.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+
+	login := env.Login(tt, "prop@example.com")
+	pm := &propMachine{env: env, fault: fault, db: db, cfg: cfg, sid: login.SessionID, seen: map[string]bool{}, thiefEnabled: thief}
+	row := pm.row(t)
+	pm.user, pm.t0 = row.UserID, env.Clock.Now()
+	gen := pm.genOf(t, login.RefreshToken)
+	pm.m = propModel{gen: gen, handedAt: pm.t0, rotatedAt: pm.t0, idleExp: pm.t0.Add(cfg.idle)}
+	if cfg.maxLife > 0 {
+		pm.m.absExp = pm.t0.Add(cfg.maxLife)
+	}
+	if !row.ExpiresAt.Equal(pm.m.absExp) {
+		t.Fatalf("session absolute expiry %v, want %v", row.ExpiresAt, pm.m.absExp)
+	}
+	pm.curTok = login.RefreshToken
+	pm.issued = append(pm.issued, propIssued{login.RefreshToken, gen})
+	pm.seen[login.RefreshToken] = true
+	pm.checkAccess(t, propResult{tok: login, at: pm.t0}, "login")
+	pm.honest = propHolder{name: "honest", honest: true, tok: login.RefreshToken, gen: gen, receivedAt: pm.t0,
+		meta: session.Meta{IP: "192.0.2.10", UserAgent: "honest-app/1.0"}}
+	pm.thief = propHolder{name: "thief", meta: session.Meta{IP: "203.0.113.66", UserAgent: "thief/0.1"}}
+	pm.replayer = propHolder{name: "replayer", meta: session.Meta{IP: "198.51.100.7", UserAgent: "replayer/0.1"}}
+	pm.maxGen = row.Gen
+	pm.baseline = pm.tableCounts(t)
+	t.Logf("config: G=%s L=%s idle=%s max=%s ttl=%s thief=%v", cfg.grace, cfg.lost, cfg.idle, cfg.maxLife, cfg.ttl, thief)
+	return pm
+}
+
+// ---- helpers ----
+
+func (pm *propMachine) now() time.Time { return pm.env.Clock.Now() }
+
+func (pm *propMachine) rel(at time.Time) string { return "t0+" + at.Sub(pm.t0).String() }
+
+func (pm *propMachine) row(t *rapid.T) session.Session {
+	s, err := pm.env.Store.Session(propCtx, pm.sid)
+	if err != nil {
+		t.Fatalf("read session: %v", err)
+	}
+	return s
+}
+
+func (pm *propMachine) tableCounts(t *rapid.T) map[string]int {
+	rows, err := pm.db.QueryContext(propCtx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
+	if err != nil {
+		t.Fatalf("list tables: %v", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	counts := make(map[string]int, len(names))
+	for _, n := range names {
+		var c int
+		if err := pm.db.QueryRowContext(propCtx, `SELECT count(*) FROM "`+n+`"`).Scan(&c); err != nil {
+			t.Fatalf("count %s: %v", n, err)
+		}
+		counts[n] = c
+	}
+	return counts
+}
+
+func (pm *propMachine) auditCount(t *rapid.T) int {
+	var c int
+	if err := pm.db.QueryRowContext(propCtx, `SELECT count(*) FROM audit_events`).Scan(&c); err != nil {
+		t.Fatalf("count audit events: %v", err)
+	}
+	return c
+}
+
+// genOf decodes a refresh token handed out for this session.
+func (pm *propMachine) genOf(t *rapid.T, tok string) uint64 {
+	raw, gen, err := pm.env.Codec.Decode(tok)
+	if err != nil {
+		t.Fatalf("refresh token handed out does not decode: %v", err)
+	}
+	if id := base64.RawURLEncoding.EncodeToString(raw[:]); id != pm.sid {
+		t.Fatalf("refresh token names session %s, want %s", id, pm.sid)
+	}
+	return gen
+}
+
+// room is how far the clock may move forward: the live session must not
+// reach its idle or absolute expiry, and a pending honest retry must stay
+// inside its window.
+func (pm *propMachine) room() time.Duration {
+	now := pm.now()
+	r := 30 * 24 * time.Hour
+	if !pm.m.revoked {
+		limit := pm.m.idleExp
+		if !pm.m.absExp.IsZero() && pm.m.absExp.Before(limit) {
+			limit = pm.m.absExp
+		}
+		r = min(r, limit.Sub(now)-time.Microsecond)
+	}
+	if pm.honest.pending {
+		r = min(r, pm.retryDeadline().Sub(now))
+	}
+	return max(r, 0)
+}
+
+// retryDeadline is the last instant at which the honest client may retry a
+// lost request by the contract: within L of the first lost request, or
+// within G of its last attempt (the only window when L is 0).
+func (pm *propMachine) retryDeadline() time.Time {
+	h := &pm.honest
+	d := h.lastAttempt.Add(pm.cfg.grace)
+	if pm.cfg.lost > 0 {
+		if l := h.pendingSince.Add(pm.cfg.lost); l.After(d) {
+			d = l
+		}
+	}
+	return d
+}
+
+// honestReady lets time pass until the honest client may refresh by the
+// contract (more than G after it received its token, unless it is retrying).
+// It reports false, without moving the clock, if the session would expire
+// first.
+func (pm *propMachine) honestReady() bool {
+	h := &pm.honest
+	if h.pending {
+		return true
+	}
+	now := pm.now()
+	ready := h.receivedAt.Add(pm.cfg.grace + time.Microsecond)
+	if !now.Before(ready) {
+		return true
+	}
+	d := ready.Sub(now)
+	if d > pm.room() {
+		return false
+	}
+	pm.env.Clock.Advance(d)
+	return true
+}
+
+func (pm *propMachine) describe(whos []*propHolder, gen uint64, now time.Time) string {
+	names := make([]string, len(whos))
+	for i, w := range whos {
+		names[i] = w.name
+	}
+	return fmt.Sprintf("%s presented gen %d at %s; model: current gen %d, parent %d, current handed out at %s, parent made at %s, revoked %v; "+
+		"honest holds gen %d (pending retry %v), thief holds gen %d (copied %v, acted %v); G=%s L=%s",
+		strings.Join(names, "+"), gen, pm.rel(now), pm.m.gen, pm.m.parent, pm.rel(pm.m.handedAt), pm.rel(pm.m.rotatedAt), pm.m.revoked,
+		pm.honest.gen, pm.honest.pending, pm.thief.gen, pm.thiefCopied, pm.thiefActed, pm.cfg.grace, pm.cfg.lost)
+}
+
+// checkAccess checks an access token: exp = min(now + ttl, absolute
+// expiry), so it never outlives the session.
+func (pm *propMachine) checkAccess(t *rapid.T, r propResult, what string) {
+	jt, err := jwt.ParseSigned(r.tok.AccessToken, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatalf("%s: access token does not parse: %v", what, err)
+	}
+	var c bearer.Claims
+	if err := jt.UnsafeClaimsWithoutVerification(&c); err != nil {
+		t.Fatalf("%s: access token claims: %v", what, err)
+	}
+	want := r.at.Add(pm.cfg.ttl)
+	if !pm.m.absExp.IsZero() && pm.m.absExp.Before(want) {
+		want = pm.m.absExp
+	}
+	if c.Expiry == nil || c.Expiry.Time().Unix() != want.Unix() {
+		t.Fatalf("%s: access token exp %v, want min(now+ttl, session expiry) = %v", what, c.Expiry, want)
+	}
+	if !pm.m.absExp.IsZero() && c.Expiry.Time().After(pm.m.absExp) {
+		t.Fatalf("%s: access token exp %v outlives the session (absolute expiry %v)", what, c.Expiry.Time(), pm.m.absExp)
+	}
+	if !r.tok.AccessExpiry.Equal(want) {
+		t.Fatalf("%s: AccessExpiry %v, want %v", what, r.tok.AccessExpiry, want)
+	}
+	if c.SessionID != pm.sid || r.tok.SessionID != pm.sid {
+		t.Fatalf("%s: access token sid %q / session_id %q, want %q", what, c.SessionID, r.tok.SessionID, pm.sid)
+	}
+}
+
+// refreshAll presents whos[0]'s token once for each holder in whos, all at
+// the current instant (concurrently when there are several), and checks the
+// answers against the model. With faultAt set, a storage fault is armed; if
+// it was hit the answers are returned unchecked, the model untouched, and
+// faulted is true.
+func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string) (rs []propResult, faulted bool) {
+	tok, gen := whos[0].tok, whos[0].gen
+	now := pm.now()
+	desc := pm.describe(whos, gen, now)
+	auditsBefore := pm.auditCount(t)
+	next := pm.m
+	wants := make([]propOutcome, len(whos))
+	for i := range whos {
+		wants[i] = next.predict(gen, now, pm.cfg)
+		next.apply(wants[i], now, pm.cfg)
+	}
+	rs = make([]propResult, len(whos))
+	present := func(i int) {
+		res, err := pm.env.Sessions.Refresh(propCtx, session.RefreshRequest{Token: tok, Client: pm.env.Client, Meta: whos[i].meta})
+		rs[i] = propResult{tok: res, err: err, at: now}
+	}
+	if faultAt != "" {
+		pm.fault.arm(faultAt)
+	}
+	if len(whos) == 1 {
+		present(0)
+	} else {
+		var wg sync.WaitGroup
+		startGate := make(chan struct{})
+		for i := range whos {
+			wg.Go(func() {
+				<-startGate
+				present(i)
+			})
+		}
+		close(startGate)
+		wg.Wait()
+	}
+	if faultAt != "" && pm.fault.disarm() {
+		return rs, true
+	}
+	t.Logf("  %s -> want %v", desc, wants)
+	pm.m = next
+	pm.verify(t, whos, wants, rs, desc, auditsBefore)
+	return rs, false
+}
+
+func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcome, rs []propResult, desc string, auditsBefore int) {
+	honestInvolved := false
+	for _, w := range whos {
+		honestInvolved = honestInvolved || w.honest
+	}
+	if honestInvolved && !pm.thiefActed {
+		for _, r := range rs {
+			if r.err != nil {
+				t.Fatalf("NO FALSE LOGOUT violated: an honest refresh failed though no thief has acted: %v\n%s", r.err, desc)
+			}
+		}
+	}
+	first := wants[0]
+	switch {
+	case first.ok():
+		got := ""
+		for i, r := range rs {
+			if r.err != nil {
+				if session.IsReuse(r.err) {
+					t.Fatalf("false reuse alarm: the rotation table answers %v here, but the session was revoked: %v\n%s", first, r.err, desc)
+				}
+				t.Fatalf("refresh should answer %v but failed: %v\n%s", first, r.err, desc)
+			}
+			if i == 0 {
+				got = r.tok.RefreshToken
+			} else if r.tok.RefreshToken != got {
+				t.Fatalf("DUPLICATES yielded two different refresh tokens (gen %d and gen %d) for one presented token\n%s",
+					pm.genOf(t, got), pm.genOf(t, r.tok.RefreshToken), desc)
+			}
+			pm.checkAccess(t, r, first.String())
+		}
+		g := pm.genOf(t, got)
+		if first == propGrace {
+			if got != pm.curTok {
+				t.Fatalf("a grace answer must be the identical current refresh token (gen %d); got gen %d\n%s", pm.m.gen, g, desc)
+			}
+			break
+		}
+		if g != pm.m.gen || pm.seen[got] {
+			t.Fatalf("%v must hand out a fresh successor of generation %d; got gen %d (seen before: %v)\n%s", first, pm.m.gen, g, pm.seen[got], desc)
+		}
+		pm.curTok = got
+		pm.seen[got] = true
+		pm.issued = append(pm.issued, propIssued{got, g})
+	case first == propReuse:
+		reused := 0
+		for _, r := range rs {
+			if r.err == nil {
+				t.Fatalf("THEFT NOT DETECTED: this presentation is neither the current token nor the parent inside a window "+
+					"(lock-step within G, lost response within L), yet refresh answered gen %d\n%s", pm.genOf(t, r.tok.RefreshToken), desc)
+			}
+			if !session.IsInvalidGrant(r.err) {
+				t.Fatalf("reuse must fail with invalid_grant, got %v\n%s", r.err, desc)
+			}
+			if session.IsReuse(r.err) {
+				reused++
+			}
+		}
+		if reused != 1 {
+			t.Fatalf("reuse: %d of %d answers report ErrReused, want exactly 1\n%s", reused, len(rs), desc)
+		}
+	case first == propDead:
+		for _, r := range rs {
+			if r.err == nil {
+				t.Fatalf("the session is revoked or expired, yet refresh answered gen %d\n%s", pm.genOf(t, r.tok.RefreshToken), desc)
+			}
+			if !session.IsInvalidGrant(r.err) {
+				t.Fatalf("refresh of a dead session must fail with invalid_grant, got %v\n%s", r.err, desc)
+			}
+		}
+	}
+
+	// Lost-response successors and reuse are audited, with the presenter's
+	// IP and user agent; nothing else is.
+	want, wantType := 0, ""
+	for _, w := range wants {
+		switch w {
+		case propLost:
+			want, wantType = want+1, audit.RefreshLost
+		case propReuse:
+			want, wantType = want+1, audit.RefreshReuse
+		}
+	}
+	if got := pm.auditCount(t) - auditsBefore; got != want {
+		t.Fatalf("audit: %d events appended, want %d (answers %v)\n%s", got, want, wants, desc)
+	}
+	if want > 0 {
+		evs, err := pm.env.Store.AuditEvents(propCtx, 1)
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("read audit: %v", err)
+		}
+		ev := evs[0]
+		fromPresenter := false
+		for _, w := range whos {
+			fromPresenter = fromPresenter || (ev.IP == w.meta.IP && ev.UserAgent == w.meta.UserAgent)
+		}
+		if ev.Type != wantType || ev.SessionID != pm.sid || !fromPresenter {
+			t.Fatalf("audit event %+v, want type %s for session %s with the presenter's IP and user agent\n%s", ev, wantType, pm.sid, desc)
+		}
+	}
+}
+
+// receive gives holder h the newest refresh token among the answers.
+func (pm *propMachine) receive(t *rapid.T, h *propHolder, rs []propResult) {
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i].err == nil {
+			h.tok, h.gen, h.receivedAt = rs[i].tok.RefreshToken, pm.genOf(t, rs[i].tok.RefreshToken), rs[i].at
+			h.pending = false
+			return
+		}
+	}
+}
+
+// honestAfter updates the honest client after its request(s): a lost answer
+// leaves it holding its old token with a retry to make.
+func (pm *propMachine) honestAfter(t *rapid.T, rs []propResult, lost bool) {
+	h := &pm.honest
+	h.lastAttempt = rs[len(rs)-1].at
+	if lost {
+		if !h.pending {
+			h.pending, h.pendingSince = true, rs[0].at
+		}
+		return
+	}
+	pm.receive(t, h, rs)
+}
+
+func (pm *propMachine) checkRetryWindow(t *rapid.T) {
+	if h := &pm.honest; h.pending && pm.now().After(pm.retryDeadline()) {
+		t.Fatalf("test bug: honest retry at %s is past its contract deadline %s", pm.rel(pm.now()), pm.rel(pm.retryDeadline()))
+	}
+}
+
+// duplicate presents who's token 2 to 4 times: concurrently, or back to
+// back with gaps of at most G.
+func (pm *propMachine) duplicate(t *rapid.T, who *propHolder) []propResult {
+	n := rapid.IntRange(2, 4).Draw(t, "copies")
+	if rapid.Bool().Draw(t, "concurrent") {
+		whos := make([]*propHolder, n)
+		for i := range whos {
+			whos[i] = who
+		}
+		rs, _ := pm.refreshAll(t, whos, "")
+		return rs
+	}
+	var rs []propResult
+	for i := range n {
+		if i > 0 {
+			gap := time.Duration(rapid.Int64Range(0, int64(pm.cfg.grace/time.Microsecond)).Draw(t, "gap_us")) * time.Microsecond
+			pm.env.Clock.Advance(min(gap, pm.room()))
+		}
+		r, _ := pm.refreshAll(t, []*propHolder{who}, "")
+		rs = append(rs, r...)
+	}
+	got := ""
+	for _, r := range rs {
+		if r.err != nil {
+			continue
+		}
+		if got == "" {
+			got = r.tok.RefreshToken
+		} else if r.tok.RefreshToken != got {
+			t.Fatalf("DUPLICATES within G yielded two different refresh tokens: gen %d and gen %d", pm.genOf(t, got), pm.genOf(t, r.tok.RefreshToken))
+		}
+	}
+	return rs
+}
+
+// ---- actions ----
+
+// HonestRefresh: the honest client refreshes and receives the answer.
+func (pm *propMachine) HonestRefresh(t *rapid.T) { pm.honestRefresh(t, false) }
+
+// HonestRefreshLost: the server answers, the answer never arrives.
+func (pm *propMachine) HonestRefreshLost(t *rapid.T) { pm.honestRefresh(t, true) }
+
+func (pm *propMachine) honestRefresh(t *rapid.T, lost bool) {
+	if !pm.honestReady() {
+		t.Skip("the session would expire before the honest client may refresh")
+	}
+	pm.checkRetryWindow(t)
+	t.Logf("honest refresh (lost=%v) at %s", lost, pm.rel(pm.now()))
+	rs, _ := pm.refreshAll(t, []*propHolder{&pm.honest}, "")
+	pm.honestAfter(t, rs, lost)
+}
+
+// HonestDuplicate: one honest request arrives several times.
+func (pm *propMachine) HonestDuplicate(t *rapid.T) {
+	if !pm.honestReady() {
+		t.Skip("the session would expire before the honest client may refresh")
+	}
+	pm.checkRetryWindow(t)
+	t.Logf("honest duplicate at %s", pm.rel(pm.now()))
+	pm.honestAfter(t, pm.duplicate(t, &pm.honest), false)
+}
+
+// HonestStorageFailure: storage fails inside the honest client's refresh;
+// the client keeps its token and retries at once.
+func (pm *propMachine) HonestStorageFailure(t *rapid.T) {
+	if !pm.honestReady() {
+		t.Skip("the session would expire before the honest client may refresh")
+	}
+	pm.checkRetryWindow(t)
+	point := rapid.SampledFrom(propFaultPoints).Draw(t, "fault_point")
+	t.Logf("honest refresh with a storage fault at %s, at %s", point, pm.rel(pm.now()))
+	h := &pm.honest
+	before, counts := pm.row(t), pm.tableCounts(t)
+	rs, faulted := pm.refreshAll(t, []*propHolder{h}, point)
+	if !faulted {
+		// The point is not on this refresh's path; it ran normally.
+		pm.honestAfter(t, rs, false)
+		return
+	}
+	err := rs[0].err
+	switch {
+	case err == nil:
+		t.Fatalf("storage fault at %s, yet refresh answered success", point)
+	case !errors.Is(err, propErrInjected):
+		t.Fatalf("storage fault at %s surfaced as %v, not as the storage error", point, err)
+	case session.IsInvalidGrant(err):
+		t.Fatalf("storage fault at %s surfaced as invalid_grant (the client would log out): %v", point, err)
+	}
+	if after := pm.row(t); after != before {
+		t.Fatalf("FAULT changed the session row (fault at %s):\nbefore %+v\nafter  %+v", point, before, after)
+	}
+	if after := pm.tableCounts(t); fmt.Sprint(after) != fmt.Sprint(counts) {
+		t.Fatalf("FAULT changed table sizes (fault at %s): before %v, after %v", point, counts, after)
+	}
+	// The client ignores the failed answer and retries with the same token,
+	// which must still work as if nothing had happened.
+	rs, _ = pm.refreshAll(t, []*propHolder{h}, "")
+	pm.honestAfter(t, rs, false)
+}
+
+// AdvanceClock moves the fake clock.
+func (pm *propMachine) AdvanceClock(t *rapid.T) {
+	g := pm.cfg.grace
+	room := pm.room()
+	var d time.Duration
+	switch kind := rapid.IntRange(0, 9).Draw(t, "clock_kind"); kind {
+	case 0: // a clock step backwards
+		d = -time.Duration(rapid.Int64Range(1, int64(2*g/time.Microsecond)).Draw(t, "back_us")) * time.Microsecond
+	case 1:
+		d = g
+	case 2:
+		d = g + time.Microsecond
+	case 3: // to the edge: the retry deadline, or just before expiry
+		d = room
+	default:
+		d = time.Duration(rapid.Int64Range(0, int64(4*g/time.Microsecond)).Draw(t, "forward_us")) * time.Microsecond
+	}
+	d = min(d, room)
+	pm.env.Clock.Advance(d)
+	t.Logf("clock %+v -> %s", d, pm.rel(pm.now()))
+}
+
+// ThiefCopy: the thief copies the honest client's token.
+func (pm *propMachine) ThiefCopy(t *rapid.T) {
+	if !pm.thiefEnabled || pm.thiefCopied {
+		t.Skip("no thief, or already copied")
+	}
+	pm.thiefCopied = true
+	pm.thief.tok, pm.thief.gen = pm.honest.tok, pm.honest.gen
+	t.Logf("thief copies gen %d at %s", pm.thief.gen, pm.rel(pm.now()))
+}
+
+// ThiefRefresh: the thief refreshes with what it holds.
+func (pm *propMachine) ThiefRefresh(t *rapid.T) {
+	if !pm.thiefCopied {
+		t.Skip("the thief holds nothing")
+	}
+	pm.thiefActed = true
+	t.Logf("thief refresh at %s", pm.rel(pm.now()))
+	rs, _ := pm.refreshAll(t, []*propHolder{&pm.thief}, "")
+	pm.receive(t, &pm.thief, rs)
+}
+
+// ThiefDuplicate: the thief's request arrives several times.
+func (pm *propMachine) ThiefDuplicate(t *rapid.T) {
+	if !pm.thiefCopied {
+		t.Skip("the thief holds nothing")
+	}
+	pm.thiefActed = true
+	t.Logf("thief duplicate at %s", pm.rel(pm.now()))
+	pm.receive(t, &pm.thief, pm.duplicate(t, &pm.thief))
+}
+
+// RaceHonestThief: honest client and thief present the same token at once.
+func (pm *propMachine) RaceHonestThief(t *rapid.T) {
+	if !pm.thiefCopied || pm.thief.tok != pm.honest.tok {
+		t.Skip("the holders do not hold the same token")
+	}
+	if !pm.honestReady() {
+		t.Skip("the session would expire before the honest client may refresh")
+	}
+	pm.checkRetryWindow(t)
+	pm.thiefActed = true
+	t.Logf("honest and thief race at %s", pm.rel(pm.now()))
+	rs, _ := pm.refreshAll(t, []*propHolder{&pm.honest, &pm.thief}, "")
+	pm.honestAfter(t, rs[:1], false)
+	pm.receive(t, &pm.thief, rs[1:])
+}
+
+// ReplayOldToken: someone presents a token older than the honest client's.
+func (pm *propMachine) ReplayOldToken(t *rapid.T) {
+	if !pm.thiefEnabled {
+		t.Skip("no attacker in this run")
+	}
+	var old []propIssued
+	for _, is := range pm.issued {
+		if is.gen < pm.honest.gen {
+			old = append(old, is)
+		}
+	}
+	if len(old) == 0 {
+		t.Skip("no old token yet")
+	}
+	is := old[rapid.IntRange(0, len(old)-1).Draw(t, "old_index")]
+	pm.thiefActed = true
+	pm.replayer.tok, pm.replayer.gen = is.tok, is.gen
+	t.Logf("replay of gen %d at %s", is.gen, pm.rel(pm.now()))
+	pm.refreshAll(t, []*propHolder{&pm.replayer}, "")
+}
+
+// Check holds after every action.
+func (pm *propMachine) Check(t *rapid.T) {
+	row := pm.row(t)
+	if row.Gen < pm.maxGen {
+		t.Fatalf("generation went backwards: %d after %d", row.Gen, pm.maxGen)
+	}
+	pm.maxGen = row.Gen
+	if row.Gen != pm.m.gen {
+		t.Fatalf("stored generation %d, model %d", row.Gen, pm.m.gen)
+	}
+	revoked := !row.RevokedAt.IsZero()
+	if revoked && !pm.thiefActed {
+		t.Fatalf("NO FALSE LOGOUT violated: session revoked (%s) though no thief has acted", row.RevokeReason)
+	}
+	if revoked != pm.m.revoked {
+		t.Fatalf("session revoked = %v, model %v", revoked, pm.m.revoked)
+	}
+	if revoked && row.RevokeReason != session.ReasonReuse {
+		t.Fatalf("revoke reason %q, want %q", row.RevokeReason, session.ReasonReuse)
+	}
+	if !row.ExpiresAt.Equal(pm.m.absExp) {
+		t.Fatalf("absolute expiry changed: %v, want %v", row.ExpiresAt, pm.m.absExp)
+	}
+	// O(1) refresh state: one session row; no table grows with refreshes
+	// (audit events are the audit log, not refresh state).
+	all, err := pm.env.Store.UserSessions(propCtx, pm.user)
+	if err != nil || len(all) != 1 {
+		t.Fatalf("user has %d sessions (%v), want 1", len(all), err)
+	}
+	counts := pm.tableCounts(t)
+	for name, n := range counts {
+		want := pm.baseline[name]
+		switch name {
+		case "audit_events":
+			continue
+		case "revocations":
+			if pm.m.revoked {
+				want++
+			}
+		}
+		if n != want {
+			t.Fatalf("table %s has %d rows, want %d: refresh state must be O(1)", name, n, want)
+		}
+	}
+	if counts["sessions"] != 1 {
+		t.Fatalf("sessions table has %d rows, want 1", counts["sessions"])
+	}
+}
+
+// finish: once reuse was detected, every token ever handed out fails.
+func (pm *propMachine) finish(t *rapid.T) {
+	if !pm.m.revoked {
+		return
+	}
+	before := pm.row(t)
+	toks := []string{pm.honest.tok, pm.thief.tok}
+	for _, is := range pm.issued {
+		toks = append(toks, is.tok)
+	}
+	for _, tok := range toks {
+		if tok == "" {
+			continue
+		}
+		_, err := pm.env.Sessions.Refresh(propCtx, session.RefreshRequest{Token: tok, Client: pm.env.Client, Meta: pm.replayer.meta})
+		if err == nil || !session.IsInvalidGrant(err) {
+			t.Fatalf("after reuse detection, gen %d answered %v; want invalid_grant", pm.genOf(t, tok), err)
+		}
+	}
+	if after := pm.row(t); after != before {
+		t.Fatalf("refreshes of a revoked session changed it:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
