@@ -1,0 +1,96 @@
+package config
+
+import (
+	"flag"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func parseServe(t *testing.T, args ...string) (*Config, []string, error) {
+	t.Helper()
+	var c Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	Serve(fs, &c)
+	rest, err := Parse(fs, args, &c)
+	return &c, rest, err
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	c, _, err := parseServe(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.SQLitePath() != "latch.db" || c.Issuer != "http://127.0.0.1:8080" ||
+		c.AccessTTL != 15*time.Minute || c.RefreshGrace != 30*time.Second || c.RefreshLostWindow != 24*time.Hour ||
+		c.SessionIdle != 30*24*time.Hour || c.SessionMax != 0 || c.SigningAlg != "EdDSA" || c.Argon2.MemoryKiB != 19456 {
+		t.Fatalf("defaults differ from DESIGN: %+v", c)
+	}
+}
+
+func TestEnvTwins(t *testing.T) {
+	t.Setenv("LATCH_ACCESS_TTL", "5m")
+	t.Setenv("LATCH_REFRESH_GRACE", "2s")
+	t.Setenv("LATCH_ADDR", "127.0.0.1:9999")
+	c, _, err := parseServe(t, "--addr", "127.0.0.1:7777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AccessTTL != 5*time.Minute || c.RefreshGrace != 2*time.Second {
+		t.Fatalf("environment not applied: ttl %s grace %s", c.AccessTTL, c.RefreshGrace)
+	}
+	if c.Addr != "127.0.0.1:7777" {
+		t.Fatalf("addr = %s: the command line must win over the environment", c.Addr)
+	}
+}
+
+func TestEveryFlagHasATwin(t *testing.T) {
+	var c Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	Serve(fs, &c)
+	fs.VisitAll(func(f *flag.Flag) {
+		if got := EnvName(f.Name); !strings.HasPrefix(got, "LATCH_") || strings.Contains(got, "-") || got != strings.ToUpper(got) {
+			t.Errorf("flag %s: env twin %q", f.Name, got)
+		}
+	})
+	if EnvName("refresh-lost-window") != "LATCH_REFRESH_LOST_WINDOW" {
+		t.Fatal(EnvName("refresh-lost-window"))
+	}
+}
+
+func TestPositionalAndFlagsInAnyOrder(t *testing.T) {
+	var c Config
+	fs := flag.NewFlagSet("users", flag.ContinueOnError)
+	Storage(fs, &c)
+	force := fs.Bool("force", false, "")
+	rest, err := Parse(fs, []string{"create", "ada@example.com", "--force", "--database", "sqlite:x.db"}, &c)
+	if err != nil || !*force || c.Database != "sqlite:x.db" || !slices.Equal(rest, []string{"create", "ada@example.com"}) {
+		t.Fatalf("Parse = %v, %v; force %v db %q", rest, err, *force, c.Database)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c, _, _ := parseServe(t, "--access-ttl", "30s", "--refresh-grace", "1m", "--refresh-lost-window", "1m",
+		"--signing-alg", "HS256", "--issuer", "ftp://x", "--database", "mysql://x")
+	err := c.Validate()
+	for _, want := range []string{"--access-ttl", "--refresh-lost-window", "--signing-alg", "--issuer", "--database"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to name %s", err, want)
+		}
+	}
+}
+
+func TestSQLitePath(t *testing.T) {
+	tests := map[string]string{"sqlite:a.db": "a.db", "sqlite:///tmp/a.db": "/tmp/a.db", "b.db": "b.db", "postgres://h/db": ""}
+	for in, want := range tests {
+		if got := (&Config{Database: in}).SQLitePath(); got != want {
+			t.Errorf("SQLitePath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
