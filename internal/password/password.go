@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
@@ -115,6 +116,11 @@ type Hasher struct {
 	dummy  string
 }
 
+// MaxWait bounds how long a request waits for a free hashing slot before it
+// gets ErrBusy (a 503): a login flood queues briefly, then sheds load
+// instead of piling up memory.
+const MaxWait = 3 * time.Second
+
 // NewHasher returns a Hasher allowing at most concurrency hashes at once.
 func NewHasher(p Params, concurrency int) (*Hasher, error) {
 	if err := p.Validate(); err != nil {
@@ -193,6 +199,15 @@ func (h *Hasher) acquire(ctx context.Context) error {
 	select {
 	case h.slots <- struct{}{}:
 		return nil
+	default:
+	}
+	t := time.NewTimer(MaxWait)
+	defer t.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return ErrBusy
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
 	}

@@ -132,13 +132,9 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 	if out == outLost {
 		s.log.Info("refresh lost-response successor issued", "session_id", ses.ID, "ip", req.Meta.IP)
 	}
-	t, err := s.tokens(&ses, &req.Client, scope, now)
-	if err != nil {
-		// The rotation committed; the client retries with the same token and
-		// the grace or lost-response rule answers it.
-		return Tokens{}, err
-	}
-	return t, nil
+	// Should signing fail after the commit, the client retries with the
+	// same token and the grace or lost-response rule answers it.
+	return s.tokens(&ses, &req.Client, scope, now)
 }
 
 // IsReuse reports whether err is a detected refresh-token reuse.

@@ -425,3 +425,58 @@ func TestRefreshStateIsConstant(t *testing.T) {
 		t.Fatalf("generation = %d, want 201", g)
 	}
 }
+
+// TestSweepBoundsTables: ended sessions are deleted after the retention
+// period, so the table holds live sessions plus at most a retention's
+// worth of ended ones.
+func TestSweepBoundsTables(t *testing.T) {
+	env := testenv.New(t, testenv.Options{Idle: 24 * time.Hour})
+	count := func() int {
+		var n int
+		for _, email := range []string{"a@example.com", "b@example.com"} {
+			u, err := env.Sessions.UserByEmail(ctx, email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			list, err := env.Store.UserSessions(ctx, u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(list)
+		}
+		return n
+	}
+	a := env.Login(t, "a@example.com")
+	env.Login(t, "b@example.com") // will idle out
+	for range 20 {
+		tok, _, err := env.Sessions.Login(ctx, session.LoginRequest{Email: "a@example.com", Password: testenv.Password, Client: env.Client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Sessions.Logout(ctx, "", tok.SessionID, session.ScopeOne, session.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(); n != 22 {
+		t.Fatalf("%d session rows before sweeping, want 22", n)
+	}
+	if n, err := env.Sessions.Sweep(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("early sweep deleted %d, %v; want nothing inside retention", n, err)
+	}
+	// Keep a alive, let b idle out, and pass the retention.
+	env.Clock.Advance(12 * time.Hour)
+	a = mustRefresh(t, env, a.RefreshToken)
+	env.Clock.Advance(13*time.Hour + time.Minute)
+	a = mustRefresh(t, env, a.RefreshToken)
+	n, err := env.Sessions.Sweep(ctx, time.Hour)
+	if err != nil || n != 21 {
+		t.Fatalf("sweep deleted %d, %v; want the 20 logged-out and 1 idle session", n, err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d session rows after sweeping, want the one live session", n)
+	}
+	if revs, _ := env.Store.Revocations(ctx, 0); len(revs) != 0 {
+		t.Fatalf("%d revocation-feed entries past their until survived the sweep", len(revs))
+	}
+	mustRefresh(t, env, a.RefreshToken)
+}
