@@ -52,6 +52,17 @@ func (s *Server) authenticateClient(ctx context.Context, w http.ResponseWriter, 
 	return c, nil
 }
 
+// oauthRequest decodes the form body of an OAuth endpoint and
+// authenticates its client.
+func (s *Server) oauthRequest(w http.ResponseWriter, r *http.Request) (url.Values, session.Client, error) {
+	form, err := decodeForm(w, r)
+	if err != nil {
+		return nil, session.Client{}, err
+	}
+	c, err := s.authenticateClient(r.Context(), w, r, form)
+	return form, c, err
+}
+
 func (s *Server) invalidClient(w http.ResponseWriter, basic bool) error {
 	if basic {
 		// RFC 6749 section 5.2: 401 with the scheme the client used.
@@ -62,11 +73,7 @@ func (s *Server) invalidClient(w http.ResponseWriter, basic bool) error {
 
 // POST /oauth/token (RFC 6749 sections 4.3 and 6)
 func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
-	form, err := decodeForm(w, r)
-	if err != nil {
-		return err
-	}
-	c, err := s.authenticateClient(r.Context(), w, r, form)
+	form, c, err := s.oauthRequest(w, r)
 	if err != nil {
 		return err
 	}
@@ -110,11 +117,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 // an access token, which Latch can verify itself. Unknown or invalid tokens
 // get 200, as section 2.2 requires.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
-	form, err := decodeForm(w, r)
-	if err != nil {
-		return err
-	}
-	c, err := s.authenticateClient(r.Context(), w, r, form)
+	form, c, err := s.oauthRequest(w, r)
 	if err != nil {
 		return err
 	}
