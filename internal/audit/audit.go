@@ -5,22 +5,16 @@ import "time"
 
 // Event types. They are stable strings: operators filter on them.
 const (
-	LoginSucceeded     = "login.succeeded"
-	LoginFailed        = "login.failed"
-	Signup             = "user.signup"
-	RefreshLost        = "refresh.lost_response"
-	RefreshReuse       = "refresh.reuse"
-	Logout             = "session.logout"
-	SessionRevoked     = "session.revoked"
-	PasswordChanged    = "user.password_changed"
-	UserDisabled       = "user.disabled"
-	KeyRotated         = "key.rotated"
-	KeyCreated         = "key.created"
-	TokenRevoked       = "token.revoked"
-	PasswordRehashed   = "user.password_rehashed"
-	SessionsSwept      = "sessions.swept"
-	ClientCreated      = "client.created"
-	RefreshWrongClient = "refresh.wrong_client"
+	LoginSucceeded  = "login.succeeded"
+	LoginFailed     = "login.failed"
+	Signup          = "user.signup"
+	RefreshLost     = "refresh.lost_response"
+	RefreshReuse    = "refresh.reuse"
+	Logout          = "session.logout"
+	SessionRevoked  = "session.revoked"
+	PasswordChanged = "user.password_changed"
+	UserDisabled    = "user.disabled"
+	TokenRevoked    = "token.revoked"
 )
 
 // Event is one audit record. It never holds a token, a password or a key.

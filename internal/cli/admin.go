@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/internal/config"
-	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/session"
 )
 
@@ -38,7 +37,7 @@ func admin(ctx context.Context, name string, args []string, s io3, extra func(*f
 		return nil, nil, nil, err
 	}
 	// Admin commands never sign tokens; the issuer value is immaterial.
-	svc, err := d.services(ctx, "http://latch-cli.invalid", 0, 0, time.Hour, 0, password.OWASP, c.JWKSMaxAge)
+	svc, err := d.services(ctx, "http://latch-cli.invalid", 0, 0, time.Hour, 0)
 	if err != nil {
 		d.Close()
 		return nil, nil, nil, err
@@ -288,8 +287,8 @@ func runClients(ctx context.Context, args []string, s io3) error {
 	d, svc, rest, err := admin(ctx, "clients "+sub, rest, s, func(f *flagSet) {
 		if sub == "create" {
 			audience = f.String("audience", "", "aud of the client's access tokens (required)")
-			ttl = f.Duration("client-access-ttl", 15*time.Minute, "access-token lifetime, 1m to 24h")
-			grants = f.String("grants", "refresh_token", "space- or comma-separated grant types: password, refresh_token")
+			ttl = f.Duration("access-ttl", 15*time.Minute, "access-token lifetime, 1m to 24h")
+			grants = f.String("grants", "password refresh_token", "space- or comma-separated grant types: password, refresh_token")
 			scopes = f.String("scopes", "", "space- or comma-separated scopes the client may request")
 			confidential = f.Bool("confidential", false, "give the client a secret (resource servers, backends)")
 		}
@@ -355,7 +354,7 @@ func checkClient(c session.Client) error {
 		errs = append(errs, errors.New("--audience is required"))
 	}
 	if c.AccessTTL < config.MinAccessTTL || c.AccessTTL > config.MaxAccessTTL {
-		errs = append(errs, fmt.Errorf("--client-access-ttl %s: must be between %s and %s", c.AccessTTL, config.MinAccessTTL, config.MaxAccessTTL))
+		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, config.MinAccessTTL, config.MaxAccessTTL))
 	}
 	for _, g := range c.Grants {
 		if g != session.GrantPassword && g != session.GrantRefresh {

@@ -46,7 +46,7 @@ Usage:
   latch users list | disable EMAIL
   latch sessions list EMAIL | revoke SESSION_ID
   latch keys list | rotate [--force]
-  latch clients create ID [--audience A] [--access-ttl D] [--grants G] [--confidential]
+  latch clients create ID --audience A [--access-ttl D] [--grants G] [--scopes S] [--confidential]
   latch clients list
 
 Every flag has an environment twin: --access-ttl is LATCH_ACCESS_TTL.
@@ -174,29 +174,12 @@ func open(ctx context.Context, c *config.Config, s io3, createKEK bool) (*deps, 
 	return d, nil
 }
 
-// longestAccessTTL is the longest access-token lifetime of any client: how
-// long a retired key stays published and a revocation-feed entry lives.
-func longestAccessTTL(ctx context.Context, st session.Store, builtin time.Duration) (time.Duration, error) {
-	clients, err := st.Clients(ctx)
-	if err != nil {
-		return 0, err
-	}
-	longest := builtin
-	for _, c := range clients {
-		longest = max(longest, c.AccessTTL)
-	}
-	return longest, nil
-}
-
 // services builds the issuer and the session service over d.
-func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, maxLife time.Duration, argon password.Params, jwksMaxAge time.Duration) (*session.Service, error) {
-	longest, err := longestAccessTTL(ctx, d.store, d.cfg.AccessTTL)
-	if err != nil {
-		return nil, err
-	}
+func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, maxLife time.Duration) (*session.Service, error) {
+	var err error
 	d.issuer, err = token.New(d.store, d.kek, token.Config{
-		Issuer: issuer, Alg: d.cfg.SigningAlg, JWKSMaxAge: jwksMaxAge, LongestAccessTTL: longest,
-		Leeway: 30 * time.Second, ReloadInterval: min(15*time.Second, jwksMaxAge/2),
+		Issuer: issuer, Alg: d.cfg.SigningAlg, JWKSMaxAge: d.cfg.JWKSMaxAge, LongestAccessTTL: config.LongestAccessTTL,
+		Leeway: 30 * time.Second, ReloadInterval: min(15*time.Second, d.cfg.JWKSMaxAge/2),
 	}, token.WithLogger(d.log))
 	if err != nil {
 		return nil, err
@@ -212,11 +195,11 @@ func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, m
 	if err != nil {
 		return nil, err
 	}
-	hasher, err := password.NewHasher(argon, 2*max(1, numCPU()))
+	hasher, err := password.NewHasher(d.cfg.Argon2, 2*max(1, numCPU()))
 	if err != nil {
 		return nil, err
 	}
 	return session.New(d.store, d.issuer, codec, hasher, session.Config{
-		Grace: grace, LostWindow: lost, Idle: idle, MaxLifetime: maxLife, LongestAccessTTL: longest,
+		Grace: grace, LostWindow: lost, Idle: idle, MaxLifetime: maxLife, LongestAccessTTL: config.LongestAccessTTL,
 	}, session.WithLogger(d.log))
 }

@@ -171,7 +171,7 @@ func TestServeAndAdmin(t *testing.T) {
 	if next == nil {
 		t.Fatal("keys list shows no next key")
 	}
-	time.Sleep(2100 * time.Millisecond)
+	time.Sleep(3100 * time.Millisecond) // max-age 2s plus one reload interval (1s)
 	out = s.mustLatch(t, "", "keys", "rotate", "--jwks-max-age", "2s")
 	if !strings.Contains(out, "current "+next[1]) {
 		t.Fatalf("rotate did not promote the published next key %s:\n%s", next[1], out)

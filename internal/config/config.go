@@ -46,14 +46,27 @@ const (
 	MaxAccessTTL = 24 * time.Hour
 )
 
+// LongestAccessTTL bounds how long any access token can stay valid: the
+// longest lifetime a client may have, plus the largest clock leeway a
+// verifier should use. Retired signing keys stay published, and
+// revocation-feed entries stay listed, this long. Using the bound rather
+// than the longest lifetime configured today keeps both right when a
+// longer-lived client is registered while servers run.
+const LongestAccessTTL = MaxAccessTTL + 5*time.Minute
+
 // Storage registers the flags every command that opens storage shares.
 func Storage(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Database, "database", "sqlite:latch.db", "storage: sqlite:PATH (or a bare path)")
 	fs.StringVar(&c.KEK, "key-encryption-key", "", "32 random bytes, standard base64, sealing signing keys at rest")
 	fs.StringVar(&c.KEKFile, "key-encryption-key-file", "", "file holding the key-encryption key (default for SQLite: the database path + .kek, created if missing)")
 	fs.StringVar(&c.SigningAlg, "signing-alg", "EdDSA", "algorithm of new signing keys: EdDSA, ES256 or RS256")
-	fs.DurationVar(&c.AccessTTL, "access-ttl", 15*time.Minute, "access-token lifetime of the built-in client (1m to 24h)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	mem, it, par := fs.Uint("argon2-memory", uint(password.OWASP.MemoryKiB), "Argon2id memory in KiB"),
+		fs.Uint("argon2-iterations", uint(password.OWASP.Iterations), "Argon2id iterations"),
+		fs.Uint("argon2-parallelism", uint(password.OWASP.Parallelism), "Argon2id lanes")
+	c.argon2 = func() {
+		c.Argon2 = password.Params{MemoryKiB: uint32(*mem), Iterations: uint32(*it), Parallelism: uint8(*par)}
+	}
 	fs.DurationVar(&c.JWKSMaxAge, "jwks-max-age", 5*time.Minute, "JWKS Cache-Control max-age; a new key is published this long before it signs")
 }
 
@@ -61,6 +74,7 @@ func Storage(fs *flag.FlagSet, c *Config) {
 func Serve(fs *flag.FlagSet, c *Config) {
 	Storage(fs, c)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.DurationVar(&c.AccessTTL, "access-ttl", 15*time.Minute, "access-token lifetime of the built-in client (1m to 24h)")
 	fs.StringVar(&c.Issuer, "issuer", "", "public base URL, the tokens' iss (default http://<addr>)")
 	fs.StringVar(&c.Audience, "audience", "app", "aud of the built-in client's access tokens")
 	fs.DurationVar(&c.RefreshGrace, "refresh-grace", 30*time.Second, "G: a repeat of the previous refresh token within G gets the identical current token")
@@ -69,12 +83,6 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.SessionMax, "session-max", 0, "absolute session lifetime (0 = none)")
 	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "keep revoked and expired sessions this long before the sweeper deletes them")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 10*time.Minute, "how often the sweeper runs")
-	mem, it, par := fs.Uint("argon2-memory", uint(password.OWASP.MemoryKiB), "Argon2id memory in KiB"),
-		fs.Uint("argon2-iterations", uint(password.OWASP.Iterations), "Argon2id iterations"),
-		fs.Uint("argon2-parallelism", uint(password.OWASP.Parallelism), "Argon2id lanes")
-	c.argon2 = func() {
-		c.Argon2 = password.Params{MemoryKiB: uint32(*mem), Iterations: uint32(*it), Parallelism: uint8(*par)}
-	}
 }
 
 // Parse parses args, flags and positional arguments in any order, then
@@ -146,8 +154,8 @@ func (c *Config) ValidateStorage() error {
 	if err := (token.Config{Issuer: "x", Alg: c.SigningAlg, JWKSMaxAge: 1, LongestAccessTTL: 1, ReloadInterval: 1}).Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("--signing-alg: %w", err))
 	}
-	if c.AccessTTL < MinAccessTTL || c.AccessTTL > MaxAccessTTL {
-		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, MinAccessTTL, MaxAccessTTL))
+	if err := c.Argon2.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -194,8 +202,8 @@ func (c *Config) Validate() error {
 	if c.Retention < 0 || c.SweepInterval <= 0 {
 		errs = append(errs, errors.New("--retention must not be negative and --sweep-interval must be positive"))
 	}
-	if err := c.Argon2.Validate(); err != nil {
-		errs = append(errs, err)
+	if c.AccessTTL < MinAccessTTL || c.AccessTTL > MaxAccessTTL {
+		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, MinAccessTTL, MaxAccessTTL))
 	}
 	return errors.Join(errs...)
 }

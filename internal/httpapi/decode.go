@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 )
 
@@ -15,28 +17,88 @@ import (
 const maxBody = 64 << 10
 
 // decodeJSON reads a JSON object into a T: it requires the JSON media type,
-// limits the body, rejects unknown fields and trailing data.
+// limits the body, and rejects unknown, duplicate and case-variant keys and
+// trailing data.
 func decodeJSON[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 	var v T
 	if err := requireType(r, "application/json"); err != nil {
 		return v, err
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		return v, err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return v, badRequest("request body is empty; a JSON object is required")
+	}
+	if err := checkKeys(body, jsonFields(reflect.TypeFor[T]())); err != nil {
+		return v, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
-		var maxBytes *http.MaxBytesError
-		if errors.As(err, &maxBytes) {
-			return v, err
-		}
-		if errors.Is(err, io.EOF) {
-			return v, badRequest("request body is empty; a JSON object is required")
-		}
 		return v, badRequest(fmt.Sprintf("malformed JSON body: %s", jsonProblem(err)))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return v, badRequest("malformed JSON body: data after the object")
 	}
 	return v, nil
+}
+
+// checkKeys rejects a top-level key that appears twice or that names a
+// field only case-insensitively. encoding/json accepts both (last one wins,
+// any case matches), so two parsers could read one request differently;
+// RFC 8259 section 4 leaves duplicate names undefined. Syntax errors are
+// left for the decoder to report.
+func checkKeys(body []byte, fields map[string]bool) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return badRequest(fmt.Sprintf("malformed JSON body: field %q appears more than once", key))
+		}
+		seen[key] = true
+		if !fields[key] {
+			return badRequest(fmt.Sprintf("malformed JSON body: unknown field %q", key))
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// jsonFields lists the JSON names of a struct's fields, including those of
+// embedded structs.
+func jsonFields(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	if t.Kind() != reflect.Struct {
+		return out
+	}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-":
+		case f.Anonymous && name == "":
+			for k := range jsonFields(f.Type) {
+				out[k] = true
+			}
+		case name != "":
+			out[name] = true
+		case f.IsExported():
+			out[f.Name] = true
+		}
+	}
+	return out
 }
 
 // jsonProblem describes a decode error without echoing request data.
@@ -58,8 +120,10 @@ func jsonProblem(err error) string {
 // the URL are ignored, and a parameter sent twice is an error (RFC 6749
 // section 3.2: "MUST NOT be included more than once").
 func decodeForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
-	if err := requireType(r, "application/x-www-form-urlencoded"); err != nil {
-		return nil, err
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		// RFC 6749 section 3.2 fixes the media type; a violation is an
+		// ordinary invalid_request on the OAuth endpoints.
+		return nil, badRequest("Content-Type must be application/x-www-form-urlencoded")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {

@@ -24,6 +24,7 @@ const (
 	CodeInvalidEmail           = "invalid_email"
 	CodeWeakPassword           = "weak_password"
 	CodeNotFound               = "not_found"
+	CodeConflict               = "conflict"
 	CodeUnsupportedMediaType   = "unsupported_media_type"
 	CodeRequestTooLarge        = "request_too_large"
 	CodeTemporarilyUnavailable = "temporarily_unavailable"
@@ -68,12 +69,16 @@ func toError(err error) *Error {
 	switch {
 	case errors.As(err, &maxBytes):
 		return wrap(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "request body too large")
-	case errors.Is(err, session.ErrReused):
-		return wrap(http.StatusBadRequest, CodeInvalidGrant, "refresh token was already used; the session has been ended")
 	case errors.Is(err, session.ErrInvalidScope):
 		return wrap(http.StatusBadRequest, CodeInvalidScope, "requested scope exceeds the grant")
 	case session.IsInvalidGrant(err):
+		// One message for forged, expired, revoked and reused tokens, so the
+		// answer is no oracle (checklist RT-15); the audit log tells them apart.
 		return wrap(http.StatusBadRequest, CodeInvalidGrant, "refresh token is invalid, expired or revoked")
+	case errors.Is(err, session.ErrNotFound):
+		return wrap(http.StatusNotFound, CodeNotFound, "not found")
+	case errors.Is(err, session.ErrConflict):
+		return wrap(http.StatusConflict, CodeConflict, "changed concurrently; retry")
 	case errors.Is(err, session.ErrBadCredential):
 		return wrap(http.StatusUnauthorized, CodeInvalidCredentials, "invalid email or password")
 	case errors.Is(err, session.ErrEmailTaken):

@@ -58,9 +58,9 @@ func TestErrorShapes(t *testing.T) {
 	}{
 		// /oauth/token
 		{"token endpoint with JSON", req{method: "POST", path: "/oauth/token", contentType: jsonType, body: `{"grant_type":"password","username":"user@example.com","password":"correct horse battery staple"}`},
-			http.StatusUnsupportedMediaType, "unsupported_media_type", noChallenge},
+			http.StatusBadRequest, "invalid_request", noChallenge},
 		{"token endpoint without content type", req{method: "POST", path: "/oauth/token", body: "grant_type=refresh_token&refresh_token=x"},
-			http.StatusUnsupportedMediaType, "unsupported_media_type", noChallenge},
+			http.StatusBadRequest, "invalid_request", noChallenge},
 		{"unknown grant type", req{method: "POST", path: "/oauth/token", contentType: formType, body: "grant_type=authorization_code&code=x&client_id=app"},
 			http.StatusBadRequest, "unsupported_grant_type", noChallenge},
 		{"missing grant type", req{method: "POST", path: "/oauth/token", contentType: formType, body: "refresh_token=" + url.QueryEscape(live.RefreshToken) + "&client_id=app"},
@@ -97,7 +97,7 @@ func TestErrorShapes(t *testing.T) {
 
 		// /oauth/revoke
 		{"revoke with JSON", req{method: "POST", path: "/oauth/revoke", contentType: jsonType, body: `{"token":"x"}`},
-			http.StatusUnsupportedMediaType, "unsupported_media_type", noChallenge},
+			http.StatusBadRequest, "invalid_request", noChallenge},
 		{"revoke without token", req{method: "POST", path: "/oauth/revoke", contentType: formType, body: "client_id=app"},
 			http.StatusBadRequest, "invalid_request", noChallenge},
 		{"revoke by unknown client", req{method: "POST", path: "/oauth/revoke", contentType: formType, body: "token=x&client_id=nope"},

@@ -127,14 +127,17 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	// token_type_hint is only a hint (section 2.1); the token itself tells.
 	if claims, verr := s.issuer.Verify(tok); verr == nil {
-		if claims.ClientID == c.ID {
-			err = s.sessions.RevokeSession(r.Context(), claims.Subject, claims.SessionID, meta(r))
-			if errors.Is(err, session.ErrNotFound) {
-				err = nil
-			}
+		if claims.ClientID != c.ID {
+			err = session.ErrWrongClient
+		} else if err = s.sessions.RevokeSession(r.Context(), claims.Subject, claims.SessionID, meta(r)); errors.Is(err, session.ErrNotFound) {
+			err = nil
 		}
 	} else {
 		err = s.sessions.RevokeRefreshToken(r.Context(), tok, c, meta(r))
+	}
+	if errors.Is(err, session.ErrWrongClient) {
+		// RFC 7009 section 2.1: refused, with an RFC 6749 section 5.2 error.
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: "the token was not issued to this client", Err: err}
 	}
 	if err != nil {
 		return err

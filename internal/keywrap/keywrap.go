@@ -7,9 +7,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -26,7 +24,6 @@ var ErrOpen = errors.New("keywrap: cannot open sealed value (wrong key-encryptio
 // KEK seals and opens values with AES-256-GCM. It is safe for concurrent use.
 type KEK struct {
 	aead cipher.AEAD
-	id   string
 }
 
 // New returns a KEK for a 32-byte key.
@@ -42,8 +39,7 @@ func New(key []byte) (*KEK, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keywrap: %w", err)
 	}
-	sum := sha256.Sum256(append([]byte("latch-kek-id"), key...))
-	return &KEK{aead: aead, id: hex.EncodeToString(sum[:4])}, nil
+	return &KEK{aead: aead}, nil
 }
 
 // Parse decodes a standard base64 KEK, as given on the command line.
@@ -85,9 +81,6 @@ func LoadOrCreateFile(path string) (k *KEK, created bool, err error) {
 	}
 	return k, false, nil
 }
-
-// ID is a short fingerprint of the key, safe to log, that tells keys apart.
-func (k *KEK) ID() string { return k.id }
 
 // Seal encrypts plaintext bound to context (such as "signing-key:<kid>"), so
 // a sealed value cannot be moved to another row and opened there.

@@ -18,6 +18,10 @@ type faultStore struct {
 	err   error
 	all   error
 	count int
+	// onLock, if set, runs once inside LockSession with the row locked.
+	onLock func()
+	// beforeTx, if set, runs once before the next transaction begins.
+	beforeTx func()
 }
 
 func (f *faultStore) wrap(s session.Store) session.Store { f.Store = s; return f }
@@ -57,6 +61,13 @@ func (f *faultStore) InTx(ctx context.Context, fn func(session.Tx) error) error 
 	if err := f.fault("InTx"); err != nil {
 		return err
 	}
+	f.mu.Lock()
+	hook := f.beforeTx
+	f.beforeTx = nil
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	return f.Store.InTx(ctx, func(tx session.Tx) error {
 		if err := fn(&faultTx{Tx: tx, f: f}); err != nil {
 			return err
@@ -82,7 +93,15 @@ func (t *faultTx) LockSession(ctx context.Context, id string) (session.Session, 
 	if err := t.f.fault("LockSession"); err != nil {
 		return session.Session{}, err
 	}
-	return t.Tx.LockSession(ctx, id)
+	s, err := t.Tx.LockSession(ctx, id)
+	t.f.mu.Lock()
+	hook := t.f.onLock
+	t.f.onLock = nil
+	t.f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return s, err
 }
 
 func (t *faultTx) UpdateSession(ctx context.Context, s session.Session) error {

@@ -117,9 +117,18 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Tokens, User, er
 		}
 	}
 	err = s.store.InTx(ctx, func(tx Tx) error {
+		locked, err := tx.LockUser(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		// The account may have been disabled, or its password changed,
+		// while the hash was being checked.
+		if !locked.DisabledAt.IsZero() || locked.PasswordHash != u.PasswordHash {
+			return ErrBadCredential
+		}
 		if rehash != "" {
-			u.PasswordHash = rehash
-			if err := tx.UpdateUser(ctx, u); err != nil {
+			locked.PasswordHash = rehash
+			if err := tx.UpdateUser(ctx, locked); err != nil {
 				return err
 			}
 		}
@@ -185,5 +194,3 @@ func grantScope(req string, c *Client) (string, error) {
 	}
 	return strings.Join(strings.Fields(req), " "), nil
 }
-
-func fieldsOf(s string) []string { return strings.Fields(s) }

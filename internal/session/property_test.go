@@ -5,9 +5,12 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,78 +29,147 @@ import (
 // TestPropertySessionRotation is the property-based test that DESIGN.md
 // ("Sessions and rotation") asks for. Each rapid check builds a fresh stack
 // (the real session service over SQLite, fake clock) with randomly drawn
-// windows (G, L or L=0, idle timeout, absolute lifetime, access TTL), logs in
-// once, and runs a random state machine over that one session.
+// windows (G; L = 0, 3G or 24h; idle timeout; absolute lifetime or none;
+// access TTL), logs in once, and runs a random state machine over that one
+// session.
 //
 // Actors:
 //   - An honest client that keeps the client contract: it keeps only the
 //     newest refresh token it received; it ignores the answer to a request
 //     that failed or was lost; it does not refresh within G of receiving a
 //     token (the test lets time pass instead) unless it is retrying a lost
-//     response; and it retries a lost response before the window closes,
-//     that is within L of the lost request (within G of its last attempt
-//     when L is 0). Its requests are never delivered late.
-//   - Optionally (drawn per check) a thief that copies the honest client's
-//     token at some moment and later refreshes with it, keeping what it
-//     gets, with no contract at all; and a replayer that presents any token
-//     older than the honest client's (a leaked log line).
+//     answer; it retries a lost answer inside the window (within L of the
+//     lost request; within G of its last attempt when L is 0), at once,
+//     within G or after G; and none of its requests is delivered late. In
+//     thief runs it may also go idle for a while and come back.
+//   - In half of the checks, an attacker: a thief that copies the honest
+//     client's token at a random moment and then either keeps refreshing
+//     with the newest token it gets (a cloned client; sometimes racing the
+//     honest client on the same token, sometimes with a replayer that
+//     presents any token older than the honest client's), or keeps
+//     presenting its original copy (exploiting lost-response tolerance).
 //
-// Actions: honest refresh; honest refresh whose answer is lost (the server
-// commits, the client keeps its old token and must retry); duplicates of one
-// request (2 to 4 copies, concurrent, or back to back with gaps of at most
-// G); clock advance (0 to 4G, exactly G, G+1µs, a jump to the retry
-// deadline or the idle/absolute edge, or a step backwards of up to 2G; never
-// so far that the live session would expire); a storage fault injected at
-// one point of the refresh transaction (before or after locking, updating,
-// auditing, revoking, or at commit) followed by the client's immediate
-// retry; the thief's copy, refresh and duplicates; the honest client and the
-// thief racing on the same token; the replay of an old token.
+// Other actions: duplicates of one request (2 to 4 copies, concurrent, or
+// back to back with gaps of at most G); clock moves (0 to 4G, exactly G,
+// G+1µs, to the edge of the grace window or of the parent's lost-response
+// window or just past it, far ahead, or back by up to 2G; never so far that
+// the live session would idle out or pass its absolute expiry, nor past the
+// honest client's retry deadline); a storage fault injected at one point of
+// the refresh transaction (before or after locking, updating, auditing,
+// revoking, or at commit), which makes it roll back, followed by the
+// client's immediate retry.
 //
-// Beside the service, the test keeps an independent model of the rotation
-// table (current generation, parent, when the current token was last handed
-// out, when the parent was made, revoked) and predicts every answer from it.
-// The table's two documented exceptions to "theft is detected at the next
-// refresh of whichever holder is behind" are modelled exactly and nothing
-// else is tolerated:
+// Beside the service, the test keeps its own model of the rotation table
+// (current generation, parent, last hand-out of the current token, when the
+// parent was made, revoked; windows inclusive) and predicts every answer.
+// "Theft is detected at the next refresh of whichever holder is behind"
+// is checked with exactly the two documented exceptions and nothing more:
 //   - lock-step: the holder that is behind presents the parent within G of
 //     the current token's last hand-out and gets the identical current
 //     token (both holders are then in step again);
 //   - the parent within L (after G): the holder that is behind gets a
-//     lost-response successor, the other holder's token is abandoned and is
-//     detected at its next use (this is both "a thief who refreshes first
-//     and then stops" and "the price of lost-response tolerance"); the audit
-//     log must carry a refresh.lost_response event with the presenter's IP.
+//     lost-response successor and the other holder's token is abandoned,
+//     so that holder is detected at its next refresh. This is "a thief who
+//     refreshes first and then stops" (the victim's next refresh succeeds)
+//     and "the price of lost-response tolerance" (a thief holding the
+//     parent of an idle victim's token), which lasts at most L from the
+//     rotation that made the parent: L does not restart. The audit log must
+//     carry a refresh.lost_response event with the presenter's IP and user
+//     agent.
 //
-// Every other presentation of a non-current token must revoke the session
-// (reason refresh_token_reuse), and from then on every token fails with
-// invalid_grant. Properties checked after each answer or action:
-//   - no false logout: until a thief or replayer acts, every honest refresh
-//     succeeds and the session is never revoked;
+// Any other presentation of a token that is not the current one (older
+// ancestors, abandoned successors even within G, the parent after L, or
+// after G when L is 0) must revoke the session with reason
+// refresh_token_reuse, and from then on every token ever issued fails with
+// invalid_grant. Properties asserted:
+//   - no false logout: until an attacker acts, every honest refresh
+//     succeeds and the session is never revoked, whatever lost answers,
+//     duplicates, faults and clock steps happen;
 //   - duplicates and concurrent refreshes of one token never yield two
 //     different successors: all successful answers carry one refresh token,
 //     and a grace answer is the identical current token;
-//   - a fault mid-refresh fails the call (not with invalid_grant), leaves the
-//     session row and every table exactly as before, and the client's retry
-//     with its old token gets the answer the untouched state predicts;
-//   - theft detection as above; a detected reuse answers ErrReused and
-//     revokes with reason refresh_token_reuse;
+//   - a fault mid-refresh fails the call (not with invalid_grant, which
+//     would log the client out), leaves the session row and the size of
+//     every table exactly as before, and the client's retry with its old
+//     token gets the answer the untouched state predicts;
+//   - theft detection as above: reuse answers ErrReused and revokes;
 //   - O(1) refresh state: one session row, no table but audit_events grows
-//     (revocations by exactly one entry on revocation), and generations never
-//     decrease (each successor's generation is new);
-//   - access tokens: exp = min(now + ttl, absolute expiry), so no access
-//     token outlives its session; sid names the session.
+//     (revocations by one entry when the session is revoked); generations
+//     never decrease and every successor is new;
+//   - an access token never outlives its session: exp = min(now + ttl,
+//     absolute expiry); its sid names the session.
 //
-// The run is bounded for -race on small machines: rapid's defaults (100
-// checks of about 30 actions) take a few seconds; -rapid.checks and
-// -rapid.steps scale it.
+// Cost: under -race on two cores each check (stack, login, about 30
+// actions) takes roughly 0.2 s, so the test runs propDefaultChecks checks
+// (about 10 s) unless -rapid.checks or RAPID_CHECKS says otherwise. With -v
+// it logs how often each answer was seen.
 func TestPropertySessionRotation(t *testing.T) {
+	propLimitChecks(t, propDefaultChecks)
 	start := time.Now()
+	stats := &propStats{n: map[string]int{}}
 	rapid.Check(t, func(rt *rapid.T) {
 		pm := propStart(t, rt)
+		pm.stats = stats
 		rt.Repeat(rapid.StateMachineActions(pm))
 		pm.finish(rt)
 	})
-	t.Logf("property run took %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("property run took %s; answers seen: %s", time.Since(start).Round(time.Millisecond), stats)
+}
+
+// propDefaultChecks replaces rapid's default of 100 checks, which under
+// -race on two cores takes over 20 s. An explicit -rapid.checks or
+// RAPID_CHECKS wins.
+const propDefaultChecks = 50
+
+// propLimitChecks lowers rapid's check count for this test unless the
+// caller chose one, and restores it afterwards. (Safe: this test is not
+// parallel, so no other test reads the flag meanwhile.)
+func propLimitChecks(t *testing.T, n int) {
+	if _, ok := os.LookupEnv("RAPID_CHECKS"); ok {
+		return
+	}
+	f := flag.Lookup("rapid.checks")
+	if f == nil {
+		return
+	}
+	explicit := false
+	flag.Visit(func(v *flag.Flag) { explicit = explicit || v == f })
+	if explicit {
+		return
+	}
+	old := f.Value.String()
+	if err := f.Value.Set(strconv.Itoa(n)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Value.Set(old) })
+}
+
+// propStats counts the answers seen across checks, to show in -v output
+// that every row of the table (and each exception) was exercised.
+type propStats struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *propStats) add(key string) {
+	s.mu.Lock()
+	s.n[key]++
+	s.mu.Unlock()
+}
+
+func (s *propStats) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.n))
+	for k := range s.n {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, s.n[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 var propCtx = context.Background()
@@ -234,6 +306,7 @@ func (o propOutcome) ok() bool { return o <= propLost }
 type propModel struct {
 	gen, parent uint64    // current generation; its parent (0: none)
 	handedAt    time.Time // last hand-out of the current token (G's start)
+	handedMax   time.Time // the latest clock reading of any hand-out so far
 	rotatedAt   time.Time // when the parent became the parent (L's start)
 	idleExp     time.Time
 	absExp      time.Time // zero: none
@@ -242,8 +315,16 @@ type propModel struct {
 
 // predict answers a presentation of generation gen at now from the table.
 // Windows are inclusive (a repeat exactly G after the hand-out is still a
-// duplicate).
-func (m *propModel) predict(gen uint64, now time.Time, c propConfig) propOutcome {
+// duplicate). DESIGN.md does not say where G starts when the clock has
+// stepped back since an earlier hand-out: latest false measures it from the
+// last hand-out's clock reading, latest true from the latest reading of any
+// hand-out (an anchor that never moves back). Without a backward step the
+// two agree.
+func (m *propModel) predict(gen uint64, now time.Time, c propConfig, latest bool) propOutcome {
+	anchor := m.handedAt
+	if latest {
+		anchor = m.handedMax
+	}
 	switch {
 	case m.revoked, !now.Before(m.idleExp), !m.absExp.IsZero() && !now.Before(m.absExp):
 		return propDead
@@ -252,7 +333,7 @@ func (m *propModel) predict(gen uint64, now time.Time, c propConfig) propOutcome
 	case m.parent == 0 || gen != m.parent:
 		// older ancestors and abandoned tokens
 		return propReuse
-	case !now.After(m.handedAt.Add(c.grace)):
+	case !now.After(anchor.Add(c.grace)):
 		return propGrace
 	case c.lost > 0 && !now.After(m.rotatedAt.Add(c.lost)):
 		return propLost
@@ -275,6 +356,9 @@ func (m *propModel) apply(o propOutcome, now time.Time, c propConfig) {
 	case propGrace:
 	}
 	m.handedAt = now
+	if now.After(m.handedMax) {
+		m.handedMax = now
+	}
 	m.idleExp = now.Add(c.idle)
 }
 
@@ -292,7 +376,14 @@ type propHolder struct {
 	pending      bool      // the answer to its last request was lost; tok is the old token
 	pendingSince time.Time // when the first lost request was sent
 	lastAttempt  time.Time
+	asleep       bool // idle (app closed): makes no requests
 }
+
+const (
+	propNoThief = iota
+	propThiefNewest
+	propThiefStolen
+)
 
 type propIssued struct {
 	tok string
@@ -312,9 +403,9 @@ type propMachine struct {
 	// prepared once: row counts of every table, and of audit_events
 	tables               []string
 	countStmt, auditStmt *sql.Stmt
-	cfg   propConfig
-	sid   string
-	t0    time.Time
+	cfg                  propConfig
+	sid                  string
+	t0                   time.Time
 
 	m      propModel
 	curTok string       // the refresh token of the current generation
@@ -322,11 +413,19 @@ type propMachine struct {
 	seen   map[string]bool
 
 	honest, thief, replayer propHolder
+	stolen                  propIssued // the thief's original copy
 
-	thiefEnabled, thiefCopied, thiefActed bool
+	// thiefKind: propNoThief, propThiefNewest (keeps the newest token it
+	// gets, like a cloned client) or propThiefStolen (keeps presenting its
+	// original copy, exploiting lost-response tolerance).
+	thiefKind                                int
+	thiefEnabled, replayEnabled, thiefCopied bool
+	thiefActed                               bool
 
 	maxGen   uint64
 	baseline map[string]int
+	stats    *propStats
+	tag      string // labels answers in stats
 }
 
 func propDrawConfig(t *rapid.T) propConfig {
@@ -342,7 +441,12 @@ func propDrawConfig(t *rapid.T) propConfig {
 
 func propStart(tt *testing.T, t *rapid.T) *propMachine {
 	cfg := propDrawConfig(t)
-	thief := rapid.Bool().Draw(t, "thief")
+	kind := rapid.IntRange(propNoThief, propThiefStolen+1).Draw(t, "thief_kind")
+	if kind > propThiefStolen {
+		kind = propNoThief // half the runs have no attacker
+	}
+	thief := kind != propNoThief
+	replay := kind == propThiefNewest && rapid.Bool().Draw(t, "replayer")
 	dir, err := os.MkdirTemp("", "latch-prop-")
 	if err != nil {
 		t.Fatal(err)
@@ -359,7 +463,7 @@ func propStart(tt *testing.T, t *rapid.T) *propMachine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pm := &propMachine{env: env, fault: fault, db: db, cfg: cfg, seen: map[string]bool{}, thiefEnabled: thief}
+	pm := &propMachine{env: env, fault: fault, db: db, cfg: cfg, seen: map[string]bool{}, thiefKind: kind, thiefEnabled: thief, replayEnabled: replay}
 	t.Cleanup(func() {
 		for _, st := range []*sql.Stmt{pm.countStmt, pm.auditStmt} {
 			if st != nil {
@@ -373,7 +477,7 @@ func propStart(tt *testing.T, t *rapid.T) *propMachine {
 	pm.sid, pm.t0 = login.SessionID, env.Clock.Now()
 	row := pm.row(t)
 	gen := pm.genOf(t, login.RefreshToken)
-	pm.m = propModel{gen: gen, handedAt: pm.t0, rotatedAt: pm.t0, idleExp: pm.t0.Add(cfg.idle)}
+	pm.m = propModel{gen: gen, handedAt: pm.t0, handedMax: pm.t0, rotatedAt: pm.t0, idleExp: pm.t0.Add(cfg.idle)}
 	if cfg.maxLife > 0 {
 		pm.m.absExp = pm.t0.Add(cfg.maxLife)
 	}
@@ -390,7 +494,8 @@ func propStart(tt *testing.T, t *rapid.T) *propMachine {
 	pm.replayer = propHolder{name: "replayer", meta: session.Meta{IP: "198.51.100.7", UserAgent: "replayer/0.1"}}
 	pm.maxGen = row.Gen
 	pm.baseline = pm.tableCounts(t)
-	t.Logf("config: G=%s L=%s idle=%s max=%s ttl=%s thief=%v", cfg.grace, cfg.lost, cfg.idle, cfg.maxLife, cfg.ttl, thief)
+	t.Logf("config: G=%s L=%s idle=%s max=%s ttl=%s thief=%v replayer=%v", cfg.grace, cfg.lost, cfg.idle, cfg.maxLife, cfg.ttl,
+		[...]string{"none", "keeps newest", "keeps stolen copy"}[kind], replay)
 	return pm
 }
 
@@ -507,6 +612,9 @@ func (pm *propMachine) retryDeadline() time.Time {
 // first.
 func (pm *propMachine) honestReady() bool {
 	h := &pm.honest
+	if h.asleep {
+		return false
+	}
 	if h.pending {
 		return true
 	}
@@ -528,9 +636,9 @@ func (pm *propMachine) describe(whos []*propHolder, gen uint64, now time.Time) s
 	for i, w := range whos {
 		names[i] = w.name
 	}
-	return fmt.Sprintf("%s presented gen %d at %s; model: current gen %d, parent %d, current handed out at %s, parent made at %s, revoked %v; "+
+	return fmt.Sprintf("%s presented gen %d at %s; model: current gen %d, parent %d, current handed out at %s (latest hand-out reading %s), parent made at %s, revoked %v; "+
 		"honest holds gen %d (pending retry %v), thief holds gen %d (copied %v, acted %v); G=%s L=%s",
-		strings.Join(names, "+"), gen, pm.rel(now), pm.m.gen, pm.m.parent, pm.rel(pm.m.handedAt), pm.rel(pm.m.rotatedAt), pm.m.revoked,
+		strings.Join(names, "+"), gen, pm.rel(now), pm.m.gen, pm.m.parent, pm.rel(pm.m.handedAt), pm.rel(pm.m.handedMax), pm.rel(pm.m.rotatedAt), pm.m.revoked,
 		pm.honest.gen, pm.honest.pending, pm.thief.gen, pm.thiefCopied, pm.thiefActed, pm.cfg.grace, pm.cfg.lost)
 }
 
@@ -573,11 +681,17 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 	now := pm.now()
 	desc := pm.describe(whos, gen, now)
 	auditsBefore := pm.auditCount(t)
-	next := pm.m
-	wants := make([]propOutcome, len(whos))
-	for i := range whos {
-		wants[i] = next.predict(gen, now, pm.cfg)
-		next.apply(wants[i], now, pm.cfg)
+	// The answers each reading of the grace anchor predicts (see predict);
+	// they differ only after a backward clock step.
+	var nexts [2]propModel
+	var wantsBy [2][]propOutcome
+	for v := range nexts {
+		nexts[v] = pm.m
+		wantsBy[v] = make([]propOutcome, len(whos))
+		for i := range whos {
+			wantsBy[v][i] = nexts[v].predict(gen, now, pm.cfg, v == 1)
+			nexts[v].apply(wantsBy[v][i], now, pm.cfg)
+		}
 	}
 	rs = make([]propResult, len(whos))
 	present := func(i int) {
@@ -602,12 +716,54 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 		wg.Wait()
 	}
 	if faultAt != "" && pm.fault.disarm() {
+		pm.stats.add("fault injected at " + faultAt)
 		return rs, true
 	}
+	v := 0
+	if wantsBy[0][0] != wantsBy[1][0] {
+		pm.stats.add("backward clock step: grace anchors disagree")
+		if obs := pm.observed(rs); !propMatches(wantsBy[0][0], obs) && propMatches(wantsBy[1][0], obs) {
+			v = 1
+		}
+		desc += fmt.Sprintf("; after a backward clock step either %v (G from the last hand-out) or %v (G from the latest hand-out reading) is accepted", wantsBy[0][0], wantsBy[1][0])
+	}
+	wants := wantsBy[v]
 	t.Logf("  %s -> want %v", desc, wants)
-	pm.m = next
+	role := whos[0].name + pm.tag
+	if len(whos) > 1 {
+		role = fmt.Sprintf("%d concurrent by %s", len(whos), whos[len(whos)-1].name)
+	}
+	if pm.thiefCopied && whos[0] != &pm.replayer && min(pm.honest.gen, pm.thief.gen) == gen && pm.honest.gen != pm.thief.gen {
+		role += ", behind"
+	}
+	pm.stats.add(fmt.Sprintf("%v (%s)", wants[0], role))
+	pm.m = nexts[v]
 	pm.verify(t, whos, wants, rs, desc, auditsBefore)
 	return rs, false
+}
+
+// observed classifies answers: propGrace (the current token again),
+// propRotate (a new token: rotate or lost-response successor), propReuse or
+// propDead.
+func (pm *propMachine) observed(rs []propResult) propOutcome {
+	for _, r := range rs {
+		if r.err == nil {
+			if r.tok.RefreshToken == pm.curTok {
+				return propGrace
+			}
+			return propRotate
+		}
+	}
+	for _, r := range rs {
+		if session.IsReuse(r.err) {
+			return propReuse
+		}
+	}
+	return propDead
+}
+
+func propMatches(want, obs propOutcome) bool {
+	return want == obs || (want == propLost && obs == propRotate)
 }
 
 func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcome, rs []propResult, desc string, auditsBefore int) {
@@ -756,10 +912,11 @@ func (pm *propMachine) duplicate(t *rapid.T, who *propHolder) []propResult {
 		return rs
 	}
 	var rs []propResult
+	pm.tag = ", sequential duplicate"
+	defer func() { pm.tag = "" }()
 	for i := range n {
 		if i > 0 {
-			gap := time.Duration(rapid.Int64Range(0, int64(pm.cfg.grace/time.Microsecond)).Draw(t, "gap_us")) * time.Microsecond
-			pm.env.Clock.Advance(min(gap, pm.room()))
+			pm.env.Clock.Advance(min(propDur(t, "gap", pm.cfg.grace), pm.room()))
 		}
 		r, _ := pm.refreshAll(t, []*propHolder{who}, "")
 		rs = append(rs, r...)
@@ -784,22 +941,55 @@ func (pm *propMachine) duplicate(t *rapid.T, who *propHolder) []propResult {
 func (pm *propMachine) HonestRefresh(t *rapid.T) { pm.honestRefresh(t, false) }
 
 // HonestRefreshLost: the server answers, the answer never arrives.
-func (pm *propMachine) HonestRefreshLost(t *rapid.T) { pm.honestRefresh(t, true) }
+func (pm *propMachine) HonestRefreshLost(t *rapid.T) {
+	if pm.m.revoked {
+		t.Skip("revoked: the plain refresh actions and finish cover what remains")
+	}
+	pm.honestRefresh(t, true)
+}
 
 func (pm *propMachine) honestRefresh(t *rapid.T, lost bool) {
 	if !pm.honestReady() {
-		t.Skip("the session would expire before the honest client may refresh")
+		t.Skip("the honest client is idle, or the session would expire before it may refresh")
 	}
+	pm.retryLater(t)
 	pm.checkRetryWindow(t)
+	if pm.honest.pending {
+		pm.tag = ", retry"
+		defer func() { pm.tag = "" }()
+	}
 	t.Logf("honest refresh (lost=%v) at %s", lost, pm.rel(pm.now()))
 	rs, _ := pm.refreshAll(t, []*propHolder{&pm.honest}, "")
 	pm.honestAfter(t, rs, lost)
 }
 
+// retryLater lets a pending retry come at once, within G of the last
+// attempt, or after G (inside the retry window), not only when the clock
+// happens to move.
+func (pm *propMachine) retryLater(t *rapid.T) {
+	h := &pm.honest
+	if !h.pending {
+		return
+	}
+	room := pm.room()
+	switch rapid.IntRange(0, 2).Draw(t, "retry_when") {
+	case 1:
+		pm.env.Clock.Advance(propDur(t, "retry_wait", min(room, pm.cfg.grace)))
+	case 2:
+		after := h.lastAttempt.Add(pm.cfg.grace + time.Microsecond).Sub(pm.now())
+		if after >= 0 && after <= room {
+			pm.env.Clock.Advance(after + propDur(t, "retry_wait", room-after))
+		}
+	}
+}
+
 // HonestDuplicate: one honest request arrives several times.
 func (pm *propMachine) HonestDuplicate(t *rapid.T) {
+	if pm.m.revoked {
+		t.Skip("revoked: the plain refresh actions and finish cover what remains")
+	}
 	if !pm.honestReady() {
-		t.Skip("the session would expire before the honest client may refresh")
+		t.Skip("the honest client is idle, or the session would expire before it may refresh")
 	}
 	pm.checkRetryWindow(t)
 	t.Logf("honest duplicate at %s", pm.rel(pm.now()))
@@ -809,8 +999,11 @@ func (pm *propMachine) HonestDuplicate(t *rapid.T) {
 // HonestStorageFailure: storage fails inside the honest client's refresh;
 // the client keeps its token and retries at once.
 func (pm *propMachine) HonestStorageFailure(t *rapid.T) {
+	if pm.m.revoked {
+		t.Skip("revoked: the plain refresh actions and finish cover what remains")
+	}
 	if !pm.honestReady() {
-		t.Skip("the session would expire before the honest client may refresh")
+		t.Skip("the honest client is idle, or the session would expire before it may refresh")
 	}
 	pm.checkRetryWindow(t)
 	point := rapid.SampledFrom(propFaultPoints).Draw(t, "fault_point")
@@ -844,26 +1037,73 @@ func (pm *propMachine) HonestStorageFailure(t *rapid.T) {
 	pm.honestAfter(t, rs, false)
 }
 
+// HonestSleep: the victim goes idle (in thief runs), so the thief has the
+// session to itself: the case the price-of-lost-response-tolerance bound
+// (at most L) is about.
+func (pm *propMachine) HonestSleep(t *rapid.T) {
+	if !pm.thiefEnabled || pm.honest.asleep || pm.honest.pending {
+		t.Skip("no thief, already asleep, or a retry is due")
+	}
+	pm.honest.asleep = true
+	t.Logf("honest client idle from %s", pm.rel(pm.now()))
+}
+
+// HonestWake: the victim comes back.
+func (pm *propMachine) HonestWake(t *rapid.T) {
+	if !pm.honest.asleep {
+		t.Skip("awake")
+	}
+	pm.honest.asleep = false
+	t.Logf("honest client back at %s", pm.rel(pm.now()))
+}
+
 // AdvanceClock moves the fake clock.
 func (pm *propMachine) AdvanceClock(t *rapid.T) {
 	g := pm.cfg.grace
 	room := pm.room()
 	var d time.Duration
-	switch kind := rapid.IntRange(0, 9).Draw(t, "clock_kind"); kind {
+	switch kind := rapid.IntRange(0, 11).Draw(t, "clock_kind"); kind {
 	case 0: // a clock step backwards
-		d = -time.Duration(rapid.Int64Range(1, int64(2*g/time.Microsecond)).Draw(t, "back_us")) * time.Microsecond
+		d = -time.Microsecond - propDur(t, "back", 2*g)
 	case 1:
 		d = g
 	case 2:
 		d = g + time.Microsecond
 	case 3: // to the edge: the retry deadline, or just before expiry
 		d = room
+	case 4:
+		d = propDur(t, "forward_far", room)
+	case 5: // to the end of the grace window of the last hand-out, or just past it
+		d = pm.m.handedAt.Add(g).Sub(pm.now())
+		if rapid.Bool().Draw(t, "past_edge") {
+			d += time.Microsecond
+		}
+		d = max(d, 0)
+	case 6: // to the end of the parent's lost-response window, or just past it
+		if pm.cfg.lost > 0 {
+			d = pm.m.rotatedAt.Add(pm.cfg.lost).Sub(pm.now())
+			if rapid.Bool().Draw(t, "past_edge") {
+				d += time.Microsecond
+			}
+			d = max(d, 0)
+		}
 	default:
-		d = time.Duration(rapid.Int64Range(0, int64(4*g/time.Microsecond)).Draw(t, "forward_us")) * time.Microsecond
+		d = propDur(t, "forward", 4*g)
 	}
 	d = min(d, room)
 	pm.env.Clock.Advance(d)
 	t.Logf("clock %+v -> %s", d, pm.rel(pm.now()))
+}
+
+// propDur draws a duration in [0, span] in whole microseconds (the
+// precision the service keeps). rapid biases integers towards small values,
+// so it draws a permille of span rather than a count of microseconds.
+func propDur(t *rapid.T, label string, span time.Duration) time.Duration {
+	if span <= 0 {
+		return 0
+	}
+	p := rapid.IntRange(0, 1000).Draw(t, label)
+	return (span / 1000 * time.Duration(p)).Truncate(time.Microsecond)
 }
 
 // ThiefCopy: the thief copies the honest client's token.
@@ -873,13 +1113,14 @@ func (pm *propMachine) ThiefCopy(t *rapid.T) {
 	}
 	pm.thiefCopied = true
 	pm.thief.tok, pm.thief.gen = pm.honest.tok, pm.honest.gen
+	pm.stolen = propIssued{pm.thief.tok, pm.thief.gen}
 	t.Logf("thief copies gen %d at %s", pm.thief.gen, pm.rel(pm.now()))
 }
 
 // ThiefRefresh: the thief refreshes with what it holds.
 func (pm *propMachine) ThiefRefresh(t *rapid.T) {
-	if !pm.thiefCopied {
-		t.Skip("the thief holds nothing")
+	if !pm.thiefCopied || pm.thiefKind != propThiefNewest {
+		t.Skip("the thief holds nothing, or keeps its stolen copy")
 	}
 	pm.thiefActed = true
 	t.Logf("thief refresh at %s", pm.rel(pm.now()))
@@ -887,10 +1128,31 @@ func (pm *propMachine) ThiefRefresh(t *rapid.T) {
 	pm.receive(t, &pm.thief, rs)
 }
 
+// ThiefUseStolenCopy: the thief presents its original stolen copy again,
+// keeping whatever it gets. While that copy is the parent this is the price
+// of lost-response tolerance (a successor, at most for L after the rotation
+// that made it the parent); otherwise it is reuse.
+func (pm *propMachine) ThiefUseStolenCopy(t *rapid.T) {
+	if !pm.thiefCopied || pm.thiefKind != propThiefStolen {
+		t.Skip("the thief holds nothing, or keeps the newest token")
+	}
+	pm.thiefActed = true
+	t.Logf("thief presents its stolen copy (gen %d) at %s", pm.stolen.gen, pm.rel(pm.now()))
+	copyHolder := pm.thief
+	copyHolder.tok, copyHolder.gen = pm.stolen.tok, pm.stolen.gen
+	pm.tag = ", stolen copy"
+	defer func() { pm.tag = "" }()
+	rs, _ := pm.refreshAll(t, []*propHolder{&copyHolder}, "")
+	pm.receive(t, &pm.thief, rs)
+}
+
 // ThiefDuplicate: the thief's request arrives several times.
 func (pm *propMachine) ThiefDuplicate(t *rapid.T) {
-	if !pm.thiefCopied {
-		t.Skip("the thief holds nothing")
+	if pm.m.revoked {
+		t.Skip("revoked: the plain refresh actions and finish cover what remains")
+	}
+	if !pm.thiefCopied || pm.thiefKind != propThiefNewest {
+		t.Skip("the thief holds nothing, or keeps its stolen copy")
 	}
 	pm.thiefActed = true
 	t.Logf("thief duplicate at %s", pm.rel(pm.now()))
@@ -899,11 +1161,14 @@ func (pm *propMachine) ThiefDuplicate(t *rapid.T) {
 
 // RaceHonestThief: honest client and thief present the same token at once.
 func (pm *propMachine) RaceHonestThief(t *rapid.T) {
-	if !pm.thiefCopied || pm.thief.tok != pm.honest.tok {
+	if pm.m.revoked {
+		t.Skip("revoked: the plain refresh actions and finish cover what remains")
+	}
+	if !pm.thiefCopied || pm.thief.tok != pm.honest.tok || pm.thiefKind != propThiefNewest {
 		t.Skip("the holders do not hold the same token")
 	}
 	if !pm.honestReady() {
-		t.Skip("the session would expire before the honest client may refresh")
+		t.Skip("the honest client is idle, or the session would expire before it may refresh")
 	}
 	pm.checkRetryWindow(t)
 	pm.thiefActed = true
@@ -915,8 +1180,8 @@ func (pm *propMachine) RaceHonestThief(t *rapid.T) {
 
 // ReplayOldToken: someone presents a token older than the honest client's.
 func (pm *propMachine) ReplayOldToken(t *rapid.T) {
-	if !pm.thiefEnabled {
-		t.Skip("no attacker in this run")
+	if !pm.replayEnabled {
+		t.Skip("no replayer in this run")
 	}
 	var old []propIssued
 	for _, is := range pm.issued {

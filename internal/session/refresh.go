@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/latchauth/latch/internal/audit"
@@ -67,18 +68,25 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		return Tokens{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	sid := idString(raw)
-	now := s.now()
 	var (
 		ses   Session
 		out   outcome
 		scope string
+		now   time.Time
 	)
 	err = s.store.InTx(ctx, func(tx Tx) error {
 		var err error
 		ses, err = tx.LockSession(ctx, sid)
+		if errors.Is(err, ErrNotFound) {
+			return ErrInvalidToken // swept, or never existed
+		}
 		if err != nil {
 			return err
 		}
+		// The time is read once the row is locked: a request that waited for
+		// the lock must not record a hand-out earlier than the one it waited
+		// behind, or G would shrink for the client that holds that token.
+		now = s.now()
 		if ses.ClientID != req.Client.ID {
 			// RFC 6749 section 10.4: the binding to the client is checked.
 			return ErrWrongClient
@@ -88,7 +96,7 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		}
 		scope = ses.Scope
 		if req.Scope != "" {
-			if !scopeSubset(req.Scope, fieldsOf(ses.Scope)) {
+			if !scopeSubset(req.Scope, strings.Fields(ses.Scope)) {
 				return ErrInvalidScope
 			}
 			scope = req.Scope
@@ -116,7 +124,9 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		case outGrace:
 			// Nothing rotates: the identical current token is returned.
 		}
-		ses.HandedAt = now
+		// A clock stepping back (or a node whose clock lags) must not move
+		// the grace window's anchor backwards.
+		ses.HandedAt = laterOf(now, ses.HandedAt)
 		ses.LastUsedAt = now
 		ses.IdleExpiresAt = now.Add(s.cfg.Idle)
 		ses.IP, ses.UserAgent = req.Meta.IP, req.Meta.UserAgent
@@ -137,5 +147,13 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 	return s.tokens(&ses, &req.Client, scope, now)
 }
 
-// IsReuse reports whether err is a detected refresh-token reuse.
+func laterOf(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
+}
+
+// IsReuse reports whether err is a detected refresh-token reuse, which
+// revoked the session.
 func IsReuse(err error) bool { return errors.Is(err, ErrReused) }

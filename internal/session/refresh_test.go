@@ -480,3 +480,88 @@ func TestSweepBoundsTables(t *testing.T) {
 	}
 	mustRefresh(t, env, a.RefreshToken)
 }
+
+// TestWaitingForTheLockDoesNotShrinkGrace: a refresh that waits behind
+// another for the session lock must judge, and record, the time it got the
+// lock, not the time it arrived; otherwise it records a hand-out earlier
+// than the real one and a later duplicate within G is taken for a lost
+// response, abandoning the token the other tab holds.
+func TestWaitingForTheLockDoesNotShrinkGrace(t *testing.T) {
+	fs := &faultStore{}
+	env := testenv.New(t, testenv.Options{WrapStore: fs.wrap})
+	tok := env.Login(t, "u@example.com")
+	env.Clock.Advance(time.Minute)
+
+	locked, release := make(chan struct{}), make(chan struct{})
+	fs.onLock = func() { close(locked); <-release }
+	var b session.Tokens
+	bDone := make(chan error)
+	go func() { // tab B: rotates while holding the lock
+		var err error
+		b, err = refresh(env, tok.RefreshToken)
+		bDone <- err
+	}()
+	<-locked
+	aDone := make(chan error)
+	go func() { // tab A: same token, arrives now, waits for B
+		_, err := refresh(env, tok.RefreshToken)
+		aDone <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let A arrive and queue behind B
+	env.Clock.Advance(10 * time.Second)
+	close(release)
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-aDone; err != nil {
+		t.Fatal(err)
+	}
+	// 25 s after B's rotation (within G of it) another duplicate arrives.
+	env.Clock.Advance(25 * time.Second)
+	dup := mustRefresh(t, env, tok.RefreshToken)
+	if dup.RefreshToken != b.RefreshToken {
+		t.Fatal("a duplicate within G of the real hand-out got a new successor")
+	}
+	mustRefresh(t, env, b.RefreshToken) // tab B's token still works
+}
+
+// TestDisableWinsOverConcurrentChanges: a user disabled while a login or a
+// password change is between checking the password and writing stays
+// disabled, and gets no session.
+func TestDisableWinsOverConcurrentChanges(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(env *testenv.Env, u session.User, keep string) error
+	}{
+		{"login", func(env *testenv.Env, u session.User, _ string) error {
+			_, _, err := env.Sessions.Login(ctx, session.LoginRequest{Email: u.Email, Password: testenv.Password, Client: env.Client})
+			return err
+		}},
+		{"password change", func(env *testenv.Env, u session.User, keep string) error {
+			return env.Sessions.ChangePassword(ctx, u.ID, keep, testenv.Password, "a different passphrase", session.Meta{})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := &faultStore{}
+			env := testenv.New(t, testenv.Options{WrapStore: fs.wrap})
+			tok := env.Login(t, "u@example.com")
+			u, _ := env.Sessions.UserByEmail(ctx, "u@example.com")
+			fs.beforeTx = func() {
+				if err := env.Sessions.DisableUser(ctx, u.ID, session.Meta{}); err != nil {
+					t.Error(err)
+				}
+			}
+			if err := tt.run(env, u, tok.SessionID); !errors.Is(err, session.ErrBadCredential) {
+				t.Fatalf("error = %v, want ErrBadCredential", err)
+			}
+			after, _ := env.Sessions.User(ctx, u.ID)
+			if after.DisabledAt.IsZero() || after.PasswordHash != u.PasswordHash {
+				t.Fatalf("user after the race: disabled %v, password changed %v", !after.DisabledAt.IsZero(), after.PasswordHash != u.PasswordHash)
+			}
+			if list, _ := env.Sessions.Sessions(ctx, u.ID); len(list) != 0 {
+				t.Fatalf("%d active sessions for a disabled user", len(list))
+			}
+		})
+	}
+}

@@ -65,7 +65,7 @@ func (s *Service) RevokeSession(ctx context.Context, userID, target string, m Me
 
 // RevokeRefreshToken implements RFC 7009 for refresh tokens: a valid token
 // of client c ends its session. Per section 2.2 an invalid or unknown token
-// is not an error; a token of another client is ignored.
+// is not an error; a token of another client is ErrWrongClient.
 func (s *Service) RevokeRefreshToken(ctx context.Context, tok string, c Client, m Meta) error {
 	raw, _, err := s.codec.Decode(tok)
 	if err != nil {
@@ -78,7 +78,12 @@ func (s *Service) RevokeRefreshToken(ctx context.Context, tok string, c Client, 
 		if err != nil {
 			return err
 		}
-		if ses.ClientID != c.ID || !ses.RevokedAt.IsZero() {
+		if ses.ClientID != c.ID {
+			// RFC 7009 section 2.1: the token must have been issued to the
+			// client asking; otherwise the request is refused.
+			return ErrWrongClient
+		}
+		if !ses.RevokedAt.IsZero() {
 			return nil
 		}
 		if _, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: ses.UserID, SessionID: sid, Scope: ScopeOne, Reason: ReasonTokenRevoked}, now)); err != nil {
@@ -150,8 +155,18 @@ func (s *Service) ChangePassword(ctx context.Context, userID, keep, current, nex
 	}
 	now := s.now()
 	err = s.store.InTx(ctx, func(tx Tx) error {
-		u.PasswordHash, u.PasswordChangedAt = hash, now
-		if err := tx.UpdateUser(ctx, u); err != nil {
+		locked, err := tx.LockUser(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if locked.PasswordHash != u.PasswordHash {
+			return ErrConflict // changed since the current password was checked
+		}
+		if !locked.DisabledAt.IsZero() {
+			return ErrBadCredential
+		}
+		locked.PasswordHash, locked.PasswordChangedAt = hash, now
+		if err := tx.UpdateUser(ctx, locked); err != nil {
 			return err
 		}
 		ids, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: userID, SessionID: keep, Scope: ScopeOthers, Reason: ReasonPasswordChange}, now))
@@ -168,17 +183,17 @@ func (s *Service) ChangePassword(ctx context.Context, userID, keep, current, nex
 
 // DisableUser blocks the user's logins and ends all their sessions.
 func (s *Service) DisableUser(ctx context.Context, userID string, m Meta) error {
-	u, err := s.store.User(ctx, userID)
-	if err != nil {
-		return err
-	}
 	now := s.now()
-	err = s.store.InTx(ctx, func(tx Tx) error {
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		u, err := tx.LockUser(ctx, userID)
+		if err != nil {
+			return err
+		}
 		if u.DisabledAt.IsZero() {
 			u.DisabledAt = now
-		}
-		if err := tx.UpdateUser(ctx, u); err != nil {
-			return err
+			if err := tx.UpdateUser(ctx, u); err != nil {
+				return err
+			}
 		}
 		ids, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: userID, Scope: ScopeAll, Reason: ReasonUserDisabled}, now))
 		if err != nil {

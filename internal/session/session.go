@@ -35,7 +35,7 @@ var (
 	ErrEmailTaken    = errors.New("session: email already registered")
 	ErrInvalidEmail  = errors.New("session: invalid email address")
 	ErrBadCredential = errors.New("session: invalid email or password")
-	ErrConflict      = errors.New("session: conflicting concurrent change")
+	ErrConflict      = errors.New("session: changed concurrently; retry")
 	// ErrUnavailable reports that storage could not be reached or timed out;
 	// the operation did not happen and may be retried.
 	ErrUnavailable = errors.New("session: storage unavailable")
@@ -44,7 +44,7 @@ var (
 // IsInvalidGrant reports whether err means the presented refresh token can
 // no longer be used: the RFC 6749 section 5.2 "invalid_grant" cases.
 func IsInvalidGrant(err error) bool {
-	for _, e := range []error{ErrNotFound, ErrRevoked, ErrExpired, ErrReused, ErrInvalidToken, ErrWrongClient} {
+	for _, e := range []error{ErrRevoked, ErrExpired, ErrReused, ErrInvalidToken, ErrWrongClient} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -188,6 +188,10 @@ const (
 // row lock (or the database's write lock) held until the transaction ends.
 type Tx interface {
 	InsertUser(ctx context.Context, u User) error
+	// LockUser reads a user and locks the row until the transaction ends;
+	// every change to a user is made on a copy read this way, so two
+	// changes never overwrite each other with stale columns.
+	LockUser(ctx context.Context, id string) (User, error)
 	UpdateUser(ctx context.Context, u User) error
 	InsertSession(ctx context.Context, s Session) error
 	LockSession(ctx context.Context, id string) (Session, error)

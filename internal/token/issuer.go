@@ -344,7 +344,9 @@ func (i *Issuer) Rotate(ctx context.Context, force bool) (Rotation, error) {
 		return Rotation{}, fmt.Errorf("token: rotate: %w (run latch serve once to create keys)", ErrNoKey)
 	}
 	now := i.now()
-	if ready := next.CreatedAt.Add(i.cfg.JWKSMaxAge); now.Before(ready) && !force {
+	// Servers start publishing a new key within one reload interval of its
+	// creation; verifiers then keep their cached JWKS for up to max-age.
+	if ready := next.CreatedAt.Add(i.cfg.ReloadInterval + i.cfg.JWKSMaxAge); now.Before(ready) && !force {
 		return Rotation{}, fmt.Errorf("%w: key %s can sign from %s", ErrTooSoon, next.KID, ready.Format(time.RFC3339))
 	}
 	nk, err := i.newKey(StateNext, now)

@@ -171,7 +171,7 @@ func TestRotationLifeCycle(t *testing.T) {
 	if _, err := i.Rotate(ctx, false); !errors.Is(err, token.ErrTooSoon) {
 		t.Fatalf("rotate right away: error = %v, want ErrTooSoon", err)
 	}
-	f.clock.Advance(5 * time.Minute)
+	f.clock.Advance(5*time.Minute + time.Second) // max-age plus one reload interval
 	r, err := i.Rotate(ctx, false)
 	if err != nil {
 		t.Fatal(err)

@@ -352,6 +352,11 @@ func (t *txn) InsertUser(ctx context.Context, u session.User) error {
 	return translate(err)
 }
 
+func (t *txn) LockUser(ctx context.Context, id string) (session.User, error) {
+	// The transaction began IMMEDIATE and so already holds the write lock.
+	return scanUser(t.tx.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+}
+
 func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
 	res, err := t.tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, password_changed_at = ?, disabled_at = ? WHERE id = ?`,
 		u.PasswordHash, micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), u.ID)

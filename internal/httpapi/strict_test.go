@@ -1,0 +1,51 @@
+package httpapi_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/testenv"
+)
+
+// TestJSONKeysAreExact: encoding/json alone would accept a duplicated or
+// case-variant key (last one wins), letting a proxy that reads the first
+// "email" and Latch disagree about who logs in.
+func TestJSONKeysAreExact(t *testing.T) {
+	_, srv := newServer(t, testenv.Options{})
+	signupOnly(t, srv, "ada@example.com", testenv.Password)
+	tests := []struct {
+		name, body string
+	}{
+		{"duplicate key", `{"email":"nobody@example.com","email":"ada@example.com","password":"` + testenv.Password + `"}`},
+		{"case-variant key", `{"email":"nobody@example.com","EMAIL":"ada@example.com","password":"` + testenv.Password + `"}`},
+		{"case-variant only", `{"Email":"ada@example.com","password":"` + testenv.Password + `"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantError(t, postJSON(t, srv, "/v1/login", tt.body, ""), http.StatusBadRequest, "invalid_request")
+		})
+	}
+	// The embedded fields of the signup body are still accepted.
+	r := postJSON(t, srv, "/v1/signup", `{"email":"bob@example.com","password":"`+testenv.Password+`","client_id":"app","login":true}`, "")
+	checkTokenResponse(t, r, http.StatusCreated)
+}
+
+// TestRevokeAnotherClientsToken: RFC 7009 section 2.1 refuses to revoke a
+// token issued to another client, and the session survives.
+func TestRevokeAnotherClientsToken(t *testing.T) {
+	env, srv := newServer(t, testenv.Options{})
+	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "other", Audience: "other",
+		AccessTTL: time.Minute, Grants: []string{session.GrantRefresh}}); err != nil {
+		t.Fatal(err)
+	}
+	tok := signup(t, srv, "ada@example.com")
+	for _, token := range []string{tok.RefreshToken, tok.AccessToken} {
+		r := postForm(t, srv, "/oauth/revoke", url.Values{"token": {token}, "client_id": {"other"}})
+		wantError(t, r, http.StatusBadRequest, "invalid_request")
+	}
+	mustRefresh(t, srv, tok.RefreshToken)
+}
