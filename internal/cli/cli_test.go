@@ -199,12 +199,13 @@ func TestServeAndAdmin(t *testing.T) {
 		t.Fatalf("refresh of a disabled user's session: %d", code)
 	}
 
-	out = s.mustLatch(t, "", "clients", "create", "notes", "--audience", "https://notes.example", "--confidential")
+	out = s.mustLatch(t, "", "clients", "create", "notes", "--audience", "https://notes.example", "--access-ttl", "2h", "--confidential")
 	m := regexp.MustCompile(`client secret \(shown once\): (\S+)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("clients create printed no secret:\n%s", out)
 	}
-	if out := s.mustLatch(t, "", "clients", "list"); !strings.Contains(out, "notes") || !strings.Contains(out, "confidential") || strings.Contains(out, m[1]) {
+	if out := s.mustLatch(t, "", "clients", "list"); !strings.Contains(out, "notes") || !strings.Contains(out, "confidential") ||
+		!strings.Contains(out, "2h0m0s") || strings.Contains(out, m[1]) {
 		t.Fatalf("clients list:\n%s", out)
 	}
 	// The confidential client authenticates; a wrong secret does not.
