@@ -32,7 +32,7 @@ func admin(ctx context.Context, name string, args []string, s io3, extra func(*f
 	if c.LogLevel == "info" {
 		c.LogLevel = "warn" // admin output is for people; keep routine logs out of it
 	}
-	d, err := open(ctx, &c, s, false)
+	d, err := open(ctx, &c, s, kekLoad)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -79,7 +79,7 @@ func runMigrate(ctx context.Context, args []string, s io3) error {
 	if err := c.ValidateStorage(); err != nil {
 		return err
 	}
-	d, err := open(ctx, &c, s, true)
+	d, err := open(ctx, &c, s, kekNone)
 	if err != nil {
 		return err
 	}

@@ -131,9 +131,17 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
+// kekMode says what a command needs of the key-encryption key.
+type kekMode int
+
+const (
+	kekNone   kekMode = iota // migrate: storage only
+	kekLoad                  // admin commands: the key must exist
+	kekCreate                // serve: create the default file if missing
+)
+
 // open opens and migrates storage and loads the key-encryption key.
-// createKEK allows creating the default KEK file (serve only).
-func open(ctx context.Context, c *config.Config, s io3, createKEK bool) (*deps, error) {
+func open(ctx context.Context, c *config.Config, s io3, mode kekMode) (*deps, error) {
 	if err := c.ValidateStorage(); err != nil {
 		return nil, err
 	}
@@ -149,13 +157,14 @@ func open(ctx context.Context, c *config.Config, s io3, createKEK bool) (*deps, 
 		return nil, err
 	}
 	switch {
+	case mode == kekNone:
 	case c.KEK != "":
 		d.kek, err = keywrap.Parse(c.KEK)
 	case c.KEKFile != "":
 		d.kek, _, err = keywrap.LoadOrCreateFile(c.KEKFile)
 	default:
 		kekPath := path + ".kek"
-		if !createKEK {
+		if mode != kekCreate {
 			if _, serr := os.Stat(kekPath); serr != nil {
 				err = fmt.Errorf("no key-encryption key: give --key-encryption-key(-file), or run latch serve once to create %s", kekPath)
 				break

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -311,3 +312,17 @@ func TestAdminWithoutKEKExplains(t *testing.T) {
 }
 
 func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+func TestMigrateNeedsNoKey(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := cli.Run(context.Background(), []string{"migrate", "--database", "sqlite:" + filepath.Join(dir, "m.db")}, nil, &out, &out); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "migrations applied") {
+		t.Fatalf("output %q", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "m.db.kek")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("migrate created a key-encryption key file (stat error %v)", err)
+	}
+}

@@ -44,7 +44,7 @@ func runServe(ctx context.Context, args []string, s io3) error {
 // serve runs the server on ln until ctx is done, then shuts down
 // gracefully.
 func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error {
-	d, err := open(ctx, c, s, true)
+	d, err := open(ctx, c, s, kekCreate)
 	if err != nil {
 		return err
 	}

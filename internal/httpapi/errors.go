@@ -25,6 +25,7 @@ const (
 	CodeWeakPassword           = "weak_password"
 	CodeNotFound               = "not_found"
 	CodeConflict               = "conflict"
+	CodeMethodNotAllowed       = "method_not_allowed"
 	CodeUnsupportedMediaType   = "unsupported_media_type"
 	CodeRequestTooLarge        = "request_too_large"
 	CodeTemporarilyUnavailable = "temporarily_unavailable"

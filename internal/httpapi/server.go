@@ -66,9 +66,26 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /.well-known/oauth-authorization-server", h(s.metadata))
 	s.mux.Handle("GET /healthz", h(s.healthz))
 	s.mux.Handle("GET /readyz", h(s.readyz))
-	s.mux.Handle("/", h(func(w http.ResponseWriter, r *http.Request) error {
-		return apiError(http.StatusNotFound, CodeNotFound, "no such endpoint")
-	}))
+	s.mux.Handle("/", h(s.notFound))
+}
+
+// notFound answers paths no route matches, and known paths asked with
+// another method (405 with Allow, RFC 9110 section 15.5.6), in the one
+// JSON error shape.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return apiError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method not allowed; use "+strings.Join(allow, " or "))
+	}
+	return apiError(http.StatusNotFound, CodeNotFound, "no such endpoint")
 }
 
 // handle adapts an error-returning handler: it sets the headers every

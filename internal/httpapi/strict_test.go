@@ -49,3 +49,26 @@ func TestRevokeAnotherClientsToken(t *testing.T) {
 	}
 	mustRefresh(t, srv, tok.RefreshToken)
 }
+
+func TestMethodNotAllowed(t *testing.T) {
+	_, srv := newServer(t, testenv.Options{})
+	tests := []struct {
+		method, path, allow string
+	}{
+		{"GET", "/v1/login", "POST"},
+		{"PUT", "/oauth/token", "POST"},
+		{"POST", "/v1/sessions", "GET"},
+		{"GET", "/v1/sessions/abc", "DELETE"},
+		{"POST", "/.well-known/jwks.json", "GET"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			r := send(t, srv, req{method: tt.method, path: tt.path})
+			wantError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
+			if got := r.Header.Get("Allow"); got != tt.allow {
+				t.Fatalf("Allow = %q, want %q", got, tt.allow)
+			}
+		})
+	}
+	wantError(t, send(t, srv, req{method: "GET", path: "/v2/nothing"}), http.StatusNotFound, "not_found")
+}
