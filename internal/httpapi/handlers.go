@@ -54,7 +54,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 	if !login {
 		return writeJSON(w, http.StatusCreated, userJSON(u))
 	}
-	return writeTokens(w, http.StatusCreated, t)
+	return writeTokens(w, http.StatusCreated, t, req.Scope)
 }
 
 func userJSON(u session.User) map[string]any {
@@ -81,7 +81,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeTokens(w, http.StatusOK, t)
+	return writeTokens(w, http.StatusOK, t, req.Scope)
 }
 
 // POST /v1/logout {"scope": "current" | "others" | "all"}

@@ -110,7 +110,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeTokens(w, http.StatusOK, t)
+	return writeTokens(w, http.StatusOK, t, form.Get("scope"))
 }
 
 // POST /oauth/revoke (RFC 7009). A refresh token ends its session; so does

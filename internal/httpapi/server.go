@@ -137,22 +137,29 @@ func meta(r *http.Request) session.Meta {
 
 // tokenResponse is the RFC 6749 section 5.1 response plus session_id.
 type tokenResponse struct {
-	AccessToken  string `json:"access_token"`
-	TokenType    string `json:"token_type"`
-	ExpiresIn    int64  `json:"expires_in"`
-	RefreshToken string `json:"refresh_token"`
-	SessionID    string `json:"session_id"`
-	Scope        string `json:"scope,omitempty"`
+	AccessToken  string  `json:"access_token"`
+	TokenType    string  `json:"token_type"`
+	ExpiresIn    int64   `json:"expires_in"`
+	RefreshToken string  `json:"refresh_token"`
+	SessionID    string  `json:"session_id"`
+	Scope        *string `json:"scope,omitempty"`
 }
 
-func writeTokens(w http.ResponseWriter, status int, t session.Tokens) error {
+// writeTokens writes a token response. The scope is named when the token
+// has one or when the client asked for one (RFC 6749 section 5.1: required
+// if it differs from the request).
+func writeTokens(w http.ResponseWriter, status int, t session.Tokens, requested string) error {
 	// RFC 6749 section 5.1: responses carrying tokens are not cached.
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	return writeJSON(w, status, tokenResponse{
+	resp := tokenResponse{
 		AccessToken: t.AccessToken, TokenType: "Bearer", ExpiresIn: t.ExpiresIn,
-		RefreshToken: t.RefreshToken, SessionID: t.SessionID, Scope: t.Scope,
-	})
+		RefreshToken: t.RefreshToken, SessionID: t.SessionID,
+	}
+	if t.Scope != "" || requested != "" {
+		resp.Scope = &t.Scope
+	}
+	return writeJSON(w, status, resp)
 }
 
 // clientByID loads a client named in a JSON request (first-party endpoints).

@@ -72,3 +72,48 @@ func TestMethodNotAllowed(t *testing.T) {
 	}
 	wantError(t, send(t, srv, req{method: "GET", path: "/v2/nothing"}), http.StatusNotFound, "not_found")
 }
+
+// TestScopes: a login grants the requested scopes the client may have and
+// names them (RFC 6749 section 3.3); a refresh may narrow the access token
+// but never widen it, and the session keeps its scope (section 6).
+func TestScopes(t *testing.T) {
+	env, srv := newServer(t, testenv.Options{})
+	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "notes", Audience: "notes",
+		AccessTTL: time.Minute, Grants: []string{session.GrantPassword, session.GrantRefresh}, Scopes: []string{"read", "write"}}); err != nil {
+		t.Fatal(err)
+	}
+	signupOnly(t, srv, "ada@example.com", testenv.Password)
+	grant := func(client, scope string) reply {
+		return postForm(t, srv, "/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {client},
+			"username": {"ada@example.com"}, "password": {testenv.Password}, "scope": {scope}})
+	}
+	scopeOf := func(r reply) any {
+		var m map[string]any
+		r.decode(t, &m)
+		return m["scope"]
+	}
+	if r := grant("app", "openid profile"); r.Status != 200 || scopeOf(r) != "" {
+		t.Fatalf("app client asking for openid: %s; want 200 with an empty granted scope", r)
+	}
+	r := grant("notes", "read admin")
+	if r.Status != 200 || scopeOf(r) != "read" {
+		t.Fatalf("notes asking for read admin: %s; want scope read", r)
+	}
+	r = grant("notes", "")
+	if scopeOf(r) != "read write" {
+		t.Fatalf("notes asking for nothing: %s; want the client's scopes", r)
+	}
+	tok := checkTokenResponse(t, r, 200)
+	refreshScope := func(rt, scope string) reply {
+		return postForm(t, srv, "/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"notes"}, "refresh_token": {rt}, "scope": {scope}})
+	}
+	wantError(t, refreshScope(tok.RefreshToken, "admin"), http.StatusBadRequest, "invalid_scope")
+	r = refreshScope(tok.RefreshToken, "read")
+	if scopeOf(r) != "read" {
+		t.Fatalf("narrowing refresh: %s", r)
+	}
+	next := checkTokenResponse(t, r, 200)
+	if r := refreshScope(next.RefreshToken, ""); scopeOf(r) != "read write" {
+		t.Fatalf("refresh after narrowing: %s; the session must keep read write", r)
+	}
+}

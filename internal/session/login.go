@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,10 +34,7 @@ func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, 
 	if err := password.CheckPolicy(req.Password, email); err != nil {
 		return User{}, Tokens{}, err
 	}
-	scope, err := grantScope(req.Scope, &req.Client)
-	if err != nil && req.Login {
-		return User{}, Tokens{}, err
-	}
+	scope := grantScope(req.Scope, &req.Client)
 	hash, err := s.hasher.Hash(ctx, req.Password)
 	if err != nil {
 		return User{}, Tokens{}, err
@@ -99,10 +97,7 @@ type LoginRequest struct {
 // password and disabled account all return ErrBadCredential after one
 // Argon2id run each, so neither answer nor timing tells them apart.
 func (s *Service) Login(ctx context.Context, req LoginRequest) (Tokens, User, error) {
-	scope, err := grantScope(req.Scope, &req.Client)
-	if err != nil {
-		return Tokens{}, User{}, err
-	}
+	scope := grantScope(req.Scope, &req.Client)
 	u, err := s.authenticate(ctx, req.Email, req.Password, req.Meta)
 	if err != nil {
 		return Tokens{}, User{}, err
@@ -185,12 +180,20 @@ func (s *Service) auditFailure(ctx context.Context, userID string, m Meta) {
 	}
 }
 
-func grantScope(req string, c *Client) (string, error) {
+// grantScope decides the scope of a new session: the client's scopes when
+// none is asked for, else the requested scopes the client may have. RFC 6749
+// section 3.3 lets the server ignore what it does not grant (the response
+// then names the granted scope), which keeps clients that always ask for,
+// say, "openid" working; a refresh, by contrast, may never widen the scope.
+func grantScope(req string, c *Client) string {
 	if req == "" {
-		return strings.Join(c.Scopes, " "), nil
+		return strings.Join(c.Scopes, " ")
 	}
-	if !scopeSubset(req, c.Scopes) {
-		return "", ErrInvalidScope
+	var granted []string
+	for _, sc := range strings.Fields(req) {
+		if slices.Contains(c.Scopes, sc) && !slices.Contains(granted, sc) {
+			granted = append(granted, sc)
+		}
 	}
-	return strings.Join(strings.Fields(req), " "), nil
+	return strings.Join(granted, " ")
 }
