@@ -1,8 +1,13 @@
 package session_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -563,5 +568,39 @@ func TestDisableWinsOverConcurrentChanges(t *testing.T) {
 				t.Fatalf("%d active sessions for a disabled user", len(list))
 			}
 		})
+	}
+}
+
+// TestDatabaseHoldsNoRefreshToken reads the raw database files after a
+// login and refreshes: neither any refresh token nor its MAC is there.
+func TestDatabaseHoldsNoRefreshToken(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	tok := env.Login(t, "u@example.com")
+	issued := []string{tok.RefreshToken}
+	for range 3 {
+		env.Clock.Advance(time.Minute)
+		tok = mustRefresh(t, env, tok.RefreshToken)
+		issued = append(issued, tok.RefreshToken)
+	}
+	var dump []byte
+	for _, name := range []string{"latch.db", "latch.db-wal"} {
+		b, err := os.ReadFile(filepath.Join(env.Dir, name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		dump = append(dump, b...)
+	}
+	if len(dump) == 0 {
+		t.Fatal("read no database bytes")
+	}
+	for _, rt := range issued {
+		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(rt, "latch_rt_"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mac := raw[1+16+8 : 1+16+8+32]
+		if bytes.Contains(dump, []byte(rt)) || bytes.Contains(dump, mac) || bytes.Contains(dump, []byte(base64.RawURLEncoding.EncodeToString(mac))) {
+			t.Fatal("a refresh token or its MAC is stored in the database")
+		}
 	}
 }
