@@ -763,7 +763,7 @@ func (pm *propMachine) observed(rs []propResult) propOutcome {
 		}
 	}
 	for _, r := range rs {
-		if session.IsReuse(r.err) {
+		if errors.Is(r.err, session.ErrReused) {
 			return propReuse
 		}
 	}
@@ -792,7 +792,7 @@ func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcom
 		got := ""
 		for i, r := range rs {
 			if r.err != nil {
-				if session.IsReuse(r.err) {
+				if errors.Is(r.err, session.ErrReused) {
 					t.Fatalf("false reuse alarm: the rotation table answers %v here, but the session was revoked: %v\n%s", first, r.err, desc)
 				}
 				t.Fatalf("refresh should answer %v but failed: %v\n%s", first, r.err, desc)
@@ -828,7 +828,7 @@ func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcom
 			if !session.IsInvalidGrant(r.err) {
 				t.Fatalf("reuse must fail with invalid_grant, got %v\n%s", r.err, desc)
 			}
-			if session.IsReuse(r.err) {
+			if errors.Is(r.err, session.ErrReused) {
 				reused++
 			}
 		}

@@ -30,10 +30,6 @@ const (
 	outReuse                 // anything else: revoke the session
 )
 
-func (o outcome) String() string {
-	return [...]string{"rotate", "grace", "lost_response", "reuse"}[o]
-}
-
 // decide applies the rotation table of DESIGN.md to a locked session.
 // The windows are inclusive: a repeat exactly G after the hand-out is still
 // a duplicate.
@@ -153,7 +149,3 @@ func laterOf(a, b time.Time) time.Time {
 	}
 	return a
 }
-
-// IsReuse reports whether err is a detected refresh-token reuse, which
-// revoked the session.
-func IsReuse(err error) bool { return errors.Is(err, ErrReused) }
