@@ -220,6 +220,19 @@ type Store interface {
 	// DeleteStale deletes sessions revoked or expired before cutoff and feed
 	// entries whose until is before now; it returns the sessions deleted.
 	DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, error)
+	// Revocations returns up to limit revocation-feed entries with Seq
+	// greater than after, oldest first. Seq grows with every entry, so a
+	// reader resumes from the last Seq it saw.
+	Revocations(ctx context.Context, after int64, limit int) ([]FeedEntry, error)
+}
+
+// FeedEntry is one revocation-feed entry: no access token of the session is
+// valid after RevokedAt, and none can exist after Until.
+type FeedEntry struct {
+	Seq       int64
+	SessionID string
+	RevokedAt time.Time
+	Until     time.Time
 }
 
 // NewID returns a random 128-bit identifier, base64url without padding.

@@ -473,17 +473,16 @@ func (s *Store) AuditEvents(ctx context.Context, limit int) ([]audit.Event, erro
 	return out, translate(rows.Err())
 }
 
-// Revocations returns the revocation feed entries with seq greater than
-// after, oldest first.
-func (s *Store) Revocations(ctx context.Context, after int64) ([]Revocation, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, session_id, revoked_at, until FROM revocations WHERE seq > ? ORDER BY seq`, after)
+// Revocations implements session.Store.
+func (s *Store) Revocations(ctx context.Context, after int64, limit int) ([]session.FeedEntry, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, session_id, revoked_at, until FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, translate(err)
 	}
 	defer rows.Close()
-	var out []Revocation
+	var out []session.FeedEntry
 	for rows.Next() {
-		var r Revocation
+		var r session.FeedEntry
 		var at, until int64
 		if err := rows.Scan(&r.Seq, &r.SessionID, &at, &until); err != nil {
 			return nil, translate(err)
@@ -492,12 +491,4 @@ func (s *Store) Revocations(ctx context.Context, after int64) ([]Revocation, err
 		out = append(out, r)
 	}
 	return out, translate(rows.Err())
-}
-
-// Revocation is one revocation-feed entry.
-type Revocation struct {
-	Seq       int64
-	SessionID string
-	RevokedAt time.Time
-	Until     time.Time
 }
