@@ -10,3 +10,8 @@ import "embed"
 //
 //go:embed sqlite/*.sql
 var SQLite embed.FS
+
+// Postgres holds the PostgreSQL migrations under postgres/.
+//
+//go:embed postgres/*.sql
+var Postgres embed.FS

@@ -1,0 +1,473 @@
+// Package postgres implements Latch's storage on PostgreSQL through pgx, for
+// production and for many Latch processes sharing one database.
+//
+// Every decision that must hold across processes is taken by the database:
+// a refresh locks its session row (SELECT … FOR UPDATE) and the transaction
+// that holds the lock is the only one that may rotate it. Nothing here
+// retries or sleeps while holding a connection; a failure is reported as
+// session.ErrUnavailable and the caller (or its client) tries again.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/latchauth/latch/internal/audit"
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/token"
+	"github.com/latchauth/latch/migrations"
+)
+
+var (
+	_ session.Store = (*Store)(nil)
+	_ token.Store   = (*Store)(nil)
+)
+
+// Defaults applied unless the URL sets them (pgx passes unknown URL
+// parameters to the server as run-time parameters, so an operator can write
+// ?statement_timeout=2s or ?pool_max_conns=20).
+const (
+	// DefaultStatementTimeout bounds every statement, so a stuck query ends
+	// as an error rather than holding a row lock and a connection.
+	DefaultStatementTimeout = 5 * time.Second
+	// idleInTxTimeout ends a transaction whose client went silent while
+	// holding locks (a process paused or partitioned mid-refresh).
+	idleInTxTimeout = 10 * time.Second
+)
+
+// Store is a PostgreSQL database. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the database at url (postgres://…). It does not migrate;
+// call Migrate. Open does not fail when the server is down: the pool
+// connects on demand, so a node starts and reports not-ready until the
+// database answers.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The parse error may quote the URL, password included.
+		return nil, errors.New("postgres: the database URL is not valid")
+	}
+	rp := cfg.ConnConfig.RuntimeParams
+	setDefault := func(k, v string) {
+		if _, ok := rp[k]; !ok {
+			rp[k] = v
+		}
+	}
+	setDefault("application_name", "latch")
+	setDefault("statement_timeout", fmt.Sprint(DefaultStatementTimeout.Milliseconds()))
+	setDefault("idle_in_transaction_session_timeout", fmt.Sprint(idleInTxTimeout.Milliseconds()))
+	setDefault("timezone", "UTC")
+	if !strings.Contains(url, "pool_max_conns") {
+		// A refresh holds a connection for a few round trips; twice the
+		// cores per node keeps the database busy without queueing there.
+		cfg.MaxConns = int32(max(8, 4*runtime.NumCPU()))
+	}
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	cfg.HealthCheckPeriod = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error { s.pool.Close(); return nil }
+
+// Ping checks that the database answers (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return translate(s.pool.QueryRow(ctx, "SELECT 1").Scan(&one))
+}
+
+// Stat reports the connection pool's state (for metrics).
+func (s *Store) Stat() *pgxpool.Stat { return s.pool.Stat() }
+
+// migrateLock is the advisory-lock key that serialises migrations when
+// several nodes start at once ("latch" in ASCII).
+const migrateLock = 0x6c61746368
+
+// Migrate applies the embedded migrations that have not run yet and returns
+// the versions it applied. Nodes starting together take turns.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	names, err := fs.Glob(migrations.Postgres, "postgres/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	var applied []string
+	for _, name := range names {
+		version := strings.TrimSuffix(strings.TrimPrefix(name, "postgres/"), ".sql")
+		body, err := migrations.Postgres.ReadFile(name)
+		if err != nil {
+			return applied, err
+		}
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLock); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL)`); err != nil {
+				return err
+			}
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil || n > 0 {
+				return err
+			}
+			// No arguments: the simple protocol runs the whole file.
+			if _, err := tx.Exec(ctx, string(body)); err != nil {
+				return fmt.Errorf("%s: %w", version, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())`, version); err != nil {
+				return err
+			}
+			applied = append(applied, version)
+			return nil
+		})
+		if err != nil {
+			return applied, fmt.Errorf("postgres: migrate: %w", translate(err))
+		}
+	}
+	return applied, nil
+}
+
+// InTx implements session.Store.
+func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
+	return s.tx(ctx, func(tx pgx.Tx) error { return fn(&txn{tx: tx}) })
+}
+
+func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	if err := fn(tx); err != nil {
+		// A failed rollback (the connection is gone) also ends the
+		// transaction on the server; the fn error is the one that matters.
+		tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	// A commit that fails on a broken connection may have been applied.
+	// The refresh protocol makes that safe: the client retries with its old
+	// token and the grace rule answers with the token this commit stored.
+	return translate(tx.Commit(ctx))
+}
+
+// translate maps driver errors to the domain's sentinels. Anything that is
+// not an answer from the server (a refused or broken connection, a timeout,
+// a cancelled context) means the database is unavailable.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return session.ErrNotFound
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch class := pe.Code[:2]; {
+		case class == "08", // connection exception
+			class == "53",      // insufficient resources
+			class == "57",      // operator intervention: query_canceled (statement timeout), admin_shutdown (pg_terminate_backend), cannot_connect_now
+			class == "58",      // system error
+			pe.Code == "40001", // serialization_failure
+			pe.Code == "40P01", // deadlock_detected
+			pe.Code == "55P03", // lock_not_available
+			pe.Code == "25P03", // idle_in_transaction_session_timeout
+			pe.Code == "25006": // read_only_sql_transaction (a failover left us on a standby)
+			return fmt.Errorf("%w: %w", session.ErrUnavailable, err)
+		}
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return fmt.Errorf("%w: %w", session.ErrUnavailable, err)
+}
+
+func isUnique(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// Times go in as timestamptz (microseconds) and come out in UTC; the zero
+// time is NULL.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func utc(t time.Time) time.Time { return t.UTC() }
+
+func fromNull(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// collect runs a query and scans every row with scan.
+func collect[T any](ctx context.Context, q querier, scan func(pgx.Row) (T, error), sql string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, translate(rows.Err())
+}
+
+// ---- sessions ----
+
+const sessionCols = `id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason`
+
+func scanSession(r pgx.Row) (session.Session, error) {
+	var (
+		s                session.Session
+		expires, revoked *time.Time
+		gen, parent      int64
+	)
+	err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &s.CreatedAt, &s.LastUsedAt, &s.UserAgent, &s.IP, &expires, &s.IdleExpiresAt, &gen, &parent, &s.HandedAt, &s.RotatedAt, &revoked, &s.RevokeReason)
+	if err != nil {
+		return session.Session{}, translate(err)
+	}
+	s.CreatedAt, s.LastUsedAt, s.IdleExpiresAt = utc(s.CreatedAt), utc(s.LastUsedAt), utc(s.IdleExpiresAt)
+	s.HandedAt, s.RotatedAt = utc(s.HandedAt), utc(s.RotatedAt)
+	s.ExpiresAt, s.RevokedAt = fromNull(expires), fromNull(revoked)
+	s.Gen, s.ParentGen = uint64(gen), uint64(parent)
+	return s, nil
+}
+
+// Session implements session.Store.
+func (s *Store) Session(ctx context.Context, id string) (session.Session, error) {
+	return scanSession(s.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = $1`, id))
+}
+
+// UserSessions implements session.Store.
+func (s *Store) UserSessions(ctx context.Context, userID string) ([]session.Session, error) {
+	return collect(ctx, s.pool, scanSession, `SELECT `+sessionCols+` FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id`, userID)
+}
+
+// DeleteStale implements session.Store. It deletes in batches, each its own
+// short transaction, so a sweep of a large backlog never holds locks long.
+func (s *Store) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, error) {
+	const batch = 5000
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE id IN (
+			SELECT id FROM sessions WHERE (revoked_at < $1) OR (expires_at < $1) OR idle_expires_at < $1 LIMIT $2)`, cutoff, batch)
+		if err != nil {
+			return total, translate(err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < batch {
+			break
+		}
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM revocations WHERE until < $1`, now); err != nil {
+		return total, translate(err)
+	}
+	return total, nil
+}
+
+// Revocations implements session.Store.
+func (s *Store) Revocations(ctx context.Context, after int64, limit int) ([]session.FeedEntry, error) {
+	return collect(ctx, s.pool, func(r pgx.Row) (session.FeedEntry, error) {
+		var e session.FeedEntry
+		err := r.Scan(&e.Seq, &e.SessionID, &e.RevokedAt, &e.Until)
+		e.RevokedAt, e.Until = utc(e.RevokedAt), utc(e.Until)
+		return e, translate(err)
+	}, `SELECT seq, session_id, revoked_at, until FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+}
+
+// AuditEvents returns the newest audit events, up to limit, newest first.
+func (s *Store) AuditEvents(ctx context.Context, limit int) ([]audit.Event, error) {
+	return collect(ctx, s.pool, func(r pgx.Row) (audit.Event, error) {
+		var e audit.Event
+		err := r.Scan(&e.At, &e.Type, &e.UserID, &e.SessionID, &e.ClientID, &e.IP, &e.UserAgent, &e.Detail)
+		e.At = utc(e.At)
+		return e, translate(err)
+	}, `SELECT at, type, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events ORDER BY id DESC LIMIT $1`, limit)
+}
+
+// ---- users ----
+
+const userCols = `id, email, password_hash, created_at, password_changed_at, disabled_at`
+
+func scanUser(r pgx.Row) (session.User, error) {
+	var (
+		u        session.User
+		disabled *time.Time
+	)
+	if err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.CreatedAt, &u.PasswordChangedAt, &disabled); err != nil {
+		return session.User{}, translate(err)
+	}
+	u.CreatedAt, u.PasswordChangedAt, u.DisabledAt = utc(u.CreatedAt), utc(u.PasswordChangedAt), fromNull(disabled)
+	return u, nil
+}
+
+// User implements session.Store.
+func (s *Store) User(ctx context.Context, id string) (session.User, error) {
+	return scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
+}
+
+// UserByEmail implements session.Store.
+func (s *Store) UserByEmail(ctx context.Context, email string) (session.User, error) {
+	return scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE email = $1`, email))
+}
+
+// Users implements session.Store.
+func (s *Store) Users(ctx context.Context) ([]session.User, error) {
+	return collect(ctx, s.pool, scanUser, `SELECT `+userCols+` FROM users ORDER BY created_at, id`)
+}
+
+// ---- clients ----
+
+const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at`
+
+func scanClient(r pgx.Row) (session.Client, error) {
+	var (
+		c              session.Client
+		ttl            int64
+		grants, scopes string
+	)
+	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Audience, &ttl, &grants, &scopes, &c.CreatedAt); err != nil {
+		return session.Client{}, translate(err)
+	}
+	c.AccessTTL = time.Duration(ttl) * time.Microsecond
+	c.Grants, c.Scopes = strings.Fields(grants), strings.Fields(scopes)
+	c.CreatedAt = utc(c.CreatedAt)
+	return c, nil
+}
+
+// Client implements session.Store.
+func (s *Store) Client(ctx context.Context, id string) (session.Client, error) {
+	return scanClient(s.pool.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1`, id))
+}
+
+// Clients implements session.Store.
+func (s *Store) Clients(ctx context.Context) ([]session.Client, error) {
+	return collect(ctx, s.pool, scanClient, `SELECT `+clientCols+` FROM clients ORDER BY id`)
+}
+
+// ---- transaction ----
+
+type txn struct{ tx pgx.Tx }
+
+func (t *txn) InsertUser(ctx context.Context, u session.User) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+		u.ID, u.Email, u.PasswordHash, u.CreatedAt, u.PasswordChangedAt, nullTime(u.DisabledAt))
+	if isUnique(err) {
+		return session.ErrEmailTaken
+	}
+	return translate(err)
+}
+
+func (t *txn) LockUser(ctx context.Context, id string) (session.User, error) {
+	return scanUser(t.tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1 FOR UPDATE`, id))
+}
+
+func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
+	tag, err := t.tx.Exec(ctx, `UPDATE users SET password_hash = $1, password_changed_at = $2, disabled_at = $3 WHERE id = $4`,
+		u.PasswordHash, u.PasswordChangedAt, nullTime(u.DisabledAt), u.ID)
+	return oneRow(tag, err)
+}
+
+func (t *txn) InsertSession(ctx context.Context, s session.Session) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+		s.ID, s.UserID, s.ClientID, s.Scope, s.CreatedAt, s.LastUsedAt, s.UserAgent, s.IP,
+		nullTime(s.ExpiresAt), s.IdleExpiresAt, int64(s.Gen), int64(s.ParentGen), s.HandedAt, s.RotatedAt,
+		nullTime(s.RevokedAt), s.RevokeReason)
+	return translate(err)
+}
+
+// LockSession takes the session's row lock: a concurrent refresh of the same
+// session waits here until this transaction ends, then reads what it wrote.
+func (t *txn) LockSession(ctx context.Context, id string) (session.Session, error) {
+	return scanSession(t.tx.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = $1 FOR UPDATE`, id))
+}
+
+func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
+	tag, err := t.tx.Exec(ctx, `UPDATE sessions SET last_used_at = $1, user_agent = $2, ip = $3, idle_expires_at = $4, gen = $5, parent_gen = $6, handed_at = $7, rotated_at = $8 WHERE id = $9`,
+		s.LastUsedAt, s.UserAgent, s.IP, s.IdleExpiresAt, int64(s.Gen), int64(s.ParentGen), s.HandedAt, s.RotatedAt, s.ID)
+	return oneRow(tag, err)
+}
+
+func oneRow(tag pgconn.CommandTag, err error) error {
+	if err != nil {
+		return translate(err)
+	}
+	if tag.RowsAffected() != 1 {
+		return session.ErrNotFound
+	}
+	return nil
+}
+
+func (t *txn) RevokeSessions(ctx context.Context, r session.Revocation) ([]string, error) {
+	where := `revoked_at IS NULL AND `
+	args := []any{r.At, r.Reason, r.Until}
+	switch r.Scope {
+	case session.ScopeOne:
+		where += `id = $4`
+		args = append(args, r.SessionID)
+		if r.UserID != "" {
+			where += ` AND user_id = $5`
+			args = append(args, r.UserID)
+		}
+	case session.ScopeOthers:
+		where += `user_id = $4 AND id <> $5`
+		args = append(args, r.UserID, r.SessionID)
+	case session.ScopeAll:
+		where += `user_id = $4`
+		args = append(args, r.UserID)
+	default:
+		return nil, fmt.Errorf("postgres: unknown revocation scope %q", r.Scope)
+	}
+	// One statement revokes the sessions and appends their feed entries.
+	return collect(ctx, t.tx, func(r pgx.Row) (string, error) {
+		var id string
+		return id, translate(r.Scan(&id))
+	}, `WITH revoked AS (
+		UPDATE sessions SET revoked_at = $1::timestamptz, revoke_reason = $2 WHERE `+where+` RETURNING id
+	), fed AS (
+		INSERT INTO revocations (session_id, revoked_at, until) SELECT id, $1::timestamptz, $3::timestamptz FROM revoked ORDER BY id
+	)
+	SELECT id FROM revoked ORDER BY id`, args...)
+}
+
+func (t *txn) AppendAudit(ctx context.Context, e audit.Event) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO audit_events (at, type, user_id, session_id, client_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		e.At, e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail)
+	return translate(err)
+}
+
+func (t *txn) PutClient(ctx context.Context, c session.Client) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, audience = excluded.audience,
+		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes`,
+		c.ID, c.Name, c.SecretHash, c.Audience, c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), c.CreatedAt)
+	return translate(err)
+}
