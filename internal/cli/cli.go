@@ -18,6 +18,7 @@ import (
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/rtoken"
 	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/store/postgres"
 	"github.com/latchauth/latch/internal/store/sqlite"
 	"github.com/latchauth/latch/internal/token"
 )
@@ -40,7 +41,8 @@ func ExitCode(err error) int {
 const usage = `latch: authentication and session server
 
 Usage:
-  latch serve [flags]                 run the server (SQLite at ./latch.db by default)
+  latch serve [flags]                 run the server (SQLite at ./latch.db by default;
+                                      --database postgres://… for PostgreSQL)
   latch migrate [flags]               apply database migrations
   latch users create EMAIL [--password-stdin]
   latch users list | disable EMAIL
@@ -110,10 +112,20 @@ func parse(fs *flag.FlagSet, args []string, c *config.Config) ([]string, error) 
 	return rest, nil
 }
 
+// store is what the commands need of storage; SQLite and PostgreSQL
+// provide it.
+type store interface {
+	session.Store
+	token.Store
+	Ping(ctx context.Context) error
+	Migrate(ctx context.Context) ([]string, error)
+	Close() error
+}
+
 // deps is what every command builds from the storage flags.
 type deps struct {
 	cfg    *config.Config
-	store  *sqlite.Store
+	store  store
 	kek    *keywrap.KEK
 	log    *slog.Logger
 	issuer *token.Issuer
@@ -146,13 +158,23 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode) (*deps, er
 		return nil, err
 	}
 	d := &deps{cfg: c, log: newLogger(s.stderr, c.LogLevel)}
+	if c.IsPostgres() && mode != kekNone && c.KEK == "" && c.KEKFile == "" {
+		// Every node must open the same sealed keys, so a key created on
+		// the spot would be wrong; and keys at rest in a shared database
+		// must be sealed.
+		return nil, errors.New("PostgreSQL needs a key-encryption key, the same on every node: pass --key-encryption-key (32 random bytes, standard base64: openssl rand -base64 32) or --key-encryption-key-file")
+	}
 	path := c.SQLitePath()
-	st, err := sqlite.Open(ctx, path)
+	var err error
+	if c.IsPostgres() {
+		d.store, err = postgres.Open(ctx, c.Database)
+	} else {
+		d.store, err = sqlite.Open(ctx, path)
+	}
 	if err != nil {
 		return nil, err
 	}
-	d.store = st
-	if _, err := st.Migrate(ctx); err != nil {
+	if _, err := d.store.Migrate(ctx); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -160,6 +182,8 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode) (*deps, er
 	case mode == kekNone:
 	case c.KEK != "":
 		d.kek, err = keywrap.Parse(c.KEK)
+	case c.KEKFile != "" && c.IsPostgres():
+		d.kek, err = keywrap.LoadFile(c.KEKFile)
 	case c.KEKFile != "":
 		d.kek, _, err = keywrap.LoadOrCreateFile(c.KEKFile)
 	default:

@@ -284,7 +284,8 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"lost window not above grace", []string{"--refresh-grace", "1m", "--refresh-lost-window", "30s"}, nil, "--refresh-lost-window"},
 		{"access ttl too long", []string{"--access-ttl", "48h"}, nil, "--access-ttl"},
 		{"unknown alg", []string{"--signing-alg", "HS256"}, nil, "--signing-alg"},
-		{"postgres not yet", []string{"--database", "postgres://localhost/x"}, nil, "PostgreSQL"},
+		{"postgres without a key-encryption key", []string{"--database", "postgres://127.0.0.1:1/x"}, nil, "PostgreSQL needs a key-encryption key"},
+		{"unknown database scheme", []string{"--database", "mysql://u:pw@h/x"}, nil, "--database: must be sqlite:PATH or postgres://"},
 		{"bad env twin", nil, map[string]string{"LATCH_ACCESS_TTL": "soon"}, "LATCH_ACCESS_TTL"},
 		{"env twin validated", nil, map[string]string{"LATCH_REFRESH_GRACE": "-1s"}, "--refresh-grace"},
 	}

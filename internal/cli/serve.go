@@ -77,7 +77,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	d.log.Info("latch serving", "addr", ln.Addr().String(), "issuer", c.Issuer, "database", c.Database,
+	d.log.Info("latch serving", "addr", ln.Addr().String(), "issuer", c.Issuer, "database", c.RedactedDatabase(),
 		"access_ttl", c.AccessTTL.String(), "refresh_grace", c.RefreshGrace.String(), "refresh_lost_window", c.RefreshLostWindow.String())
 	select {
 	case err := <-errc:

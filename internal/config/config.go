@@ -56,9 +56,9 @@ const LongestAccessTTL = MaxAccessTTL + 5*time.Minute
 
 // Storage registers the flags every command that opens storage shares.
 func Storage(fs *flag.FlagSet, c *Config) {
-	fs.StringVar(&c.Database, "database", "sqlite:latch.db", "storage: sqlite:PATH (or a bare path)")
+	fs.StringVar(&c.Database, "database", "sqlite:latch.db", "storage: sqlite:PATH (or a bare path) or postgres://USER@HOST:PORT/DB?sslmode=…")
 	fs.StringVar(&c.KEK, "key-encryption-key", "", "32 random bytes, standard base64, sealing signing keys at rest")
-	fs.StringVar(&c.KEKFile, "key-encryption-key-file", "", "file holding the key-encryption key (default for SQLite: the database path + .kek, created if missing)")
+	fs.StringVar(&c.KEKFile, "key-encryption-key-file", "", "file holding the key-encryption key (default for SQLite: the database path + .kek, created if missing; PostgreSQL needs one of the two)")
 	fs.StringVar(&c.SigningAlg, "signing-alg", "EdDSA", "algorithm of new signing keys: EdDSA, ES256 or RS256")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	mem, it, par := fs.Uint("argon2-memory", uint(password.OWASP.MemoryKiB), "Argon2id memory in KiB"),
@@ -138,15 +138,29 @@ func (c *Config) SQLitePath() string {
 	return c.Database
 }
 
+// RedactedDatabase is the database URL safe to log: any password replaced.
+func (c *Config) RedactedDatabase() string {
+	if !c.IsPostgres() {
+		return c.Database
+	}
+	u, err := url.Parse(c.Database)
+	if err != nil {
+		return "postgres://(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// IsPostgres reports whether the database is a PostgreSQL URL.
+func (c *Config) IsPostgres() bool {
+	return strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://")
+}
+
 // ValidateStorage checks the flags shared by every command that opens storage.
 func (c *Config) ValidateStorage() error {
 	var errs []error
-	if c.SQLitePath() == "" {
-		if strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://") {
-			errs = append(errs, errors.New("--database: PostgreSQL is not supported by this build yet; use sqlite:PATH"))
-		} else {
-			errs = append(errs, fmt.Errorf("--database: %q is neither sqlite:PATH nor postgres://", c.Database))
-		}
+	if c.SQLitePath() == "" && !c.IsPostgres() {
+		// Not quoted back: a URL may carry a password.
+		errs = append(errs, errors.New("--database: must be sqlite:PATH or postgres://…"))
 	}
 	if c.KEK != "" && c.KEKFile != "" {
 		errs = append(errs, errors.New("--key-encryption-key and --key-encryption-key-file are exclusive"))

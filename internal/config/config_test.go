@@ -94,3 +94,18 @@ func TestSQLitePath(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactedDatabase(t *testing.T) {
+	tests := map[string]string{
+		"sqlite:a.db":                       "sqlite:a.db",
+		"postgres://u:s3cret@h:5432/db?x=1": "postgres://u:xxxxx@h:5432/db?x=1",
+		"postgresql://u@h/db":               "postgresql://u@h/db",
+		"postgres://u:s3cret@[::1/db":       "postgres://(unparsable URL)",
+	}
+	for in, want := range tests {
+		c := Config{Database: in}
+		if got := c.RedactedDatabase(); got != want {
+			t.Errorf("RedactedDatabase(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

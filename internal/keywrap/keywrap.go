@@ -51,10 +51,23 @@ func Parse(s string) (*KEK, error) {
 	return New(key)
 }
 
+// LoadFile reads a base64 KEK from path, which must exist.
+func LoadFile(path string) (*KEK, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("keywrap: read %s: %w", path, err)
+	}
+	k, err := Parse(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
 // LoadOrCreateFile reads a base64 KEK from path, creating the file with a new
 // random key (mode 0600) when it does not exist. created reports the latter.
 func LoadOrCreateFile(path string) (k *KEK, created bool, err error) {
-	b, err := os.ReadFile(path)
+	_, err = os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		key := make([]byte, KeySize)
 		rand.Read(key)
@@ -75,11 +88,8 @@ func LoadOrCreateFile(path string) (k *KEK, created bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("keywrap: read %s: %w", path, err)
 	}
-	k, err = Parse(string(b))
-	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", path, err)
-	}
-	return k, false, nil
+	k, err = LoadFile(path)
+	return k, false, err
 }
 
 // Seal encrypts plaintext bound to context (such as "signing-key:<kid>"), so
