@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/keywrap"
 	"github.com/latchauth/latch/internal/password"
@@ -44,6 +45,16 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// Store is the storage a stack runs on: SQLite by default, or what
+// Options.Store returns (the conformance suite passes PostgreSQL).
+type Store interface {
+	session.Store
+	token.Store
+	Ping(ctx context.Context) error
+	AuditEvents(ctx context.Context, limit int) ([]audit.Event, error)
+	Close() error
+}
+
 // Options adjust the stack; zero values take the defaults in New.
 type Options struct {
 	Grace, LostWindow, Idle, MaxLifetime, AccessTTL time.Duration
@@ -55,13 +66,16 @@ type Options struct {
 	// HTTP clients that check expiry against the wall clock).
 	RealClock bool
 	Dir       string
+	// Store, when set, returns the empty, migrated store to run on instead
+	// of a SQLite file in Dir.
+	Store func(testing.TB) Store
 	// Argon2 overrides FastArgon2 (benchmarks use password.OWASP).
 	Argon2 password.Params
 }
 
 // Env is a running stack.
 type Env struct {
-	Store    *sqlite.Store
+	Store    Store
 	Issuer   *token.Issuer
 	Sessions *session.Service
 	Codec    *rtoken.Codec
@@ -98,13 +112,19 @@ func New(t testing.TB, o Options) *Env {
 	if o.Dir == "" {
 		o.Dir = t.TempDir()
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(o.Dir, "latch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
+	var st Store
+	if o.Store != nil {
+		st = o.Store(t)
+	} else {
+		db, err := sqlite.Open(ctx, filepath.Join(o.Dir, "latch.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		if _, err := db.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st = db
 	}
 	clock := NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	now := clock.Now

@@ -13,15 +13,12 @@ import (
 
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/testenv"
 	"github.com/latchauth/latch/internal/token"
 )
 
 // Store is what a Latch store implements.
-type Store interface {
-	session.Store
-	token.Store
-	Ping(ctx context.Context) error
-}
+type Store = testenv.Store
 
 var ctx = context.Background()
 
@@ -43,9 +40,32 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Clients", testClients},
 		{"SigningKeys", testSigningKeys},
 		{"Secrets", testSecrets},
+		{"FeedPaging", testFeedPaging},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
+	}
+	// The refresh protocol, driven through the real session service on
+	// this store: the rules must hold whatever the engine.
+	service := []struct {
+		name string
+		fn   func(*testing.T, *testenv.Env)
+	}{
+		{"Service/Rotation", testServiceRotation},
+		{"Service/LostResponseThenReuse", testServiceLostThenReuse},
+		{"Service/Expiry", testServiceExpiry},
+		{"Service/RevocationFeedsAndBlocks", testServiceRevocation},
+		{"Service/ConcurrentRefreshRotatesOnce", testServiceConcurrent},
+		{"Service/SweeperBoundsTables", testServiceSweep},
+	}
+	for _, tt := range service {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.fn(t, testenv.New(t, testenv.Options{
+				Store:       func(testing.TB) testenv.Store { return newStore(t) },
+				Idle:        24 * time.Hour,
+				MaxLifetime: 7 * 24 * time.Hour,
+			}))
+		})
 	}
 }
 
@@ -332,4 +352,242 @@ func testSecrets(t *testing.T, s Store) {
 	if err != nil || string(second) != "one" {
 		t.Fatalf("second put = %q, %v; want the first value kept", second, err)
 	}
+}
+
+func testFeedPaging(t *testing.T, s Store) {
+	u := newUser(t, s, "feed@example.com")
+	var ids []string
+	for range 5 {
+		ids = append(ids, newSession(t, s, u, t0).ID)
+	}
+	inTx(t, s, func(tx session.Tx) error {
+		_, err := tx.RevokeSessions(ctx, session.Revocation{UserID: u.ID, Scope: session.ScopeAll, Reason: "test", At: t0, Until: t0.Add(time.Hour)})
+		return err
+	})
+	first, err := s.Revocations(ctx, 0, 3)
+	if err != nil || len(first) != 3 {
+		t.Fatalf("first page = %v, %v; want 3 entries", first, err)
+	}
+	rest, err := s.Revocations(ctx, first[2].Seq, 100)
+	if err != nil || len(rest) != 2 {
+		t.Fatalf("second page = %v, %v; want 2 entries", rest, err)
+	}
+	var got []string
+	last := int64(0)
+	for _, e := range append(first, rest...) {
+		if e.Seq <= last {
+			t.Fatalf("seq %d after %d: not increasing", e.Seq, last)
+		}
+		last = e.Seq
+		if !e.RevokedAt.Equal(t0) || !e.Until.Equal(t0.Add(time.Hour)) {
+			t.Fatalf("entry %+v: times not kept", e)
+		}
+		got = append(got, e.SessionID)
+	}
+	if !slices.Equal(sorted(got...), sorted(ids...)) {
+		t.Fatalf("feed lists %v, want %v", got, ids)
+	}
+}
+
+var meta = session.Meta{IP: "192.0.2.7", UserAgent: "storetest"}
+
+func refresh(env *testenv.Env, tok string) (session.Tokens, error) {
+	return env.Sessions.Refresh(ctx, session.RefreshRequest{Token: tok, Client: env.Client, Meta: meta})
+}
+
+func mustRefresh(t *testing.T, env *testenv.Env, tok string) session.Tokens {
+	t.Helper()
+	got, err := refresh(env, tok)
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	return got
+}
+
+func wantInvalidGrant(t *testing.T, env *testenv.Env, tok, why string) error {
+	t.Helper()
+	_, err := refresh(env, tok)
+	if !session.IsInvalidGrant(err) {
+		t.Fatalf("%s: refresh = %v, want invalid_grant", why, err)
+	}
+	return err
+}
+
+func loadSession(t *testing.T, env *testenv.Env, id string) session.Session {
+	t.Helper()
+	ses, err := env.Store.Session(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ses
+}
+
+func testServiceRotation(t *testing.T, env *testenv.Env) {
+	a := env.Login(t, "rot@example.com")
+	env.Clock.Advance(time.Minute)
+	b := mustRefresh(t, env, a.RefreshToken)
+	if b.RefreshToken == a.RefreshToken || b.SessionID != a.SessionID {
+		t.Fatal("refresh did not rotate within the session")
+	}
+	// The parent within G: the identical current token.
+	env.Clock.Advance(10 * time.Second)
+	dup := mustRefresh(t, env, a.RefreshToken)
+	if dup.RefreshToken != b.RefreshToken {
+		t.Fatal("a duplicate within the grace window got a different refresh token")
+	}
+	c := mustRefresh(t, env, b.RefreshToken)
+	if c.RefreshToken == b.RefreshToken {
+		t.Fatal("the current token did not rotate")
+	}
+	// a is now the grandparent: reuse.
+	err := wantInvalidGrant(t, env, a.RefreshToken, "grandparent")
+	if !errors.Is(err, session.ErrReused) {
+		t.Fatalf("grandparent: %v, want reuse", err)
+	}
+	if ses := loadSession(t, env, a.SessionID); ses.RevokeReason != session.ReasonReuse || ses.RevokedAt.IsZero() {
+		t.Fatalf("after reuse the session is %+v, want revoked for reuse", ses)
+	}
+	wantInvalidGrant(t, env, c.RefreshToken, "the current token after reuse")
+}
+
+func testServiceLostThenReuse(t *testing.T, env *testenv.Env) {
+	a := env.Login(t, "lost@example.com")
+	b := mustRefresh(t, env, a.RefreshToken)
+	// b's response never arrived; much later the client retries with a.
+	env.Clock.Advance(time.Hour)
+	succ := mustRefresh(t, env, a.RefreshToken)
+	if succ.RefreshToken == b.RefreshToken || succ.RefreshToken == a.RefreshToken {
+		t.Fatal("a lost-response retry did not get a fresh successor")
+	}
+	mustRefresh(t, env, succ.RefreshToken)
+	// Whoever holds the abandoned b is found out.
+	if err := wantInvalidGrant(t, env, b.RefreshToken, "abandoned token"); !errors.Is(err, session.ErrReused) {
+		t.Fatalf("abandoned token: %v, want reuse", err)
+	}
+	events, err := env.Store.AuditEvents(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lost, reuse bool
+	for _, e := range events {
+		lost = lost || e.Type == audit.RefreshLost && e.IP == meta.IP
+		reuse = reuse || e.Type == audit.RefreshReuse && e.SessionID == a.SessionID
+	}
+	if !lost || !reuse {
+		t.Fatalf("audit trail %+v lacks the lost-response or reuse event", events)
+	}
+}
+
+func testServiceExpiry(t *testing.T, env *testenv.Env) {
+	idle := env.Login(t, "idle@example.com")
+	env.Clock.Advance(25 * time.Hour) // past the 24 h idle limit
+	if err := wantInvalidGrant(t, env, idle.RefreshToken, "idle session"); !errors.Is(err, session.ErrExpired) {
+		t.Fatalf("idle session: %v, want expired", err)
+	}
+	busy := env.Login(t, "busy@example.com")
+	rt := busy.RefreshToken
+	for range 8 { // refreshed daily, yet past the 7-day absolute limit
+		env.Clock.Advance(23 * time.Hour)
+		tok, err := refresh(env, rt)
+		if err != nil {
+			if !errors.Is(err, session.ErrExpired) {
+				t.Fatalf("refresh: %v", err)
+			}
+			return
+		}
+		if tok.AccessExpiry.After(busy.AccessExpiry.Add(-15 * time.Minute).Add(7 * 24 * time.Hour)) {
+			t.Fatalf("access token expires %v, after the session's absolute end", tok.AccessExpiry)
+		}
+		rt = tok.RefreshToken
+	}
+	t.Fatal("a session outlived its absolute lifetime")
+}
+
+func testServiceRevocation(t *testing.T, env *testenv.Env) {
+	a := env.Login(t, "rev@example.com")
+	if _, _, err := env.Sessions.Login(ctx, session.LoginRequest{Email: "rev@example.com", Password: testenv.Password, Client: env.Client}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := env.Store.Revocations(ctx, 0, 100)
+	ses := loadSession(t, env, a.SessionID)
+	ids, err := env.Sessions.Logout(ctx, ses.UserID, a.SessionID, session.ScopeAll, meta)
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("logout all = %v, %v; want both sessions", ids, err)
+	}
+	wantInvalidGrant(t, env, a.RefreshToken, "after logout")
+	after, _ := env.Store.Revocations(ctx, 0, 100)
+	if len(after)-len(before) != 2 {
+		t.Fatalf("feed grew by %d entries, want 2", len(after)-len(before))
+	}
+	for _, e := range after[len(before):] {
+		if want := e.RevokedAt.Add(env.Config.LongestAccessTTL); !e.Until.Equal(want) {
+			t.Fatalf("entry until %v, want revoked_at + longest access TTL = %v", e.Until, want)
+		}
+	}
+	if _, err := env.Sessions.ActiveSession(ctx, ses.UserID, a.SessionID); err == nil {
+		t.Fatal("a logged-out session is still active")
+	}
+}
+
+func testServiceConcurrent(t *testing.T, env *testenv.Env) {
+	a := env.Login(t, "race@example.com")
+	const n = 16
+	var wg sync.WaitGroup
+	got := make([]string, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			tok, err := refresh(env, a.RefreshToken)
+			got[i], errs[i] = tok.RefreshToken, err
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("racing refresh %d: %v", i, errs[i])
+		}
+		if got[i] != got[0] {
+			t.Fatalf("racing refreshes got two different successors")
+		}
+	}
+	if ses := loadSession(t, env, a.SessionID); ses.Gen != 2 || !ses.RevokedAt.IsZero() {
+		t.Fatalf("after the race the session is gen %d, revoked %v; want one rotation, live", ses.Gen, ses.RevokedAt)
+	}
+	mustRefresh(t, env, got[0])
+}
+
+func testServiceSweep(t *testing.T, env *testenv.Env) {
+	live := env.Login(t, "live@example.com")
+	rt := live.RefreshToken
+	for range 50 {
+		env.Clock.Advance(time.Minute)
+		rt = mustRefresh(t, env, rt).RefreshToken
+	}
+	uid := loadSession(t, env, live.SessionID).UserID
+	for range 10 {
+		tok, _, err := env.Sessions.Login(ctx, session.LoginRequest{Email: "live@example.com", Password: testenv.Password, Client: env.Client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Sessions.Logout(ctx, uid, tok.SessionID, session.ScopeOne, meta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, _ := env.Store.UserSessions(ctx, uid)
+	if len(list) != 11 {
+		t.Fatalf("%d session rows before the sweep, want 11 (50 refreshes add none)", len(list))
+	}
+	// Past retention and past every feed entry's until.
+	env.Clock.Advance(env.Config.LongestAccessTTL + time.Hour)
+	rt = mustRefresh(t, env, rt).RefreshToken
+	n, err := env.Sessions.Sweep(ctx, time.Hour)
+	if err != nil || n != 10 {
+		t.Fatalf("sweep = %d, %v; want the 10 logged-out sessions", n, err)
+	}
+	list, _ = env.Store.UserSessions(ctx, uid)
+	feed, _ := env.Store.Revocations(ctx, 0, 100)
+	if len(list) != 1 || len(feed) != 0 {
+		t.Fatalf("after the sweep: %d sessions, %d feed entries; want 1 and 0", len(list), len(feed))
+	}
+	mustRefresh(t, env, rt)
 }
