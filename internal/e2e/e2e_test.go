@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -83,7 +84,26 @@ func withParam(dbURL, k, v string) string {
 type node struct {
 	base string
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *logBuffer
+}
+
+// logBuffer collects a node's log lines; the reader goroutine writes while
+// the test may read.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // start runs a node on a free port and waits until it serves.
@@ -98,7 +118,7 @@ func (c *cluster) start(t *testing.T, dbURL string) *node {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{cmd: cmd, log: new(bytes.Buffer)}
+	n := &node{cmd: cmd, log: new(logBuffer)}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -160,7 +180,9 @@ func do(t *testing.T, req *http.Request) answer {
 	t.Helper()
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		// Errorf, not Fatal: do runs on client goroutines too.
+		t.Errorf("%s %s: %v", req.Method, req.URL.Path, err)
+		return answer{}
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
