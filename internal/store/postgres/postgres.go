@@ -93,8 +93,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return translate(s.pool.QueryRow(ctx, "SELECT 1").Scan(&one))
 }
 
-// Stat reports the connection pool's state (for metrics).
-func (s *Store) Stat() *pgxpool.Stat { return s.pool.Stat() }
+// Pool is the connection pool, for metrics and for tests that inspect the
+// tables.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // migrateLock is the advisory-lock key that serialises migrations when
 // several nodes start at once ("latch" in ASCII).

@@ -2,8 +2,13 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/testenv"
 
 	"github.com/latchauth/latch/internal/store/postgres"
 	"github.com/latchauth/latch/internal/store/postgres/pgtest"
@@ -29,5 +34,72 @@ func TestOpenRejectsBadURLWithoutEchoingIt(t *testing.T) {
 	}
 	if got := err.Error(); strings.Contains(got, "s3cret") {
 		t.Fatalf("error %q repeats the password", got)
+	}
+}
+
+// Many refreshes and sessions leave the tables bounded: refreshing adds no
+// rows, and the sweeper removes ended sessions and spent feed entries.
+func TestSweeperBoundsTables(t *testing.T) {
+	ctx := context.Background()
+	st := pgtest.New(t)
+	env := testenv.New(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }, Idle: 24 * time.Hour})
+	count := func() map[string]int {
+		out := map[string]int{}
+		for _, table := range []string{"sessions", "revocations", "audit_events"} {
+			var n int
+			if err := st.Pool().QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			out[table] = n
+		}
+		return out
+	}
+	const users, refreshes = 20, 50
+	live := make([]string, users)
+	for i := range users {
+		email := fmt.Sprintf("u%d@example.com", i)
+		tok := env.Login(t, email)
+		// Each user also logs in on a second device and logs out there.
+		other, _, err := env.Sessions.Login(ctx, session.LoginRequest{Email: email, Password: testenv.Password, Client: env.Client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ses, _ := st.Session(ctx, tok.SessionID)
+		if _, err := env.Sessions.Logout(ctx, ses.UserID, other.SessionID, session.ScopeOne, session.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		live[i] = tok.RefreshToken
+	}
+	before := count()
+	for range refreshes {
+		env.Clock.Advance(time.Minute)
+		for i := range live {
+			tok, err := env.Sessions.Refresh(ctx, session.RefreshRequest{Token: live[i], Client: env.Client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			live[i] = tok.RefreshToken
+		}
+	}
+	afterRefresh := count()
+	env.Clock.Advance(env.Config.LongestAccessTTL + time.Hour)
+	for i := range live { // stay inside the idle limit
+		tok, err := env.Sessions.Refresh(ctx, session.RefreshRequest{Token: live[i], Client: env.Client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		live[i] = tok.RefreshToken
+	}
+	if _, err := env.Sessions.Sweep(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	afterSweep := count()
+	t.Logf("rows (sessions, revocations, audit_events) for %d users: before %v; after %d refreshes each %v; after the sweep %v",
+		users, before, refreshes, afterRefresh, afterSweep)
+	if afterRefresh["sessions"] != before["sessions"] || afterRefresh["revocations"] != before["revocations"] || afterRefresh["audit_events"] != before["audit_events"] {
+		t.Fatalf("refreshing added rows: %v -> %v", before, afterRefresh)
+	}
+	if afterSweep["sessions"] != users || afterSweep["revocations"] != 0 {
+		t.Fatalf("after the sweep %v; want one session row per user and no spent feed entries", afterSweep)
 	}
 }
