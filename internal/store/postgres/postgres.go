@@ -144,9 +144,32 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	return applied, nil
 }
 
-// InTx implements session.Store.
+// InTx implements session.Store. The transaction is pipelined: BEGIN goes
+// out with the first statement, and writes whose only answer is "done" go
+// out with COMMIT. A refresh is therefore two round trips to the database,
+// BEGIN + SELECT … FOR UPDATE, then UPDATE + COMMIT, and holds its row lock
+// for one round trip plus the decision in Go.
 func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
-	return s.tx(ctx, func(tx pgx.Tx) error { return fn(&txn{tx: tx}) })
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	// The pool closes, rather than reuses, a connection released inside a
+	// transaction, so a failed ROLLBACK leaves nothing behind.
+	defer conn.Release()
+	t := &txn{conn: conn}
+	if err := fn(t); err != nil {
+		t.rollback(ctx)
+		return err
+	}
+	// A commit that fails on a broken connection may have been applied.
+	// The refresh protocol makes that safe: the client retries with its old
+	// token and the grace rule answers with the token this commit stored.
+	if err := t.commit(ctx); err != nil {
+		t.rollback(ctx)
+		return err
+	}
+	return nil
 }
 
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
@@ -160,9 +183,6 @@ func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 		tx.Rollback(context.WithoutCancel(ctx))
 		return err
 	}
-	// A commit that fails on a broken connection may have been applied.
-	// The refresh protocol makes that safe: the client retries with its old
-	// token and the grace rule answers with the token this commit stored.
 	return translate(tx.Commit(ctx))
 }
 
@@ -376,10 +396,102 @@ func (s *Store) Clients(ctx context.Context) ([]session.Client, error) {
 
 // ---- transaction ----
 
-type txn struct{ tx pgx.Tx }
+// txn is a pipelined transaction on one connection (see InTx).
+type txn struct {
+	conn  *pgxpool.Conn
+	begun bool
+	// deferred writes, sent with the next statement that needs an answer
+	// or with COMMIT; each check sees its own result.
+	deferred []deferredExec
+}
+
+type deferredExec struct {
+	sql   string
+	args  []any
+	check func(pgconn.CommandTag, error) error
+}
+
+// send queues BEGIN (once), the deferred writes and then q in one batch,
+// reads the results of all but q's, and returns the batch for the caller
+// to read q's result and close.
+func (t *txn) send(ctx context.Context, sql string, args ...any) (pgx.BatchResults, error) {
+	b := &pgx.Batch{}
+	begin := !t.begun
+	if begin {
+		b.Queue("BEGIN")
+	}
+	for _, d := range t.deferred {
+		b.Queue(d.sql, d.args...)
+	}
+	b.Queue(sql, args...)
+	pending := t.deferred
+	t.deferred, t.begun = nil, true
+	br := t.conn.SendBatch(ctx, b)
+	if begin {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, translate(err)
+		}
+	}
+	for _, d := range pending {
+		if err := d.check(br.Exec()); err != nil {
+			br.Close()
+			return nil, err
+		}
+	}
+	return br, nil
+}
+
+// exec runs a statement now.
+func (t *txn) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	br, err := t.send(ctx, sql, args...)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
+}
+
+// later queues a write for the next round trip.
+func (t *txn) later(check func(pgconn.CommandTag, error) error, sql string, args ...any) {
+	t.deferred = append(t.deferred, deferredExec{sql: sql, args: args, check: check})
+}
+
+func anyTag(_ pgconn.CommandTag, err error) error { return translate(err) }
+
+// queryRow runs a single-row query now and scans it with scan.
+func queryRow[T any](ctx context.Context, t *txn, scan func(pgx.Row) (T, error), sql string, args ...any) (T, error) {
+	br, err := t.send(ctx, sql, args...)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	v, err := scan(br.QueryRow())
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = translate(cerr)
+	}
+	return v, err
+}
+
+func (t *txn) commit(ctx context.Context) error {
+	if !t.begun && len(t.deferred) == 0 {
+		return nil
+	}
+	_, err := t.exec(ctx, "COMMIT")
+	return translate(err)
+}
+
+func (t *txn) rollback(ctx context.Context) {
+	if t.begun && t.conn.Conn().PgConn().TxStatus() != 'I' {
+		t.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+	}
+}
 
 func (t *txn) InsertUser(ctx context.Context, u session.User) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+	_, err := t.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
 		u.ID, u.Email, u.PasswordHash, u.CreatedAt, u.PasswordChangedAt, nullTime(u.DisabledAt))
 	if isUnique(err) {
 		return session.ErrEmailTaken
@@ -388,33 +500,36 @@ func (t *txn) InsertUser(ctx context.Context, u session.User) error {
 }
 
 func (t *txn) LockUser(ctx context.Context, id string) (session.User, error) {
-	return scanUser(t.tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1 FOR UPDATE`, id))
+	return queryRow(ctx, t, scanUser, `SELECT `+userCols+` FROM users WHERE id = $1 FOR UPDATE`, id)
 }
 
 func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE users SET password_hash = $1, password_changed_at = $2, disabled_at = $3 WHERE id = $4`,
+	// Runs on a row this transaction locked, so it cannot miss.
+	t.later(oneRow, `UPDATE users SET password_hash = $1, password_changed_at = $2, disabled_at = $3 WHERE id = $4`,
 		u.PasswordHash, u.PasswordChangedAt, nullTime(u.DisabledAt), u.ID)
-	return oneRow(tag, err)
+	return nil
 }
 
 func (t *txn) InsertSession(ctx context.Context, s session.Session) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+	t.later(anyTag, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		s.ID, s.UserID, s.ClientID, s.Scope, s.CreatedAt, s.LastUsedAt, s.UserAgent, s.IP,
 		nullTime(s.ExpiresAt), s.IdleExpiresAt, int64(s.Gen), int64(s.ParentGen), s.HandedAt, s.RotatedAt,
 		nullTime(s.RevokedAt), s.RevokeReason)
-	return translate(err)
+	return nil
 }
 
 // LockSession takes the session's row lock: a concurrent refresh of the same
 // session waits here until this transaction ends, then reads what it wrote.
 func (t *txn) LockSession(ctx context.Context, id string) (session.Session, error) {
-	return scanSession(t.tx.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = $1 FOR UPDATE`, id))
+	return queryRow(ctx, t, scanSession, `SELECT `+sessionCols+` FROM sessions WHERE id = $1 FOR UPDATE`, id)
 }
 
 func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE sessions SET last_used_at = $1, user_agent = $2, ip = $3, idle_expires_at = $4, gen = $5, parent_gen = $6, handed_at = $7, rotated_at = $8 WHERE id = $9`,
+	// Runs on a row this transaction locked, so it cannot miss; it goes out
+	// with COMMIT.
+	t.later(oneRow, `UPDATE sessions SET last_used_at = $1, user_agent = $2, ip = $3, idle_expires_at = $4, gen = $5, parent_gen = $6, handed_at = $7, rotated_at = $8 WHERE id = $9`,
 		s.LastUsedAt, s.UserAgent, s.IP, s.IdleExpiresAt, int64(s.Gen), int64(s.ParentGen), s.HandedAt, s.RotatedAt, s.ID)
-	return oneRow(tag, err)
+	return nil
 }
 
 func oneRow(tag pgconn.CommandTag, err error) error {
@@ -448,25 +563,34 @@ func (t *txn) RevokeSessions(ctx context.Context, r session.Revocation) ([]strin
 		return nil, fmt.Errorf("postgres: unknown revocation scope %q", r.Scope)
 	}
 	// One statement revokes the sessions and appends their feed entries.
-	return collect(ctx, t.tx, func(r pgx.Row) (string, error) {
-		var id string
-		return id, translate(r.Scan(&id))
-	}, `WITH revoked AS (
+	br, err := t.send(ctx, `WITH revoked AS (
 		UPDATE sessions SET revoked_at = $1::timestamptz, revoke_reason = $2 WHERE `+where+` RETURNING id
 	), fed AS (
 		INSERT INTO revocations (session_id, revoked_at, until) SELECT id, $1::timestamptz, $3::timestamptz FROM revoked ORDER BY id
 	)
 	SELECT id FROM revoked ORDER BY id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := br.Query()
+	var ids []string
+	if err == nil {
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return ids, translate(err)
 }
 
 func (t *txn) AppendAudit(ctx context.Context, e audit.Event) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO audit_events (at, type, user_id, session_id, client_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+	t.later(anyTag, `INSERT INTO audit_events (at, type, user_id, session_id, client_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		e.At, e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail)
-	return translate(err)
+	return nil
 }
 
 func (t *txn) PutClient(ctx context.Context, c session.Client) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	_, err := t.exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, audience = excluded.audience,
 		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes`,
 		c.ID, c.Name, c.SecretHash, c.Audience, c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), c.CreatedAt)
