@@ -15,6 +15,8 @@ const (
 	PasswordChanged = "user.password_changed"
 	UserDisabled    = "user.disabled"
 	TokenRevoked    = "token.revoked"
+	KeysRotated     = "keys.rotated"
+	KeysRewrapped   = "keys.rewrapped"
 )
 
 // Event is one audit record. It never holds a token, a password or a key.
@@ -29,4 +31,13 @@ type Event struct {
 	// Detail is a short, non-secret explanation (for reuse: which token
 	// generation came back and how old it was).
 	Detail string
+}
+
+// Query selects audit events; zero fields do not filter. Results are newest
+// first.
+type Query struct {
+	Since, Until time.Time
+	Type         string
+	UserID       string
+	Limit        int
 }

@@ -12,8 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/config"
+	"github.com/latchauth/latch/internal/keywrap"
 	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/token"
 )
 
 // admin parses the storage flags of an admin command and opens storage and
@@ -238,14 +241,21 @@ func runSessions(ctx context.Context, args []string, s io3) error {
 }
 
 func runKeys(ctx context.Context, args []string, s io3) error {
-	sub, rest, err := subcommand(args, s, "keys", "list", "rotate")
+	sub, rest, err := subcommand(args, s, "keys", "list", "rotate", "rewrap")
 	if err != nil {
 		return err
 	}
-	var force *bool
+	var (
+		force              *bool
+		newKEK, newKEKFile *string
+	)
 	d, _, _, err := admin(ctx, "keys "+sub, rest, s, func(f *flagSet) {
-		if sub == "rotate" {
+		switch sub {
+		case "rotate":
 			force = f.Bool("force", false, "rotate even if the next key has not been published for a full JWKS cache lifetime")
+		case "rewrap":
+			newKEK = f.String("new-key-encryption-key", "", "the new key-encryption key, 32 random bytes in standard base64")
+			newKEKFile = f.String("new-key-encryption-key-file", "", "file holding the new key-encryption key (created, mode 0600, if missing)")
 		}
 	})
 	if err != nil {
@@ -270,8 +280,34 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 			return err
 		}
 		fmt.Fprintf(s.stdout, "retired %s\ncurrent %s\nnext    %s\nRunning servers pick the change up within their key reload interval (at most 15s).\n", r.RetireKID, r.PromoteKID, r.Next.KID)
+		return d.audit(ctx, audit.Event{Type: audit.KeysRotated, Detail: "retired " + r.RetireKID + ", current " + r.PromoteKID + ", next " + r.Next.KID})
+	case "rewrap":
+		var next *keywrap.KEK
+		switch {
+		case (*newKEK == "") == (*newKEKFile == ""):
+			return fmt.Errorf("%w: keys rewrap needs exactly one of --new-key-encryption-key and --new-key-encryption-key-file", ErrUsage)
+		case *newKEK != "":
+			next, err = keywrap.Parse(*newKEK)
+		default:
+			next, _, err = keywrap.LoadOrCreateFile(*newKEKFile)
+		}
+		if err != nil {
+			return err
+		}
+		n, err := token.Rewrap(ctx, d.store, d.kek, next)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stdout, "rewrapped %d sealed values under the new key-encryption key.\nRestart every node with the new key now: a node still holding the old one keeps serving from memory but cannot load keys created from now on.\n", n)
+		return d.audit(ctx, audit.Event{Type: audit.KeysRewrapped, Detail: fmt.Sprintf("%d sealed values", n)})
 	}
 	return nil
+}
+
+// audit records an operator action in the audit trail.
+func (d *deps) audit(ctx context.Context, e audit.Event) error {
+	e.At, e.UserAgent = time.Now(), "latch-cli"
+	return d.store.InTx(ctx, func(tx session.Tx) error { return tx.AppendAudit(ctx, e) })
 }
 
 func runClients(ctx context.Context, args []string, s io3) error {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/config"
 	"github.com/latchauth/latch/internal/keywrap"
 	"github.com/latchauth/latch/internal/password"
@@ -48,8 +49,10 @@ Usage:
   latch users list | disable EMAIL
   latch sessions list EMAIL | revoke SESSION_ID
   latch keys list | rotate [--force]
+  latch keys rewrap --new-key-encryption-key K | --new-key-encryption-key-file F
   latch clients create ID --audience A [--access-ttl D] [--grants G] [--scopes S] [--confidential]
   latch clients list
+  latch audit [--since 24h] [--type T] [--user EMAIL] [--limit N] [--json]
 
 Every flag has an environment twin: --access-ttl is LATCH_ACCESS_TTL.
 Run "latch COMMAND -h" for a command's flags.
@@ -90,6 +93,8 @@ func dispatch(ctx context.Context, cmd string, rest []string, s io3) error {
 		return runKeys(ctx, rest, s)
 	case "clients":
 		return runClients(ctx, rest, s)
+	case "audit":
+		return runAudit(ctx, rest, s)
 	}
 	fmt.Fprintf(s.stderr, "latch: unknown command %q\n\n%s", cmd, usage)
 	return ErrUsage
@@ -117,6 +122,8 @@ func parse(fs *flag.FlagSet, args []string, c *config.Config) ([]string, error) 
 type store interface {
 	session.Store
 	token.Store
+	token.Resealer
+	AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, error)
 	Ping(ctx context.Context) error
 	Migrate(ctx context.Context) ([]string, error)
 	Close() error
@@ -234,5 +241,6 @@ func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, m
 	}
 	return session.New(d.store, d.issuer, codec, hasher, session.Config{
 		Grace: grace, LostWindow: lost, Idle: idle, MaxLifetime: maxLife, LongestAccessTTL: config.LongestAccessTTL,
+		AuditRetention: d.cfg.AuditRetention,
 	}, session.WithLogger(d.log))
 }

@@ -327,3 +327,35 @@ func TestMigrateNeedsNoKey(t *testing.T) {
 		t.Fatalf("migrate created a key-encryption key file (stat error %v)", err)
 	}
 }
+
+// TestKeysRewrap changes the key-encryption key of a live database: the
+// new key opens everything (signing keys and the refresh MAC key, so
+// existing sessions go on), the old one nothing.
+func TestKeysRewrap(t *testing.T) {
+	s := startServer(t)
+	s.mustLatch(t, "a long enough password\n", "users", "create", "kek@example.com", "--password-stdin")
+	code, tok := passwordLogin(t, s, "kek@example.com", "a long enough password")
+	if code != 200 {
+		t.Fatalf("login: %d %v", code, tok)
+	}
+	if out, err := s.latch(t, "", "keys", "rewrap"); err == nil {
+		t.Fatalf("rewrap without a new key succeeded:\n%s", out)
+	}
+	newKEK := filepath.Join(t.TempDir(), "new.kek")
+	out := s.mustLatch(t, "", "keys", "rewrap", "--new-key-encryption-key-file", newKEK)
+	if !strings.Contains(out, "rewrapped 3 sealed values") {
+		t.Fatalf("keys rewrap: %s", out)
+	}
+	if out, err := s.latch(t, "", "keys", "list"); err == nil || !strings.Contains(err.Error(), "wrong key-encryption key") {
+		t.Fatalf("the old key still opens the database (%v):\n%s", err, out)
+	}
+	s.mustLatch(t, "", "keys", "list", "--key-encryption-key-file", newKEK)
+	// A node started with the new key serves the sessions made before.
+	b := startServer(t, "--database", "sqlite:"+s.db, "--key-encryption-key-file", newKEK)
+	if code, body := refresh(t, b, tok["refresh_token"].(string)); code != 200 {
+		t.Fatalf("refresh through a node on the new key: %d %v", code, body)
+	}
+	if out := s.mustLatch(t, "", "audit", "--type", "keys.rewrapped", "--key-encryption-key-file", newKEK); !strings.Contains(out, "keys.rewrapped") {
+		t.Fatalf("the rewrap is not in the audit trail:\n%s", out)
+	}
+}

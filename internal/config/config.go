@@ -33,6 +33,7 @@ type Config struct {
 	KEKFile           string
 	JWKSMaxAge        time.Duration
 	Retention         time.Duration
+	AuditRetention    time.Duration
 	SweepInterval     time.Duration
 	LogLevel          string
 	Argon2            password.Params
@@ -82,6 +83,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.SessionIdle, "session-idle", 30*24*time.Hour, "end sessions not refreshed for this long")
 	fs.DurationVar(&c.SessionMax, "session-max", 0, "absolute session lifetime (0 = none)")
 	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "keep revoked and expired sessions this long before the sweeper deletes them")
+	fs.DurationVar(&c.AuditRetention, "audit-retention", 90*24*time.Hour, "keep audit events this long (0: forever)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 10*time.Minute, "how often the sweeper runs")
 }
 
@@ -212,6 +214,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JWKSMaxAge < time.Second || c.JWKSMaxAge > 24*time.Hour {
 		errs = append(errs, errors.New("--jwks-max-age must be between 1s and 24h"))
+	}
+	if c.AuditRetention < 0 {
+		errs = append(errs, errors.New("--audit-retention must not be negative"))
 	}
 	if c.Retention < 0 || c.SweepInterval <= 0 {
 		errs = append(errs, errors.New("--retention must not be negative and --sweep-interval must be positive"))

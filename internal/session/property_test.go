@@ -861,7 +861,7 @@ func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcom
 		t.Fatalf("audit: %d events appended, want %d (answers %v)\n%s", got, want, wants, desc)
 	}
 	if want > 0 {
-		evs, err := pm.env.Store.AuditEvents(propCtx, 1)
+		evs, err := pm.env.Store.AuditEvents(propCtx, audit.Query{Limit: 1})
 		if err != nil || len(evs) != 1 {
 			t.Fatalf("read audit: %v", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/latchauth/latch/bearer"
+	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/testenv"
 )
@@ -359,7 +360,7 @@ func TestTheft(t *testing.T) {
 		if victim.RefreshToken == thief.RefreshToken {
 			t.Fatal("victim received the thief's token")
 		}
-		events, err := env.Store.AuditEvents(ctx, 10)
+		events, err := env.Store.AuditEvents(ctx, audit.Query{Limit: 10})
 		if err != nil {
 			t.Fatal(err)
 		}

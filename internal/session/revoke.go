@@ -208,12 +208,19 @@ func (s *Service) DisableUser(ctx context.Context, userID string, m Meta) error 
 }
 
 // Sweep deletes sessions that were revoked or expired more than retention
-// ago, and revocation-feed entries past their until, so tables stay bounded.
+// ago, revocation-feed entries past their until, and audit events older
+// than Config.AuditRetention (when set), so tables stay bounded. It returns
+// the sessions deleted.
 func (s *Service) Sweep(ctx context.Context, retention time.Duration) (int64, error) {
 	now := s.now()
 	n, err := s.store.DeleteStale(ctx, now.Add(-retention), now)
 	if err != nil {
 		return 0, fmt.Errorf("session: sweep: %w", err)
+	}
+	if s.cfg.AuditRetention > 0 {
+		if _, err := s.store.DeleteAudit(ctx, now.Add(-s.cfg.AuditRetention)); err != nil {
+			return n, fmt.Errorf("session: sweep audit events: %w", err)
+		}
 	}
 	return n, nil
 }

@@ -40,6 +40,9 @@ type Config struct {
 	// LongestAccessTTL bounds how long an access token of a revoked session
 	// can still be valid; it sets the revocation-feed entry lifetime.
 	LongestAccessTTL time.Duration
+	// AuditRetention is how long Sweep keeps audit events; 0 keeps them
+	// forever.
+	AuditRetention time.Duration
 }
 
 // Validate reports a configuration that would break the refresh rules.

@@ -224,6 +224,8 @@ type Store interface {
 	// greater than after, oldest first. Seq grows with every entry, so a
 	// reader resumes from the last Seq it saw.
 	Revocations(ctx context.Context, after int64, limit int) ([]FeedEntry, error)
+	// DeleteAudit deletes audit events older than before.
+	DeleteAudit(ctx context.Context, before time.Time) (int64, error)
 }
 
 // FeedEntry is one revocation-feed entry: no access token of the session is

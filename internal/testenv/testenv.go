@@ -51,7 +51,7 @@ type Store interface {
 	session.Store
 	token.Store
 	Ping(ctx context.Context) error
-	AuditEvents(ctx context.Context, limit int) ([]audit.Event, error)
+	AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, error)
 	Close() error
 }
 
@@ -69,6 +69,8 @@ type Options struct {
 	// Store, when set, returns the empty, migrated store to run on instead
 	// of a SQLite file in Dir.
 	Store func(testing.TB) Store
+	// AuditRetention is session.Config.AuditRetention (0: keep forever).
+	AuditRetention time.Duration
 	// Argon2 overrides FastArgon2 (benchmarks use password.OWASP).
 	Argon2 password.Params
 }
@@ -158,7 +160,8 @@ func New(t testing.TB, o Options) *Env {
 	if o.WrapStore != nil {
 		store = o.WrapStore(st)
 	}
-	cfg := session.Config{Grace: o.Grace, LostWindow: o.LostWindow, Idle: o.Idle, MaxLifetime: o.MaxLifetime, LongestAccessTTL: o.AccessTTL}
+	cfg := session.Config{Grace: o.Grace, LostWindow: o.LostWindow, Idle: o.Idle, MaxLifetime: o.MaxLifetime, LongestAccessTTL: o.AccessTTL,
+		AuditRetention: o.AuditRetention}
 	svc, err := session.New(store, iss, codec, hasher, cfg, session.WithClock(now))
 	if err != nil {
 		t.Fatal(err)

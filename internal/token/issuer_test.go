@@ -269,3 +269,44 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestRewrap(t *testing.T) {
+	f := newFixture(t)
+	old := f.issuer(t, "EdDSA")
+	mac, err := token.RefreshKey(ctx, f.store, f.kek, f.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := old.Issue(claims(f.clock.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	newKEK, _ := keywrap.New(b)
+	oldKEK := f.kek
+	n, err := token.Rewrap(ctx, f.store, oldKEK, newKEK)
+	if err != nil || n != 3 {
+		t.Fatalf("Rewrap = %d, %v; want 2 signing keys and the MAC key", n, err)
+	}
+	// The new key opens everything: same signing keys, same MAC key.
+	f.kek = newKEK
+	again := f.issuer(t, "EdDSA")
+	if _, err := again.Verify(tok); err != nil {
+		t.Fatalf("a token signed before the rewrap does not verify after it: %v", err)
+	}
+	if mac2, err := token.RefreshKey(ctx, f.store, newKEK, f.clock.Now()); err != nil || string(mac2) != string(mac) {
+		t.Fatalf("refresh MAC key after rewrap: %v (changed: %v)", err, string(mac2) != string(mac))
+	}
+	// The old key opens nothing any more, and a rewrap from the wrong
+	// key fails and changes nothing.
+	if _, err := token.RefreshKey(ctx, f.store, oldKEK, f.clock.Now()); err == nil {
+		t.Fatal("the old key-encryption key still opens the MAC key")
+	}
+	if _, err := token.Rewrap(ctx, f.store, oldKEK, newKEK); err == nil {
+		t.Fatal("Rewrap from a key that does not open the values succeeded")
+	}
+	if _, err := token.RefreshKey(ctx, f.store, newKEK, f.clock.Now()); err != nil {
+		t.Fatalf("a failed rewrap damaged the stored values: %v", err)
+	}
+}

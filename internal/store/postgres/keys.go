@@ -112,3 +112,43 @@ func (s *Store) PutSecretIfAbsent(ctx context.Context, name string, value []byte
 	}
 	return v, translate(err)
 }
+
+// Reseal implements token.Resealer. It locks the rows it rewrites, so a
+// rotation on another node waits for it.
+func (s *Store) Reseal(ctx context.Context, fn func(kind, name string, sealed []byte) ([]byte, error)) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		for _, q := range []struct{ kind, sel, upd string }{
+			{token.SealedSigningKey, `SELECT kid, private_key FROM signing_keys FOR UPDATE`, `UPDATE signing_keys SET private_key = $1 WHERE kid = $2`},
+			{token.SealedSecret, `SELECT name, value FROM secrets FOR UPDATE`, `UPDATE secrets SET value = $1 WHERE name = $2`},
+		} {
+			type row struct {
+				name   string
+				sealed []byte
+			}
+			rows, err := tx.Query(ctx, q.sel)
+			if err != nil {
+				return translate(err)
+			}
+			all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+				var v row
+				return v, r.Scan(&v.name, &v.sealed)
+			})
+			if err != nil {
+				return translate(err)
+			}
+			for _, r := range all {
+				v, err := fn(q.kind, r.name, r.sealed)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, q.upd, v, r.name); err != nil {
+					return translate(err)
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}

@@ -324,14 +324,44 @@ func (s *Store) Revocations(ctx context.Context, after int64, limit int) ([]sess
 	}, `SELECT seq, session_id, revoked_at, until FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
 }
 
-// AuditEvents returns the newest audit events, up to limit, newest first.
-func (s *Store) AuditEvents(ctx context.Context, limit int) ([]audit.Event, error) {
+// AuditEvents returns the audit events q selects, newest first.
+func (s *Store) AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, error) {
+	where, args := []string{"true"}, []any{}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if !q.Since.IsZero() {
+		add("at >= $%d", q.Since)
+	}
+	if !q.Until.IsZero() {
+		add("at < $%d", q.Until)
+	}
+	if q.Type != "" {
+		add("type = $%d", q.Type)
+	}
+	if q.UserID != "" {
+		add("user_id = $%d", q.UserID)
+	}
+	limit := "ALL"
+	if q.Limit > 0 {
+		limit = fmt.Sprint(q.Limit)
+	}
 	return collect(ctx, s.pool, func(r pgx.Row) (audit.Event, error) {
 		var e audit.Event
 		err := r.Scan(&e.At, &e.Type, &e.UserID, &e.SessionID, &e.ClientID, &e.IP, &e.UserAgent, &e.Detail)
 		e.At = utc(e.At)
 		return e, translate(err)
-	}, `SELECT at, type, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events ORDER BY id DESC LIMIT $1`, limit)
+	}, `SELECT at, type, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events WHERE `+strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT `+limit, args...)
+}
+
+// DeleteAudit implements session.Store.
+func (s *Store) DeleteAudit(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM audit_events WHERE at < $1`, before)
+	if err != nil {
+		return 0, translate(err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // ---- users ----

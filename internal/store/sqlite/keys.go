@@ -111,3 +111,48 @@ func (s *Store) PutSecretIfAbsent(ctx context.Context, name string, value []byte
 	})
 	return v, err
 }
+
+// Reseal implements token.Resealer.
+func (s *Store) Reseal(ctx context.Context, fn func(kind, name string, sealed []byte) ([]byte, error)) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, q := range []struct{ kind, sel, upd string }{
+			{token.SealedSigningKey, `SELECT kid, private_key FROM signing_keys`, `UPDATE signing_keys SET private_key = ? WHERE kid = ?`},
+			{token.SealedSecret, `SELECT name, value FROM secrets`, `UPDATE secrets SET value = ? WHERE name = ?`},
+		} {
+			type row struct {
+				name   string
+				sealed []byte
+			}
+			var all []row
+			rows, err := tx.QueryContext(ctx, q.sel)
+			if err != nil {
+				return translate(err)
+			}
+			for rows.Next() {
+				var r row
+				if err := rows.Scan(&r.name, &r.sealed); err != nil {
+					rows.Close()
+					return translate(err)
+				}
+				all = append(all, r)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return translate(err)
+			}
+			for _, r := range all {
+				v, err := fn(q.kind, r.name, r.sealed)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, q.upd, v, r.name); err != nil {
+					return translate(err)
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}

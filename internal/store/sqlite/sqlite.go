@@ -453,9 +453,27 @@ func oneRow(res sql.Result, err error) error {
 	return nil
 }
 
-// AuditEvents returns the newest audit events, up to limit, newest first.
-func (s *Store) AuditEvents(ctx context.Context, limit int) ([]audit.Event, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT at, type, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events ORDER BY id DESC LIMIT ?`, limit)
+// AuditEvents returns the audit events q selects, newest first.
+func (s *Store) AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, error) {
+	where, args := []string{"1 = 1"}, []any{}
+	if !q.Since.IsZero() {
+		where, args = append(where, "at >= ?"), append(args, micros(q.Since))
+	}
+	if !q.Until.IsZero() {
+		where, args = append(where, "at < ?"), append(args, micros(q.Until))
+	}
+	if q.Type != "" {
+		where, args = append(where, "type = ?"), append(args, q.Type)
+	}
+	if q.UserID != "" {
+		where, args = append(where, "user_id = ?"), append(args, q.UserID)
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT at, type, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events WHERE `+
+		strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -471,6 +489,15 @@ func (s *Store) AuditEvents(ctx context.Context, limit int) ([]audit.Event, erro
 		out = append(out, e)
 	}
 	return out, translate(rows.Err())
+}
+
+// DeleteAudit implements session.Store.
+func (s *Store) DeleteAudit(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM audit_events WHERE at < ?`, micros(before))
+	if err != nil {
+		return 0, translate(err)
+	}
+	return res.RowsAffected()
 }
 
 // Revocations implements session.Store.

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"SigningKeys", testSigningKeys},
 		{"Secrets", testSecrets},
 		{"FeedPaging", testFeedPaging},
+		{"ResealIsAtomic", testReseal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -61,9 +62,10 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	for _, tt := range service {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.fn(t, testenv.New(t, testenv.Options{
-				Store:       func(testing.TB) testenv.Store { return newStore(t) },
-				Idle:        24 * time.Hour,
-				MaxLifetime: 7 * 24 * time.Hour,
+				Store:          func(testing.TB) testenv.Store { return newStore(t) },
+				Idle:           24 * time.Hour,
+				MaxLifetime:    7 * 24 * time.Hour,
+				AuditRetention: 24 * time.Hour,
 			}))
 		})
 	}
@@ -464,7 +466,7 @@ func testServiceLostThenReuse(t *testing.T, env *testenv.Env) {
 	if err := wantInvalidGrant(t, env, b.RefreshToken, "abandoned token"); !errors.Is(err, session.ErrReused) {
 		t.Fatalf("abandoned token: %v, want reuse", err)
 	}
-	events, err := env.Store.AuditEvents(ctx, 10)
+	events, err := env.Store.AuditEvents(ctx, audit.Query{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +579,10 @@ func testServiceSweep(t *testing.T, env *testenv.Env) {
 	if len(list) != 11 {
 		t.Fatalf("%d session rows before the sweep, want 11 (50 refreshes add none)", len(list))
 	}
-	// Past retention and past every feed entry's until.
+	if old, _ := env.Store.AuditEvents(ctx, audit.Query{}); len(old) == 0 {
+		t.Fatal("no audit events to age out")
+	}
+	// Past retention, past every feed entry's until, past audit retention.
 	env.Clock.Advance(env.Config.LongestAccessTTL + time.Hour)
 	rt = mustRefresh(t, env, rt).RefreshToken
 	n, err := env.Sessions.Sweep(ctx, time.Hour)
@@ -589,5 +594,63 @@ func testServiceSweep(t *testing.T, env *testenv.Env) {
 	if len(list) != 1 || len(feed) != 0 {
 		t.Fatalf("after the sweep: %d sessions, %d feed entries; want 1 and 0", len(list), len(feed))
 	}
+	if kept, _ := env.Store.AuditEvents(ctx, audit.Query{Until: env.Clock.Now().Add(-24 * time.Hour)}); len(kept) != 0 {
+		t.Fatalf("%d audit events older than the audit retention survived the sweep", len(kept))
+	}
 	mustRefresh(t, env, rt)
+}
+
+func testReseal(t *testing.T, s Store) {
+	r, ok := s.(token.Resealer)
+	if !ok {
+		t.Fatal("the store cannot reseal (latch keys rewrap needs it)")
+	}
+	key := func(kid, state string) token.StoredKey {
+		return token.StoredKey{KID: kid, Alg: "EdDSA", State: state, Sealed: []byte("sealed-" + kid), PublicJWK: []byte(`{}`), CreatedAt: t0}
+	}
+	if err := s.InsertSigningKeys(ctx, key("k1", token.StateCurrent), key("k2", token.StateNext)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutSecretIfAbsent(ctx, "mac", []byte("sealed-mac"), t0); err != nil {
+		t.Fatal(err)
+	}
+	// A failure on the last value rolls back the ones before it.
+	_, err := r.Reseal(ctx, func(kind, name string, sealed []byte) ([]byte, error) {
+		if kind == token.SealedSecret {
+			return nil, errors.New("cannot open")
+		}
+		return []byte("new"), nil
+	})
+	if err == nil {
+		t.Fatal("Reseal ignored the function's error")
+	}
+	if keys, _ := s.SigningKeys(ctx); string(keys[0].Sealed) != "sealed-"+keys[0].KID {
+		t.Fatalf("a failed reseal changed key %s to %q", keys[0].KID, keys[0].Sealed)
+	}
+	seen := map[string]string{}
+	n, err := r.Reseal(ctx, func(kind, name string, sealed []byte) ([]byte, error) {
+		seen[kind+"/"+name] = string(sealed)
+		return append([]byte("re-"), sealed...), nil
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("Reseal = %d, %v; want 3 values", n, err)
+	}
+	want := map[string]string{"signing-key/k1": "sealed-k1", "signing-key/k2": "sealed-k2", "secret/mac": "sealed-mac"}
+	if len(seen) != len(want) {
+		t.Fatalf("Reseal visited %v, want %v", seen, want)
+	}
+	for k, v := range want {
+		if seen[k] != v {
+			t.Fatalf("Reseal visited %v, want %v", seen, want)
+		}
+	}
+	keys, _ := s.SigningKeys(ctx)
+	for _, k := range keys {
+		if string(k.Sealed) != "re-sealed-"+k.KID {
+			t.Fatalf("key %s holds %q after reseal", k.KID, k.Sealed)
+		}
+	}
+	if v, _ := s.Secret(ctx, "mac"); string(v) != "re-sealed-mac" {
+		t.Fatalf("secret holds %q after reseal", v)
+	}
 }
