@@ -42,7 +42,7 @@ func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, 
 	now := s.now()
 	u := User{ID: NewID(), Email: email, PasswordHash: hash, CreatedAt: now, PasswordChangedAt: now}
 	ses := s.newSession(&u, &req.Client, scope, req.Meta, now)
-	err = s.store.InTx(ctx, func(tx Tx) error {
+	err = s.inTx(ctx, func(tx Tx) error {
 		if err := tx.InsertUser(ctx, u); err != nil {
 			return err
 		}
@@ -111,7 +111,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Tokens, User, er
 			return Tokens{}, User{}, err
 		}
 	}
-	err = s.store.InTx(ctx, func(tx Tx) error {
+	err = s.inTx(ctx, func(tx Tx) error {
 		locked, err := tx.LockUser(ctx, u.ID)
 		if err != nil {
 			return err
@@ -172,7 +172,7 @@ func (s *Service) authenticate(ctx context.Context, email, pw string, m Meta) (U
 // returned: the caller's answer must not depend on it.
 func (s *Service) auditFailure(ctx context.Context, userID string, m Meta) {
 	now := s.now()
-	err := s.store.InTx(ctx, func(tx Tx) error {
+	err := s.inTx(ctx, func(tx Tx) error {
 		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.LoginFailed, UserID: userID}, m))
 	})
 	if err != nil {

@@ -70,7 +70,7 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		scope string
 		now   time.Time
 	)
-	err = s.store.InTx(ctx, func(tx Tx) error {
+	err = s.inTx(ctx, func(tx Tx) error {
 		var err error
 		ses, err = tx.LockSession(ctx, sid)
 		if errors.Is(err, ErrNotFound) {

@@ -21,7 +21,7 @@ func (s *Service) Logout(ctx context.Context, userID, sid string, scope Scope, m
 	}
 	now := s.now()
 	var ids []string
-	err := s.store.InTx(ctx, func(tx Tx) error {
+	err := s.inTx(ctx, func(tx Tx) error {
 		var err error
 		ids, err = tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: userID, SessionID: sid, Scope: scope, Reason: ReasonLogout}, now))
 		if err != nil {
@@ -44,7 +44,7 @@ func (s *Service) RevokeSession(ctx context.Context, userID, target string, m Me
 	if userID == "" {
 		reason = ReasonAdmin
 	}
-	err := s.store.InTx(ctx, func(tx Tx) error {
+	err := s.inTx(ctx, func(tx Tx) error {
 		ses, err := tx.LockSession(ctx, target)
 		if err != nil {
 			return err
@@ -73,7 +73,7 @@ func (s *Service) RevokeRefreshToken(ctx context.Context, tok string, c Client, 
 	}
 	sid := idString(raw)
 	now := s.now()
-	err = s.store.InTx(ctx, func(tx Tx) error {
+	err = s.inTx(ctx, func(tx Tx) error {
 		ses, err := tx.LockSession(ctx, sid)
 		if err != nil {
 			return err
@@ -154,7 +154,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, keep, current, nex
 		return err
 	}
 	now := s.now()
-	err = s.store.InTx(ctx, func(tx Tx) error {
+	err = s.inTx(ctx, func(tx Tx) error {
 		locked, err := tx.LockUser(ctx, userID)
 		if err != nil {
 			return err
@@ -184,7 +184,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, keep, current, nex
 // DisableUser blocks the user's logins and ends all their sessions.
 func (s *Service) DisableUser(ctx context.Context, userID string, m Meta) error {
 	now := s.now()
-	err := s.store.InTx(ctx, func(tx Tx) error {
+	err := s.inTx(ctx, func(tx Tx) error {
 		u, err := tx.LockUser(ctx, userID)
 		if err != nil {
 			return err

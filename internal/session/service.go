@@ -74,6 +74,16 @@ type Service struct {
 	cfg    Config
 	clock  func() time.Time
 	log    *slog.Logger
+	// committed hooks see every transaction that committed: its audit
+	// events and the sessions it revoked.
+	committed []func(Committed)
+}
+
+// Committed is what one committed transaction recorded. Hooks use it to
+// push security events out (webhooks) and to wake the revocation feed.
+type Committed struct {
+	Events  []audit.Event
+	Revoked []string
 }
 
 // Option configures a Service.
@@ -84,6 +94,12 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.clock 
 
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// OnCommit adds a hook called after every transaction that commits audit
+// events or revocations, on the caller's goroutine: it must not block.
+func OnCommit(fn func(Committed)) Option {
+	return func(s *Service) { s.committed = append(s.committed, fn) }
+}
 
 // New returns a Service.
 func New(store Store, issuer Issuer, codec *rtoken.Codec, hasher *password.Hasher, cfg Config, opts ...Option) (*Service, error) {
@@ -204,4 +220,46 @@ func (s *Service) EnsureClient(ctx context.Context, c Client) error {
 func (s *Service) audit(e audit.Event, m Meta) audit.Event {
 	e.IP, e.UserAgent = m.IP, m.UserAgent
 	return e
+}
+
+// inTx runs fn in a store transaction and, once it has committed, tells the
+// OnCommit hooks what it recorded. Nothing is reported for a transaction
+// that rolled back.
+func (s *Service) inTx(ctx context.Context, fn func(Tx) error) error {
+	if len(s.committed) == 0 {
+		return s.store.InTx(ctx, fn)
+	}
+	var rec *recordingTx
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		rec = &recordingTx{Tx: tx} // fresh if the store runs fn again
+		return fn(rec)
+	})
+	if err != nil || rec == nil || (len(rec.c.Events) == 0 && len(rec.c.Revoked) == 0) {
+		return err
+	}
+	for _, hook := range s.committed {
+		hook(rec.c)
+	}
+	return nil
+}
+
+type recordingTx struct {
+	Tx
+	c Committed
+}
+
+func (r *recordingTx) AppendAudit(ctx context.Context, e audit.Event) error {
+	if err := r.Tx.AppendAudit(ctx, e); err != nil {
+		return err
+	}
+	r.c.Events = append(r.c.Events, e)
+	return nil
+}
+
+func (r *recordingTx) RevokeSessions(ctx context.Context, rv Revocation) ([]string, error) {
+	ids, err := r.Tx.RevokeSessions(ctx, rv)
+	if err == nil {
+		r.c.Revoked = append(r.c.Revoked, ids...)
+	}
+	return ids, err
 }

@@ -69,6 +69,8 @@ type Options struct {
 	// Store, when set, returns the empty, migrated store to run on instead
 	// of a SQLite file in Dir.
 	Store func(testing.TB) Store
+	// OnCommit, if set, is installed as a session.OnCommit hook.
+	OnCommit func(session.Committed)
 	// AuditRetention is session.Config.AuditRetention (0: keep forever).
 	AuditRetention time.Duration
 	// Argon2 overrides FastArgon2 (benchmarks use password.OWASP).
@@ -162,7 +164,11 @@ func New(t testing.TB, o Options) *Env {
 	}
 	cfg := session.Config{Grace: o.Grace, LostWindow: o.LostWindow, Idle: o.Idle, MaxLifetime: o.MaxLifetime, LongestAccessTTL: o.AccessTTL,
 		AuditRetention: o.AuditRetention}
-	svc, err := session.New(store, iss, codec, hasher, cfg, session.WithClock(now))
+	opts := []session.Option{session.WithClock(now)}
+	if o.OnCommit != nil {
+		opts = append(opts, session.OnCommit(o.OnCommit))
+	}
+	svc, err := session.New(store, iss, codec, hasher, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
