@@ -68,19 +68,20 @@ func (s *Sender) settle(j job, n int, r result, final bool) bool {
 	if r.err != nil {
 		attrs = append(attrs, "err", r.err)
 	}
+	// Log before counting: whoever sees the count sees the log line.
 	switch {
 	case r.outcome == delivered:
-		s.delivered.Add(1)
 		s.log.Debug("webhook: delivered", attrs...)
+		s.delivered.Add(1)
 	case r.outcome == permanent:
-		s.failed.Add(1)
 		s.log.Error("webhook: delivery refused, not retrying", attrs...)
-	case n >= s.cfg.MaxAttempts:
 		s.failed.Add(1)
+	case n >= s.cfg.MaxAttempts:
 		s.log.Error("webhook: delivery failed, attempts exhausted", attrs...)
+		s.failed.Add(1)
 	case final:
-		s.dropped.Add(1)
 		s.log.Warn("webhook: delivery failed at shutdown, event dropped", attrs...)
+		s.dropped.Add(1)
 	default:
 		s.log.Warn("webhook: delivery failed, will retry", attrs...)
 		return false

@@ -423,6 +423,10 @@ func (s *Sender) work(ctx, dctx context.Context) {
 			s.flush(dctx)
 			return
 		case j := <-s.queue:
+			if ctx.Err() != nil { // both were ready: shutdown rules apply
+				s.lastChance(dctx, j, 0)
+				continue
+			}
 			s.deliver(ctx, dctx, j)
 		}
 	}
