@@ -94,8 +94,8 @@ func (s *Sender) attempt(ctx context.Context, j job) result {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(j.body))
-	if err != nil {
-		return result{outcome: permanent, retryAfter: -1, err: err}
+	if err != nil { // the URL was checked in New; err would repeat it
+		return result{outcome: permanent, retryAfter: -1, err: errors.New("cannot build request")}
 	}
 	now := s.clock()
 	ts := strconv.FormatInt(now.Unix(), 10)

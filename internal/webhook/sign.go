@@ -48,7 +48,8 @@ func sign(secret []byte, id, ts string, body []byte) string {
 // Verify checks a delivery for a receiver: header holds the request headers
 // and body the raw request body, read before any JSON decoding. It fails
 // with [ErrMissingHeader], [ErrTimestamp] when the timestamp is further than
-// tolerance from now in either direction (0 means [DefaultTolerance]), or
+// tolerance from now in either direction (0 or less means
+// [DefaultTolerance]), or
 // [ErrSignature]. The comparison is constant-time. Verify does not dedupe:
 // a receiver remembers ids it has handled, at least for the tolerance.
 func Verify(secret []byte, header http.Header, body []byte, now time.Time, tolerance time.Duration) error {

@@ -45,17 +45,19 @@ const (
 	dropWarnEvery = 10 * time.Second
 )
 
-// DefaultTypes are the audit event types sent when [Config.Types] is empty:
-// the events after which an application would warn its user. Routine events
-// (logins, logouts, signups, token revocation by a client) are left out, and
-// so is [audit.LoginFailed]: anyone can cause it in bulk, and a flood of it
-// would fill the queue and push out the theft events that matter.
-var DefaultTypes = []string{
-	audit.RefreshReuse,
-	audit.RefreshLost,
-	audit.PasswordChanged,
-	audit.UserDisabled,
-	audit.SessionRevoked,
+// DefaultTypes returns the audit event types sent when [Config.Types] is
+// empty: the events after which an application would warn its user. Routine
+// events (logins, logouts, signups, token revocation by a client) are left
+// out, and so is [audit.LoginFailed]: anyone can cause it in bulk, and a
+// flood of it would fill the queue and push out the theft events that matter.
+func DefaultTypes() []string {
+	return []string{
+		audit.RefreshReuse,
+		audit.RefreshLost,
+		audit.PasswordChanged,
+		audit.UserDisabled,
+		audit.SessionRevoked,
+	}
 }
 
 // knownTypes are the audit event types a Config may name; a typo in the
@@ -83,7 +85,7 @@ type Config struct {
 	URL string
 	// Secret keys the HMAC-SHA256 signature; at least MinSecretLen bytes.
 	Secret []byte
-	// Types lists the audit event types to send; empty means DefaultTypes.
+	// Types lists the audit event types to send; empty means DefaultTypes().
 	Types []string
 	// QueueSize bounds the events waiting for delivery; beyond it Send drops.
 	QueueSize int
@@ -120,7 +122,7 @@ func (c Config) withDefaults() Config {
 		c.FlushTimeout = DefaultFlushTimeout
 	}
 	if len(c.Types) == 0 {
-		c.Types = DefaultTypes
+		c.Types = DefaultTypes()
 	}
 	return c
 }
@@ -303,7 +305,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // Send queues e for delivery if its type is configured. It never blocks:
 // when the queue is full, or after Run has returned, the event is dropped,
 // counted in [Sender.Dropped] and logged (at most one warning per 10 s).
-// Call it after the transaction that recorded e has committed.
+// Call it after the transaction that recorded e has committed. Events sent
+// before Run starts wait in the queue.
 func (s *Sender) Send(e audit.Event) {
 	if !s.types[e.Type] {
 		return
