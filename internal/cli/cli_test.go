@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/internal/cli"
+	"github.com/latchauth/latch/internal/webhook"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
@@ -357,5 +359,46 @@ func TestKeysRewrap(t *testing.T) {
 	}
 	if out := s.mustLatch(t, "", "audit", "--type", "keys.rewrapped", "--key-encryption-key-file", newKEK); !strings.Contains(out, "keys.rewrapped") {
 		t.Fatalf("the rewrap is not in the audit trail:\n%s", out)
+	}
+}
+
+// TestWebhookOnReuse: a refresh token used twice (theft) reaches the app's
+// webhook, signed, after the reuse was committed.
+func TestWebhookOnReuse(t *testing.T) {
+	secret := "0123456789abcdef0123456789abcdef-test"
+	got := make(chan map[string]any, 4)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := webhook.Verify([]byte(secret), r.Header, body, time.Now(), time.Minute); err != nil {
+			t.Errorf("webhook signature: %v", err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var ev map[string]any
+		json.Unmarshal(body, &ev)
+		got <- ev
+	}))
+	defer recv.Close()
+	s := startServer(t, "--webhook-url", recv.URL, "--webhook-secret", secret)
+	s.mustLatch(t, "a long enough password\n", "users", "create", "hook@example.com", "--password-stdin")
+	_, tok := passwordLogin(t, s, "hook@example.com", "a long enough password")
+	rt := tok["refresh_token"].(string)
+	_, next := refresh(t, s, rt)
+	refresh(t, s, next["refresh_token"].(string))
+	if code, _ := refresh(t, s, rt); code != 400 { // the grandparent: reuse
+		t.Fatalf("reuse answered %d", code)
+	}
+	select {
+	case ev := <-got:
+		if ev["type"] != "refresh.reuse" || ev["session_id"] != tok["session_id"] {
+			t.Fatalf("webhook event %v, want refresh.reuse of session %v", ev, tok["session_id"])
+		}
+		for _, v := range ev {
+			if s, ok := v.(string); ok && (strings.Contains(s, rt) || strings.Contains(s, "latch_rt_")) {
+				t.Fatalf("webhook event carries a refresh token: %v", ev)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook call for refresh reuse")
 	}
 }

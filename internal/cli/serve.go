@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/latchauth/latch/internal/config"
 	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/webhook"
 )
 
 func numCPU() int { return runtime.NumCPU() }
@@ -49,7 +51,24 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	defer d.Close()
-	sessions, err := d.services(ctx, c.Issuer, c.RefreshGrace, c.RefreshLostWindow, c.SessionIdle, c.SessionMax)
+	var opts []session.Option
+	var hooks *webhook.Sender
+	if c.WebhookURL != "" {
+		var types []string
+		if c.WebhookEvents != "" {
+			types = strings.Split(c.WebhookEvents, ",")
+		}
+		if hooks, err = webhook.New(webhook.Config{URL: c.WebhookURL, Secret: []byte(c.WebhookSecret), Types: types}, webhook.WithLogger(d.log)); err != nil {
+			return fmt.Errorf("--webhook-url: %w", err)
+		}
+		// Events leave only after their transaction committed.
+		opts = append(opts, session.OnCommit(func(cm session.Committed) {
+			for _, e := range cm.Events {
+				hooks.Send(e)
+			}
+		}))
+	}
+	sessions, err := d.services(ctx, c.Issuer, c.RefreshGrace, c.RefreshLostWindow, c.SessionIdle, c.SessionMax, opts...)
 	if err != nil {
 		return err
 	}
@@ -64,6 +83,14 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	defer stopBG()
 	go d.issuer.Run(bg)
 	go sweep(bg, d, sessions, c)
+	hooksDone := make(chan struct{})
+	if hooks != nil {
+		// Run returns after a bounded flush once bg ends.
+		go func() { defer close(hooksDone); hooks.Run(bg) }()
+	} else {
+		close(hooksDone)
+	}
+	defer func() { stopBG(); <-hooksDone }()
 
 	api := httpapi.New(httpapi.Config{Issuer: c.Issuer, DefaultClientID: BuiltinClientID}, sessions, d.issuer, d.store.Ping, d.log)
 	srv := &http.Server{

@@ -34,6 +34,9 @@ type Config struct {
 	JWKSMaxAge        time.Duration
 	Retention         time.Duration
 	AuditRetention    time.Duration
+	WebhookURL        string
+	WebhookSecret     string
+	WebhookEvents     string
 	SweepInterval     time.Duration
 	LogLevel          string
 	Argon2            password.Params
@@ -85,6 +88,9 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "keep revoked and expired sessions this long before the sweeper deletes them")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", 90*24*time.Hour, "keep audit events this long (0: forever)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 10*time.Minute, "how often the sweeper runs")
+	fs.StringVar(&c.WebhookURL, "webhook-url", "", "POST security events here, signed (https, or http to loopback); see docs/webhooks.md")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (prefer LATCH_WEBHOOK_SECRET)")
+	fs.StringVar(&c.WebhookEvents, "webhook-events", "", "comma-separated event types to send (default: reuse, lost response, password change, user disabled, session revoked)")
 }
 
 // Parse parses args, flags and positional arguments in any order, then
@@ -214,6 +220,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JWKSMaxAge < time.Second || c.JWKSMaxAge > 24*time.Hour {
 		errs = append(errs, errors.New("--jwks-max-age must be between 1s and 24h"))
+	}
+	if (c.WebhookURL == "") != (c.WebhookSecret == "") {
+		errs = append(errs, errors.New("--webhook-url and --webhook-secret go together"))
 	}
 	if c.AuditRetention < 0 {
 		errs = append(errs, errors.New("--audit-retention must not be negative"))
