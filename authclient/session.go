@@ -61,8 +61,12 @@ type Stats struct {
 	FailedRefreshes int // refresh attempts that failed (any reason)
 }
 
+// flight is one refresh (or save retry) and its result, which every
+// caller that waited for it receives. tok and err are written before done
+// is closed.
 type flight struct {
 	done chan struct{}
+	tok  handout
 	err  error
 }
 
@@ -147,54 +151,56 @@ type handout struct {
 
 // token returns the access token to send. seen, when not empty, is a token
 // a resource server rejected with invalid_token: if it is still the
-// current one, a refresh is forced (once; a newer token is returned as is).
+// current one, a refresh is forced (a newer token is returned as is).
+// Callers that find a refresh due join the one in flight, or start it,
+// and all receive its result.
 func (s *Session) token(ctx context.Context, seen string) (handout, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range 3 {
-		if s.ended != nil {
-			return handout{}, s.ended
-		}
-		now := s.c.serverNow()
-		forced := seen != "" && s.cur.AccessToken == seen
-		due := forced || !now.Before(s.refreshAt) || !s.usable(now)
-		if !s.unsaved && !due {
-			return handout{s.cur.AccessToken, s.refreshAt}, nil
-		}
-		if s.flight == nil {
-			if !s.unsaved && s.c.cfg.Now().Before(s.retryAt) {
-				// Backing off after a failure: no new attempt yet.
-				if s.usable(now) && !forced {
-					return handout{s.cur.AccessToken, s.refreshAt}, nil
-				}
-				return handout{}, &UnavailableError{RetryAfter: s.retryAt.Sub(s.c.cfg.Now()), Err: s.lastErr}
-			}
-			s.start(s.unsaved)
-		}
-		f := s.flight
+	if s.ended != nil {
 		s.mu.Unlock()
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			s.mu.Lock()
-			return handout{}, ctx.Err()
-		}
-		s.mu.Lock()
-		if f.err != nil {
-			var ended *SessionEndedError
-			var persist *PersistError
-			switch {
-			case errors.As(f.err, &ended), errors.As(f.err, &persist):
-				return handout{}, f.err
-			case s.usable(s.c.serverNow()) && s.cur.AccessToken != seen && !s.unsaved:
-				// The current token still works: use it; the refresh is
-				// retried after the backoff.
+		return handout{}, s.ended
+	}
+	now := s.c.serverNow()
+	forced := seen != "" && s.cur.AccessToken == seen
+	due := forced || !now.Before(s.refreshAt) || !s.usable(now)
+	if !s.unsaved && !due {
+		defer s.mu.Unlock()
+		return handout{s.cur.AccessToken, s.refreshAt}, nil
+	}
+	if s.flight == nil {
+		if !s.unsaved && s.c.cfg.Now().Before(s.retryAt) {
+			// Backing off after a failure: no new attempt yet.
+			defer s.mu.Unlock()
+			if s.usable(now) && !forced {
 				return handout{s.cur.AccessToken, s.refreshAt}, nil
 			}
-			return handout{}, f.err
+			return handout{}, &UnavailableError{RetryAfter: s.retryAt.Sub(s.c.cfg.Now()), Err: s.lastErr}
 		}
+		s.start(s.unsaved)
 	}
-	return handout{}, errors.New("authclient: no fresh token after repeated refreshes")
+	f := s.flight
+	s.mu.Unlock()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return handout{}, ctx.Err()
+	}
+	if f.err == nil {
+		return f.tok, nil
+	}
+	var ended *SessionEndedError
+	var persist *PersistError
+	if errors.As(f.err, &ended) || errors.As(f.err, &persist) {
+		return handout{}, f.err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.usable(s.c.serverNow()) && s.cur.AccessToken != seen && !s.unsaved {
+		// The current token still works: use it; the refresh is retried
+		// after the backoff.
+		return handout{s.cur.AccessToken, s.refreshAt}, nil
+	}
+	return handout{}, f.err
 }
 
 // start launches a refresh (or, with saveOnly, a retry of a failed save)
@@ -214,6 +220,9 @@ func (s *Session) start(saveOnly bool) {
 		}
 		s.mu.Lock()
 		f.err = err
+		if err == nil {
+			f.tok = handout{s.cur.AccessToken, s.refreshAt}
+		}
 		s.flight = nil
 		s.mu.Unlock()
 		close(f.done)
