@@ -22,8 +22,8 @@ func TestConcurrentRequestsAcrossLifetimes(t *testing.T) {
 	const (
 		workers   = 200
 		ttl       = time.Minute
-		lifetimes = 3
-		step      = 3 * time.Second
+		lifetimes = 4
+		step      = 2 * time.Second
 	)
 	h := newHarness(t, testenv.Options{AccessTTL: ttl})
 	s := h.login(h.client(0, nil))
