@@ -256,6 +256,11 @@ func (c *Client) Signup(ctx context.Context, email, password string) (*Session, 
 }
 
 func (c *Client) start(ctx context.Context, path, email string, body map[string]any) (*Session, error) {
+	// Discover now, while the user waits for the login anyway: a wrong
+	// issuer fails here, and the first refresh costs one round trip, not two.
+	if _, err := c.discover(ctx); err != nil {
+		return nil, unwrapStatus(err)
+	}
 	b, _ := json.Marshal(body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
 	if err != nil {

@@ -31,6 +31,7 @@ type harness struct {
 	srv *httptest.Server
 	api http.Handler
 
+	authRequests atomic.Int64 // every request to the Latch server
 	refreshes    atomic.Int64 // refresh requests that reached the real handler
 	refreshFails atomic.Int64 // of those, answered other than 200
 	faultHits    atomic.Int64 // refresh requests a fault answered (counted by the fault)
@@ -63,6 +64,7 @@ func (h *harness) setFault(f func(w http.ResponseWriter, r *http.Request) bool) 
 }
 
 func (h *harness) serve(w http.ResponseWriter, r *http.Request) {
+	h.authRequests.Add(1)
 	// The server's clock is right: Date comes from it (net/http would use
 	// the machine's clock, which the fake clock replaces here).
 	w.Header().Set("Date", h.env.Clock.Now().UTC().Format(http.TimeFormat))
