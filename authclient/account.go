@@ -119,6 +119,16 @@ func (s *Session) call(ctx context.Context, method, path string, in, out any) er
 	if err != nil {
 		return err
 	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		// The transport's forced refresh may have learnt that the session
+		// is over (revoked elsewhere): say so, not just "401".
+		s.mu.Lock()
+		ended := s.ended
+		s.mu.Unlock()
+		if ended != nil {
+			return ended
+		}
+	}
 	if resp.StatusCode/100 != 2 {
 		e := &Error{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode)}
 		var obj struct {
