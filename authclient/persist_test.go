@@ -246,3 +246,31 @@ func TestFileStore(t *testing.T) {
 		t.Fatalf("Load after Clear = %v", err)
 	}
 }
+
+// TestSharedStore: two processes sharing one store (a CLI and a daemon)
+// never present a token older than the store's: a session due for refresh
+// first adopts the newer tokens another one saved, so the server sees no
+// lost-response retry and no reuse.
+func TestSharedStore(t *testing.T) {
+	h := newHarness(t, testenv.Options{AccessTTL: time.Minute})
+	ctx := context.Background()
+	store := &authclient.MemoryStore{}
+	s1 := h.login(h.client(0, store))
+	s2, err := h.client(0, store).Resume(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= 3; round++ {
+		h.env.Clock.Advance(46 * time.Second)
+		a, err1 := s1.AccessToken(ctx)
+		h.env.Clock.Advance(time.Second)
+		b, err2 := s2.AccessToken(ctx)
+		if err1 != nil || err2 != nil || a != b {
+			t.Fatalf("round %d: %v %v; same token %v", round, err1, err2, a == b)
+		}
+	}
+	if h.refreshes.Load() != 3 || s2.Stats().Refreshes != 0 || h.refreshFails.Load() != 0 || !h.sessionActive(s1) {
+		t.Fatalf("%d refreshes (want 3, all by the first), second made %d, %d refused",
+			h.refreshes.Load(), s2.Stats().Refreshes, h.refreshFails.Load())
+	}
+}

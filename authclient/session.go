@@ -237,6 +237,23 @@ func (s *Session) refresh(cur Saved) error {
 	// abandoned (its answer ignored), never replayed later.
 	ctx, cancel := context.WithTimeout(context.Background(), s.c.cfg.Grace*2/3)
 	defer cancel()
+	// Another process sharing the store (two CLI invocations, a CLI and a
+	// daemon) may have rotated already: adopt its newer tokens rather than
+	// present an older one, which the server would take for a lost
+	// response (abandoning the other's token) or, if older still, reuse.
+	if saved, err := s.c.cfg.Store.Load(ctx); err == nil && saved.SessionID == cur.SessionID &&
+		saved.RefreshToken != cur.RefreshToken && saved.ReceivedAt.After(cur.ReceivedAt) {
+		s.mu.Lock()
+		s.cur = saved
+		s.schedule()
+		now := s.c.serverNow()
+		fresh := now.Before(s.refreshAt) && s.usable(now)
+		s.mu.Unlock()
+		if fresh {
+			return nil
+		}
+		cur = saved
+	}
 	meta, err := s.c.discover(ctx)
 	if err != nil {
 		return s.failed(err)
@@ -287,9 +304,9 @@ func (s *Session) failed(err error) error {
 	s.stats.FailedRefreshes++
 	if isStatus && se.e.Code == "invalid_grant" {
 		s.ended = &SessionEndedError{Reason: "invalid_grant", Err: se.e}
-		ended := s.ended
+		ended, rt := s.ended, s.cur.RefreshToken
 		s.mu.Unlock()
-		s.c.cfg.Store.Clear(context.Background())
+		s.forget(context.Background(), rt)
 		return ended
 	}
 	defer s.mu.Unlock()
@@ -315,6 +332,17 @@ func (s *Session) end(ctx context.Context) {
 	if s.ended == nil {
 		s.ended = &SessionEndedError{Reason: "logged out"}
 	}
+	rt := s.cur.RefreshToken
 	s.mu.Unlock()
+	s.forget(ctx, rt)
+}
+
+// forget clears the store if it still holds this session's token rt (and
+// not a session logged in since by another process).
+func (s *Session) forget(ctx context.Context, rt string) {
+	saved, err := s.c.cfg.Store.Load(ctx)
+	if err == nil && saved.RefreshToken != rt && saved.SessionID != s.ID() {
+		return
+	}
 	s.c.cfg.Store.Clear(ctx)
 }
