@@ -185,16 +185,21 @@ type statusError struct {
 func (e *statusError) Error() string { return e.e.Error() }
 func (e *statusError) Unwrap() error { return e.e }
 
-// parseRetryAfter reads delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
+// maxRetryAfter caps a server's Retry-After, so a bogus value cannot park
+// a session for days.
+const maxRetryAfter = time.Hour
+
+// parseRetryAfter reads delay-seconds or an HTTP-date (RFC 9110 section
+// 10.2.3), capped at maxRetryAfter.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
+	if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n >= 0 {
+		return time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
 }
