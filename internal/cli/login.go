@@ -94,6 +94,7 @@ func runLogin(ctx context.Context, args []string, s io3) error {
 	if err != nil {
 		return err
 	}
+	previous, perr := st.Load(ctx)
 	sess, err := c.Login(ctx, *email, pw)
 	var apiErr *authclient.Error
 	if errors.As(err, &apiErr) && apiErr.Code == "invalid_credentials" {
@@ -103,7 +104,28 @@ func runLogin(ctx context.Context, args []string, s io3) error {
 		return err
 	}
 	fmt.Fprintf(s.stdout, "logged in to %s as %s (session %s)\ncredentials saved in %s\n", c.Issuer(), *email, sess.ID(), st.Path())
+	if perr == nil {
+		endPrevious(ctx, previous)
+	}
 	return nil
+}
+
+// endPrevious logs out, best effort, the session a new login replaced in
+// the credentials file, so it does not linger on the server.
+func endPrevious(ctx context.Context, previous authclient.Saved) {
+	mem := &authclient.MemoryStore{}
+	mem.Save(ctx, previous)
+	c, err := authclient.New(authclient.Config{Issuer: previous.Issuer, ClientID: previous.ClientID, Store: mem, UserAgent: "latch-cli"})
+	if err != nil {
+		return
+	}
+	old, err := c.Resume(ctx)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	old.Logout(ctx, authclient.ScopeCurrent)
 }
 
 // resume opens the saved session.

@@ -63,6 +63,10 @@ func TestLoginWhoamiTokenLogout(t *testing.T) {
 		t.Fatal("the credentials file holds the password")
 	}
 
+	// Logging in again replaces the session and ends the previous one.
+	if _, _, err := user(t, creds, "a long enough password\n", "login", "--email", "ada@example.com", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
 	out, _, err = user(t, creds, "", "whoami")
 	if err != nil || !strings.Contains(out, "ada@example.com") || !strings.Contains(out, "sessions 1 active") || !strings.Contains(out, s.url) {
 		t.Fatalf("whoami: %v\n%s", err, out)
