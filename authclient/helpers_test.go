@@ -39,6 +39,8 @@ type harness struct {
 	mu    sync.Mutex
 	fault func(w http.ResponseWriter, r *http.Request) bool
 
+	realDate bool // the server runs on the real clock (testenv RealClock)
+
 	rsRequests atomic.Int64
 	rs401      atomic.Int64
 	rsReject   func(token string) bool // extra rejections, for 401 tests
@@ -67,7 +69,9 @@ func (h *harness) serve(w http.ResponseWriter, r *http.Request) {
 	h.authRequests.Add(1)
 	// The server's clock is right: Date comes from it (net/http would use
 	// the machine's clock, which the fake clock replaces here).
-	w.Header().Set("Date", h.env.Clock.Now().UTC().Format(http.TimeFormat))
+	if !h.realDate {
+		w.Header().Set("Date", h.env.Clock.Now().UTC().Format(http.TimeFormat))
+	}
 	if r.URL.Path == "/oauth/token" {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))

@@ -270,3 +270,34 @@ func TestClockSkew(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepFresh: the background refresher rotates the token before it is
+// due on use, on the real clock, and stops with its context.
+func TestKeepFresh(t *testing.T) {
+	h := newHarness(t, testenv.Options{AccessTTL: 4 * time.Second, Grace: 500 * time.Millisecond, LostWindow: time.Minute, RealClock: true})
+	c, err := authclient.New(authclient.Config{Issuer: h.srv.URL, HTTPClient: h.srv.Client(), Grace: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The harness stamps Date from the fake clock; this test's server runs
+	// on the real one, so let net/http stamp it.
+	h.realDate = true
+	s := h.login(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.KeepFresh(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Refreshes < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no background refreshes in 10 s: %+v", s.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("KeepFresh = %v, want context.Canceled", err)
+	}
+	if h.refreshFails.Load() != 0 || s.Stats().FailedRefreshes != 0 {
+		t.Fatalf("refresh failures: %d on the server, %+v", h.refreshFails.Load(), s.Stats())
+	}
+}

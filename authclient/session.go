@@ -346,3 +346,35 @@ func (s *Session) forget(ctx context.Context, rt string) {
 	}
 	s.c.cfg.Store.Clear(ctx)
 }
+
+// KeepFresh refreshes the session in the background, at the time a caller
+// would otherwise find the token due, so that requests never wait for a
+// refresh. It returns when ctx is done or the session has ended (with the
+// *SessionEndedError). Callers still check on every use, because timers
+// miss sleeps; KeepFresh only moves the refresh off the request path.
+// Timers run on the real clock, whatever Config.Now says.
+func (s *Session) KeepFresh(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		wait := s.refreshAt.Sub(s.c.serverNow())
+		if s.ended != nil {
+			s.mu.Unlock()
+			return s.ended
+		}
+		if r := s.retryAt.Sub(s.c.cfg.Now()); r > wait {
+			wait = r
+		}
+		s.mu.Unlock()
+		t := time.NewTimer(max(wait, 10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		var ended *SessionEndedError
+		if _, err := s.token(ctx, ""); errors.As(err, &ended) {
+			return err
+		}
+	}
+}
