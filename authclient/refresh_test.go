@@ -156,7 +156,7 @@ func TestServerUnavailableDuringRefresh(t *testing.T) {
 	}{
 		{"503", http.StatusServiceUnavailable, "1", time.Second},
 		{"429", http.StatusTooManyRequests, "7", 7 * time.Second},
-		{"502 without Retry-After", http.StatusBadGateway, "", time.Second},
+		{"502 without Retry-After", http.StatusBadGateway, "", 800 * time.Millisecond}, // backoff 0.5..1 s
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, testenv.Options{AccessTTL: time.Minute})
@@ -255,6 +255,9 @@ func TestClockSkew(t *testing.T) {
 			}
 			// A new process with the same skewed clock resumes without
 			// refreshing a token that is still fresh.
+			if _, err := s.AccessToken(context.Background()); err != nil { // refresh now if due
+				t.Fatal(err)
+			}
 			before := h.refreshes.Load()
 			s2, err := h.client(skew, store).Resume(context.Background())
 			if err != nil {
