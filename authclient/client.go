@@ -136,26 +136,20 @@ func (c *Client) discover(ctx context.Context) (*metadata, error) {
 
 // do sends a request to the Latch server, learns the clock offset from the
 // answer, and decodes a 2xx JSON body into out (if not nil). Other answers
-// become an *Error (with RetryAfter for 429 and 503 in the returned error's
-// wrapper, see retryAfter).
+// become a *statusError: the *Error and the answer's Retry-After.
 func (c *Client) do(req *http.Request, out any) error {
-	_, err := c.doHeader(req, out)
-	return err
-}
-
-func (c *Client) doHeader(req *http.Request, out any) (http.Header, error) {
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
 	req.Header.Set("Accept", "application/json")
 	sent := c.cfg.Now()
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	c.skew.observe(resp.Header, sent, c.cfg.Now())
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if resp.StatusCode/100 != 2 {
 		e := &Error{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode)}
@@ -166,14 +160,14 @@ func (c *Client) doHeader(req *http.Request, out any) (http.Header, error) {
 		if json.Unmarshal(body, &obj) == nil && obj.Error != "" {
 			e.Code, e.Description = obj.Error, obj.Description
 		}
-		return resp.Header, &statusError{e: e, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())}
+		return &statusError{e: e, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())}
 	}
 	if out != nil && len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, out); err != nil {
-			return nil, fmt.Errorf("malformed response from %s: %w", req.URL.Path, err)
+			return fmt.Errorf("authclient: malformed response from %s: %w", req.URL.Path, err)
 		}
 	}
-	return resp.Header, nil
+	return nil
 }
 
 // statusError carries the Retry-After of an answer alongside the *Error.
