@@ -274,3 +274,56 @@ func TestSharedStore(t *testing.T) {
 			h.refreshes.Load(), s2.Stats().Refreshes, h.refreshFails.Load())
 	}
 }
+
+// TestAccount: the account calls, through the session's own transport.
+func TestAccount(t *testing.T) {
+	h := newHarness(t, testenv.Options{})
+	ctx := context.Background()
+	c := h.client(0, nil)
+	s := h.login(c)
+	email := s.Email()
+	other, err := c.Login(ctx, email, testenv.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Login(ctx, email, "wrong password entirely"); !isCode(err, "invalid_credentials") {
+		t.Fatalf("Login with a wrong password = %v, want *Error invalid_credentials", err)
+	}
+	if _, err := c.Signup(ctx, email, testenv.Password); !isCode(err, "email_taken") {
+		t.Fatalf("Signup of a taken email = %v, want *Error email_taken", err)
+	}
+	list, err := s.Sessions(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("Sessions = %v, %v; want 2", list, err)
+	}
+	for _, x := range list {
+		if x.Current != (x.ID == s.ID()) || x.CreatedAt.IsZero() {
+			t.Fatalf("session %+v: Current or CreatedAt wrong", x)
+		}
+	}
+	if err := s.ChangePassword(ctx, "not the password at all", "a brand new passphrase"); !isCode(err, "invalid_credentials") {
+		t.Fatalf("ChangePassword with a wrong current password = %v", err)
+	}
+	if err := s.ChangePassword(ctx, testenv.Password, "a brand new passphrase"); err != nil {
+		t.Fatal(err)
+	}
+	// The other session ended with the password change.
+	var ended *authclient.SessionEndedError
+	if _, err := other.Sessions(ctx); !errors.As(err, &ended) {
+		t.Fatalf("Sessions of a session the password change ended = %v, want *SessionEndedError", err)
+	}
+	if err := s.RevokeSession(ctx, "no-such-session"); !isCode(err, "not_found") {
+		t.Fatalf("RevokeSession of an unknown id = %v, want not_found", err)
+	}
+	if err := s.RevokeSession(ctx, s.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AccessToken(ctx); !errors.As(err, &ended) {
+		t.Fatalf("AccessToken after revoking this session = %v, want *SessionEndedError", err)
+	}
+}
+
+func isCode(err error, code string) bool {
+	var e *authclient.Error
+	return errors.As(err, &e) && e.Code == code
+}
