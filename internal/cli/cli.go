@@ -1,5 +1,6 @@
-// Package cli implements the latch command: the server (serve) and the
-// admin commands, which share the storage flags.
+// Package cli implements the latch command: the server (serve), the admin
+// commands, which share the storage flags, and the user commands (login,
+// whoami, logout, token), which are clients of a server.
 package cli
 
 import (
@@ -54,6 +55,11 @@ Usage:
   latch clients list
   latch audit [--since 24h] [--type T] [--user EMAIL] [--limit N] [--json]
 
+  latch login [--issuer URL] [--email E] [--password-stdin]   log in; the session is kept in a file
+  latch whoami                        show the logged-in user and session
+  latch token                         print a fresh access token (curl -H "Authorization: Bearer $(latch token)")
+  latch logout [--scope current|others|all]
+
 Every flag has an environment twin: --access-ttl is LATCH_ACCESS_TTL.
 Run "latch COMMAND -h" for a command's flags.
 `
@@ -95,6 +101,14 @@ func dispatch(ctx context.Context, cmd string, rest []string, s io3) error {
 		return runClients(ctx, rest, s)
 	case "audit":
 		return runAudit(ctx, rest, s)
+	case "login":
+		return runLogin(ctx, rest, s)
+	case "whoami":
+		return runWhoami(ctx, rest, s)
+	case "logout":
+		return runLogout(ctx, rest, s)
+	case "token":
+		return runToken(ctx, rest, s)
 	}
 	fmt.Fprintf(s.stderr, "latch: unknown command %q\n\n%s", cmd, usage)
 	return ErrUsage

@@ -1,0 +1,304 @@
+// Package authclient is the Go client of a Latch server: it logs users in,
+// keeps a fresh access token for any number of goroutines, persists every
+// rotated refresh token, and adds the token to outgoing requests.
+//
+// A [Session] refreshes ahead of expiry (when less than a quarter to a
+// third of the token's lifetime is left, with jitter), once for all
+// concurrent callers; it makes every expiry decision in the server's time,
+// estimated from the Date header; it keeps the session through network
+// errors, 429 and 5xx answers, and ends it only when the server answers
+// invalid_grant ([SessionEndedError]). It keeps the client contract of
+// Latch's refresh-token rotation (docs/refresh-tokens.md), so lost
+// responses and retries never log the user out. docs/client.md describes
+// the behaviour in full, for clients in other languages to copy.
+//
+// The package imports only the standard library and golang.org/x/oauth2.
+package authclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config configures a [Client]. Only Issuer is required.
+type Config struct {
+	// Issuer is the Latch server's issuer URL (its RFC 8414 "issuer"), e.g.
+	// https://auth.example.com. The token and revocation endpoints are read
+	// from its metadata at /.well-known/oauth-authorization-server.
+	Issuer string
+	// ClientID is the OAuth client; default "app", Latch's built-in
+	// first-party client.
+	ClientID string
+	// Store persists the session; default a [MemoryStore].
+	Store Store
+	// HTTPClient talks to the Latch server; default a client with a 30 s
+	// timeout. Refresh attempts get their own, shorter deadline (see Grace).
+	HTTPClient *http.Client
+	// Now is the local clock; default time.Now. Tests inject a fake one.
+	Now func() time.Time
+	// Grace is the server's refresh grace window G (--refresh-grace,
+	// default 30 s). A refresh attempt that cannot finish within 2/3 of G
+	// is abandoned, never replayed later, and the session does not refresh
+	// again within G of receiving a token unless the server asked for it.
+	Grace time.Duration
+	// UserAgent is sent with every request to the Latch server (the server
+	// shows it in the session list); default "latch-authclient".
+	UserAgent string
+}
+
+// Client talks to one Latch server. It is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	base string // issuer without a trailing slash
+	skew skew
+
+	mu   sync.Mutex
+	meta *metadata
+}
+
+type metadata struct {
+	Issuer             string `json:"issuer"`
+	TokenEndpoint      string `json:"token_endpoint"`
+	RevocationEndpoint string `json:"revocation_endpoint"`
+}
+
+// New returns a client for the Latch server cfg.Issuer. It makes no request.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("authclient: issuer %q must be an http(s) URL without query or fragment", cfg.Issuer)
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "app"
+	}
+	if cfg.Store == nil {
+		cfg.Store = &MemoryStore{}
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 30 * time.Second
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "latch-authclient"
+	}
+	return &Client{cfg: cfg, base: strings.TrimSuffix(cfg.Issuer, "/")}, nil
+}
+
+// Issuer returns the issuer URL the client talks to.
+func (c *Client) Issuer() string { return c.base }
+
+// serverNow is the estimated server time.
+func (c *Client) serverNow() time.Time { return c.cfg.Now().Add(c.skew.get()) }
+
+// discover reads the RFC 8414 metadata once (retried after a failure).
+func (c *Client) discover(ctx context.Context) (*metadata, error) {
+	c.mu.Lock()
+	m := c.meta
+	c.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/.well-known/oauth-authorization-server", nil)
+	if err != nil {
+		return nil, err
+	}
+	m = new(metadata)
+	if err := c.do(req, m); err != nil {
+		return nil, fmt.Errorf("authclient: discovery: %w", err)
+	}
+	// RFC 8414 section 3.3: the issuer in the metadata must be the one asked.
+	if strings.TrimSuffix(m.Issuer, "/") != c.base {
+		return nil, fmt.Errorf("authclient: discovery: metadata names issuer %q, want %q", m.Issuer, c.base)
+	}
+	if m.TokenEndpoint == "" {
+		return nil, errors.New("authclient: discovery: metadata lacks token_endpoint")
+	}
+	c.mu.Lock()
+	c.meta = m
+	c.mu.Unlock()
+	return m, nil
+}
+
+// do sends a request to the Latch server, learns the clock offset from the
+// answer, and decodes a 2xx JSON body into out (if not nil). Other answers
+// become a *statusError: the *Error and the answer's Retry-After.
+func (c *Client) do(req *http.Request, out any) error {
+	req.Header.Set("User-Agent", c.cfg.UserAgent)
+	req.Header.Set("Accept", "application/json")
+	sent := c.cfg.Now()
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	c.skew.observe(resp.Header, sent, c.cfg.Now())
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		e := &Error{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode)}
+		var obj struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if json.Unmarshal(body, &obj) == nil && obj.Error != "" {
+			e.Code, e.Description = obj.Error, obj.Description
+		}
+		return &statusError{e: e, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())}
+	}
+	if out != nil && len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("authclient: malformed response from %s: %w", req.URL.Path, err)
+		}
+	}
+	return nil
+}
+
+// statusError carries the Retry-After of an answer alongside the *Error.
+type statusError struct {
+	e          *Error
+	retryAfter time.Duration
+}
+
+func (e *statusError) Error() string { return e.e.Error() }
+func (e *statusError) Unwrap() error { return e.e }
+
+// maxRetryAfter caps a server's Retry-After, so a bogus value cannot park
+// a session for days.
+const maxRetryAfter = time.Hour
+
+// parseRetryAfter reads delay-seconds or an HTTP-date (RFC 9110 section
+// 10.2.3), capped at maxRetryAfter.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n >= 0 {
+		return time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), maxRetryAfter)
+	}
+	return 0
+}
+
+// tokenResponse is Latch's token response (RFC 6749 section 5.1 plus session_id).
+type tokenResponse struct {
+	AccessToken  string  `json:"access_token"`
+	TokenType    string  `json:"token_type"`
+	ExpiresIn    int64   `json:"expires_in"`
+	RefreshToken string  `json:"refresh_token"`
+	SessionID    string  `json:"session_id"`
+	Scope        *string `json:"scope"`
+}
+
+// exchange posts a token request and turns the answer into a Saved based
+// on prev. Expiry is anchored to the server time at which the request was
+// sent, with the clock offset learnt from this very answer: the token
+// cannot have been issued earlier, so Expiry is never later than the real
+// exp (one second is taken off for exp's whole-second resolution).
+func (c *Client) exchange(req *http.Request, prev Saved) (Saved, error) {
+	sent := c.cfg.Now()
+	var tr tokenResponse
+	if err := c.do(req, &tr); err != nil {
+		return Saved{}, err
+	}
+	if tr.AccessToken == "" || tr.RefreshToken == "" || !strings.EqualFold(tr.TokenType, "Bearer") || tr.ExpiresIn <= 0 {
+		return Saved{}, errors.New("authclient: malformed token response")
+	}
+	off := c.skew.get()
+	s := prev
+	s.Issuer, s.ClientID = c.base, c.cfg.ClientID
+	s.AccessToken, s.RefreshToken = tr.AccessToken, tr.RefreshToken
+	if tr.SessionID != "" {
+		s.SessionID = tr.SessionID
+	}
+	if tr.Scope != nil {
+		s.Scope = *tr.Scope
+	}
+	life := time.Duration(tr.ExpiresIn) * time.Second
+	s.Lifetime = Duration(life)
+	s.Expiry = sent.Add(off).Add(life - time.Second)
+	s.ReceivedAt = c.cfg.Now().Add(off)
+	s.ClockOffset = Duration(off)
+	return s, nil
+}
+
+// Login logs in with an email and password (POST /v1/login), saves the
+// session to the store and returns it. Wrong credentials are an *Error
+// with Code "invalid_credentials".
+func (c *Client) Login(ctx context.Context, email, password string) (*Session, error) {
+	return c.start(ctx, "/v1/login", email, map[string]any{"email": email, "password": password, "client_id": c.cfg.ClientID})
+}
+
+// Signup creates an account and logs it in (POST /v1/signup), saves the
+// session to the store and returns it. A taken email is an *Error with Code
+// "email_taken"; a weak password one with "weak_password".
+func (c *Client) Signup(ctx context.Context, email, password string) (*Session, error) {
+	return c.start(ctx, "/v1/signup", email, map[string]any{"email": email, "password": password, "client_id": c.cfg.ClientID})
+}
+
+func (c *Client) start(ctx context.Context, path, email string, body map[string]any) (*Session, error) {
+	// Discover now, while the user waits for the login anyway: a wrong
+	// issuer fails here, and the first refresh costs one round trip, not two.
+	if _, err := c.discover(ctx); err != nil {
+		return nil, unwrapStatus(err)
+	}
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	saved, err := c.exchange(req, Saved{Email: email})
+	if err != nil {
+		return nil, unwrapStatus(err)
+	}
+	if err := c.cfg.Store.Save(ctx, saved); err != nil {
+		// The session exists on the server but could not be kept: end it
+		// rather than leave it dangling.
+		s := newSession(c, saved)
+		s.revoke(context.WithoutCancel(ctx))
+		return nil, &PersistError{Err: err}
+	}
+	return newSession(c, saved), nil
+}
+
+// Resume returns the session saved in the store, or ErrNoSession. It makes
+// no request: the access token is refreshed when it is first needed.
+func (c *Client) Resume(ctx context.Context) (*Session, error) {
+	saved, err := c.cfg.Store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSuffix(saved.Issuer, "/") != c.base || saved.ClientID != c.cfg.ClientID {
+		return nil, fmt.Errorf("authclient: the saved session belongs to %s (client %s), not %s (client %s)", saved.Issuer, saved.ClientID, c.base, c.cfg.ClientID)
+	}
+	c.skew.set(time.Duration(saved.ClockOffset))
+	return newSession(c, saved), nil
+}
+
+// unwrapStatus turns the internal statusError into the public *Error.
+func unwrapStatus(err error) error {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.e
+	}
+	return err
+}

@@ -1,0 +1,90 @@
+package authclient
+
+import (
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Transport returns an http.RoundTripper that sends requests through base
+// (http.DefaultTransport when nil) with the session's access token in the
+// Authorization header (RFC 6750 section 2.1). Use it for the resource
+// servers the token is meant for, never for third parties.
+//
+// The token is refreshed before it is due, so a request never carries an
+// expiring token. If a resource server still answers 401 with
+// error="invalid_token" (RFC 6750 section 3.1; a revoked key, or a verifier
+// whose clock is ahead), the transport refreshes once, unless a newer token
+// has been obtained since the request was sent, and retries once if the
+// body can be sent again (no body, or req.GetBody set, as http.NewRequest
+// does for in-memory bodies). Otherwise the 401 is returned as is: never a
+// loop. Token errors ([SessionEndedError], [UnavailableError]) are returned
+// as the round trip's error, wrapped in *url.Error by http.Client.
+func (s *Session) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &transport{s: s, base: base}
+}
+
+// HTTPClient returns an http.Client using [Session.Transport] over the
+// transport of the Client's HTTPClient.
+func (s *Session) HTTPClient() *http.Client {
+	return &http.Client{Transport: s.Transport(s.c.cfg.HTTPClient.Transport), Timeout: s.c.cfg.HTTPClient.Timeout}
+}
+
+type transport struct {
+	s    *Session
+	base http.RoundTripper
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	tok, err := t.s.token(ctx, "")
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	// RoundTrippers must not modify the caller's request: send a clone.
+	r := req.Clone(ctx)
+	r.Header.Set("Authorization", "Bearer "+tok.access)
+	resp, err := t.base.RoundTrip(r)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || !invalidToken(resp.Header) {
+		return resp, err
+	}
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if !replayable {
+		return resp, nil
+	}
+	fresh, err := t.s.token(ctx, tok.access)
+	if err != nil || fresh.access == tok.access {
+		return resp, nil // no better token: the caller gets the 401
+	}
+	r = req.Clone(ctx)
+	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+		if r.Body, err = req.GetBody(); err != nil {
+			return resp, nil
+		}
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	r.Header.Set("Authorization", "Bearer "+fresh.access)
+	return t.base.RoundTrip(r)
+}
+
+// invalidToken reports a Bearer challenge with error="invalid_token".
+func invalidToken(h http.Header) bool {
+	for _, v := range h.Values("WWW-Authenticate") {
+		if len(v) >= 6 && strings.EqualFold(v[:6], "bearer") &&
+			(strings.Contains(v, `error="invalid_token"`) || strings.Contains(v, "error=invalid_token")) {
+			return true
+		}
+	}
+	return false
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
