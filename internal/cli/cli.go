@@ -184,7 +184,7 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode) (*deps, er
 }
 
 // services builds the issuer and the session service over d.
-func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, maxLife time.Duration) (*session.Service, error) {
+func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, maxLife time.Duration, opts ...session.Option) (*session.Service, error) {
 	var err error
 	d.issuer, err = token.New(d.store, d.kek, token.Config{
 		Issuer: issuer, Alg: d.cfg.SigningAlg, JWKSMaxAge: d.cfg.JWKSMaxAge, LongestAccessTTL: config.LongestAccessTTL,
@@ -210,5 +210,5 @@ func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, m
 	}
 	return session.New(d.store, d.issuer, codec, hasher, session.Config{
 		Grace: grace, LostWindow: lost, Idle: idle, MaxLifetime: maxLife, LongestAccessTTL: config.LongestAccessTTL,
-	}, session.WithLogger(d.log))
+	}, append([]session.Option{session.WithLogger(d.log)}, opts...)...)
 }

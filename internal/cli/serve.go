@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/internal/config"
+	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/session"
 )
@@ -49,7 +50,12 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	defer d.Close()
-	sessions, err := d.services(ctx, c.Issuer, c.RefreshGrace, c.RefreshLostWindow, c.SessionIdle, c.SessionMax)
+	hub, err := feed.New(d.store, feed.Config{Interval: c.FeedPollInterval, Log: d.log})
+	if err != nil {
+		return err
+	}
+	sessions, err := d.services(ctx, c.Issuer, c.RefreshGrace, c.RefreshLostWindow, c.SessionIdle, c.SessionMax,
+		session.WithRevokeHook(hub.Notify))
 	if err != nil {
 		return err
 	}
@@ -64,8 +70,9 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	defer stopBG()
 	go d.issuer.Run(bg)
 	go sweep(bg, d, sessions, c)
+	go hub.Run(bg)
 
-	api := httpapi.New(httpapi.Config{Issuer: c.Issuer, DefaultClientID: BuiltinClientID}, sessions, d.issuer, d.store.Ping, d.log)
+	api := httpapi.New(httpapi.Config{Issuer: c.Issuer, DefaultClientID: BuiltinClientID, Feed: hub}, sessions, d.issuer, d.store.Ping, d.log)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -85,6 +92,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	case <-ctx.Done():
 	}
 	d.log.Info("shutting down")
+	api.Close() // end the revocation-feed streams, which Shutdown would wait for
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {

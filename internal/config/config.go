@@ -34,6 +34,7 @@ type Config struct {
 	JWKSMaxAge        time.Duration
 	Retention         time.Duration
 	SweepInterval     time.Duration
+	FeedPollInterval  time.Duration
 	LogLevel          string
 	Argon2            password.Params
 
@@ -83,6 +84,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.SessionMax, "session-max", 0, "absolute session lifetime (0 = none)")
 	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "keep revoked and expired sessions this long before the sweeper deletes them")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 10*time.Minute, "how often the sweeper runs")
+	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often the revocation feed reads storage for other nodes' revocations (10ms to 1m)")
 }
 
 // Parse parses args, flags and positional arguments in any order, then
@@ -201,6 +203,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention < 0 || c.SweepInterval <= 0 {
 		errs = append(errs, errors.New("--retention must not be negative and --sweep-interval must be positive"))
+	}
+	if c.FeedPollInterval < 10*time.Millisecond || c.FeedPollInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("--feed-poll-interval %s: must be between 10ms and 1m", c.FeedPollInterval))
 	}
 	if c.AccessTTL < MinAccessTTL || c.AccessTTL > MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, MinAccessTTL, MaxAccessTTL))

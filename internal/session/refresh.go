@@ -132,6 +132,7 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		return Tokens{}, fmt.Errorf("session: refresh: %w", err)
 	}
 	if out == outReuse {
+		s.notifyRevoked()
 		s.log.Warn("refresh token reuse; session revoked", "session_id", ses.ID, "user_id", ses.UserID, "ip", req.Meta.IP)
 		return Tokens{}, fmt.Errorf("session: refresh: %w", ErrReused)
 	}

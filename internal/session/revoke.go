@@ -32,6 +32,7 @@ func (s *Service) Logout(ctx context.Context, userID, sid string, scope Scope, m
 	if err != nil {
 		return nil, fmt.Errorf("session: logout: %w", err)
 	}
+	s.notifyRevoked()
 	return ids, nil
 }
 
@@ -60,6 +61,7 @@ func (s *Service) RevokeSession(ctx context.Context, userID, target string, m Me
 	if err != nil {
 		return fmt.Errorf("session: revoke: %w", err)
 	}
+	s.notifyRevoked()
 	return nil
 }
 
@@ -97,6 +99,7 @@ func (s *Service) RevokeRefreshToken(ctx context.Context, tok string, c Client, 
 	if err != nil {
 		return fmt.Errorf("session: revoke token: %w", err)
 	}
+	s.notifyRevoked()
 	return nil
 }
 
@@ -178,6 +181,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, keep, current, nex
 	if err != nil {
 		return fmt.Errorf("session: change password: %w", err)
 	}
+	s.notifyRevoked()
 	return nil
 }
 
@@ -204,6 +208,7 @@ func (s *Service) DisableUser(ctx context.Context, userID string, m Meta) error 
 	if err != nil {
 		return fmt.Errorf("session: disable user: %w", err)
 	}
+	s.notifyRevoked()
 	return nil
 }
 

@@ -71,6 +71,8 @@ type Service struct {
 	cfg    Config
 	clock  func() time.Time
 	log    *slog.Logger
+	// revoked is called after a transaction that revoked sessions commits.
+	revoked func()
 }
 
 // Option configures a Service.
@@ -81,6 +83,12 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.clock 
 
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithRevokeHook sets fn to be called after every committed change that
+// revoked sessions (logout, remote logout, RFC 7009 revocation, password
+// change, user disable, refresh-token reuse), so the revocation feed can
+// wake at once instead of at its next poll. fn must not block.
+func WithRevokeHook(fn func()) Option { return func(s *Service) { s.revoked = fn } }
 
 // New returns a Service.
 func New(store Store, issuer Issuer, codec *rtoken.Codec, hasher *password.Hasher, cfg Config, opts ...Option) (*Service, error) {
@@ -177,6 +185,13 @@ func (s *Service) tokens(ses *Session, c *Client, scope string, now time.Time) (
 		SessionID:    ses.ID,
 		Scope:        scope,
 	}, nil
+}
+
+// notifyRevoked runs the revoke hook, if any.
+func (s *Service) notifyRevoked() {
+	if s.revoked != nil {
+		s.revoked()
+	}
 }
 
 func (s *Service) revocation(r Revocation, now time.Time) Revocation {

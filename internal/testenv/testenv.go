@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/keywrap"
 	"github.com/latchauth/latch/internal/password"
@@ -57,6 +58,10 @@ type Options struct {
 	Dir       string
 	// Argon2 overrides FastArgon2 (benchmarks use password.OWASP).
 	Argon2 password.Params
+	// FeedInterval is the revocation feed's poll interval (default 250ms).
+	FeedInterval time.Duration
+	// FeedHeartbeat is the SSE heartbeat interval (default 15s).
+	FeedHeartbeat time.Duration
 }
 
 // Env is a running stack.
@@ -69,8 +74,12 @@ type Env struct {
 	// Client is the built-in public client "app" (password and refresh).
 	Client  session.Client
 	Handler http.Handler
-	Config  session.Config
-	Dir     string
+	// API is Handler as the concrete server.
+	API *httpapi.Server
+	// Feed is the revocation-feed hub; it runs until the test ends.
+	Feed   *feed.Hub
+	Config session.Config
+	Dir    string
 }
 
 // FastArgon2 keeps tests quick; production uses password.OWASP.
@@ -139,7 +148,12 @@ func New(t testing.TB, o Options) *Env {
 		store = o.WrapStore(st)
 	}
 	cfg := session.Config{Grace: o.Grace, LostWindow: o.LostWindow, Idle: o.Idle, MaxLifetime: o.MaxLifetime, LongestAccessTTL: o.AccessTTL}
-	svc, err := session.New(store, iss, codec, hasher, cfg, session.WithClock(now))
+	def(&o.FeedInterval, 250*time.Millisecond)
+	hub, err := feed.New(store, feed.Config{Interval: o.FeedInterval, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := session.New(store, iss, codec, hasher, cfg, session.WithClock(now), session.WithRevokeHook(hub.Notify))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,8 +163,12 @@ func New(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	client, _ = st.Client(ctx, "app")
-	h := httpapi.New(httpapi.Config{Issuer: Issuer, DefaultClientID: "app"}, svc, iss, st.Ping, nil)
-	return &Env{Store: st, Issuer: iss, Sessions: svc, Codec: codec, Clock: clock, Client: client, Handler: h, Config: cfg, Dir: o.Dir}
+	h := httpapi.New(httpapi.Config{Issuer: Issuer, DefaultClientID: "app", Feed: hub, FeedHeartbeat: o.FeedHeartbeat}, svc, iss, st.Ping, nil)
+	fctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); hub.Run(fctx) }()
+	t.Cleanup(func() { h.Close(); stop(); <-done })
+	return &Env{Store: st, Issuer: iss, Sessions: svc, Codec: codec, Clock: clock, Client: client, Handler: h, API: h, Feed: hub, Config: cfg, Dir: o.Dir}
 }
 
 // Login signs up email with a fixed password and returns a fresh
