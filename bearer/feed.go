@@ -54,6 +54,7 @@ type feed struct {
 	cursor   atomic.Int64
 	lastSeen atomic.Int64 // Unix nanoseconds of the last event or heartbeat
 	warned   atomic.Int64 // Unix nanoseconds of the last fail-open warning
+	pruned   time.Time    // last prune; used by the stream goroutine only
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -140,25 +141,22 @@ func (f *feed) poll(ctx context.Context) error {
 	return nil
 }
 
-func (f *feed) seen() { f.lastSeen.Store(f.v.cfg.Now().UnixNano()) }
+// seen records that the feed spoke (an entry or a heartbeat), and prunes
+// expired entries at most once a minute.
+func (f *feed) seen() {
+	now := f.v.cfg.Now()
+	f.lastSeen.Store(now.UnixNano())
+	if now.Sub(f.pruned) > time.Minute {
+		f.pruned = now
+		f.prune()
+	}
+}
 
 // run holds the stream open, reconnecting with exponential backoff and
 // jitter, and resuming from the cursor (Last-Event-ID), until ctx is done.
 func (f *feed) run(ctx context.Context) {
 	defer close(f.done)
 	backoff := f.cfg.MinBackoff
-	prune := time.NewTicker(time.Minute)
-	defer prune.Stop()
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-prune.C:
-				f.prune()
-			}
-		}
-	}()
 	for ctx.Err() == nil {
 		got, err := f.stream(ctx)
 		if ctx.Err() != nil {
