@@ -53,7 +53,13 @@ var testRSA = func() *rsa.PrivateKey {
 	return k
 }()
 
-func newFakeIssuer(t testing.TB) *fakeIssuer {
+// cleaner is what newFakeIssuer needs of a testing.TB (examples pass their own).
+type cleaner interface {
+	Helper()
+	Cleanup(func())
+}
+
+func newFakeIssuer(t cleaner) *fakeIssuer {
 	t.Helper()
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
