@@ -95,14 +95,19 @@ func (f *fakeIssuer) setKeys(keys ...jose.JSONWebKey) {
 	f.jwks.Store(&b)
 }
 
-func (f *fakeIssuer) verifier(t testing.TB, algs ...string) *bearer.Verifier {
+func (f *fakeIssuer) verifier(t testing.TB) *bearer.Verifier {
+	return f.verifierWith(t, bearer.Config{})
+}
+
+// verifierWith builds a verifier for f from cfg with the issuer, audience,
+// algorithms and clock filled in.
+func (f *fakeIssuer) verifierWith(t testing.TB, cfg bearer.Config) *bearer.Verifier {
 	t.Helper()
-	if len(algs) == 0 {
-		algs = []string{"EdDSA", "ES256", "RS256"}
+	cfg.Issuer, cfg.Audience, cfg.Now = f.srv.URL, "notes-api", func() time.Time { return now }
+	if cfg.Algorithms == nil {
+		cfg.Algorithms = []string{"EdDSA", "ES256", "RS256"}
 	}
-	v, err := bearer.New(context.Background(), bearer.Config{
-		Issuer: f.srv.URL, Audience: "notes-api", Algorithms: algs, Now: func() time.Time { return now },
-	})
+	v, err := bearer.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

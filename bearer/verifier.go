@@ -2,6 +2,7 @@ package bearer
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -84,6 +86,12 @@ type Config struct {
 	// MaxCacheAge bounds the JWKS cache lifetime taken from Cache-Control;
 	// default 1h.
 	MaxCacheAge time.Duration
+	// CacheSize bounds the cache of tokens already verified (keyed by the
+	// SHA-256 of the token), which makes a repeat verification of the same
+	// token skip parsing and the signature; exp, nbf and the revocation
+	// feed are still checked on every hit. Default 10,000; negative turns
+	// it off.
+	CacheSize int
 	// Revocations turns the revocation feed on; nil leaves it off.
 	Revocations *FeedConfig
 	// Now is the time source; default time.Now.
@@ -102,6 +110,7 @@ type Verifier struct {
 	maxSize int
 	keys    *keyCache
 	feed    *feed
+	cache   *tokenCache
 	log     *slog.Logger
 }
 
@@ -157,6 +166,12 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		v.cfg.MaxCacheAge = time.Hour
 	}
 	v.cfg.MaxCacheAge = max(v.cfg.MaxCacheAge, v.cfg.MinRefreshInterval)
+	switch {
+	case cfg.CacheSize == 0:
+		v.cache = newTokenCache(10_000)
+	case cfg.CacheSize > 0:
+		v.cache = newTokenCache(cfg.CacheSize)
+	}
 	jwksURL := cfg.JWKSURL
 	if jwksURL == "" {
 		var err error
@@ -246,11 +261,44 @@ var allowedHeader = map[string]bool{"alg": true, "kid": true, "typ": true}
 // algorithm it is pinned to, the signature, then iss (exact), aud
 // (contains ours), exp (required), nbf and iat with the leeway, sub, and
 // the revocation feed when it is on. It does no I/O except a rate-limited
-// key-set fetch for an unknown kid.
+// key-set fetch for an unknown kid. A token verified before is found in a
+// cache and only its time claims and the feed are checked again. The
+// returned Claims must not be modified.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > v.maxSize {
 		return nil, invalid("token longer than %d bytes", v.maxSize)
 	}
+	var sum [sha256.Size]byte
+	if v.cache != nil {
+		sum = sha256.Sum256([]byte(token))
+		if c := v.cache.get(sum); c != nil {
+			return v.checkAgain(c)
+		}
+	}
+	c, err := v.verify(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.put(sum, c)
+	}
+	return c, nil
+}
+
+// checkAgain re-checks a cached token: what can change with time.
+func (v *Verifier) checkAgain(c *Claims) (*Claims, error) {
+	if err := v.checkClaims(c); err != nil {
+		return nil, err
+	}
+	if v.feed != nil {
+		if err := v.feed.check(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 	if strings.Count(token, ".") != 2 {
 		return nil, invalid("not a compact JWS (JWE or malformed)")
 	}
@@ -408,4 +456,31 @@ func (c *Claims) HasScope(s string) bool {
 		}
 	}
 	return false
+}
+
+// tokenCache maps the SHA-256 of verified tokens to their claims. When full
+// it is emptied: simple, bounded, and a miss only costs a full verification.
+type tokenCache struct {
+	mu   sync.RWMutex
+	max  int
+	byID map[[sha256.Size]byte]*Claims
+}
+
+func newTokenCache(n int) *tokenCache {
+	return &tokenCache{max: n, byID: make(map[[sha256.Size]byte]*Claims)}
+}
+
+func (t *tokenCache) get(k [sha256.Size]byte) *Claims {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.byID[k]
+}
+
+func (t *tokenCache) put(k [sha256.Size]byte, c *Claims) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.byID) >= t.max {
+		clear(t.byID)
+	}
+	t.byID[k] = c
 }
