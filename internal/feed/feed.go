@@ -32,6 +32,12 @@ type Config struct {
 	Now func() time.Time
 	// Log receives poll failures; default discards.
 	Log *slog.Logger
+	// GapWait is how long a gap in Seq holds back the entries after it
+	// (default 2s). Storage hands Seq out in order, but with concurrent
+	// transactions (PostgreSQL) a lower Seq may become visible after a
+	// higher one, and a rolled-back one never does. Waiting keeps the
+	// cursor exact: a reader that moved past a Seq never misses it.
+	GapWait time.Duration
 }
 
 // pageSize is how many entries one storage read returns.
@@ -52,6 +58,8 @@ type Hub struct {
 	last    int64               // highest Seq read
 	changed chan struct{}       // closed and replaced when entries change
 	err     error               // the last poll's failure, if any
+	started bool                // the first entry has been read
+	gapSeen time.Time           // when the gap after last was first seen
 }
 
 // New returns a Hub reading src.
@@ -67,6 +75,9 @@ func New(src Source, cfg Config) (*Hub, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.GapWait <= 0 {
+		cfg.GapWait = 2 * time.Second
 	}
 	return &Hub{src: src, cfg: cfg, wake: make(chan struct{}, 1), ready: make(chan struct{}), changed: make(chan struct{})}, nil
 }
@@ -133,17 +144,30 @@ func (h *Hub) Poll(ctx context.Context) error {
 		clear(h.entries[len(live):])
 	}
 	h.entries = live
+	moved := false
 	for _, e := range fresh {
 		if e.Seq <= h.last {
 			continue
 		}
+		if h.started && e.Seq != h.last+1 {
+			// A gap: an entry may still be committing. Hold the rest back
+			// for GapWait, then give up on the missing ones.
+			if h.gapSeen.IsZero() {
+				h.gapSeen = now
+			}
+			if now.Sub(h.gapSeen) < h.cfg.GapWait {
+				break
+			}
+		}
+		h.started, h.gapSeen = true, time.Time{}
 		h.last = e.Seq
+		moved = true
 		if e.Until.After(now) {
 			h.entries = append(h.entries, e)
 			changed = true
 		}
 	}
-	if len(fresh) > 0 {
+	if moved {
 		changed = true // the cursor moved
 	}
 	if changed {

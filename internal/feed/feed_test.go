@@ -1,8 +1,10 @@
 package feed_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -28,11 +30,12 @@ func (s *source) Revocations(_ context.Context, after int64, limit int) ([]sessi
 	}
 	var out []session.FeedEntry
 	for _, e := range s.entries {
-		if e.Seq > after && len(out) < limit {
+		if e.Seq > after {
 			out = append(out, e)
 		}
 	}
-	return out, nil
+	slices.SortFunc(out, func(a, b session.FeedEntry) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out[:min(len(out), limit)], nil
 }
 
 func (s *source) add(seq int64, sid string, until time.Time) {
@@ -118,5 +121,39 @@ func TestNotify(t *testing.T) {
 	case <-changed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Notify did not wake the hub")
+	}
+}
+
+// TestGap: an entry committed after a higher one (concurrent transactions)
+// is not skipped; a Seq that never appears holds the rest back only for
+// GapWait.
+func TestGap(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	src := &source{}
+	h, _ := feed.New(src, feed.Config{Interval: time.Hour, GapWait: 2 * time.Second, Now: func() time.Time { return now }})
+	until := now.Add(time.Hour)
+	src.add(7, "a", until) // the first entry may have any Seq (older ones swept)
+	h.Poll(ctx)
+	src.add(9, "c", until) // 8 is still committing
+	h.Poll(ctx)
+	if got, cursor, _ := h.Since(0); len(got) != 1 || cursor != 7 {
+		t.Fatalf("entry after a gap delivered: %v, cursor %d", got, cursor)
+	}
+	src.add(8, "b", until)
+	h.Poll(ctx)
+	got, cursor, _ := h.Since(7)
+	if len(got) != 2 || got[0].SessionID != "b" || got[1].SessionID != "c" || cursor != 9 {
+		t.Fatalf("after the gap filled: %v, cursor %d", got, cursor)
+	}
+	src.add(11, "e", until) // 10 was rolled back: it never appears
+	h.Poll(ctx)
+	if _, cursor, _ := h.Since(0); cursor != 9 {
+		t.Fatalf("cursor %d moved past a fresh gap", cursor)
+	}
+	now = now.Add(3 * time.Second)
+	h.Poll(ctx)
+	if got, cursor, _ := h.Since(9); len(got) != 1 || got[0].SessionID != "e" || cursor != 11 {
+		t.Fatalf("after GapWait: %v, cursor %d", got, cursor)
 	}
 }
