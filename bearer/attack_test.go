@@ -455,6 +455,7 @@ func TestNewRequiresSecurityParameters(t *testing.T) {
 		{"leeway too large", func(c *bearer.Config) { c.Leeway = time.Hour }},
 		{"metadata names another issuer", func(c *bearer.Config) { c.Issuer = f.srv.URL + "/other" }},
 		{"feed without credentials", func(c *bearer.Config) { c.Revocations = &bearer.FeedConfig{} }},
+		{"no key for the algorithms", func(c *bearer.Config) { c.Algorithms = []string{"PS512"} }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

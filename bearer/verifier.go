@@ -183,6 +183,9 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if err := v.keys.fetch(ctx); err != nil {
 		return nil, err
 	}
+	if len(v.keys.set.Load().keys) == 0 {
+		return nil, fmt.Errorf("bearer: the JWKS at %s has no signing key for %s (a key must name its alg)", jwksURL, strings.Join(cfg.Algorithms, ", "))
+	}
 	if cfg.Revocations != nil {
 		f, err := startFeed(ctx, v, *cfg.Revocations)
 		if err != nil {
