@@ -62,6 +62,8 @@ type Options struct {
 	FeedInterval time.Duration
 	// FeedHeartbeat is the SSE heartbeat interval (default 15s).
 	FeedHeartbeat time.Duration
+	// MaxFeedSubscribers caps SSE streams (default 1024).
+	MaxFeedSubscribers int
 }
 
 // Env is a running stack.
@@ -163,7 +165,7 @@ func New(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	client, _ = st.Client(ctx, "app")
-	h := httpapi.New(httpapi.Config{Issuer: Issuer, DefaultClientID: "app", Feed: hub, FeedHeartbeat: o.FeedHeartbeat}, svc, iss, st.Ping, nil)
+	h := httpapi.New(httpapi.Config{Issuer: Issuer, DefaultClientID: "app", Feed: hub, FeedHeartbeat: o.FeedHeartbeat, MaxFeedSubscribers: o.MaxFeedSubscribers}, svc, iss, st.Ping, nil)
 	fctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); hub.Run(fctx) }()
