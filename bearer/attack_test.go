@@ -527,3 +527,30 @@ func TestMiddleware(t *testing.T) {
 		})
 	}
 }
+
+// TestMalleatedRevokedToken (RS-06): an ECDSA signature stays valid with s
+// replaced by n−s, so a denylist keyed on the token string would miss the
+// copy. The revocation set is keyed on the session id: both copies of a
+// revoked session's token are rejected.
+func TestMalleatedRevokedToken(t *testing.T) {
+	t.Parallel()
+	f := newFakeIssuer(t)
+	feed := fakeFeed(t, "s1")
+	v := f.verifierWith(t, bearer.Config{Revocations: &bearer.FeedConfig{URL: feed.URL, ClientID: "rs", ClientSecret: "x", MaxStaleness: time.Hour}})
+	tok := raw(`{"alg":"ES256","kid":"ec","typ":"at+jwt"}`, mustJSON(f.claims()), es256Raw(f.ec))
+	h, p, s := split(tok)
+	sig, _ := base64.RawURLEncoding.DecodeString(s)
+	n := elliptic.P256().Params().N
+	sVal := new(big.Int).SetBytes(sig[32:])
+	sVal.Sub(n, sVal)
+	malleated := append(append([]byte{}, sig[:32]...), sVal.FillBytes(make([]byte, 32))...)
+	copyTok := h + "." + p + "." + b64(malleated)
+	if copyTok == tok {
+		t.Fatal("malleation changed nothing")
+	}
+	for name, tt := range map[string]string{"original": tok, "malleated": copyTok} {
+		if _, err := v.Verify(context.Background(), tt); !errors.Is(err, bearer.ErrRevoked) {
+			t.Errorf("%s: %v, want ErrRevoked", name, err)
+		}
+	}
+}

@@ -70,7 +70,11 @@ func BenchmarkEd25519Raw(b *testing.B) {
 // 100,000 revoked sessions in the set (the token's own session is not one).
 func BenchmarkVerifyRevokedSet100k(b *testing.B) {
 	f := newFakeIssuer(b)
-	feed := fakeFeed(b, 100_000)
+	sids := make([]string, 100_000)
+	for i := range sids {
+		sids[i] = fmt.Sprintf("sid-%d", i)
+	}
+	feed := fakeFeed(b, sids...)
 	v, err := bearer.New(context.Background(), bearer.Config{
 		Issuer: f.srv.URL, Audience: "notes-api", Algorithms: []string{"EdDSA"}, Now: func() time.Time { return now },
 		Revocations: &bearer.FeedConfig{URL: feed.URL, ClientID: "rs", ClientSecret: "x", MaxStaleness: time.Hour},
@@ -104,14 +108,14 @@ func BenchmarkVerifyRevokedSet100k(b *testing.B) {
 	})
 }
 
-// fakeFeed serves n revocation entries in the feed's poll format, and a
-// stream that only sends heartbeats.
-func fakeFeed(b *testing.B, n int) *httptest.Server {
-	entries := make([]map[string]any, n)
-	for i := range entries {
-		entries[i] = map[string]any{"sid": fmt.Sprintf("sid-%d", i), "revoked_at": now.Unix(), "until": now.Add(time.Hour).Unix()}
+// fakeFeed serves entries for sids in the feed's poll format, and a stream
+// that only says it is up to date.
+func fakeFeed(t cleaner, sids ...string) *httptest.Server {
+	entries := make([]map[string]any, len(sids))
+	for i, sid := range sids {
+		entries[i] = map[string]any{"sid": sid, "revoked_at": now.Unix(), "until": now.Add(time.Hour).Unix()}
 	}
-	page, _ := json.Marshal(map[string]any{"entries": entries, "cursor": fmt.Sprint(n)})
+	page, _ := json.Marshal(map[string]any{"entries": entries, "cursor": fmt.Sprint(len(sids))})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Accept") == "text/event-stream" {
 			w.Header().Set("Content-Type", "text/event-stream")
@@ -122,6 +126,6 @@ func fakeFeed(b *testing.B, n int) *httptest.Server {
 		}
 		w.Write(page)
 	}))
-	b.Cleanup(srv.Close)
+	t.Cleanup(srv.Close)
 	return srv
 }
