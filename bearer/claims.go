@@ -1,7 +1,18 @@
-// Package bearer verifies Latch access tokens for resource servers.
+// Package bearer verifies Latch access tokens for resource servers written
+// in Go, with no call to Latch per request.
 //
-// This file holds the claims type that Latch mints and that verifiers read;
-// the verifier and middleware build on it.
+// A [Verifier] is built from the issuer URL (RFC 8414 discovery, then the
+// JWKS) with the audience and the algorithms it accepts; there is no
+// default that accepts anything. [Verifier.Verify] checks one token;
+// [Verifier.Middleware] protects a net/http handler and puts the [Claims]
+// in the request context ([FromContext]). The checks follow RFC 9068
+// section 4 and RFC 8725.
+//
+// With [Config.Revocations] set, the verifier subscribes to Latch's
+// revocation feed and rejects tokens of sessions revoked since they were
+// issued, about a second after the logout, without a lookup per request.
+//
+// The package imports only the standard library and go-jose.
 package bearer
 
 import "github.com/go-jose/go-jose/v4/jwt"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/internal/config"
+	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/webhook"
@@ -51,7 +52,17 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	defer d.Close()
-	var opts []session.Option
+	hub, err := feed.New(d.store, feed.Config{Interval: c.FeedPollInterval, Log: d.log})
+	if err != nil {
+		return err
+	}
+	// The feed wakes at once for this node's revocations; other nodes'
+	// arrive at its next poll.
+	opts := []session.Option{session.OnCommit(func(cm session.Committed) {
+		if len(cm.Revoked) > 0 {
+			hub.Notify()
+		}
+	})}
 	var hooks *webhook.Sender
 	if c.WebhookURL != "" {
 		var types []string
@@ -83,6 +94,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	defer stopBG()
 	go d.issuer.Run(bg)
 	go sweep(bg, d, sessions, c)
+	go hub.Run(bg)
 	hooksDone := make(chan struct{})
 	if hooks != nil {
 		// Run returns after a bounded flush once bg ends.
@@ -92,7 +104,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	defer func() { stopBG(); <-hooksDone }()
 
-	api := httpapi.New(httpapi.Config{Issuer: c.Issuer, DefaultClientID: BuiltinClientID}, sessions, d.issuer, d.store.Ping, d.log)
+	api := httpapi.New(httpapi.Config{Issuer: c.Issuer, DefaultClientID: BuiltinClientID, Feed: hub}, sessions, d.issuer, d.store.Ping, d.log)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -112,6 +124,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	case <-ctx.Done():
 	}
 	d.log.Info("shutting down")
+	api.Close() // end the revocation-feed streams, which Shutdown would wait for
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {

@@ -38,6 +38,7 @@ type Config struct {
 	WebhookSecret     string
 	WebhookEvents     string
 	SweepInterval     time.Duration
+	FeedPollInterval  time.Duration
 	LogLevel          string
 	Argon2            password.Params
 
@@ -91,6 +92,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.WebhookURL, "webhook-url", "", "POST security events here, signed (https, or http to loopback); see docs/webhooks.md")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (prefer LATCH_WEBHOOK_SECRET)")
 	fs.StringVar(&c.WebhookEvents, "webhook-events", "", "comma-separated event types to send (default: reuse, lost response, password change, user disabled, session revoked)")
+	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often the revocation feed reads storage for other nodes' revocations (10ms to 1m)")
 }
 
 // Parse parses args, flags and positional arguments in any order, then
@@ -229,6 +231,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention < 0 || c.SweepInterval <= 0 {
 		errs = append(errs, errors.New("--retention must not be negative and --sweep-interval must be positive"))
+	}
+	if c.FeedPollInterval < 10*time.Millisecond || c.FeedPollInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("--feed-poll-interval %s: must be between 10ms and 1m", c.FeedPollInterval))
 	}
 	if c.AccessTTL < MinAccessTTL || c.AccessTTL > MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, MinAccessTTL, MaxAccessTTL))

@@ -25,6 +25,7 @@ func TestMetadata(t *testing.T) {
 		Issuer             string   `json:"issuer"`
 		TokenEndpoint      string   `json:"token_endpoint"`
 		RevocationEndpoint string   `json:"revocation_endpoint"`
+		IntrospectEndpoint string   `json:"introspection_endpoint"`
 		JWKSURI            string   `json:"jwks_uri"`
 		GrantTypes         []string `json:"grant_types_supported"`
 	}
@@ -39,6 +40,7 @@ func TestMetadata(t *testing.T) {
 		{"token_endpoint", m.TokenEndpoint, testenv.Issuer + "/oauth/token", "POST"},
 		{"revocation_endpoint", m.RevocationEndpoint, testenv.Issuer + "/oauth/revoke", "POST"},
 		{"jwks_uri", m.JWKSURI, testenv.Issuer + "/.well-known/jwks.json", "GET"},
+		{"introspection_endpoint", m.IntrospectEndpoint, testenv.Issuer + "/oauth/introspect", "POST"},
 	}
 	for _, e := range endpoints {
 		t.Run(e.name, func(t *testing.T) {

@@ -190,14 +190,16 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	iss := strings.TrimSuffix(s.cfg.Issuer, "/")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	return writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                     iss,
-		"token_endpoint":                             iss + "/oauth/token",
-		"revocation_endpoint":                        iss + "/oauth/revoke",
-		"jwks_uri":                                   iss + "/.well-known/jwks.json",
-		"grant_types_supported":                      []string{session.GrantPassword, session.GrantRefresh},
-		"response_types_supported":                   []string{},
-		"token_endpoint_auth_methods_supported":      authMethods,
-		"revocation_endpoint_auth_methods_supported": authMethods,
+		"issuer":                                        iss,
+		"token_endpoint":                                iss + "/oauth/token",
+		"revocation_endpoint":                           iss + "/oauth/revoke",
+		"introspection_endpoint":                        iss + "/oauth/introspect",
+		"jwks_uri":                                      iss + "/.well-known/jwks.json",
+		"grant_types_supported":                         []string{session.GrantPassword, session.GrantRefresh},
+		"response_types_supported":                      []string{},
+		"token_endpoint_auth_methods_supported":         authMethods,
+		"revocation_endpoint_auth_methods_supported":    authMethods,
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 	})
 }
 

@@ -11,8 +11,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/latchauth/latch/bearer"
+	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/token"
 )
@@ -24,6 +27,13 @@ type Config struct {
 	Issuer string
 	// DefaultClientID is used when a request names no client.
 	DefaultClientID string
+	// Feed serves GET /v1/revocations; nil answers 404 there.
+	Feed *feed.Hub
+	// FeedHeartbeat is the interval of SSE heartbeat comments (default 15s),
+	// by which subscribers measure how stale their copy is.
+	FeedHeartbeat time.Duration
+	// MaxFeedSubscribers caps concurrent SSE streams (default 1024).
+	MaxFeedSubscribers int
 }
 
 // Server serves the API. Build it with New; it is safe for concurrent use.
@@ -34,6 +44,10 @@ type Server struct {
 	ready    func(context.Context) error
 	log      *slog.Logger
 	mux      *http.ServeMux
+
+	feedSubs atomic.Int64
+	done     chan struct{}
+	closed   atomic.Bool
 }
 
 // New returns a Server. ready reports whether storage is reachable.
@@ -44,9 +58,23 @@ func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func
 	if cfg.DefaultClientID == "" {
 		cfg.DefaultClientID = "app"
 	}
-	s := &Server{cfg: cfg, sessions: sessions, issuer: issuer, ready: ready, log: log, mux: http.NewServeMux()}
+	if cfg.FeedHeartbeat <= 0 {
+		cfg.FeedHeartbeat = defaultFeedHeartbeat
+	}
+	if cfg.MaxFeedSubscribers <= 0 {
+		cfg.MaxFeedSubscribers = defaultMaxFeedSubscribers
+	}
+	s := &Server{cfg: cfg, sessions: sessions, issuer: issuer, ready: ready, log: log, mux: http.NewServeMux(), done: make(chan struct{})}
 	s.routes()
 	return s
+}
+
+// Close ends the open revocation-feed streams (http.Server.Shutdown does
+// not wait for them otherwise).
+func (s *Server) Close() {
+	if s.closed.CompareAndSwap(false, true) {
+		close(s.done)
+	}
 }
 
 // ServeHTTP implements http.Handler.
@@ -58,6 +86,8 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /v1/login", h(s.login))
 	s.mux.Handle("POST /oauth/token", h(s.token))
 	s.mux.Handle("POST /oauth/revoke", h(s.revoke))
+	s.mux.Handle("POST /oauth/introspect", h(s.introspect))
+	s.mux.Handle("GET /v1/revocations", h(s.revocations))
 	s.mux.Handle("POST /v1/logout", h(s.authed(s.logout)))
 	s.mux.Handle("GET /v1/sessions", h(s.authed(s.listSessions)))
 	s.mux.Handle("DELETE /v1/sessions/{id}", h(s.authed(s.deleteSession)))

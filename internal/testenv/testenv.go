@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/internal/audit"
+	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/keywrap"
 	"github.com/latchauth/latch/internal/password"
@@ -75,6 +76,12 @@ type Options struct {
 	AuditRetention time.Duration
 	// Argon2 overrides FastArgon2 (benchmarks use password.OWASP).
 	Argon2 password.Params
+	// FeedInterval is the revocation feed's poll interval (default 250ms).
+	FeedInterval time.Duration
+	// FeedHeartbeat is the SSE heartbeat interval (default 15s).
+	FeedHeartbeat time.Duration
+	// MaxFeedSubscribers caps SSE streams (default 1024).
+	MaxFeedSubscribers int
 }
 
 // Env is a running stack.
@@ -87,8 +94,12 @@ type Env struct {
 	// Client is the built-in public client "app" (password and refresh).
 	Client  session.Client
 	Handler http.Handler
-	Config  session.Config
-	Dir     string
+	// API is Handler as the concrete server.
+	API *httpapi.Server
+	// Feed is the revocation-feed hub; it runs until the test ends.
+	Feed   *feed.Hub
+	Config session.Config
+	Dir    string
 }
 
 // FastArgon2 keeps tests quick; production uses password.OWASP.
@@ -164,7 +175,16 @@ func New(t testing.TB, o Options) *Env {
 	}
 	cfg := session.Config{Grace: o.Grace, LostWindow: o.LostWindow, Idle: o.Idle, MaxLifetime: o.MaxLifetime, LongestAccessTTL: o.AccessTTL,
 		AuditRetention: o.AuditRetention}
-	opts := []session.Option{session.WithClock(now)}
+	def(&o.FeedInterval, 250*time.Millisecond)
+	hub, err := feed.New(store, feed.Config{Interval: o.FeedInterval, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []session.Option{session.WithClock(now), session.OnCommit(func(c session.Committed) {
+		if len(c.Revoked) > 0 {
+			hub.Notify()
+		}
+	})}
 	if o.OnCommit != nil {
 		opts = append(opts, session.OnCommit(o.OnCommit))
 	}
@@ -178,8 +198,12 @@ func New(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	client, _ = st.Client(ctx, "app")
-	h := httpapi.New(httpapi.Config{Issuer: Issuer, DefaultClientID: "app"}, svc, iss, st.Ping, nil)
-	return &Env{Store: st, Issuer: iss, Sessions: svc, Codec: codec, Clock: clock, Client: client, Handler: h, Config: cfg, Dir: o.Dir}
+	h := httpapi.New(httpapi.Config{Issuer: Issuer, DefaultClientID: "app", Feed: hub, FeedHeartbeat: o.FeedHeartbeat, MaxFeedSubscribers: o.MaxFeedSubscribers}, svc, iss, st.Ping, nil)
+	fctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); hub.Run(fctx) }()
+	t.Cleanup(func() { h.Close(); stop(); <-done })
+	return &Env{Store: st, Issuer: iss, Sessions: svc, Codec: codec, Clock: clock, Client: client, Handler: h, API: h, Feed: hub, Config: cfg, Dir: o.Dir}
 }
 
 // Login signs up email with a fixed password and returns a fresh

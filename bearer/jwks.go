@@ -1,0 +1,146 @@
+package bearer
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// pinnedKey is a public key and the one algorithm it may verify.
+type pinnedKey struct {
+	key any
+	alg string
+}
+
+// keySet is one fetched JWKS.
+type keySet struct {
+	keys    map[string]pinnedKey
+	expires time.Time // refetch in the background after this
+}
+
+// keyCache holds the issuer's key set. Reads are lock-free; fetches are
+// serialised. The last good set is kept whenever a fetch fails, so an
+// unreachable issuer does not stop verification.
+type keyCache struct {
+	url string
+	v   *Verifier
+
+	set atomic.Pointer[keySet]
+
+	mu        sync.Mutex // serialises fetches
+	lastFetch time.Time  // last attempt, successful or not
+	bg        atomic.Bool
+	fetches   atomic.Int64
+}
+
+func newKeyCache(url string, v *Verifier) *keyCache { return &keyCache{url: url, v: v} }
+
+// key returns the key for kid. An expired set is refreshed in the
+// background (the current one still answers); an unknown kid causes one
+// synchronous refetch, at most once per MinRefreshInterval.
+func (c *keyCache) key(ctx context.Context, kid string) (pinnedKey, error) {
+	set := c.set.Load()
+	now := c.v.cfg.Now()
+	if now.After(set.expires) && c.bg.CompareAndSwap(false, true) {
+		go func() {
+			defer c.bg.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c.refresh(ctx, false)
+		}()
+	}
+	if k, ok := set.keys[kid]; ok {
+		return k, nil
+	}
+	if len(kid) > 256 {
+		return pinnedKey{}, invalid("kid too long")
+	}
+	c.refresh(ctx, true)
+	if k, ok := c.set.Load().keys[kid]; ok {
+		return k, nil
+	}
+	return pinnedKey{}, invalid("unknown kid")
+}
+
+// refresh refetches the key set unless another fetch happened within
+// MinRefreshInterval (always, for rate-limited unknown-kid refetches).
+func (c *keyCache) refresh(ctx context.Context, unknownKID bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.v.cfg.Now().Sub(c.lastFetch) < c.v.cfg.MinRefreshInterval {
+		return
+	}
+	if err := c.fetchLocked(ctx); err != nil {
+		c.v.log.Warn("bearer: JWKS refresh failed; keeping the last good key set", "url", c.url, "unknown_kid", unknownKID, "err", err)
+	}
+}
+
+// fetch loads the key set for the first time.
+func (c *keyCache) fetch(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fetchLocked(ctx)
+}
+
+func (c *keyCache) fetchLocked(ctx context.Context) error {
+	now := c.v.cfg.Now()
+	c.lastFetch = now
+	c.fetches.Add(1)
+	var raw jose.JSONWebKeySet
+	hdr, err := getJSON(ctx, c.v.cfg.HTTPClient, c.url, &raw)
+	if err != nil {
+		if old := c.set.Load(); old != nil {
+			// Try again after the minimum interval, not at every request.
+			c.set.Store(&keySet{keys: old.keys, expires: now.Add(c.v.cfg.MinRefreshInterval)})
+		}
+		return fmt.Errorf("bearer: fetch JWKS: %w", err)
+	}
+	keys := map[string]pinnedKey{}
+	for _, k := range raw.Keys {
+		// Only signature keys that name an allowed algorithm: the key is
+		// pinned to it (RFC 8725 section 3.1). Keys without alg are skipped.
+		if k.KeyID == "" || (k.Use != "" && k.Use != "sig") || !slices.Contains(c.v.algs, jose.SignatureAlgorithm(k.Algorithm)) {
+			continue
+		}
+		if !k.IsPublic() {
+			k = k.Public()
+		}
+		if !k.Valid() {
+			continue
+		}
+		keys[k.KeyID] = pinnedKey{key: k.Key, alg: k.Algorithm}
+	}
+	c.set.Store(&keySet{keys: keys, expires: now.Add(c.cacheAge(hdr.Get("Cache-Control")))})
+	return nil
+}
+
+// cacheAge is the Cache-Control max-age, bounded to
+// [MinRefreshInterval, MaxCacheAge]; no-store, no-cache or none gives the
+// minimum.
+func (c *keyCache) cacheAge(cc string) time.Duration {
+	age := time.Duration(0)
+	for d := range strings.SplitSeq(cc, ",") {
+		d = strings.TrimSpace(strings.ToLower(d))
+		if v, ok := strings.CutPrefix(d, "max-age="); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 && n < 1<<31 {
+				age = time.Duration(n) * time.Second
+			}
+		}
+		if d == "no-store" || d == "no-cache" {
+			age = 0
+			break
+		}
+	}
+	return min(max(age, c.v.cfg.MinRefreshInterval), c.v.cfg.MaxCacheAge)
+}
+
+// JWKSFetches returns how many times the key set has been fetched; tests and
+// metrics use it.
+func (v *Verifier) JWKSFetches() int64 { return v.keys.fetches.Load() }

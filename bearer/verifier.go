@@ -1,0 +1,449 @@
+package bearer
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// Errors returned by [Verifier.Verify]. Every rejection wraps ErrInvalidToken
+// (check it with errors.Is) and carries the detail for logs; never show the
+// detail to the caller (RFC 6750 section 3.1).
+var (
+	// ErrMissingToken reports a request without a bearer token.
+	ErrMissingToken = errors.New("bearer: no access token")
+	// ErrInvalidToken reports a token that must be rejected.
+	ErrInvalidToken = errors.New("bearer: invalid access token")
+	// ErrExpired reports a token past exp (it also matches ErrInvalidToken).
+	ErrExpired = errors.New("bearer: access token expired")
+	// ErrRevoked reports a token whose session is in the revocation feed (it
+	// also matches ErrInvalidToken).
+	ErrRevoked = errors.New("bearer: session revoked")
+	// ErrFeedStale reports that the revocation feed is staler than
+	// FeedConfig.MaxStaleness and the verifier fails closed. It does not
+	// match ErrInvalidToken: the token may be fine, the verifier cannot tell.
+	ErrFeedStale = errors.New("bearer: revocation feed too stale")
+)
+
+// Limits and defaults.
+const (
+	// DefaultMaxTokenSize caps the length of a token before any parsing.
+	DefaultMaxTokenSize = 8 << 10
+	// DefaultLeeway is the clock skew tolerated on exp, nbf and iat.
+	DefaultLeeway = 30 * time.Second
+	// MaxLeeway is the largest leeway Config accepts.
+	MaxLeeway = 5 * time.Minute
+)
+
+// asymmetric are the algorithms a Verifier may be configured with: no
+// "none", no HMAC (a public key must never serve as a MAC key, RFC 8725
+// section 2.1).
+var asymmetric = []jose.SignatureAlgorithm{
+	jose.EdDSA, jose.ES256, jose.ES384, jose.ES512,
+	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
+}
+
+// Config configures a [Verifier]. Issuer, Audience and Algorithms are
+// required: there is no default that accepts anything.
+type Config struct {
+	// Issuer is the exact "iss" of accepted tokens, e.g.
+	// "https://auth.example.com" (compared byte for byte, RFC 9068 section 4).
+	Issuer string
+	// Audience is this resource server's identifier; a token's "aud" must
+	// contain it.
+	Audience string
+	// Algorithms lists the accepted signature algorithms, e.g.
+	// []string{"EdDSA"}. Only asymmetric JWS algorithms are allowed. A key
+	// is used only with the one algorithm its JWKS entry names.
+	Algorithms []string
+	// JWKSURL is where the keys are; empty means discovery: the jwks_uri of
+	// the RFC 8414 metadata at Issuer + "/.well-known/oauth-authorization-server".
+	JWKSURL string
+	// Leeway is the clock skew tolerated on exp, nbf and iat; 0 means
+	// DefaultLeeway (30s); negative means none; at most MaxLeeway.
+	Leeway time.Duration
+	// MaxTokenSize caps the token length before parsing; default 8 KiB.
+	MaxTokenSize int
+	// HTTPClient fetches metadata, keys and the feed; default a client with
+	// a 10s timeout (the feed stream uses its transport without timeout).
+	HTTPClient *http.Client
+	// MinRefreshInterval is the least time between two JWKS fetches caused
+	// by an unknown kid, and the least cache lifetime; default 30s.
+	MinRefreshInterval time.Duration
+	// MaxCacheAge bounds the JWKS cache lifetime taken from Cache-Control;
+	// default 1h.
+	MaxCacheAge time.Duration
+	// CacheSize bounds the cache of tokens already verified (keyed by the
+	// SHA-256 of the token), which makes a repeat verification of the same
+	// token skip parsing and the signature; exp, nbf and the revocation
+	// feed are still checked on every hit. Default 10,000; negative turns
+	// it off.
+	CacheSize int
+	// Revocations turns the revocation feed on; nil leaves it off.
+	Revocations *FeedConfig
+	// Now is the time source; default time.Now.
+	Now func() time.Time
+	// Logger receives key-refresh and feed events; default discards.
+	Logger *slog.Logger
+}
+
+// Verifier verifies Latch access tokens (RFC 9068 JWTs) with the issuer's
+// published keys. It is safe for concurrent use. Call Close to stop its
+// background work.
+type Verifier struct {
+	cfg     Config
+	algs    []jose.SignatureAlgorithm
+	leeway  time.Duration
+	maxSize int
+	keys    *keyCache
+	feed    *feed
+	cache   *tokenCache
+	log     *slog.Logger
+}
+
+// New returns a Verifier. It fetches the issuer metadata (unless JWKSURL is
+// set) and the key set, and, with Revocations set, loads the revocation
+// feed's current entries; any failure is returned, so a misconfiguration is
+// found at start-up. ctx bounds these first requests only.
+func New(ctx context.Context, cfg Config) (*Verifier, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("bearer: Config.Issuer is required")
+	}
+	if cfg.Audience == "" {
+		return nil, errors.New("bearer: Config.Audience is required")
+	}
+	if len(cfg.Algorithms) == 0 {
+		return nil, errors.New("bearer: Config.Algorithms is required")
+	}
+	v := &Verifier{cfg: cfg, log: cfg.Logger}
+	for _, a := range cfg.Algorithms {
+		alg := jose.SignatureAlgorithm(a)
+		if !slices.Contains(asymmetric, alg) {
+			return nil, fmt.Errorf("bearer: algorithm %q is not allowed (only asymmetric JWS algorithms)", a)
+		}
+		v.algs = append(v.algs, alg)
+	}
+	switch {
+	case cfg.Leeway == 0:
+		v.leeway = DefaultLeeway
+	case cfg.Leeway < 0:
+		v.leeway = 0
+	case cfg.Leeway > MaxLeeway:
+		return nil, fmt.Errorf("bearer: leeway %s exceeds %s", cfg.Leeway, MaxLeeway)
+	default:
+		v.leeway = cfg.Leeway
+	}
+	v.maxSize = cfg.MaxTokenSize
+	if v.maxSize <= 0 {
+		v.maxSize = DefaultMaxTokenSize
+	}
+	if v.cfg.HTTPClient == nil {
+		v.cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if v.cfg.Now == nil {
+		v.cfg.Now = time.Now
+	}
+	if v.log == nil {
+		v.log = slog.New(slog.DiscardHandler)
+	}
+	if v.cfg.MinRefreshInterval <= 0 {
+		v.cfg.MinRefreshInterval = 30 * time.Second
+	}
+	if v.cfg.MaxCacheAge <= 0 {
+		v.cfg.MaxCacheAge = time.Hour
+	}
+	v.cfg.MaxCacheAge = max(v.cfg.MaxCacheAge, v.cfg.MinRefreshInterval)
+	switch {
+	case cfg.CacheSize == 0:
+		v.cache = newTokenCache(10_000)
+	case cfg.CacheSize > 0:
+		v.cache = newTokenCache(cfg.CacheSize)
+	}
+	jwksURL := cfg.JWKSURL
+	if jwksURL == "" {
+		var err error
+		if jwksURL, err = discover(ctx, v.cfg.HTTPClient, cfg.Issuer); err != nil {
+			return nil, err
+		}
+	}
+	v.keys = newKeyCache(jwksURL, v)
+	if err := v.keys.fetch(ctx); err != nil {
+		return nil, err
+	}
+	if len(v.keys.set.Load().keys) == 0 {
+		return nil, fmt.Errorf("bearer: the JWKS at %s has no signing key for %s (a key must name its alg)", jwksURL, strings.Join(cfg.Algorithms, ", "))
+	}
+	if cfg.Revocations != nil {
+		f, err := startFeed(ctx, v, *cfg.Revocations)
+		if err != nil {
+			return nil, err
+		}
+		v.feed = f
+	}
+	return v, nil
+}
+
+// Close stops the revocation-feed subscription, if any. Verify keeps
+// working afterwards, with the feed as of Close.
+func (v *Verifier) Close() error {
+	if v.feed != nil {
+		v.feed.close()
+	}
+	return nil
+}
+
+// discover reads jwks_uri from the RFC 8414 metadata of issuer, and checks
+// that the metadata names the same issuer (section 3.3).
+func discover(ctx context.Context, c *http.Client, issuer string) (string, error) {
+	u := strings.TrimSuffix(issuer, "/") + "/.well-known/oauth-authorization-server"
+	var m struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if _, err := getJSON(ctx, c, u, &m); err != nil {
+		return "", fmt.Errorf("bearer: discovery: %w", err)
+	}
+	if m.Issuer != issuer {
+		return "", fmt.Errorf("bearer: discovery: metadata issuer %q is not %q", m.Issuer, issuer)
+	}
+	if p, err := url.Parse(m.JWKSURI); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+		return "", fmt.Errorf("bearer: discovery: bad jwks_uri %q", m.JWKSURI)
+	}
+	return m.JWKSURI, nil
+}
+
+// getJSON fetches u into v (at most 1 MiB) and returns the response headers.
+func getJSON(ctx context.Context, c *http.Client, u string, v any) (http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20))
+	if err := dec.Decode(v); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return resp.Header, nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidToken, fmt.Sprintf(format, args...))
+}
+
+// Verify checks an access token and returns its claims. In order: a size
+// cap and a compact-JWS shape (three canonical base64url parts; JWE and
+// JSON serialization refused), the header (only alg, kid and typ; typ
+// at+jwt, RFC 9068 section 2.1), the key named by kid with the one
+// algorithm it is pinned to, the signature, then iss (exact), aud
+// (contains ours), exp (required), nbf and iat with the leeway, sub, and
+// the revocation feed when it is on. It does no I/O except a rate-limited
+// key-set fetch for an unknown kid. A token verified before is found in a
+// cache and only its time claims and the feed are checked again. The
+// returned Claims must not be modified.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	if len(token) > v.maxSize {
+		return nil, invalid("token longer than %d bytes", v.maxSize)
+	}
+	var sum [sha256.Size]byte
+	if v.cache != nil {
+		sum = sha256.Sum256([]byte(token))
+		if c := v.cache.get(sum); c != nil {
+			return v.checkAgain(c)
+		}
+	}
+	c, err := v.verify(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.put(sum, c)
+	}
+	return c, nil
+}
+
+// checkAgain re-checks a cached token: what can change with time.
+func (v *Verifier) checkAgain(c *Claims) (*Claims, error) {
+	if err := v.checkClaims(c); err != nil {
+		return nil, err
+	}
+	if v.feed != nil {
+		if err := v.feed.check(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
+	if strings.Count(token, ".") != 2 {
+		return nil, invalid("not a compact JWS (JWE or malformed)")
+	}
+	h, rest, _ := strings.Cut(token, ".")
+	if len(h) > 1024 {
+		return nil, invalid("header too long")
+	}
+	p, s, _ := strings.Cut(rest, ".")
+	if !canonical(h) || !canonical(p) || !canonical(s) || len(s) == 0 {
+		return nil, invalid("non-canonical base64url")
+	}
+	parsed, err := jwt.ParseSigned(token, v.algs)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	if len(parsed.Headers) != 1 {
+		return nil, invalid("want exactly one signature")
+	}
+	// Only alg, kid and typ are accepted: anything else (crit, jku, x5u,
+	// jwk, x5c, zip, cty, b64, nonce, ...) rejects the token, so no key is
+	// ever taken from the token itself (RFC 8725 section 3.10) and no
+	// extension is half-understood (RFC 7515 section 4.1.11). go-jose's
+	// parser is case-sensitive and refuses duplicate names, so "ALG" is an
+	// unknown parameter and {"alg":..,"alg":..} fails to parse.
+	hdr := parsed.Headers[0]
+	typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string)
+	switch {
+	case hdr.JSONWebKey != nil:
+		return nil, invalid("embedded jwk")
+	case len(hdr.ExtraHeaders) != 1 || !isAccessTokenType(typ):
+		return nil, invalid("header: typ must be at+jwt and the only parameter besides alg and kid")
+	case hdr.Nonce != "":
+		return nil, invalid("header: nonce")
+	}
+	if _, err := hdr.Certificates(x509.VerifyOptions{}); err == nil || !strings.Contains(err.Error(), "no x5c") {
+		return nil, invalid("header: x5c")
+	}
+	if hdr.KeyID == "" {
+		return nil, invalid("no kid")
+	}
+	k, err := v.keys.key(ctx, hdr.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	if hdr.Algorithm != k.alg {
+		return nil, invalid("alg %s for a key pinned to %s", hdr.Algorithm, k.alg)
+	}
+	c := new(Claims)
+	if err := parsed.Claims(k.key, c); err != nil {
+		return nil, invalid("signature: %v", err)
+	}
+	if err := v.checkClaims(c); err != nil {
+		return nil, err
+	}
+	if v.feed != nil {
+		if err := v.feed.check(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (v *Verifier) checkClaims(c *Claims) error {
+	now := v.cfg.Now()
+	switch {
+	case c.Issuer != v.cfg.Issuer:
+		return invalid("iss %q", c.Issuer)
+	case !slices.Contains([]string(c.Audience), v.cfg.Audience):
+		return invalid("aud does not contain %q", v.cfg.Audience)
+	case c.Expiry == nil:
+		return invalid("no exp")
+	case !now.Before(c.Expiry.Time().Add(v.leeway)):
+		return fmt.Errorf("%w: %w", ErrInvalidToken, ErrExpired)
+	case c.NotBefore != nil && now.Add(v.leeway).Before(c.NotBefore.Time()):
+		return invalid("nbf in the future")
+	case c.IssuedAt != nil && now.Add(v.leeway).Before(c.IssuedAt.Time()):
+		return invalid("iat in the future")
+	case c.Subject == "":
+		return invalid("no sub")
+	}
+	return nil
+}
+
+// canonical reports whether s is unpadded base64url whose unused trailing
+// bits are zero, so that one value has one encoding (RFC 7515 section 2).
+func canonical(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	if len(s) == 0 {
+		return true
+	}
+	last := strings.IndexByte(b64, s[len(s)-1])
+	switch len(s) % 4 {
+	case 1:
+		return false
+	case 2:
+		return last&0x0f == 0
+	case 3:
+		return last&0x03 == 0
+	}
+	return true
+}
+
+const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// isAccessTokenType compares media types case-insensitively (RFC 9068
+// section 4 accepts at+jwt and application/at+jwt).
+func isAccessTokenType(typ string) bool {
+	return strings.EqualFold(typ, "at+jwt") || strings.EqualFold(typ, "application/at+jwt")
+}
+
+// HasScope reports whether the space-separated scope claim holds s.
+func (c *Claims) HasScope(s string) bool {
+	for f := range strings.FieldsSeq(c.Scope) {
+		if f == s {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenCache maps the SHA-256 of verified tokens to their claims. When full
+// it is emptied: simple, bounded, and a miss only costs a full verification.
+type tokenCache struct {
+	mu   sync.RWMutex
+	max  int
+	byID map[[sha256.Size]byte]*Claims
+}
+
+func newTokenCache(n int) *tokenCache {
+	return &tokenCache{max: n, byID: make(map[[sha256.Size]byte]*Claims)}
+}
+
+func (t *tokenCache) get(k [sha256.Size]byte) *Claims {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.byID[k]
+}
+
+func (t *tokenCache) put(k [sha256.Size]byte, c *Claims) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.byID) >= t.max {
+		clear(t.byID)
+	}
+	t.byID[k] = c
+}

@@ -1,0 +1,206 @@
+// Package feed serves the revocation feed from one poller per node: a Hub
+// reads new entries from storage every short interval (or at once when this
+// node revoked something), keeps the live ones in memory, and wakes every
+// subscriber. Storage is the source of truth, so every node that polls the
+// same database serves the same feed, with the same cursors.
+package feed
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/latchauth/latch/internal/session"
+)
+
+// Source is the storage the hub reads; session.Store implements it.
+type Source interface {
+	// Revocations returns up to limit entries with Seq greater than after,
+	// oldest first.
+	Revocations(ctx context.Context, after int64, limit int) ([]session.FeedEntry, error)
+}
+
+// Config configures a Hub.
+type Config struct {
+	// Interval is how often storage is polled; other nodes' revocations
+	// reach this node's subscribers within it.
+	Interval time.Duration
+	// Now is the time source (tests use a fake clock); default time.Now.
+	Now func() time.Time
+	// Log receives poll failures; default discards.
+	Log *slog.Logger
+	// GapWait is how long a gap in Seq holds back the entries after it
+	// (default 2s). Storage hands Seq out in order, but with concurrent
+	// transactions (PostgreSQL) a lower Seq may become visible after a
+	// higher one, and a rolled-back one never does. Waiting keeps the
+	// cursor exact: a reader that moved past a Seq never misses it.
+	GapWait time.Duration
+}
+
+// pageSize is how many entries one storage read returns.
+const pageSize = 1000
+
+// Hub holds the live revocation entries of the feed. It is safe for
+// concurrent use; Run must be running for it to advance.
+type Hub struct {
+	src Source
+	cfg Config
+
+	wake  chan struct{}
+	ready chan struct{}
+	once  sync.Once
+
+	mu      sync.RWMutex
+	entries []session.FeedEntry // live entries, ordered by Seq
+	last    int64               // highest Seq read
+	changed chan struct{}       // closed and replaced when entries change
+	err     error               // the last poll's failure, if any
+	started bool                // the first entry has been read
+	gapSeen time.Time           // when the gap after last was first seen
+}
+
+// New returns a Hub reading src.
+func New(src Source, cfg Config) (*Hub, error) {
+	if src == nil {
+		return nil, errors.New("feed: New needs a source")
+	}
+	if cfg.Interval <= 0 {
+		return nil, errors.New("feed: poll interval must be positive")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.GapWait <= 0 {
+		cfg.GapWait = 2 * time.Second
+	}
+	return &Hub{src: src, cfg: cfg, wake: make(chan struct{}, 1), ready: make(chan struct{}), changed: make(chan struct{})}, nil
+}
+
+// Notify asks the hub to poll now; it never blocks. The session service
+// calls it after every revocation it commits.
+func (h *Hub) Notify() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run polls storage until ctx is done.
+func (h *Hub) Run(ctx context.Context) {
+	t := time.NewTicker(h.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := h.Poll(ctx); err != nil && ctx.Err() == nil {
+			h.cfg.Log.Warn("revocation feed poll", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-h.wake:
+		}
+	}
+}
+
+// Poll reads every entry added since the last poll, drops entries past
+// their until, and wakes subscribers if anything changed.
+func (h *Hub) Poll(ctx context.Context) error {
+	h.mu.RLock()
+	after := h.last
+	h.mu.RUnlock()
+	var fresh []session.FeedEntry
+	var err error
+	for {
+		var page []session.FeedEntry
+		page, err = h.src.Revocations(ctx, after, pageSize)
+		if err != nil {
+			break
+		}
+		fresh = append(fresh, page...)
+		if len(page) < pageSize {
+			break
+		}
+		after = page[len(page)-1].Seq
+	}
+	now := h.cfg.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.err = err
+	changed := false
+	// Drop expired entries from the front and anywhere else.
+	live := h.entries[:0]
+	for _, e := range h.entries {
+		if e.Until.After(now) {
+			live = append(live, e)
+		}
+	}
+	if len(live) != len(h.entries) {
+		clear(h.entries[len(live):])
+	}
+	h.entries = live
+	moved := false
+	for _, e := range fresh {
+		if e.Seq <= h.last {
+			continue
+		}
+		if h.started && e.Seq != h.last+1 {
+			// A gap: an entry may still be committing. Hold the rest back
+			// for GapWait, then give up on the missing ones.
+			if h.gapSeen.IsZero() {
+				h.gapSeen = now
+			}
+			if now.Sub(h.gapSeen) < h.cfg.GapWait {
+				break
+			}
+		}
+		h.started, h.gapSeen = true, time.Time{}
+		h.last = e.Seq
+		moved = true
+		if e.Until.After(now) {
+			h.entries = append(h.entries, e)
+			changed = true
+		}
+	}
+	if moved {
+		changed = true // the cursor moved
+	}
+	if changed {
+		close(h.changed)
+		h.changed = make(chan struct{})
+	}
+	if err == nil {
+		h.once.Do(func() { close(h.ready) })
+	}
+	return err
+}
+
+// Ready is closed once the hub has read storage successfully once.
+func (h *Hub) Ready() <-chan struct{} { return h.ready }
+
+// Since returns the live entries with Seq greater than after, the cursor to
+// resume from, and a channel closed at the next change.
+func (h *Hub) Since(after int64) (entries []session.FeedEntry, cursor int64, changed <-chan struct{}) {
+	now := h.cfg.Now()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	i := sort.Search(len(h.entries), func(i int) bool { return h.entries[i].Seq > after })
+	for _, e := range h.entries[i:] {
+		if e.Until.After(now) {
+			entries = append(entries, e)
+		}
+	}
+	return entries, max(after, h.last), h.changed
+}
+
+// Err returns the last poll's failure, or nil.
+func (h *Hub) Err() error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.err
+}

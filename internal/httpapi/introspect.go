@@ -1,0 +1,61 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/token"
+)
+
+// POST /oauth/introspect (RFC 7662), for confidential clients. An access
+// token Latch issued, whose session is still active and whose aud names the
+// calling client's audience, is active; anything else (invalid, expired,
+// revoked, another resource server's token, refresh tokens) answers
+// {"active": false}, as section 2.2 allows.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
+	form, err := decodeForm(w, r)
+	if err != nil {
+		return err
+	}
+	c, err := s.confidentialClient(r.Context(), w, r, form)
+	if err != nil {
+		return err
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		return badRequest("token is required")
+	}
+	inactive := func() error { return writeJSON(w, http.StatusOK, map[string]bool{"active": false}) }
+	claims, err := s.issuer.Verify(tok)
+	if err != nil {
+		return inactive()
+	}
+	if c.Audience != "" && !slices.Contains([]string(claims.Audience), c.Audience) {
+		return inactive()
+	}
+	if _, err := s.sessions.ActiveSession(r.Context(), claims.Subject, claims.SessionID); err != nil {
+		if errors.Is(err, session.ErrNotFound) || errors.Is(err, session.ErrRevoked) || errors.Is(err, session.ErrExpired) || errors.Is(err, token.ErrInvalid) {
+			return inactive()
+		}
+		return err // storage trouble: 503, not a verdict on the token
+	}
+	resp := map[string]any{
+		"active": true, "sub": claims.Subject, "client_id": claims.ClientID, "sid": claims.SessionID,
+		"aud": claims.Audience, "iss": claims.Issuer, "token_type": "Bearer", "jti": claims.ID,
+	}
+	if claims.Scope != "" {
+		resp["scope"] = claims.Scope
+	}
+	if claims.Expiry != nil {
+		resp["exp"] = claims.Expiry.Time().Unix()
+	}
+	if claims.IssuedAt != nil {
+		resp["iat"] = claims.IssuedAt.Time().Unix()
+	}
+	if claims.NotBefore != nil {
+		resp["nbf"] = claims.NotBefore.Time().Unix()
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}

@@ -1,0 +1,163 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/latchauth/latch/internal/session"
+)
+
+// Revocation-feed defaults (Config leaves them zero).
+const (
+	defaultFeedHeartbeat      = 15 * time.Second
+	defaultMaxFeedSubscribers = 1024
+)
+
+// feedEntryJSON is one entry on the wire: times are Unix seconds.
+type feedEntryJSON struct {
+	SID       string `json:"sid"`
+	RevokedAt int64  `json:"revoked_at"`
+	Until     int64  `json:"until"`
+}
+
+func toFeedJSON(e session.FeedEntry) feedEntryJSON {
+	return feedEntryJSON{SID: e.SessionID, RevokedAt: e.RevokedAt.Unix(), Until: e.Until.Unix()}
+}
+
+// confidentialClient authenticates a confidential client with HTTP Basic
+// (RFC 6749 section 2.3.1). Public clients and bad secrets are
+// invalid_client.
+func (s *Server) confidentialClient(ctx context.Context, w http.ResponseWriter, r *http.Request, form url.Values) (session.Client, error) {
+	c, err := s.authenticateClient(ctx, w, r, form)
+	if err != nil {
+		return c, err
+	}
+	if !c.Confidential() {
+		_, _, basic := r.BasicAuth()
+		return c, s.invalidClient(w, basic)
+	}
+	return c, nil
+}
+
+// GET /v1/revocations: the revocation feed, for confidential clients. With
+// Accept: text/event-stream (or ?stream=1) it is a Server-Sent Events
+// stream resuming after Last-Event-ID (or ?since=); otherwise a JSON page
+// of every live entry after ?since= and the cursor to poll with next.
+func (s *Server) revocations(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.confidentialClient(r.Context(), w, r, url.Values{}); err != nil {
+		return err
+	}
+	if s.cfg.Feed == nil {
+		return apiError(http.StatusNotFound, CodeNotFound, "the revocation feed is not enabled")
+	}
+	stream := r.URL.Query().Get("stream") == "1" || strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	cursor := r.URL.Query().Get("since")
+	if id := r.Header.Get("Last-Event-ID"); stream && id != "" {
+		cursor = id
+	}
+	var after int64
+	if cursor != "" {
+		var err error
+		if after, err = strconv.ParseInt(cursor, 10, 64); err != nil || after < 0 {
+			return badRequest("since (or Last-Event-ID) must be a cursor from this feed")
+		}
+	}
+	// Before the first storage read the hub knows nothing; wait briefly.
+	select {
+	case <-s.cfg.Feed.Ready():
+	case <-r.Context().Done():
+		return r.Context().Err()
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("httpapi: revocation feed not ready: %w", session.ErrUnavailable)
+	}
+	if !stream {
+		entries, next, _ := s.cfg.Feed.Since(after)
+		out := make([]feedEntryJSON, 0, len(entries))
+		for _, e := range entries {
+			out = append(out, toFeedJSON(e))
+		}
+		return writeJSON(w, http.StatusOK, map[string]any{"entries": out, "cursor": strconv.FormatInt(next, 10)})
+	}
+	return s.streamRevocations(w, r, after)
+}
+
+func (s *Server) streamRevocations(w http.ResponseWriter, r *http.Request, after int64) error {
+	if n := s.feedSubs.Add(1); n > int64(s.cfg.MaxFeedSubscribers) {
+		s.feedSubs.Add(-1)
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Message: "too many feed subscribers", Err: errors.New("httpapi: feed subscriber cap reached")}
+	}
+	defer s.feedSubs.Add(-1)
+	rc := http.NewResponseController(w)
+	heartbeat := s.cfg.FeedHeartbeat
+	// The server's WriteTimeout would end the stream; each write gets its own
+	// deadline instead.
+	extend := func() error { return rc.SetWriteDeadline(time.Now().Add(heartbeat + 10*time.Second)) }
+	if err := extend(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	// The read deadline would cut the connection too.
+	_ = rc.SetReadDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	// retry: the reconnect delay browsers' EventSource uses.
+	if _, err := fmt.Fprint(w, "retry: 1000\n\n"); err != nil {
+		return nil
+	}
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	first := true
+	for {
+		entries, next, changed := s.cfg.Feed.Since(after)
+		var b strings.Builder
+		for _, e := range entries {
+			j := toFeedJSON(e)
+			fmt.Fprintf(&b, "id: %d\nevent: revoke\ndata: {\"sid\":%q,\"revoked_at\":%d,\"until\":%d}\n\n", e.Seq, j.SID, j.RevokedAt, j.Until)
+		}
+		if next > after && len(entries) == 0 {
+			// The cursor moved past entries already expired: say so, so the
+			// subscriber resumes from here.
+			fmt.Fprintf(&b, "id: %d\nevent: cursor\ndata: {}\n\n", next)
+		}
+		after = next
+		if first {
+			// The backlog is written: the subscriber is now up to date.
+			b.WriteString(": ok\n\n")
+			first = false
+		}
+		if b.Len() > 0 {
+			if err := write(w, rc, extend, b.String()); err != nil {
+				return nil
+			}
+		}
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-s.done:
+			return nil
+		case <-changed:
+		case <-tick.C:
+			if err := write(w, rc, extend, ": heartbeat\n\n"); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+func write(w http.ResponseWriter, rc *http.ResponseController, extend func() error, s string) error {
+	if err := extend(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	if _, err := w.Write([]byte(s)); err != nil {
+		return err
+	}
+	return rc.Flush()
+}

@@ -1,0 +1,102 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/testenv"
+)
+
+// TestRevocationStream reads the SSE form of the feed: the backlog, the
+// "ok" marker, a live entry, resumption with Last-Event-ID, and the cap on
+// concurrent streams.
+func TestRevocationStream(t *testing.T) {
+	t.Parallel()
+	env, srv := newServer(t, testenv.Options{RealClock: true, MaxFeedSubscribers: 1, FeedHeartbeat: 50 * time.Millisecond})
+	ctx := context.Background()
+	if err := env.Sessions.EnsureClient(ctx, session.Client{ID: "rs", Name: "rs", Audience: "app", AccessTTL: time.Minute,
+		SecretHash: session.HashClientSecret("secret")}); err != nil {
+		t.Fatal(err)
+	}
+	open := func(lastID string) *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/revocations", nil)
+		req.SetBasicAuth("rs", "secret")
+		req.Header.Set("Accept", "text/event-stream")
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	first := env.Login(t, "a@example.com")
+	if _, err := env.Sessions.Logout(ctx, "", first.SessionID, session.ScopeOne, session.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	resp := open("")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	expect := func(want string) string {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("stream ended before %q", want)
+				}
+				if strings.Contains(l, want) {
+					return l
+				}
+			case <-deadline:
+				t.Fatalf("no %q on the stream", want)
+			}
+		}
+	}
+	expect(first.SessionID)
+	expect(": ok")
+	expect(": heartbeat")
+	// A second stream is over the cap.
+	if r2 := open(""); r2.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second stream with a cap of 1: %d", r2.StatusCode)
+	} else {
+		r2.Body.Close()
+	}
+	second := env.Login(t, "b@example.com")
+	if err := env.Sessions.RevokeSession(ctx, "", second.SessionID, session.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	id := expect("id: ")
+	expect(second.SessionID)
+	resp.Body.Close()
+	// Resuming after the first entry yields only the second.
+	time.Sleep(50 * time.Millisecond) // the closed stream releases its slot
+	r3 := open(strings.TrimPrefix(id, "id: "))
+	defer r3.Body.Close()
+	sc := bufio.NewScanner(r3.Body)
+	var got []string
+	for sc.Scan() && sc.Text() != ": ok" {
+		got = append(got, sc.Text())
+	}
+	all := strings.Join(got, "\n")
+	if strings.Contains(all, first.SessionID) || strings.Contains(all, second.SessionID) {
+		t.Fatalf("resume from %s repeated entries:\n%s", id, all)
+	}
+}
