@@ -89,7 +89,7 @@ func TestDefaultPolicy(t *testing.T) {
 			min:     4, max: 5 + 11 + 4,
 		},
 		{
-			name: "unknown account like any other",
+			name:  "unknown account like any other",
 			every: time.Second, span: 3 * time.Hour, window: time.Hour,
 			account: func(int) string { return "no-such-user@example.com" },
 			ip:      ip4,
