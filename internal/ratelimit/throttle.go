@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,19 +38,25 @@ var allow = Decision{Allowed: true}
 // Throttle applies a [Policy] to logins, signups and refreshes. It is safe
 // for concurrent use.
 type Throttle struct {
-	backend Backend
-	local   Backend
-	p       Policy
-	onErr   func(error)
-	timeout time.Duration
+	backend  Backend
+	local    Backend
+	p        Policy
+	onErr    func(error)
+	timeout  time.Duration
+	cooldown time.Duration
+	// downUntil is when, in Unix nanoseconds, to try the backend again
+	// after it failed; 0 while it works.
+	downUntil atomic.Int64
 }
 
 // Option configures a [Throttle].
 type Option func(*Throttle) error
 
-// WithOnBackendError sets a function called with every backend error after
-// which the Throttle fell back to its local [Memory] (to log it or count
-// it). It must be safe for concurrent use. By default errors are dropped.
+// WithOnBackendError sets a function called with each backend error that
+// made the Throttle fall back to its local [Memory] (to log it or count
+// it): once per failed call, not for the calls skipped during the
+// cool-down that follows (see [WithBackendCooldown]). It must be safe for
+// concurrent use. By default errors are dropped.
 func WithOnBackendError(f func(error)) Option {
 	return func(t *Throttle) error {
 		if f == nil {
@@ -86,6 +93,20 @@ func WithBackendTimeout(d time.Duration) Option {
 	}
 }
 
+// WithBackendCooldown sets how long, after a backend call failed, the
+// Throttle uses only its local backend before it tries the main one again,
+// so that an outage costs one timeout per cool-down rather than one per
+// request. Default: 5s; zero tries the backend on every call.
+func WithBackendCooldown(d time.Duration) Option {
+	return func(t *Throttle) error {
+		if d < 0 {
+			return fmt.Errorf("ratelimit: negative backend cooldown %v", d)
+		}
+		t.cooldown = d
+		return nil
+	}
+}
+
 // New returns a Throttle that keeps its state in backend and enforces p,
 // which must pass [Policy.Validate].
 func New(backend Backend, p Policy, opts ...Option) (*Throttle, error) {
@@ -95,7 +116,7 @@ func New(backend Backend, p Policy, opts ...Option) (*Throttle, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Throttle{backend: backend, p: p, onErr: func(error) {}, timeout: 250 * time.Millisecond}
+	t := &Throttle{backend: backend, p: p, onErr: func(error) {}, timeout: 250 * time.Millisecond, cooldown: 5 * time.Second}
 	for _, o := range opts {
 		if err := o(t); err != nil {
 			return nil, err
@@ -203,12 +224,19 @@ func (t *Throttle) do(ctx context.Context, f func(context.Context, Backend) erro
 }
 
 // call2 runs f on the backend and, if that fails while ctx is still live,
-// reports the error and runs f on the local fallback instead.
+// reports the error, runs f on the local fallback instead, and keeps to the
+// fallback for the cool-down.
 func call2[A, B any](t *Throttle, ctx context.Context, f func(context.Context, Backend) (A, B, error)) (A, B, error) {
 	if err := ctx.Err(); err != nil {
 		var a A
 		var b B
 		return a, b, err
+	}
+	if until := t.downUntil.Load(); until != 0 {
+		if time.Now().UnixNano() < until {
+			return f(ctx, t.local)
+		}
+		t.downUntil.CompareAndSwap(until, 0)
 	}
 	bctx, cancel := ctx, context.CancelFunc(func() {})
 	if t.timeout > 0 {
@@ -221,6 +249,9 @@ func call2[A, B any](t *Throttle, ctx context.Context, f func(context.Context, B
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return a, b, cerr
+	}
+	if t.cooldown > 0 {
+		t.downUntil.Store(time.Now().Add(t.cooldown).UnixNano())
 	}
 	t.onErr(fmt.Errorf("ratelimit: backend failed, using local limits: %w", err))
 	return f(ctx, t.local)
