@@ -47,7 +47,9 @@ func testRedis(t testing.TB) (*redis.Client, string) {
 
 func newRedisThrottle(t testing.TB, p Policy) (*Throttle, *redis.Client, string) {
 	c, prefix := testRedis(t)
-	th, err := New(NewRedis(c, prefix), p, WithOnBackendError(func(err error) {
+	// A generous timeout: under load a slow answer must not look like an
+	// outage, which these tests report as an error.
+	th, err := New(NewRedis(c, prefix), p, WithBackendTimeout(5*time.Second), WithOnBackendError(func(err error) {
 		t.Errorf("redis backend failed: %v", err)
 	}))
 	if err != nil {
@@ -159,5 +161,30 @@ func TestRedisDown(t *testing.T) {
 	cancel()
 	if _, err := th.Login(cctx, "a@example.com", "192.0.2.9"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Login with a cancelled context: %v, want context.Canceled", err)
+	}
+}
+
+// TestRedisNodesShareLimits runs two throttles, as two Latch nodes would,
+// on one Redis: the account's bucket is shared.
+func TestRedisNodesShareLimits(t *testing.T) {
+	p := roomy()
+	p.LoginPerAccount = Bucket{Every: time.Hour, Burst: 5}
+	a, c, prefix := newRedisThrottle(t, p)
+	b, err := New(NewRedis(c, prefix), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := 0
+	for i := range 10 {
+		node := a
+		if i%2 == 1 {
+			node = b
+		}
+		if attempt(t, node, "victim@example.com", ip4(i)).Allowed {
+			allowed++
+		}
+	}
+	if allowed != 5 {
+		t.Errorf("allowed across two nodes = %d, want 5", allowed)
 	}
 }

@@ -239,7 +239,7 @@ func call2[A, B any](t *Throttle, ctx context.Context, f func(context.Context, B
 		t.downUntil.CompareAndSwap(until, 0)
 	}
 	bctx, cancel := ctx, context.CancelFunc(func() {})
-	if t.timeout > 0 {
+	if _, local := t.backend.(*Memory); t.timeout > 0 && !local {
 		bctx, cancel = context.WithTimeout(ctx, t.timeout)
 	}
 	a, b, err := f(bctx, t.backend)
