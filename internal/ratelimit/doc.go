@@ -73,6 +73,9 @@
 // If the backend fails, the [Throttle] does not fail the request: it makes
 // that call on a per-process [Memory] instead (fail open to local limits)
 // and reports the error to the function given with [WithOnBackendError].
+// For a cool-down after a failure ([WithBackendCooldown], default 5s) it
+// uses the local limits only, so an outage costs one backend timeout
+// ([WithBackendTimeout], default 250ms) per cool-down, not per request.
 // Limits then hold per node rather than across nodes until the backend is
 // back.
 package ratelimit
