@@ -554,3 +554,71 @@ func TestMalleatedRevokedToken(t *testing.T) {
 		}
 	}
 }
+
+// OPS-13: a JWKS that comes back empty, or with nothing usable, is a broken
+// update and leaves the last good key set in place.
+func TestBrokenJWKSKeepsLastGoodKeys(t *testing.T) {
+	f := newFakeIssuer(t)
+	var clock atomic.Int64 // read by the background refresh too
+	clock.Store(now.UnixNano())
+	v, err := bearer.New(context.Background(), bearer.Config{Issuer: f.srv.URL, Audience: "notes-api",
+		Algorithms: []string{"EdDSA", "ES256", "RS256"}, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	good := f.token(goodHeader, with(f.claims(), "exp", now.Add(24*time.Hour).Unix()))
+	// Both the first verification and the cached repeats must keep working.
+	for _, broken := range []string{`{"keys":[]}`, `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"ed","alg":"HS256"}]}`} {
+		b := []byte(broken)
+		f.jwks.Store(&b)
+		clock.Add(int64(2 * time.Hour)) // past any cache lifetime
+		fetches := f.fetches.Load()
+		// The expired set refreshes in the background; verification goes on.
+		for i := 0; f.fetches.Load() == fetches; i++ {
+			if _, err := v.Verify(context.Background(), good); err != nil {
+				t.Fatalf("JWKS %s: a good token was refused: %v", broken, err)
+			}
+			if i > 1000 {
+				t.Fatalf("JWKS %s was never fetched", broken)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // let the fetch store its result
+		if _, err := v.Verify(context.Background(), good); err != nil {
+			t.Fatalf("after fetching JWKS %s: %v; want the last good keys kept", broken, err)
+		}
+	}
+}
+
+// OPS-11: a key withdrawn from the JWKS (compromise) stops verifying at the
+// next key-set refresh, also for tokens already verified and cached.
+func TestWithdrawnKeyEndsCachedTokens(t *testing.T) {
+	f := newFakeIssuer(t)
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	v, err := bearer.New(context.Background(), bearer.Config{Issuer: f.srv.URL, Audience: "notes-api",
+		Algorithms: []string{"EdDSA", "ES256"}, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	tok := f.token(goodHeader, with(f.claims(), "exp", now.Add(24*time.Hour).Unix()))
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	// The Ed25519 key is withdrawn; the ECDSA key stays.
+	f.setKeys(jose.JSONWebKey{Key: f.ec.Public(), KeyID: "ec", Algorithm: "ES256", Use: "sig"})
+	clock.Add(int64(10 * time.Minute)) // past the 300 s max-age
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := v.Verify(context.Background(), tok)
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a token signed by a withdrawn key still verifies")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

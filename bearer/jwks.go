@@ -2,6 +2,7 @@ package bearer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -46,16 +47,7 @@ func newKeyCache(url string, v *Verifier) *keyCache { return &keyCache{url: url,
 // background (the current one still answers); an unknown kid causes one
 // synchronous refetch, at most once per MinRefreshInterval.
 func (c *keyCache) key(ctx context.Context, kid string) (pinnedKey, error) {
-	set := c.set.Load()
-	now := c.v.cfg.Now()
-	if now.After(set.expires) && c.bg.CompareAndSwap(false, true) {
-		go func() {
-			defer c.bg.Store(false)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			c.refresh(ctx, false)
-		}()
-	}
+	set := c.current()
 	if k, ok := set.keys[kid]; ok {
 		return k, nil
 	}
@@ -67,6 +59,27 @@ func (c *keyCache) key(ctx context.Context, kid string) (pinnedKey, error) {
 		return k, nil
 	}
 	return pinnedKey{}, invalid("unknown kid")
+}
+
+// current returns the key set, starting a background refresh when it has
+// expired.
+func (c *keyCache) current() *keySet {
+	set := c.set.Load()
+	if c.v.cfg.Now().After(set.expires) && c.bg.CompareAndSwap(false, true) {
+		go func() {
+			defer c.bg.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c.refresh(ctx, false)
+		}()
+	}
+	return set
+}
+
+// published reports whether kid is in the current key set (no I/O).
+func (c *keyCache) published(kid string) bool {
+	_, ok := c.current().keys[kid]
+	return ok
 }
 
 // refresh refetches the key set unless another fetch happened within
@@ -116,6 +129,13 @@ func (c *keyCache) fetchLocked(ctx context.Context) error {
 			continue
 		}
 		keys[k.KeyID] = pinnedKey{key: k.Key, alg: k.Algorithm}
+	}
+	if old := c.set.Load(); old != nil && len(keys) == 0 {
+		// An empty or wholly unusable set is a broken JWKS, not a
+		// revocation of every key: keep the last good set
+		// (SECURITY-CHECKLIST OPS-13).
+		c.set.Store(&keySet{keys: old.keys, expires: now.Add(c.v.cfg.MinRefreshInterval)})
+		return errors.New("bearer: fetched JWKS has no usable key")
 	}
 	c.set.Store(&keySet{keys: keys, expires: now.Add(c.cacheAge(hdr.Get("Cache-Control")))})
 	return nil

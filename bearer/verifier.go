@@ -268,16 +268,19 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	var sum [sha256.Size]byte
 	if v.cache != nil {
 		sum = sha256.Sum256([]byte(token))
-		if c := v.cache.get(sum); c != nil {
-			return v.checkAgain(c)
+		// A hit counts only while its key is still published: a key
+		// withdrawn from the JWKS (compromise, SECURITY-CHECKLIST OPS-11)
+		// ends its cached tokens at the next key-set refresh.
+		if e := v.cache.get(sum); e != nil && v.keys.published(e.kid) {
+			return v.checkAgain(e.claims)
 		}
 	}
-	c, err := v.verify(ctx, token)
+	c, kid, err := v.verify(ctx, token)
 	if err != nil {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(sum, c)
+		v.cache.put(sum, cached{claims: c, kid: kid})
 	}
 	return c, nil
 }
@@ -295,24 +298,24 @@ func (v *Verifier) checkAgain(c *Claims) (*Claims, error) {
 	return c, nil
 }
 
-func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
+func (v *Verifier) verify(ctx context.Context, token string) (*Claims, string, error) {
 	if strings.Count(token, ".") != 2 {
-		return nil, invalid("not a compact JWS (JWE or malformed)")
+		return nil, "", invalid("not a compact JWS (JWE or malformed)")
 	}
 	h, rest, _ := strings.Cut(token, ".")
 	if len(h) > 1024 {
-		return nil, invalid("header too long")
+		return nil, "", invalid("header too long")
 	}
 	p, s, _ := strings.Cut(rest, ".")
 	if !canonical(h) || !canonical(p) || !canonical(s) || len(s) == 0 {
-		return nil, invalid("non-canonical base64url")
+		return nil, "", invalid("non-canonical base64url")
 	}
 	parsed, err := jwt.ParseSigned(token, v.algs)
 	if err != nil {
-		return nil, invalid("%v", err)
+		return nil, "", invalid("%v", err)
 	}
 	if len(parsed.Headers) != 1 {
-		return nil, invalid("want exactly one signature")
+		return nil, "", invalid("want exactly one signature")
 	}
 	// Only alg, kid and typ are accepted: anything else (crit, jku, x5u,
 	// jwk, x5c, zip, cty, b64, nonce, ...) rejects the token, so no key is
@@ -324,38 +327,38 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 	typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string)
 	switch {
 	case hdr.JSONWebKey != nil:
-		return nil, invalid("embedded jwk")
+		return nil, "", invalid("embedded jwk")
 	case len(hdr.ExtraHeaders) != 1 || !isAccessTokenType(typ):
-		return nil, invalid("header: typ must be at+jwt and the only parameter besides alg and kid")
+		return nil, "", invalid("header: typ must be at+jwt and the only parameter besides alg and kid")
 	case hdr.Nonce != "":
-		return nil, invalid("header: nonce")
+		return nil, "", invalid("header: nonce")
 	}
 	if _, err := hdr.Certificates(x509.VerifyOptions{}); err == nil || !strings.Contains(err.Error(), "no x5c") {
-		return nil, invalid("header: x5c")
+		return nil, "", invalid("header: x5c")
 	}
 	if hdr.KeyID == "" {
-		return nil, invalid("no kid")
+		return nil, "", invalid("no kid")
 	}
 	k, err := v.keys.key(ctx, hdr.KeyID)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if hdr.Algorithm != k.alg {
-		return nil, invalid("alg %s for a key pinned to %s", hdr.Algorithm, k.alg)
+		return nil, "", invalid("alg %s for a key pinned to %s", hdr.Algorithm, k.alg)
 	}
 	c := new(Claims)
 	if err := parsed.Claims(k.key, c); err != nil {
-		return nil, invalid("signature: %v", err)
+		return nil, "", invalid("signature: %v", err)
 	}
 	if err := v.checkClaims(c); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if v.feed != nil {
 		if err := v.feed.check(c); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return c, nil
+	return c, hdr.KeyID, nil
 }
 
 func (v *Verifier) checkClaims(c *Claims) error {
@@ -426,20 +429,29 @@ func (c *Claims) HasScope(s string) bool {
 type tokenCache struct {
 	mu   sync.RWMutex
 	max  int
-	byID map[[sha256.Size]byte]*Claims
+	byID map[[sha256.Size]byte]cached
+}
+
+// cached is a verified token's claims and the kid of the key that signed it.
+type cached struct {
+	claims *Claims
+	kid    string
 }
 
 func newTokenCache(n int) *tokenCache {
-	return &tokenCache{max: n, byID: make(map[[sha256.Size]byte]*Claims)}
+	return &tokenCache{max: n, byID: make(map[[sha256.Size]byte]cached)}
 }
 
-func (t *tokenCache) get(k [sha256.Size]byte) *Claims {
+func (t *tokenCache) get(k [sha256.Size]byte) *cached {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.byID[k]
+	if e, ok := t.byID[k]; ok {
+		return &e
+	}
+	return nil
 }
 
-func (t *tokenCache) put(k [sha256.Size]byte, c *Claims) {
+func (t *tokenCache) put(k [sha256.Size]byte, c cached) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.byID) >= t.max {
