@@ -54,7 +54,7 @@ type Store struct {
 // call Migrate. Open does not fail when the server is down: the pool
 // connects on demand, so a node starts and reports not-ready until the
 // database answers.
-func Open(ctx context.Context, url string) (*Store, error) {
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The parse error may quote the URL, password included.
@@ -76,12 +76,24 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		cfg.MaxConns = int32(max(8, 4*runtime.NumCPU()))
 	}
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	for _, o := range opts {
+		o(cfg)
+	}
 	cfg.HealthCheckPeriod = 5 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return &Store{pool: pool}, nil
+}
+
+// Option adjusts the pool configuration.
+type Option func(*pgxpool.Config)
+
+// WithTracer traces every statement and batch (tests count round trips;
+// metrics can time queries).
+func WithTracer(t pgx.QueryTracer) Option {
+	return func(c *pgxpool.Config) { c.ConnConfig.Tracer = t }
 }
 
 // Close closes the pool.

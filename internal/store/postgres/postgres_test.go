@@ -3,9 +3,13 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/testenv"
@@ -101,5 +105,70 @@ func TestSweeperBoundsTables(t *testing.T) {
 	}
 	if afterSweep["sessions"] != users || afterSweep["revocations"] != 0 {
 		t.Fatalf("after the sweep %v; want one session row per user and no spent feed entries", afterSweep)
+	}
+}
+
+// tracer counts round trips (a lone statement or a batch) and the SQL
+// statements sent, BEGIN and COMMIT included.
+type tracer struct {
+	mu         sync.Mutex
+	trips      int
+	statements []string
+}
+
+func (tr *tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	tr.mu.Lock()
+	tr.trips++
+	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
+	tr.mu.Unlock()
+	return ctx
+}
+func (tr *tracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (tr *tracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	tr.mu.Lock()
+	tr.trips++
+	tr.mu.Unlock()
+	return ctx
+}
+func (tr *tracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	tr.mu.Lock()
+	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
+	tr.mu.Unlock()
+}
+func (tr *tracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+func (tr *tracer) reset() (int, []string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	trips, st := tr.trips, tr.statements
+	tr.trips, tr.statements = 0, nil
+	return trips, st
+}
+
+// A refresh costs two statements in two round trips: BEGIN and SELECT …
+// FOR UPDATE together, then UPDATE and COMMIT together.
+func TestRefreshStatementCount(t *testing.T) {
+	tr := &tracer{}
+	st := pgtest.New(t, postgres.WithTracer(tr))
+	env := testenv.New(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }})
+	tok := env.Login(t, "count@example.com")
+	rt := tok.RefreshToken
+	for range 3 { // warm the statement cache, then count a steady refresh
+		env.Clock.Advance(time.Minute)
+		next, err := env.Sessions.Refresh(context.Background(), session.RefreshRequest{Token: rt, Client: env.Client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt = next.RefreshToken
+	}
+	tr.reset()
+	env.Clock.Advance(time.Minute)
+	if _, err := env.Sessions.Refresh(context.Background(), session.RefreshRequest{Token: rt, Client: env.Client}); err != nil {
+		t.Fatal(err)
+	}
+	trips, statements := tr.reset()
+	want := []string{"BEGIN", "SELECT", "UPDATE", "COMMIT"}
+	if trips != 2 || !slices.Equal(statements, want) {
+		t.Fatalf("a refresh made %d round trips with %v; want 2 with %v", trips, statements, want)
 	}
 }

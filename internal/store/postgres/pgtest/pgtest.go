@@ -62,9 +62,9 @@ func URL(t testing.TB) string {
 }
 
 // New returns a migrated store in a fresh schema.
-func New(t testing.TB) *postgres.Store {
+func New(t testing.TB, opts ...postgres.Option) *postgres.Store {
 	t.Helper()
-	s, err := postgres.Open(context.Background(), URL(t))
+	s, err := postgres.Open(context.Background(), URL(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
