@@ -3,6 +3,8 @@ package authclient
 import (
 	"context"
 	"errors"
+	"crypto/sha256"
+	"encoding/binary"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -77,10 +79,15 @@ func newSession(c *Client, s Saved) *Session {
 }
 
 // schedule picks cur's refresh time: expiry minus a jittered margin, but
-// not within the grace window G of receiving it (the client contract).
+// not within the grace window G of receiving it (the client contract). The
+// jitter is drawn from the refresh token itself, so clients spread out yet
+// every process holding the same token (a shared credentials file, a
+// restart) agrees on when it is due and none refreshes early.
 func (s *Session) schedule() {
 	life := time.Duration(s.cur.Lifetime)
-	margin := time.Duration(float64(life) * (marginMin + rand.Float64()*(marginMax-marginMin)))
+	sum := sha256.Sum256([]byte(s.cur.RefreshToken))
+	frac := float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53) // uniform in [0, 1)
+	margin := time.Duration(float64(life) * (marginMin + frac*(marginMax-marginMin)))
 	margin = min(max(margin, minMargin), life/2)
 	s.refreshAt = s.cur.Expiry.Add(-margin)
 	if g := s.cur.ReceivedAt.Add(s.c.cfg.Grace); s.refreshAt.Before(g) {

@@ -2,6 +2,10 @@ package cli
 
 import (
 	"context"
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
+
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +17,7 @@ import (
 	"github.com/latchauth/latch/internal/config"
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
+	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/webhook"
 )
@@ -104,7 +109,13 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	defer func() { stopBG(); <-hooksDone }()
 
-	api := httpapi.New(httpapi.Config{Issuer: c.Issuer, DefaultClientID: BuiltinClientID, Feed: hub}, sessions, d.issuer, d.store.Ping, d.log)
+	throttle, closeThrottle, err := newThrottle(c, d.log)
+	if err != nil {
+		return err
+	}
+	defer closeThrottle()
+	proxies, _ := c.ParsedTrustedProxies() // validated already
+	api := httpapi.New(httpapi.Config{Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, DefaultClientID: BuiltinClientID, Feed: hub}, sessions, d.issuer, d.store.Ping, d.log)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -157,4 +168,36 @@ func sweep(ctx context.Context, d *deps, sessions *session.Service, c *config.Co
 		case <-t.C:
 		}
 	}
+}
+
+// newThrottle builds the rate limiter: per process, or shared through Redis
+// with a per-process fallback while Redis is unreachable.
+func newThrottle(c *config.Config, log *slog.Logger) (httpapi.Throttle, func(), error) {
+	if !c.RateLimit {
+		log.Warn("rate limiting is off (--rate-limit=false): logins are limited only by password-hash capacity")
+		return nil, func() {}, nil
+	}
+	report := ratelimit.WithOnBackendError(func(err error) {
+		log.Warn("rate-limit store unreachable; limiting per process until it answers", "err", err)
+	})
+	if c.Redis == "" {
+		t, err := ratelimit.New(ratelimit.NewMemory(), ratelimit.DefaultPolicy())
+		return t, func() {}, err
+	}
+	opt, err := redis.ParseURL(c.Redis)
+	if err != nil {
+		return nil, nil, errors.New("--redis: not a redis:// URL")
+	}
+	// Short timeouts: a slow Redis must not slow logins; the throttle
+	// falls back to per-process limits instead.
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 250*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond
+	opt.ContextTimeoutEnabled = true
+	opt.MaxRetries = 0
+	client := redis.NewClient(opt)
+	t, err := ratelimit.New(ratelimit.NewRedis(client, "latch:rl:"), ratelimit.DefaultPolicy(), report)
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return t, func() { client.Close() }, nil
 }

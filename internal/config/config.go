@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -34,6 +35,11 @@ type Config struct {
 	JWKSMaxAge        time.Duration
 	Retention         time.Duration
 	AuditRetention    time.Duration
+	RateLimit         bool
+	Redis             string
+	TrustedProxies    string
+	CORSOrigins       string
+	CORSCredentials   bool
 	WebhookURL        string
 	WebhookSecret     string
 	WebhookEvents     string
@@ -89,6 +95,11 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "keep revoked and expired sessions this long before the sweeper deletes them")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", 90*24*time.Hour, "keep audit events this long (0: forever)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 10*time.Minute, "how often the sweeper runs")
+	fs.BoolVar(&c.RateLimit, "rate-limit", true, "throttle logins, signups and refreshes per account and per IP (see docs/security.md)")
+	fs.StringVar(&c.Redis, "redis", "", "redis://HOST:PORT/DB to share rate limits between nodes (default: per process)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client IP")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated exact origins (https://app.example.com) allowed to call the API from a browser")
+	fs.BoolVar(&c.CORSCredentials, "cors-allow-credentials", false, "send Access-Control-Allow-Credentials (Latch uses no cookies; leave off unless you know why)")
 	fs.StringVar(&c.WebhookURL, "webhook-url", "", "POST security events here, signed (https, or http to loopback); see docs/webhooks.md")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (prefer LATCH_WEBHOOK_SECRET)")
 	fs.StringVar(&c.WebhookEvents, "webhook-events", "", "comma-separated event types to send (default: reuse, lost response, password change, user disabled, session revoked)")
@@ -146,6 +157,36 @@ func (c *Config) SQLitePath() string {
 		return ""
 	}
 	return c.Database
+}
+
+// ParsedTrustedProxies parses --trusted-proxies (CIDRs or single addresses).
+func (c *Config) ParsedTrustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range splitList(c.TrustedProxies) {
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, fmt.Errorf("--trusted-proxies: %q is neither a CIDR nor an address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// CORSOriginList is --cors-origins split.
+func (c *Config) CORSOriginList() []string { return splitList(c.CORSOrigins) }
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // RedactedDatabase is the database URL safe to log: any password replaced.
@@ -222,6 +263,17 @@ func (c *Config) Validate() error {
 	}
 	if c.JWKSMaxAge < time.Second || c.JWKSMaxAge > 24*time.Hour {
 		errs = append(errs, errors.New("--jwks-max-age must be between 1s and 24h"))
+	}
+	if _, err := c.ParsedTrustedProxies(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, o := range c.CORSOriginList() {
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" || u.RawQuery != "" || o == "*" {
+			errs = append(errs, fmt.Errorf("--cors-origins: %q is not an exact origin like https://app.example.com", o))
+		}
+	}
+	if c.Redis != "" && !c.RateLimit {
+		errs = append(errs, errors.New("--redis shares rate limits, but --rate-limit is off"))
 	}
 	if (c.WebhookURL == "") != (c.WebhookSecret == "") {
 		errs = append(errs, errors.New("--webhook-url and --webhook-secret go together"))

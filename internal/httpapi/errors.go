@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/session"
@@ -30,6 +31,8 @@ const (
 	CodeRequestTooLarge        = "request_too_large"
 	CodeTemporarilyUnavailable = "temporarily_unavailable"
 	CodeServerError            = "server_error"
+	CodeTooManyRequests        = "too_many_requests"
+	CodeCORSForbidden          = "cors_forbidden"
 )
 
 // Error is an API error: the status, a public code and message, and the
@@ -39,6 +42,8 @@ type Error struct {
 	Code    string
 	Message string
 	Err     error
+	// RetryAfter, when set, is sent as Retry-After (429 and 503).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

@@ -36,6 +36,12 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 	if err := req.check(); err != nil {
 		return err
 	}
+	m := s.meta(r)
+	if s.cfg.Throttle != nil {
+		if err := s.allow(r.Context(), s.cfg.Throttle.Signup, m.IP, "signup"); err != nil {
+			return err
+		}
+	}
 	login := req.Login == nil || *req.Login
 	var c session.Client
 	if login {
@@ -47,7 +53,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	u, t, err := s.sessions.Signup(r.Context(), session.SignupRequest{
-		Email: req.Email, Password: req.Password, Login: login, Client: c, Scope: req.Scope, Meta: meta(r)})
+		Email: req.Email, Password: req.Password, Login: login, Client: c, Scope: req.Scope, Meta: m})
 	if err != nil {
 		return err
 	}
@@ -77,7 +83,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if !c.Allows(session.GrantPassword) {
 		return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not log users in with a password")
 	}
-	t, _, err := s.sessions.Login(r.Context(), session.LoginRequest{Email: req.Email, Password: req.Password, Client: c, Scope: req.Scope, Meta: meta(r)})
+	t, err := s.passwordLogin(r.Context(), session.LoginRequest{Email: req.Email, Password: req.Password, Client: c, Scope: req.Scope, Meta: s.meta(r)})
 	if err != nil {
 		return err
 	}
@@ -105,7 +111,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *caller) error
 	default:
 		return badRequest(`scope must be "current", "others" or "all"`)
 	}
-	ids, err := s.sessions.Logout(r.Context(), c.claims.Subject, c.claims.SessionID, scope, meta(r))
+	ids, err := s.sessions.Logout(r.Context(), c.claims.Subject, c.claims.SessionID, scope, s.meta(r))
 	if err != nil {
 		return err
 	}
@@ -140,7 +146,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, c *caller)
 
 // DELETE /v1/sessions/{id}
 func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, c *caller) error {
-	err := s.sessions.RevokeSession(r.Context(), c.claims.Subject, r.PathValue("id"), meta(r))
+	err := s.sessions.RevokeSession(r.Context(), c.claims.Subject, r.PathValue("id"), s.meta(r))
 	if errors.Is(err, session.ErrNotFound) {
 		return apiError(http.StatusNotFound, CodeNotFound, "no such session")
 	}
@@ -163,7 +169,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 	if req.Current == "" || req.New == "" {
 		return badRequest("current_password and new_password are required")
 	}
-	err = s.sessions.ChangePassword(r.Context(), c.claims.Subject, c.claims.SessionID, req.Current, req.New, meta(r))
+	err = s.sessions.ChangePassword(r.Context(), c.claims.Subject, c.claims.SessionID, req.Current, req.New, s.meta(r))
 	if errors.Is(err, session.ErrBadCredential) {
 		return apiError(http.StatusForbidden, CodeInvalidCredentials, "current password is wrong")
 	}

@@ -94,7 +94,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		if user == "" || pw == "" {
 			return badRequest("username and password are required")
 		}
-		t, _, err = s.sessions.Login(r.Context(), session.LoginRequest{Email: user, Password: pw, Client: c, Scope: form.Get("scope"), Meta: meta(r)})
+		t, err = s.passwordLogin(r.Context(), session.LoginRequest{Email: user, Password: pw, Client: c, Scope: form.Get("scope"), Meta: s.meta(r)})
 		if errors.Is(err, session.ErrBadCredential) {
 			// RFC 6749 section 5.2: wrong resource-owner credentials are
 			// invalid_grant on the token endpoint.
@@ -105,7 +105,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		if rt == "" {
 			return badRequest("refresh_token is required")
 		}
-		t, err = s.sessions.Refresh(r.Context(), session.RefreshRequest{Token: rt, Client: c, Scope: form.Get("scope"), Meta: meta(r)})
+		m := s.meta(r)
+		if s.cfg.Throttle != nil {
+			if err := s.allow(r.Context(), s.cfg.Throttle.Refresh, m.IP, "refresh"); err != nil {
+				return err
+			}
+		}
+		t, err = s.sessions.Refresh(r.Context(), session.RefreshRequest{Token: rt, Client: c, Scope: form.Get("scope"), Meta: m})
 	}
 	if err != nil {
 		return err
@@ -129,11 +135,11 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	if claims, verr := s.issuer.Verify(tok); verr == nil {
 		if claims.ClientID != c.ID {
 			err = session.ErrWrongClient
-		} else if err = s.sessions.RevokeSession(r.Context(), claims.Subject, claims.SessionID, meta(r)); errors.Is(err, session.ErrNotFound) {
+		} else if err = s.sessions.RevokeSession(r.Context(), claims.Subject, claims.SessionID, s.meta(r)); errors.Is(err, session.ErrNotFound) {
 			err = nil
 		}
 	} else {
-		err = s.sessions.RevokeRefreshToken(r.Context(), tok, c, meta(r))
+		err = s.sessions.RevokeRefreshToken(r.Context(), tok, c, s.meta(r))
 	}
 	if errors.Is(err, session.ErrWrongClient) {
 		// RFC 7009 section 2.1: refused, with an RFC 6749 section 5.2 error.

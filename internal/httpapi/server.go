@@ -8,14 +8,16 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/feed"
+	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/token"
 )
@@ -34,6 +36,28 @@ type Config struct {
 	FeedHeartbeat time.Duration
 	// MaxFeedSubscribers caps concurrent SSE streams (default 1024).
 	MaxFeedSubscribers int
+	// Throttle limits logins, signups and refreshes; nil limits nothing.
+	Throttle Throttle
+	// CORSOrigins are the exact browser origins allowed to call the API;
+	// empty sends no CORS headers. CORSCredentials adds
+	// Access-Control-Allow-Credentials (off by default: Latch uses no
+	// cookies).
+	CORSOrigins     []string
+	CORSCredentials bool
+	// TrustedProxies are the peers whose X-Forwarded-For is believed when
+	// taking the client IP for rate limits and audit.
+	TrustedProxies []netip.Prefix
+}
+
+// Throttle is the rate limiting the API needs (internal/ratelimit provides
+// it). Decisions are keyed on what the client sent, never on whether an
+// account exists.
+type Throttle interface {
+	Login(ctx context.Context, account, ip string) (ratelimit.Decision, error)
+	LoginFailed(ctx context.Context, account, ip string) error
+	LoginSucceeded(ctx context.Context, account, ip string) error
+	Signup(ctx context.Context, ip string) (ratelimit.Decision, error)
+	Refresh(ctx context.Context, ip string) (ratelimit.Decision, error)
 }
 
 // Server serves the API. Build it with New; it is safe for concurrent use.
@@ -44,6 +68,8 @@ type Server struct {
 	ready    func(context.Context) error
 	log      *slog.Logger
 	mux      *http.ServeMux
+
+	https bool
 
 	feedSubs atomic.Int64
 	done     chan struct{}
@@ -64,7 +90,8 @@ func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func
 	if cfg.MaxFeedSubscribers <= 0 {
 		cfg.MaxFeedSubscribers = defaultMaxFeedSubscribers
 	}
-	s := &Server{cfg: cfg, sessions: sessions, issuer: issuer, ready: ready, log: log, mux: http.NewServeMux(), done: make(chan struct{})}
+	s := &Server{cfg: cfg, sessions: sessions, issuer: issuer, ready: ready, log: log, mux: http.NewServeMux(), done: make(chan struct{}),
+		https: strings.HasPrefix(cfg.Issuer, "https://")}
 	s.routes()
 	return s
 }
@@ -76,9 +103,6 @@ func (s *Server) Close() {
 		close(s.done)
 	}
 }
-
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) routes() {
 	h := s.handle
@@ -122,19 +146,22 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 // response shares and writes the one error shape.
 func (s *Server) handle(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
 		err := fn(w, r)
 		if err == nil {
 			return
 		}
 		e := toError(err)
+		id := requestIDFrom(r.Context())
 		if e.Status >= 500 {
-			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+			s.log.Error("request failed", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
 		} else {
-			s.log.Debug("request rejected", "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code)
+			s.log.Debug("request rejected", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code)
 		}
-		if e.Status == http.StatusServiceUnavailable {
+		switch {
+		case e.RetryAfter > 0:
+			w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+		case e.Status == http.StatusServiceUnavailable:
 			w.Header().Set("Retry-After", "1")
 		}
 		writeError(w, e)
@@ -153,11 +180,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-func meta(r *http.Request) session.Meta {
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
-	}
+func (s *Server) meta(r *http.Request) session.Meta {
+	ip := s.clientIP(r)
 	ua := r.UserAgent()
 	if len(ua) > 512 {
 		ua = ua[:512]
