@@ -6,6 +6,7 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -76,6 +77,10 @@ type Options struct {
 	AuditRetention time.Duration
 	// Argon2 overrides FastArgon2 (benchmarks use password.OWASP).
 	Argon2 password.Params
+	// API adjusts the HTTP API's configuration (throttle, CORS, proxies).
+	API func(*httpapi.Config)
+	// Log receives the API's and the session service's logs.
+	Log *slog.Logger
 	// FeedInterval is the revocation feed's poll interval (default 250ms).
 	FeedInterval time.Duration
 	// FeedHeartbeat is the SSE heartbeat interval (default 15s).
@@ -188,6 +193,9 @@ func New(t testing.TB, o Options) *Env {
 	if o.OnCommit != nil {
 		opts = append(opts, session.OnCommit(o.OnCommit))
 	}
+	if o.Log != nil {
+		opts = append(opts, session.WithLogger(o.Log))
+	}
 	svc, err := session.New(store, iss, codec, hasher, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +206,11 @@ func New(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	client, _ = st.Client(ctx, "app")
-	h := httpapi.New(httpapi.Config{Issuer: Issuer, DefaultClientID: "app", Feed: hub, FeedHeartbeat: o.FeedHeartbeat, MaxFeedSubscribers: o.MaxFeedSubscribers}, svc, iss, st.Ping, nil)
+	apiCfg := httpapi.Config{Issuer: Issuer, DefaultClientID: "app", Feed: hub, FeedHeartbeat: o.FeedHeartbeat, MaxFeedSubscribers: o.MaxFeedSubscribers}
+	if o.API != nil {
+		o.API(&apiCfg)
+	}
+	h := httpapi.New(apiCfg, svc, iss, st.Ping, o.Log)
 	fctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); hub.Run(fctx) }()
