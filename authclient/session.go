@@ -2,9 +2,9 @@ package authclient
 
 import (
 	"context"
-	"errors"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
