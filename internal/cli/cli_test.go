@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -400,5 +401,40 @@ func TestWebhookOnReuse(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no webhook call for refresh reuse")
+	}
+}
+
+// TestServeSharesRateLimitsThroughRedis: two servers with the same --redis
+// count attempts on one account together.
+func TestServeSharesRateLimitsThroughRedis(t *testing.T) {
+	redisURL := os.Getenv("LATCH_TEST_REDIS")
+	if redisURL == "" {
+		t.Skip("LATCH_TEST_REDIS is not set")
+	}
+	flags := []string{"--redis", redisURL, "--trusted-proxies", "127.0.0.0/8"}
+	a, b := startServer(t, flags...), startServer(t, flags...)
+	email := fmt.Sprintf("shared-%d@example.com", time.Now().UnixNano())
+	try := func(s *server, i int) int {
+		r, _ := http.NewRequest("POST", s.url+"/oauth/token", strings.NewReader(url.Values{"grant_type": {"password"}, "username": {email}, "password": {"not the password"}, "client_id": {"app"}}.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i+1))
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 10 { // the account burst, spread over both nodes
+		node := a
+		if i%2 == 1 {
+			node = b
+		}
+		if code := try(node, i); code != 400 {
+			t.Fatalf("attempt %d: %d, want 400 invalid_grant", i, code)
+		}
+	}
+	if code := try(a, 20); code != 429 {
+		t.Fatalf("attempt 11 through A after 5 through B: %d, want 429 (limits shared)", code)
 	}
 }
