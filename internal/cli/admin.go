@@ -324,7 +324,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		if sub == "create" {
 			audience = f.String("audience", "", "aud of the client's access tokens (required)")
 			ttl = f.Duration("access-ttl", 15*time.Minute, "access-token lifetime, 1m to 24h")
-			grants = f.String("grants", "password refresh_token", "space- or comma-separated grant types: password, refresh_token")
+			grants = f.String("grants", "", `space- or comma-separated grant types: password, refresh_token, or "none" (default: both for public first-party apps, none for --confidential clients)`)
 			scopes = f.String("scopes", "", "space- or comma-separated scopes the client may request")
 			confidential = f.Bool("confidential", false, "give the client a secret (resource servers, backends)")
 		}
@@ -339,8 +339,17 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		if err != nil {
 			return err
 		}
+		g := splitList(*grants)
+		switch {
+		case *grants == "" && !*confidential:
+			g = []string{session.GrantPassword, session.GrantRefresh}
+		case *grants == "none":
+			g = nil
+		}
+		// Confidential clients are resource servers and backends: no
+		// password grant unless asked for (SECURITY-CHECKLIST LOGIN-13).
 		c := session.Client{ID: id, Name: id, Audience: *audience, AccessTTL: *ttl,
-			Grants: splitList(*grants), Scopes: splitList(*scopes)}
+			Grants: g, Scopes: splitList(*scopes)}
 		if err := checkClient(c); err != nil {
 			return err
 		}
@@ -386,8 +395,13 @@ func splitList(s string) []string {
 
 func checkClient(c session.Client) error {
 	var errs []error
-	if c.Audience == "" {
+	switch {
+	case c.Audience == "":
 		errs = append(errs, errors.New("--audience is required"))
+	case c.Audience == "*" || strings.ContainsAny(c.Audience, " \t"):
+		// One resource server per audience (RFC 9068 section 5), never a
+		// wildcard.
+		errs = append(errs, fmt.Errorf("--audience %q: must name one resource server, without spaces or wildcards", c.Audience))
 	}
 	if c.AccessTTL < config.MinAccessTTL || c.AccessTTL > config.MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, config.MinAccessTTL, config.MaxAccessTTL))

@@ -438,3 +438,42 @@ func TestServeSharesRateLimitsThroughRedis(t *testing.T) {
 		t.Fatalf("attempt 11 through A after 5 through B: %d, want 429 (limits shared)", code)
 	}
 }
+
+// TestClientsCreateDefaults: confidential clients get no grants unless
+// asked (no password grant for resource servers, LOGIN-13); a client
+// without the refresh grant gets no refresh token (RT-24); a wildcard
+// audience is refused (AT-05).
+func TestClientsCreateDefaults(t *testing.T) {
+	s := startServer(t)
+	s.mustLatch(t, "", "clients", "create", "rs", "--audience", "rs", "--confidential")
+	s.mustLatch(t, "", "clients", "create", "pwonly", "--audience", "pw", "--grants", "password")
+	s.mustLatch(t, "", "clients", "create", "spa", "--audience", "spa")
+	out := s.mustLatch(t, "", "clients", "list")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^rs\s+confidential\s+rs\s+\S+\s+-?\s*$`),
+		regexp.MustCompile(`(?m)^pwonly\s+public\s+pw\s+\S+\s+password\s`),
+		regexp.MustCompile(`(?m)^spa\s+public\s+spa\s+\S+\s+password refresh_token\s`),
+	} {
+		if !want.MatchString(out) {
+			t.Fatalf("clients list does not match %s:\n%s", want, out)
+		}
+	}
+	if out, err := s.latch(t, "", "clients", "create", "any", "--audience", "*"); err == nil {
+		t.Fatalf("a wildcard audience was accepted:\n%s", out)
+	}
+	s.mustLatch(t, "a long enough password\n", "users", "create", "grant@example.com", "--password-stdin")
+	code, tok := post(t, s.url+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {"grant@example.com"}, "password": {"a long enough password"}, "client_id": {"pwonly"}}.Encode())
+	if code != 200 || tok["access_token"] == nil {
+		t.Fatalf("password login with pwonly: %d %v", code, tok)
+	}
+	if _, ok := tok["refresh_token"]; ok {
+		t.Fatalf("a client without the refresh grant got a refresh token: %v", tok)
+	}
+	if code, body := passwordLoginAs(t, s, "rs", "grant@example.com", "a long enough password"); code == 200 {
+		t.Fatalf("a confidential client logged a user in with a password by default: %v", body)
+	}
+}
+
+func passwordLoginAs(t *testing.T, s *server, client, email, pw string) (int, map[string]any) {
+	return post(t, s.url+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {email}, "password": {pw}, "client_id": {client}}.Encode())
+}

@@ -194,7 +194,7 @@ type tokenResponse struct {
 	AccessToken  string  `json:"access_token"`
 	TokenType    string  `json:"token_type"`
 	ExpiresIn    int64   `json:"expires_in"`
-	RefreshToken string  `json:"refresh_token"`
+	RefreshToken string  `json:"refresh_token,omitempty"`
 	SessionID    string  `json:"session_id"`
 	Scope        *string `json:"scope,omitempty"`
 }

@@ -187,15 +187,21 @@ func (s *Service) tokens(ses *Session, c *Client, scope string, now time.Time) (
 	if err != nil {
 		return Tokens{}, err
 	}
-	raw, _ := rawID(ses.ID)
-	return Tokens{
+	t := Tokens{
 		AccessToken:  at,
 		AccessExpiry: exp,
 		ExpiresIn:    int64(exp.Sub(now) / time.Second),
-		RefreshToken: s.codec.Encode(raw, ses.Gen),
 		SessionID:    ses.ID,
 		Scope:        scope,
-	}, nil
+	}
+	// A refresh token only for clients allowed to use one (RFC 9700
+	// section 4.14.2: issue refresh tokens only to clients that may hold
+	// them; RFC 6749 section 5.1 makes it optional in the response).
+	if c.Allows(GrantRefresh) {
+		raw, _ := rawID(ses.ID)
+		t.RefreshToken = s.codec.Encode(raw, ses.Gen)
+	}
+	return t, nil
 }
 
 func (s *Service) revocation(r Revocation, now time.Time) Revocation {
