@@ -122,7 +122,8 @@ func (w *worker) do(ctx context.Context, o op, fn func(context.Context) error) {
 	t0 := time.Now()
 	measured := !t0.Before(r.measureStart)
 	if measured && r.cfg.Requests > 0 && r.tickets.Add(1) > r.cfg.Requests {
-		r.stop(StoppedRequests, t0) // normally stopped already by the last completion
+		// Every request is started: the one that completes last stops
+		// the run.
 		<-ctx.Done()
 		return
 	}
