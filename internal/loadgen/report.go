@@ -191,9 +191,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "\nmeasured %.1fs after a %s warm-up (stopped: %s)\n\n", rep.WindowSeconds, c.Warmup, rep.Stopped)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "op\trequests\terrors\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
+	fmt.Fprintf(tw, "%-8s\t%s\n", "op", "requests\terrors\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
 	row := func(name string, s OpStats) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", name, s.Count, s.ErrorCount, s.RPS, s.P50MS, s.P90MS, s.P99MS, s.MaxMS)
+		fmt.Fprintf(tw, "%-8s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", name, s.Count, s.ErrorCount, s.RPS, s.P50MS, s.P90MS, s.P99MS, s.MaxMS)
 	}
 	names := rep.opNames()
 	for _, name := range names {
