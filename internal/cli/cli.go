@@ -60,6 +60,9 @@ Usage:
   latch token                         print a fresh access token (curl -H "Authorization: Bearer $(latch token)")
   latch logout [--scope current|others|all]
 
+  latch bench login|refresh|api|mixed [--target URL] [--api URL] [-c N] [--duration D | --requests N] [--json]
+                                      load-test a running server (start it with --rate-limit=false)
+
 Every flag has an environment twin: --access-ttl is LATCH_ACCESS_TTL.
 Run "latch COMMAND -h" for a command's flags.
 `
@@ -109,6 +112,8 @@ func dispatch(ctx context.Context, cmd string, rest []string, s io3) error {
 		return runLogout(ctx, rest, s)
 	case "token":
 		return runToken(ctx, rest, s)
+	case "bench":
+		return runBench(ctx, rest, s)
 	}
 	fmt.Fprintf(s.stderr, "latch: unknown command %q\n\n%s", cmd, usage)
 	return ErrUsage
