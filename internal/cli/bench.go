@@ -24,6 +24,8 @@ by bearer, such as examples/notes-api). Scenarios:
             access token, refreshing it near expiry
   mixed     a realistic app: per access token, --api-per-refresh API calls
             and one refresh
+  tradeoffs the measurements behind docs/tradeoffs.md ("latch bench
+            tradeoffs -h")
 
 Reports requests/s, p50/p90/p99/max latency and errors by kind per operation.
 A run is bounded by --duration or --requests and by --max-duration; Ctrl-C
@@ -36,6 +38,9 @@ Flags:
 `
 
 func runBench(ctx context.Context, args []string, s io3) error {
+	if len(args) > 0 && args[0] == "tradeoffs" {
+		return runTradeoffs(ctx, args[1:], s)
+	}
 	fs := newFlags("bench", s)
 	var cfg loadgen.Config
 	fs.StringVar(&cfg.Target, "target", defaultIssuer, "Latch's base URL")

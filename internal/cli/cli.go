@@ -61,6 +61,7 @@ Usage:
   latch logout [--scope current|others|all]
 
   latch bench login|refresh|api|mixed [--target URL] [--api URL] [-c N] [--duration D | --requests N] [--json]
+  latch bench tradeoffs [--postgres URL] [--redis URL] [--feed-client-id ID --feed-secret S] [--chart-dir DIR]
                                       load-test a running server (start it with --rate-limit=false)
 
 Every flag has an environment twin: --access-ttl is LATCH_ACCESS_TTL.
