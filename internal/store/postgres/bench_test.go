@@ -1,0 +1,132 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/store/postgres"
+	"github.com/latchauth/latch/internal/store/postgres/pgtest"
+	"github.com/latchauth/latch/internal/testenv"
+)
+
+// LargeEnv turns on the 1,000,000-session variant of BenchmarkRefreshTableSize.
+const LargeEnv = "LATCH_BENCH_LARGE"
+
+// BenchmarkRefreshTableSize measures refresh latency (the service's
+// Refresh: lock the session row, rotate, sign) with 16 concurrent callers
+// when the sessions table holds 1,000 rows and, with LATCH_BENCH_LARGE=1,
+// 1,000,000. The rows beyond the refreshed ones are filler loaded with
+// SQL, for table and index size; the refreshed sessions are created
+// through the service, so their tokens are valid. Compare the p99s:
+//
+//	LATCH_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable LATCH_BENCH_LARGE=1 \
+//	  go test -run '^$' -bench RefreshTableSize -benchtime 20000x ./internal/store/postgres
+func BenchmarkRefreshTableSize(b *testing.B) {
+	const clients, perClient = 16, 16
+	for _, total := range []int{1_000, 1_000_000} {
+		b.Run(fmt.Sprintf("sessions=%d", total), func(b *testing.B) {
+			if total > 10_000 && os.Getenv(LargeEnv) == "" {
+				b.Skip(LargeEnv + " is not set")
+			}
+			var store *postgres.Store
+			env := testenv.New(b, testenv.Options{RealClock: true, Store: func(t testing.TB) testenv.Store {
+				store = pgtest.New(t)
+				return store
+			}})
+			ctx := context.Background()
+			tokens := make([][]string, clients)
+			for c := range tokens {
+				for i := range perClient {
+					tokens[c] = append(tokens[c], env.Login(b, fmt.Sprintf("c%d-%d@example.com", c, i)).RefreshToken)
+				}
+			}
+			fillSessions(b, store, total-clients*perClient)
+			var next atomic.Int64
+			lat := make([][]time.Duration, clients)
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for c := range clients {
+				wg.Go(func() {
+					for i := 0; next.Add(1) <= int64(b.N); i = (i + 1) % perClient {
+						t0 := time.Now()
+						got, err := env.Sessions.Refresh(ctx, session.RefreshRequest{Token: tokens[c][i], Client: env.Client})
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						lat[c] = append(lat[c], time.Since(t0))
+						tokens[c][i] = got.RefreshToken
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			all := slices.Concat(lat...)
+			slices.Sort(all)
+			if len(all) == 0 {
+				return
+			}
+			pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
+			b.ReportMetric(float64(len(all))/elapsed.Seconds(), "refresh/s")
+			b.ReportMetric(pct(0.50), "p50-ms")
+			b.ReportMetric(pct(0.99), "p99-ms")
+		})
+	}
+}
+
+// fillSessions adds n live sessions (four per filler user) with SQL, then
+// ANALYZEs, so the planner sees the table as it is.
+func fillSessions(b *testing.B, s *postgres.Store, n int) {
+	b.Helper()
+	if n <= 0 {
+		return
+	}
+	ctx := context.Background()
+	t0 := time.Now()
+	users := (n + 3) / 4
+	// One transaction without the store's statement timeout.
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
+		b.Fatal(err)
+	}
+	for _, st := range []struct {
+		q    string
+		args []any
+	}{
+		{`INSERT INTO users (id, email, password_hash, created_at, password_changed_at)
+		 SELECT 'fu' || g, 'filler' || g || '@example.com', '$argon2id$filler', now(), now()
+		 FROM generate_series(1, $1::int) g`, []any{users}},
+		{`INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip,
+		   idle_expires_at, gen, parent_gen, handed_at, rotated_at)
+		 SELECT md5(g::text), 'fu' || (1 + g % $1::int), 'app', 'profile', now() - interval '1 day', now(), 'bench/1.0', '127.0.0.1',
+		   now() + interval '30 days', 1 + g % 7, g % 7, now(), now()
+		 FROM generate_series(1, $2::int) g`, []any{users, n}},
+		{`ANALYZE users`, nil},
+		{`ANALYZE sessions`, nil},
+	} {
+		if _, err := tx.Exec(ctx, st.q, st.args...); err != nil {
+			b.Fatalf("filling %d sessions: %v", n, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		b.Fatal(err)
+	}
+	var rows int64
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM sessions`).Scan(&rows); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("sessions table: %d rows (filled in %s)", rows, time.Since(t0).Round(time.Millisecond))
+}
