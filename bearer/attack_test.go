@@ -555,7 +555,8 @@ func TestMalleatedRevokedToken(t *testing.T) {
 	}
 }
 
-// OPS-13: a JWKS that comes back empty, or with nothing usable, is a broken
+// OPS-13: a JWKS that comes back empty, or with nothing usable (a secret
+// key, an RSA-1024 key, a key whose type does not fit its alg), is a broken
 // update and leaves the last good key set in place.
 func TestBrokenJWKSKeepsLastGoodKeys(t *testing.T) {
 	f := newFakeIssuer(t)
@@ -569,7 +570,13 @@ func TestBrokenJWKSKeepsLastGoodKeys(t *testing.T) {
 	defer v.Close()
 	good := f.token(goodHeader, with(f.claims(), "exp", now.Add(24*time.Hour).Unix()))
 	// Both the first verification and the cached repeats must keep working.
-	for _, broken := range []string{`{"keys":[]}`, `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"ed","alg":"HS256"}]}`} {
+	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+	weakJWK, _ := json.Marshal(jose.JSONWebKey{Key: weak.Public(), KeyID: "ed", Algorithm: "RS256", Use: "sig"})
+	// An Ed25519 key labelled ES256: kty and alg disagree.
+	mismatch, _ := json.Marshal(jose.JSONWebKey{Key: f.ed.Public(), KeyID: "ed", Algorithm: "EdDSA", Use: "sig"})
+	mismatchJWK := strings.Replace(string(mismatch), `"alg":"EdDSA"`, `"alg":"ES256"`, 1)
+	for _, broken := range []string{`{"keys":[]}`, `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"ed","alg":"HS256"}]}`,
+		`{"keys":[` + string(weakJWK) + `]}`, `{"keys":[` + mismatchJWK + `]}`} {
 		b := []byte(broken)
 		f.jwks.Store(&b)
 		clock.Add(int64(2 * time.Hour)) // past any cache lifetime
@@ -620,5 +627,31 @@ func TestWithdrawnKeyEndsCachedTokens(t *testing.T) {
 			t.Fatal("a token signed by a withdrawn key still verifies")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// OPS-14: the verifier follows no redirect for metadata or keys, and an
+// https issuer's keys must come over https.
+func TestNoRedirectsNoDowngrade(t *testing.T) {
+	f := newFakeIssuer(t)
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, f.srv.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer evil.Close()
+	cfg := bearer.Config{Issuer: f.srv.URL, Audience: "notes-api", Algorithms: []string{"EdDSA"}, JWKSURL: evil.URL + "/jwks"}
+	if v, err := bearer.New(context.Background(), cfg); err == nil {
+		v.Close()
+		t.Fatal("keys were fetched through a redirect")
+	}
+	// Discovery that points an https issuer at http keys is refused; the
+	// check runs before any key is fetched, so a fake https issuer that
+	// only serves metadata is enough.
+	tls := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"issuer": "https://" + r.Host, "jwks_uri": f.srv.URL + "/jwks"})
+	}))
+	defer tls.Close()
+	_, err := bearer.New(context.Background(), bearer.Config{Issuer: tls.URL, Audience: "notes-api", Algorithms: []string{"EdDSA"}, HTTPClient: tls.Client()})
+	if err == nil || !strings.Contains(err.Error(), "not https") {
+		t.Fatalf("an https issuer with an http jwks_uri: %v, want a refusal", err)
 	}
 }

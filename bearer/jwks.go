@@ -1,6 +1,10 @@
 package bearer
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"context"
 	"errors"
 	"fmt"
@@ -125,7 +129,8 @@ func (c *keyCache) fetchLocked(ctx context.Context) error {
 		if !k.IsPublic() {
 			k = k.Public()
 		}
-		if !k.Valid() {
+		if !k.Valid() || !fits(k.Key, k.Algorithm) {
+			c.v.log.Warn("bearer: JWKS key skipped: invalid, too weak, or of another type than its alg", "kid", k.KeyID, "alg", k.Algorithm)
 			continue
 		}
 		keys[k.KeyID] = pinnedKey{key: k.Key, alg: k.Algorithm}
@@ -164,3 +169,26 @@ func (c *keyCache) cacheAge(cc string) time.Duration {
 // JWKSFetches returns how many times the key set has been fetched; tests and
 // metrics use it.
 func (v *Verifier) JWKSFetches() int64 { return v.keys.fetches.Load() }
+
+// fits reports whether key is of the type its alg needs, and strong enough
+// (SECURITY-CHECKLIST OPS-13, AT-09): a JWK whose kty does not match its
+// alg, or an RSA key under 2048 bits (RFC 7518 section 3.3), never
+// verifies anything.
+func fits(key any, alg string) bool {
+	switch k := key.(type) {
+	case ed25519.PublicKey:
+		return alg == string(jose.EdDSA) && len(k) == ed25519.PublicKeySize
+	case *ecdsa.PublicKey:
+		switch alg {
+		case string(jose.ES256):
+			return k.Curve == elliptic.P256()
+		case string(jose.ES384):
+			return k.Curve == elliptic.P384()
+		case string(jose.ES512):
+			return k.Curve == elliptic.P521()
+		}
+	case *rsa.PublicKey:
+		return (strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")) && k.N.BitLen() >= 2048
+	}
+	return false
+}

@@ -76,7 +76,9 @@ type Config struct {
 	// MaxTokenSize caps the token length before parsing; default 8 KiB.
 	MaxTokenSize int
 	// HTTPClient fetches metadata, keys and the feed; default a client with
-	// a 10s timeout (the feed stream uses its transport without timeout).
+	// a 10s timeout that follows no redirect (the feed stream uses its
+	// transport without timeout). A client given here should refuse
+	// redirects too: a redirect is how a JWKS URL gets hijacked.
 	HTTPClient *http.Client
 	// MinRefreshInterval is the least time between two JWKS fetches caused
 	// by an unknown kid, and the least cache lifetime; default 30s.
@@ -149,7 +151,11 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		v.maxSize = DefaultMaxTokenSize
 	}
 	if v.cfg.HTTPClient == nil {
-		v.cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		// Keys come only from the URLs configured or discovered, never
+		// from where a redirect points (SECURITY-CHECKLIST OPS-14).
+		v.cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return errors.New("bearer: redirects are not followed")
+		}}
 	}
 	if v.cfg.Now == nil {
 		v.cfg.Now = time.Now
@@ -217,8 +223,13 @@ func discover(ctx context.Context, c *http.Client, issuer string) (string, error
 	if m.Issuer != issuer {
 		return "", fmt.Errorf("bearer: discovery: metadata issuer %q is not %q", m.Issuer, issuer)
 	}
-	if p, err := url.Parse(m.JWKSURI); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+	p, err := url.Parse(m.JWKSURI)
+	if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
 		return "", fmt.Errorf("bearer: discovery: bad jwks_uri %q", m.JWKSURI)
+	}
+	// An https issuer's keys come over https: no downgrade (OPS-14).
+	if strings.HasPrefix(issuer, "https://") && p.Scheme != "https" {
+		return "", fmt.Errorf("bearer: discovery: jwks_uri %q is not https like the issuer", m.JWKSURI)
 	}
 	return m.JWKSURI, nil
 }
