@@ -1,11 +1,11 @@
 package bearer
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"context"
 	"errors"
 	"fmt"
 	"slices"
