@@ -36,23 +36,18 @@ func (sm *serveMetrics) storeOptions() []postgres.Option {
 
 // instrument exports the storage pools, and times SQLite at the store
 // boundary (PostgreSQL is timed by the tracer).
-func (sm *serveMetrics) instrument(d *deps) error {
+func (sm *serveMetrics) instrument(d *deps) {
 	if sm == nil {
-		return nil
+		return
 	}
 	switch st := d.store.(type) {
 	case *postgres.Store:
-		return sm.m.RegisterPool("postgres", metrics.PGXPoolStats(st.Pool()))
+		sm.m.RegisterPool("postgres", metrics.PGXPoolStats(st.Pool()))
 	case *sqlite.Store:
-		if err := sm.m.RegisterPool("write", metrics.SQLDBStats(func() sql.DBStats { w, _ := st.Stats(); return w })); err != nil {
-			return err
-		}
-		if err := sm.m.RegisterPool("read", metrics.SQLDBStats(func() sql.DBStats { _, r := st.Stats(); return r })); err != nil {
-			return err
-		}
+		sm.m.RegisterPool("write", metrics.SQLDBStats(func() sql.DBStats { w, _ := st.Stats(); return w }))
+		sm.m.RegisterPool("read", metrics.SQLDBStats(func() sql.DBStats { _, r := st.Stats(); return r }))
 		d.store = timedStore{store: st, m: sm.m}
 	}
-	return nil
 }
 
 func (sm *serveMetrics) sessionOptions() []session.Option {

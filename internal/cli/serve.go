@@ -58,9 +58,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	defer d.Close()
-	if err := sm.instrument(d); err != nil {
-		return err
-	}
+	sm.instrument(d)
 	hub, err := feed.New(d.store, feed.Config{Interval: c.FeedPollInterval, Log: d.log})
 	if err != nil {
 		return err

@@ -62,6 +62,7 @@ type Metrics struct {
 	revocations *prometheus.CounterVec
 	requests    *prometheus.HistogramVec
 	storage     *prometheus.HistogramVec
+	pools       *poolCollector
 
 	// Pre-resolved children for the hot path: a map read, no hashing of
 	// label values. The maps are written only in New.
@@ -102,6 +103,7 @@ func New() *Metrics {
 			Help:    "Storage latency by operation. PostgreSQL: each statement by its first keyword (select, insert, update, delete, begin, commit, rollback, with, other) and each pipelined batch (batch). SQLite: each transaction (tx, including the wait for the single writer), each read outside a transaction (read), each sweeper delete (write).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
 		}, []string{"op"}),
+		pools:    &poolCollector{},
 		loginC:   map[string]prometheus.Counter{},
 		refreshC: map[string]prometheus.Counter{},
 		reuseC:   map[string]prometheus.Counter{},
@@ -121,7 +123,7 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.logins, m.refreshes, m.reuse, m.revocations, m.requests, m.storage,
+		m.logins, m.refreshes, m.reuse, m.revocations, m.requests, m.storage, m.pools,
 	)
 	return m
 }

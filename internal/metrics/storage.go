@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -115,8 +116,10 @@ func SQLDBStats(stats func() sql.DBStats) func() PoolStats {
 // RegisterPool exports the latch_storage_pool_* metrics of a pool, labelled
 // pool=name ("postgres"; SQLite has "write", its single writer connection,
 // and "read"), read at every scrape.
-func (m *Metrics) RegisterPool(name string, stats func() PoolStats) error {
-	return m.reg.Register(&poolCollector{name: name, stats: stats})
+func (m *Metrics) RegisterPool(name string, stats func() PoolStats) {
+	m.pools.mu.Lock()
+	defer m.pools.mu.Unlock()
+	m.pools.pools = append(m.pools.pools, pool{name: name, stats: stats})
 }
 
 var (
@@ -130,7 +133,13 @@ var (
 	poolWaitTime = prometheus.NewDesc("latch_storage_pool_wait_seconds_total", "Time spent waiting for a connection.", []string{"pool"}, nil)
 )
 
+// poolCollector reads every registered pool at scrape time.
 type poolCollector struct {
+	mu    sync.Mutex
+	pools []pool
+}
+
+type pool struct {
 	name  string
 	stats func() PoolStats
 }
@@ -142,12 +151,21 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.stats()
+	c.mu.Lock()
+	pools := c.pools
+	c.mu.Unlock()
+	for _, p := range pools {
+		p.collect(ch)
+	}
+}
+
+func (p pool) collect(ch chan<- prometheus.Metric) {
+	s := p.stats()
 	g := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, c.name)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, p.name)
 	}
 	n := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, c.name)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, p.name)
 	}
 	g(poolMax, float64(s.Max))
 	g(poolOpen, float64(s.Open))
