@@ -169,4 +169,3 @@ func TestServeMetricsOff(t *testing.T) {
 		t.Errorf("GET /metrics with --metrics=false: %s, want 404", resp.Status)
 	}
 }
-
