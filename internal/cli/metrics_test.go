@@ -1,6 +1,8 @@
 package cli_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -8,6 +10,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/latchauth/latch/internal/store/postgres/pgtest"
 )
 
 // scrape reads GET /metrics of the server.
@@ -167,5 +171,41 @@ func TestServeMetricsOff(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /metrics with --metrics=false: %s, want 404", resp.Status)
+	}
+}
+
+// TestServeMetricsPostgres checks the PostgreSQL pool gauges and statement
+// timings of `latch serve` on PostgreSQL (LATCH_TEST_POSTGRES).
+func TestServeMetricsPostgres(t *testing.T) {
+	u := pgtest.URL(t)
+	kek := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	s := startServer(t, "--database", u, "--key-encryption-key", kek)
+	resp, err := http.Post(s.url+"/v1/signup", "application/json",
+		strings.NewReader(`{"email":"pg@example.com","password":"a long enough password"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if code, _ := refresh(t, s, body.RefreshToken); code != 200 {
+		t.Fatalf("refresh: %d", code)
+	}
+	fams := scrape(t, s.url)
+	if n, _ := sample(fams, "latch_refreshes_total", "outcome=rotated"); n != 1 {
+		t.Errorf("rotated = %v, want 1", n)
+	}
+	for _, c := range []struct{ name, labels string }{
+		{"latch_storage_pool_max_connections", "pool=postgres"},
+		{"latch_storage_pool_open_connections", "pool=postgres"},
+		{"latch_storage_pool_acquires_total", "pool=postgres"},
+		{"latch_storage_query_duration_seconds", "op=batch"},
+		{"latch_storage_query_duration_seconds", "op=select"},
+	} {
+		if n, ok := sample(fams, c.name, c.labels); !ok || n == 0 {
+			t.Errorf("%s{%s} = %v (present %v), want > 0", c.name, c.labels, n, ok)
+		}
 	}
 }
