@@ -46,7 +46,7 @@ func (sm *serveMetrics) instrument(d *deps) {
 	case *sqlite.Store:
 		sm.m.RegisterPool("write", metrics.SQLDBStats(func() sql.DBStats { w, _ := st.Stats(); return w }))
 		sm.m.RegisterPool("read", metrics.SQLDBStats(func() sql.DBStats { _, r := st.Stats(); return r }))
-		d.store = timedStore{store: st, m: sm.m}
+		d.store = timedStore{store: st, t: sm.m.TimeStore(st)}
 	}
 }
 
@@ -80,56 +80,45 @@ func (sm *serveMetrics) running(api *httpapi.Server, hub *feed.Hub, hooks *webho
 	return nil
 }
 
-// timedStore times SQLite at the store boundary: each transaction ("tx",
-// including the wait for the single writer connection), each read outside
-// a transaction ("read") and each sweeper delete ("write").
+// timedStore is the SQLite store with its session.Store methods timed by
+// metrics.TimedStore; the others (keys, audit, migrations) pass through.
 type timedStore struct {
 	store
-	m *metrics.Metrics
+	t *metrics.TimedStore
 }
 
-func timed[T any](m *metrics.Metrics, op string, fn func() (T, error)) (T, error) {
-	start := time.Now()
-	v, err := fn()
-	m.ObserveStorage(op, time.Since(start))
-	return v, err
+func (s timedStore) InTx(ctx context.Context, fn func(session.Tx) error) error {
+	return s.t.InTx(ctx, fn)
 }
 
-func (t timedStore) InTx(ctx context.Context, fn func(session.Tx) error) error {
-	start := time.Now()
-	err := t.store.InTx(ctx, fn)
-	t.m.ObserveStorage("tx", time.Since(start))
-	return err
+func (s timedStore) Session(ctx context.Context, id string) (session.Session, error) {
+	return s.t.Session(ctx, id)
 }
 
-func (t timedStore) Session(ctx context.Context, id string) (session.Session, error) {
-	return timed(t.m, "read", func() (session.Session, error) { return t.store.Session(ctx, id) })
+func (s timedStore) UserSessions(ctx context.Context, userID string) ([]session.Session, error) {
+	return s.t.UserSessions(ctx, userID)
 }
 
-func (t timedStore) UserSessions(ctx context.Context, userID string) ([]session.Session, error) {
-	return timed(t.m, "read", func() ([]session.Session, error) { return t.store.UserSessions(ctx, userID) })
+func (s timedStore) User(ctx context.Context, id string) (session.User, error) {
+	return s.t.User(ctx, id)
 }
 
-func (t timedStore) User(ctx context.Context, id string) (session.User, error) {
-	return timed(t.m, "read", func() (session.User, error) { return t.store.User(ctx, id) })
+func (s timedStore) UserByEmail(ctx context.Context, email string) (session.User, error) {
+	return s.t.UserByEmail(ctx, email)
 }
 
-func (t timedStore) UserByEmail(ctx context.Context, email string) (session.User, error) {
-	return timed(t.m, "read", func() (session.User, error) { return t.store.UserByEmail(ctx, email) })
+func (s timedStore) Client(ctx context.Context, id string) (session.Client, error) {
+	return s.t.Client(ctx, id)
 }
 
-func (t timedStore) Client(ctx context.Context, id string) (session.Client, error) {
-	return timed(t.m, "read", func() (session.Client, error) { return t.store.Client(ctx, id) })
+func (s timedStore) Revocations(ctx context.Context, after int64, limit int) ([]session.FeedEntry, error) {
+	return s.t.Revocations(ctx, after, limit)
 }
 
-func (t timedStore) Revocations(ctx context.Context, after int64, limit int) ([]session.FeedEntry, error) {
-	return timed(t.m, "read", func() ([]session.FeedEntry, error) { return t.store.Revocations(ctx, after, limit) })
+func (s timedStore) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, error) {
+	return s.t.DeleteStale(ctx, cutoff, now)
 }
 
-func (t timedStore) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, error) {
-	return timed(t.m, "write", func() (int64, error) { return t.store.DeleteStale(ctx, cutoff, now) })
-}
-
-func (t timedStore) DeleteAudit(ctx context.Context, before time.Time) (int64, error) {
-	return timed(t.m, "write", func() (int64, error) { return t.store.DeleteAudit(ctx, before) })
+func (s timedStore) DeleteAudit(ctx context.Context, before time.Time) (int64, error) {
+	return s.t.DeleteAudit(ctx, before)
 }
