@@ -225,8 +225,8 @@ func (s *Service) audit(e audit.Event, m Meta) audit.Event {
 }
 
 // inTx runs fn in a store transaction and, once it has committed, tells the
-// OnCommit hooks what it recorded. Nothing is reported for a transaction
-// that rolled back.
+// OnCommit hooks what it recorded and the Observer what it revoked. Nothing
+// is reported for a transaction that rolled back.
 func (s *Service) inTx(ctx context.Context, fn func(Tx) error) error {
 	if len(s.committed) == 0 && s.obs == nil {
 		return s.store.InTx(ctx, fn)
