@@ -95,6 +95,7 @@ func (c *keyCache) refresh(ctx context.Context, unknownKID bool) {
 		return
 	}
 	if err := c.fetchLocked(ctx); err != nil {
+		c.v.stats.jwksFailures.Add(1)
 		c.v.log.Warn("bearer: JWKS refresh failed; keeping the last good key set", "url", c.url, "unknown_kid", unknownKID, "err", err)
 	}
 }

@@ -112,6 +112,7 @@ type Verifier struct {
 	feed    *feed
 	cache   *tokenCache
 	log     *slog.Logger
+	stats   stats
 }
 
 // New returns a Verifier. It fetches the issuer metadata (unless JWKSURL is
@@ -270,7 +271,8 @@ func invalid(format string, args ...any) error {
 // key-set fetch for an unknown kid. A token verified before is found in a
 // cache and only its time claims and the feed are checked again. The
 // returned Claims must not be modified.
-func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+func (v *Verifier) Verify(ctx context.Context, token string) (_ *Claims, err error) {
+	defer v.stats.done(&err)
 	if len(token) > v.maxSize {
 		return nil, invalid("token longer than %d bytes", v.maxSize)
 	}
@@ -281,6 +283,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		// withdrawn from the JWKS (compromise, SECURITY-CHECKLIST OPS-11)
 		// ends its cached tokens at the next key-set refresh.
 		if e := v.cache.get(sum); e != nil && v.keys.published(e.kid) {
+			v.stats.hits.Add(1)
 			return v.checkAgain(e.claims)
 		}
 	}

@@ -6,6 +6,8 @@
 //	GET  /notes          the caller's notes
 //	POST /notes          {"text": "..."} adds one
 //	GET  /healthz        unauthenticated; reports the feed's staleness
+//	GET  /metrics        unauthenticated; Prometheus metrics from bearer.Stats
+//	                     (keep it off the public network)
 //
 // Configuration (flag, or environment variable):
 //
@@ -118,6 +120,7 @@ func newHandler(v *bearer.Verifier) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "feed_staleness_seconds": v.Staleness().Seconds(), "revoked_sessions": v.Revoked()})
 	})
+	mux.Handle("GET /metrics", metricsHandler(v))
 	return mux
 }
 

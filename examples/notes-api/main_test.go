@@ -85,4 +85,24 @@ func TestNotesAPI(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	resp, err := http.Get(api.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`bearer_rejected_total{reason="claims"} 1`, // the other audience
+		`bearer_rejected_total{reason="revoked"} 1`,
+		`bearer_rejected_total{reason="signature"} 0`,
+		"bearer_revoked_sessions 1",
+		"bearer_jwks_fetches_total 1",
+		"bearer_cache_hits_total ",
+		"bearer_verified_total ",
+		"bearer_feed_staleness_seconds ",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("GET /metrics lacks %q:\n%s", want, b)
+		}
+	}
 }

@@ -179,8 +179,9 @@ const (
 	kekCreate                // serve: create the default file if missing
 )
 
-// open opens and migrates storage and loads the key-encryption key.
-func open(ctx context.Context, c *config.Config, s io3, mode kekMode) (*deps, error) {
+// open opens and migrates storage and loads the key-encryption key;
+// pgOpts apply when the storage is PostgreSQL.
+func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...postgres.Option) (*deps, error) {
 	if err := c.ValidateStorage(); err != nil {
 		return nil, err
 	}
@@ -194,7 +195,7 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode) (*deps, er
 	path := c.SQLitePath()
 	var err error
 	if c.IsPostgres() {
-		d.store, err = postgres.Open(ctx, c.Database)
+		d.store, err = postgres.Open(ctx, c.Database, pgOpts...)
 	} else {
 		d.store, err = sqlite.Open(ctx, path)
 	}

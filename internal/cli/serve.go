@@ -52,11 +52,13 @@ func runServe(ctx context.Context, args []string, s io3) error {
 // serve runs the server on ln until ctx is done, then shuts down
 // gracefully.
 func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error {
-	d, err := open(ctx, c, s, kekCreate)
+	sm := newServeMetrics(c)
+	d, err := open(ctx, c, s, kekCreate, sm.storeOptions()...)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	sm.instrument(d)
 	hub, err := feed.New(d.store, feed.Config{Interval: c.FeedPollInterval, Log: d.log})
 	if err != nil {
 		return err
@@ -68,6 +70,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 			hub.Notify()
 		}
 	})}
+	opts = append(opts, sm.sessionOptions()...)
 	var hooks *webhook.Sender
 	if c.WebhookURL != "" {
 		var types []string
@@ -115,7 +118,12 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	defer closeThrottle()
 	proxies, _ := c.ParsedTrustedProxies() // validated already
-	api := httpapi.New(httpapi.Config{Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, DefaultClientID: BuiltinClientID, Feed: hub}, sessions, d.issuer, d.store.Ping, d.log)
+	apiCfg := httpapi.Config{Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, DefaultClientID: BuiltinClientID, Feed: hub}
+	sm.api(&apiCfg)
+	api := httpapi.New(apiCfg, sessions, d.issuer, d.store.Ping, d.log)
+	if err := sm.running(api, hub, hooks); err != nil {
+		return err
+	}
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -45,6 +45,7 @@ type Config struct {
 	WebhookEvents     string
 	SweepInterval     time.Duration
 	FeedPollInterval  time.Duration
+	Metrics           bool
 	LogLevel          string
 	Argon2            password.Params
 
@@ -104,6 +105,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (prefer LATCH_WEBHOOK_SECRET)")
 	fs.StringVar(&c.WebhookEvents, "webhook-events", "", "comma-separated event types to send (default: reuse, lost response, password change, user disabled, session revoked)")
 	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often the revocation feed reads storage for other nodes' revocations (10ms to 1m)")
+	fs.BoolVar(&c.Metrics, "metrics", true, "serve Prometheus metrics at GET /metrics, without authentication: keep that path off the public network")
 }
 
 // Parse parses args, flags and positional arguments in any order, then

@@ -60,6 +60,7 @@ type Hub struct {
 	err     error               // the last poll's failure, if any
 	started bool                // the first entry has been read
 	gapSeen time.Time           // when the gap after last was first seen
+	polled  time.Time           // the last successful poll (New, before the first)
 }
 
 // New returns a Hub reading src.
@@ -79,7 +80,7 @@ func New(src Source, cfg Config) (*Hub, error) {
 	if cfg.GapWait <= 0 {
 		cfg.GapWait = 2 * time.Second
 	}
-	return &Hub{src: src, cfg: cfg, wake: make(chan struct{}, 1), ready: make(chan struct{}), changed: make(chan struct{})}, nil
+	return &Hub{src: src, cfg: cfg, wake: make(chan struct{}, 1), ready: make(chan struct{}), changed: make(chan struct{}), polled: cfg.Now()}, nil
 }
 
 // Notify asks the hub to poll now; it never blocks. The session service
@@ -175,9 +176,28 @@ func (h *Hub) Poll(ctx context.Context) error {
 		h.changed = make(chan struct{})
 	}
 	if err == nil {
+		h.polled = now
 		h.once.Do(func() { close(h.ready) })
 	}
 	return err
+}
+
+// Lag returns how long ago the hub last read storage successfully (since
+// New, before the first read): other nodes' revocations reach this node's
+// subscribers at most about this late. It stays under the poll interval
+// while storage answers.
+func (h *Hub) Lag() time.Duration {
+	now := h.cfg.Now()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return max(0, now.Sub(h.polled))
+}
+
+// Len returns the number of live entries the hub holds.
+func (h *Hub) Len() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.entries)
 }
 
 // Ready is closed once the hub has read storage successfully once.

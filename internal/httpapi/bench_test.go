@@ -14,15 +14,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/internal/httpapi"
+	"github.com/latchauth/latch/internal/metrics"
+	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/store/postgres/pgtest"
 	"github.com/latchauth/latch/internal/testenv"
 )
 
 // BenchmarkRefreshHTTP measures POST /oauth/token with grant_type
 // refresh_token end to end over loopback HTTP on SQLite: each parallel
-// client follows the rotation of its own session.
+// client follows the rotation of its own session. Metrics are on, as in
+// latch serve by default (outcome counters, request histogram, storage
+// timings).
 func BenchmarkRefreshHTTP(b *testing.B) {
-	env := testenv.New(b, testenv.Options{RealClock: true})
+	m := metrics.New()
+	env := testenv.New(b, testenv.Options{RealClock: true, Observer: m,
+		WrapStore: func(s session.Store) session.Store { return m.TimeStore(s) },
+		API:       func(c *httpapi.Config) { c.Observer = m; c.Metrics = m.Handler() }})
 	srv := httptest.NewServer(env.Handler)
 	defer srv.Close()
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}

@@ -89,13 +89,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	securityHeaders(w.Header(), s.https)
 	sw := &statusWriter{ResponseWriter: w}
 	if s.cors(sw, r) {
-		s.mux.ServeHTTP(sw, r)
+		s.mux.ServeHTTP(sw, r) // sets r.Pattern
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+	if sw.status == 0 {
+		sw.status = http.StatusOK // nothing written: net/http sends 200
+	}
+	if s.cfg.Observer != nil {
+		route := r.Pattern
+		if route == "" {
+			route = "none"
+		}
+		s.cfg.Observer.Request(route, r.Method, sw.status, time.Since(start))
+	}
+	level := slog.LevelInfo
+	if r.Pattern == metricsRoute {
+		level = slog.LevelDebug // scrapes every few seconds would drown the log
+	}
+	s.log.LogAttrs(r.Context(), level, "request",
 		slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", sw.status), slog.Int64("bytes", sw.bytes),
 		slog.Float64("ms", float64(time.Since(start).Microseconds())/1000), slog.String("ip", s.clientIP(r)))
 }
+
+// metricsRoute serves Config.Metrics.
+const metricsRoute = "GET /metrics"
 
 // securityHeaders are sent on every response. The API serves JSON only:
 // nothing may frame, embed or run it, and no Referer leaves.

@@ -47,6 +47,23 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For is believed when
 	// taking the client IP for rate limits and audit.
 	TrustedProxies []netip.Prefix
+	// Observer, if set, is told every request's route, status and latency
+	// and every throttled login (internal/metrics implements it).
+	Observer Observer
+	// Metrics, if set, is served at GET /metrics without authentication;
+	// operators keep that path off the public network.
+	Metrics http.Handler
+}
+
+// Observer receives measurements of the API. Its methods are called on the
+// request's goroutine: they must be cheap and safe for concurrent use.
+type Observer interface {
+	// Request reports one request once its handler returned: route is the
+	// matched mux pattern ("POST /oauth/token"; "/" for unknown paths;
+	// "none" when no route ran, as for CORS preflights), never the path.
+	Request(route, method string, status int, d time.Duration)
+	// LoginThrottled reports a password login refused by the throttle.
+	LoginThrottled()
 }
 
 // Throttle is the rate limiting the API needs (internal/ratelimit provides
@@ -96,6 +113,9 @@ func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func
 	return s
 }
 
+// FeedSubscribers returns the number of open revocation-feed streams.
+func (s *Server) FeedSubscribers() int64 { return s.feedSubs.Load() }
+
 // Close ends the open revocation-feed streams (http.Server.Shutdown does
 // not wait for them otherwise).
 func (s *Server) Close() {
@@ -120,6 +140,9 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /.well-known/oauth-authorization-server", h(s.metadata))
 	s.mux.Handle("GET /healthz", h(s.healthz))
 	s.mux.Handle("GET /readyz", h(s.readyz))
+	if s.cfg.Metrics != nil {
+		s.mux.Handle(metricsRoute, s.cfg.Metrics)
+	}
 	s.mux.Handle("/", h(s.notFound))
 }
 

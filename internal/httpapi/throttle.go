@@ -28,6 +28,9 @@ func (s *Server) passwordLogin(ctx context.Context, req session.LoginRequest) (s
 			return session.Tokens{}, err
 		}
 		if !d.Allowed {
+			if s.cfg.Observer != nil {
+				s.cfg.Observer.LoginThrottled()
+			}
 			s.log.Info("login throttled", "request_id", requestIDFrom(ctx), "limit", d.Reason, "retry_after", d.RetryAfter.String())
 			return session.Tokens{}, tooMany(d)
 		}

@@ -97,6 +97,12 @@ type LoginRequest struct {
 // password and disabled account all return ErrBadCredential after one
 // Argon2id run each, so neither answer nor timing tells them apart.
 func (s *Service) Login(ctx context.Context, req LoginRequest) (Tokens, User, error) {
+	t, u, err := s.login(ctx, req)
+	s.observeLogin(err)
+	return t, u, err
+}
+
+func (s *Service) login(ctx context.Context, req LoginRequest) (Tokens, User, error) {
 	scope := grantScope(req.Scope, &req.Client)
 	u, err := s.authenticate(ctx, req.Email, req.Password, req.Meta)
 	if err != nil {

@@ -61,7 +61,9 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 	// Malformed and forged tokens are refused before any database work.
 	raw, gen, err := s.codec.Decode(req.Token)
 	if err != nil {
-		return Tokens{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		err = fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		s.observeRefresh(0, nil, 0, err)
+		return Tokens{}, err
 	}
 	sid := idString(raw)
 	var (
@@ -128,6 +130,7 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		ses.IP, ses.UserAgent = req.Meta.IP, req.Meta.UserAgent
 		return tx.UpdateSession(ctx, ses)
 	})
+	s.observeRefresh(out, &ses, gen, err)
 	if err != nil {
 		return Tokens{}, fmt.Errorf("session: refresh: %w", err)
 	}

@@ -77,6 +77,8 @@ type Service struct {
 	// committed hooks see every transaction that committed: its audit
 	// events and the sessions it revoked.
 	committed []func(Committed)
+	// obs, if set, is told every login, refresh and revocation outcome.
+	obs Observer
 }
 
 // Committed is what one committed transaction recorded. Hooks use it to
@@ -229,10 +231,10 @@ func (s *Service) audit(e audit.Event, m Meta) audit.Event {
 }
 
 // inTx runs fn in a store transaction and, once it has committed, tells the
-// OnCommit hooks what it recorded. Nothing is reported for a transaction
-// that rolled back.
+// OnCommit hooks what it recorded and the Observer what it revoked. Nothing
+// is reported for a transaction that rolled back.
 func (s *Service) inTx(ctx context.Context, fn func(Tx) error) error {
-	if len(s.committed) == 0 {
+	if len(s.committed) == 0 && s.obs == nil {
 		return s.store.InTx(ctx, fn)
 	}
 	var rec *recordingTx
@@ -240,8 +242,16 @@ func (s *Service) inTx(ctx context.Context, fn func(Tx) error) error {
 		rec = &recordingTx{Tx: tx} // fresh if the store runs fn again
 		return fn(rec)
 	})
-	if err != nil || rec == nil || (len(rec.c.Events) == 0 && len(rec.c.Revoked) == 0) {
+	if err != nil || rec == nil {
 		return err
+	}
+	if s.obs != nil {
+		for _, r := range rec.reasons {
+			s.obs.Revoked(r.reason, r.n)
+		}
+	}
+	if len(rec.c.Events) == 0 && len(rec.c.Revoked) == 0 {
+		return nil
 	}
 	for _, hook := range s.committed {
 		hook(rec.c)
@@ -251,7 +261,13 @@ func (s *Service) inTx(ctx context.Context, fn func(Tx) error) error {
 
 type recordingTx struct {
 	Tx
-	c Committed
+	c       Committed
+	reasons []reasonCount // for the Observer
+}
+
+type reasonCount struct {
+	reason string
+	n      int
 }
 
 func (r *recordingTx) AppendAudit(ctx context.Context, e audit.Event) error {
@@ -266,6 +282,9 @@ func (r *recordingTx) RevokeSessions(ctx context.Context, rv Revocation) ([]stri
 	ids, err := r.Tx.RevokeSessions(ctx, rv)
 	if err == nil {
 		r.c.Revoked = append(r.c.Revoked, ids...)
+		if len(ids) > 0 {
+			r.reasons = append(r.reasons, reasonCount{rv.Reason, len(ids)})
+		}
 	}
 	return ids, err
 }

@@ -73,6 +73,8 @@ type Options struct {
 	Store func(testing.TB) Store
 	// OnCommit, if set, is installed as a session.OnCommit hook.
 	OnCommit func(session.Committed)
+	// Observer, if set, is installed with session.WithObserver.
+	Observer session.Observer
 	// AuditRetention is session.Config.AuditRetention (0: keep forever).
 	AuditRetention time.Duration
 	// Argon2 overrides FastArgon2 (benchmarks use password.OWASP).
@@ -195,6 +197,9 @@ func New(t testing.TB, o Options) *Env {
 	}
 	if o.Log != nil {
 		opts = append(opts, session.WithLogger(o.Log))
+	}
+	if o.Observer != nil {
+		opts = append(opts, session.WithObserver(o.Observer))
 	}
 	svc, err := session.New(store, iss, codec, hasher, cfg, opts...)
 	if err != nil {

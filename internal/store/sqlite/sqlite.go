@@ -73,6 +73,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // Close closes the database.
 func (s *Store) Close() error { return errors.Join(s.r.Close(), s.w.Close()) }
 
+// Stats returns the statistics of the writer pool (one connection, every
+// transaction) and of the reader pool, for metrics.
+func (s *Store) Stats() (writer, reader sql.DBStats) { return s.w.Stats(), s.r.Stats() }
+
 // Ping checks that the database answers (readiness).
 func (s *Store) Ping(ctx context.Context) error {
 	var one int

@@ -1,0 +1,76 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Feed is what the revocation-feed gauges read: internal/feed.Hub has Lag
+// and Len, httpapi.Server has FeedSubscribers.
+type Feed struct {
+	// Subscribers returns the open SSE streams of GET /v1/revocations.
+	Subscribers func() int64
+	// Lag returns how long ago the hub last read storage successfully:
+	// other nodes' revocations reach this node's subscribers at most this
+	// late (normally under --feed-poll-interval; it grows while storage
+	// is unreachable).
+	Lag func() time.Duration
+	// Entries returns the live entries the hub holds.
+	Entries func() int
+}
+
+// RegisterFeed exports latch_feed_subscribers, latch_feed_lag_seconds and
+// latch_feed_entries, read at every scrape. Nil functions are skipped.
+func (m *Metrics) RegisterFeed(f Feed) error {
+	var cs []prometheus.Collector
+	if f.Subscribers != nil {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latch_feed_subscribers", Help: "Open revocation-feed streams (SSE) on this node.",
+		}, func() float64 { return float64(f.Subscribers()) }))
+	}
+	if f.Lag != nil {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latch_feed_lag_seconds", Help: "Time since the revocation-feed hub last read storage successfully: the most another node's revocation can lag on this node's feed.",
+		}, func() float64 { return f.Lag().Seconds() }))
+	}
+	if f.Entries != nil {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latch_feed_entries", Help: "Live revocation-feed entries held in memory.",
+		}, func() float64 { return float64(f.Entries()) }))
+	}
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Webhooks is what the webhook counters read; *webhook.Sender implements it.
+type Webhooks interface {
+	Delivered() uint64
+	Failed() uint64
+	Dropped() uint64
+}
+
+var webhookDesc = prometheus.NewDesc("latch_webhook_events_total",
+	"Webhook events by result: delivered (2xx), failed (given up after retries or refused), dropped (queue full or shutting down).", []string{"result"}, nil)
+
+// RegisterWebhooks exports latch_webhook_events_total{result}.
+func (m *Metrics) RegisterWebhooks(w Webhooks) error {
+	return m.reg.Register(webhookCollector{w})
+}
+
+type webhookCollector struct{ w Webhooks }
+
+func (c webhookCollector) Describe(ch chan<- *prometheus.Desc) { ch <- webhookDesc }
+
+func (c webhookCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range []struct {
+		result string
+		n      uint64
+	}{{"delivered", c.w.Delivered()}, {"failed", c.w.Failed()}, {"dropped", c.w.Dropped()}} {
+		ch <- prometheus.MustNewConstMetric(webhookDesc, prometheus.CounterValue, float64(r.n), r.result)
+	}
+}

@@ -1,0 +1,189 @@
+// Package metrics defines Latch's Prometheus metrics and serves them. Every
+// metric is named latch_* and registered on a private registry (with the Go
+// runtime and process collectors), never on the global default one.
+//
+// The domain packages know nothing of Prometheus: Metrics implements the
+// small observer interfaces they declare (session.Observer for logins,
+// refreshes and revocations; httpapi.Observer for requests), a pgx tracer
+// times PostgreSQL statements, and gauges read pool, feed and webhook state
+// at scrape time.
+//
+// The metrics and their label values:
+//
+//	latch_logins_total{outcome}                success | bad_credentials | throttled | error
+//	latch_refreshes_total{outcome}             rotated | grace_duplicate | lost_response | reuse |
+//	                                           expired | revoked | invalid | unavailable
+//	latch_refresh_reuse_total{cause}           ancestor | abandoned_successor | late_parent | unknown_generation
+//	latch_revocations_total{reason}            sessions revoked: logout | remote_logout | password_change |
+//	                                           user_disabled | refresh_token_reuse | token_revoked | admin
+//	latch_http_request_duration_seconds{route,method,code}   histogram; route is the mux pattern
+//	latch_storage_query_duration_seconds{op}   histogram; see Tracer and ObserveStorage
+//	latch_storage_pool_*{pool}                 connection-pool state, read at scrape time
+//	latch_feed_subscribers                     open revocation-feed SSE streams
+//	latch_feed_lag_seconds                     time since the feed hub's last successful poll
+//	latch_feed_entries                         live revocation-feed entries held by the hub
+//	latch_webhook_events_total{result}         delivered | failed | dropped
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Label values used by the HTTP API; the session package's outcome,
+// cause and reason constants are the others.
+const (
+	// LoginThrottled is the logins_total outcome of a login refused by
+	// the rate limiter before the password was checked.
+	LoginThrottled = "throttled"
+)
+
+// Values the counters are created with, so that every series exists (at
+// 0) from the first scrape and rate() works from the first event.
+var (
+	loginOutcomes   = []string{"success", "bad_credentials", LoginThrottled, "error"}
+	refreshOutcomes = []string{"rotated", "grace_duplicate", "lost_response", "reuse", "expired", "revoked", "invalid", "unavailable"}
+	reuseCauses     = []string{"ancestor", "abandoned_successor", "late_parent", "unknown_generation"}
+	revokeReasons   = []string{"logout", "remote_logout", "password_change", "user_disabled", "refresh_token_reuse", "token_revoked", "admin"}
+)
+
+// Metrics holds Latch's collectors. It is safe for concurrent use.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	logins      *prometheus.CounterVec
+	refreshes   *prometheus.CounterVec
+	reuse       *prometheus.CounterVec
+	revocations *prometheus.CounterVec
+	requests    *prometheus.HistogramVec
+	storage     *prometheus.HistogramVec
+	pools       *poolCollector
+
+	// Pre-resolved children for the hot path: a map read, no hashing of
+	// label values. The maps are written only in New.
+	loginC   map[string]prometheus.Counter
+	refreshC map[string]prometheus.Counter
+	reuseC   map[string]prometheus.Counter
+}
+
+// New returns Metrics with every collector registered on a fresh registry,
+// with the Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "latch_logins_total",
+			Help: "Password logins by outcome: success, bad_credentials (unknown email, wrong password or disabled account), throttled (refused by the rate limiter), error (storage, hashing capacity).",
+		}, []string{"outcome"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "latch_refreshes_total",
+			Help: "Refresh-token grants by outcome: rotated, grace_duplicate (the parent within the grace window), lost_response (a fresh successor within the lost-response window), reuse (the session was revoked), expired, revoked, invalid (malformed, forged, unknown, another client's, or a wider scope), unavailable (storage failure).",
+		}, []string{"outcome"}),
+		reuse: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "latch_refresh_reuse_total",
+			Help: "Refresh-token reuse by cause: ancestor (older than the parent), abandoned_successor (replaced by a lost-response successor), late_parent (the parent after both windows), unknown_generation (never handed out).",
+		}, []string{"cause"}),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "latch_revocations_total",
+			Help: "Sessions revoked, by reason.",
+		}, []string{"reason"}),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "latch_http_request_duration_seconds",
+			Help: "HTTP request latency by route (the mux pattern, e.g. \"POST /oauth/token\"; \"/\" for unknown paths, \"none\" for CORS preflights), method and status code. Revocation-feed streams are observed when they end.",
+			// From a cached verification to an Argon2id login.
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method", "code"}),
+		storage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "latch_storage_query_duration_seconds",
+			Help:    "Storage latency by operation. PostgreSQL: each statement by its first keyword (select, insert, update, delete, begin, commit, rollback, with, other) and each pipelined batch (batch). SQLite: each transaction (tx, including the wait for the single writer), each read outside a transaction (read), each sweeper delete (write).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}, []string{"op"}),
+		pools:    &poolCollector{},
+		loginC:   map[string]prometheus.Counter{},
+		refreshC: map[string]prometheus.Counter{},
+		reuseC:   map[string]prometheus.Counter{},
+	}
+	for _, o := range loginOutcomes {
+		m.loginC[o] = m.logins.WithLabelValues(o)
+	}
+	for _, o := range refreshOutcomes {
+		m.refreshC[o] = m.refreshes.WithLabelValues(o)
+	}
+	for _, c := range reuseCauses {
+		m.reuseC[c] = m.reuse.WithLabelValues(c)
+	}
+	for _, r := range revokeReasons {
+		m.revocations.WithLabelValues(r)
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.logins, m.refreshes, m.reuse, m.revocations, m.requests, m.storage, m.pools,
+	)
+	return m
+}
+
+// Registry returns the registry, for registering more collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, MaxRequestsInFlight: 4})
+}
+
+// count increments the pre-resolved child for v, or the vector's child for
+// an unexpected value (which still works, it is just slower).
+func count(children map[string]prometheus.Counter, vec *prometheus.CounterVec, v string, n float64) {
+	if c, ok := children[v]; ok {
+		c.Add(n)
+		return
+	}
+	vec.WithLabelValues(v).Add(n)
+}
+
+// LoggedIn implements session.Observer.
+func (m *Metrics) LoggedIn(outcome string) { count(m.loginC, m.logins, outcome, 1) }
+
+// LoginThrottled implements httpapi.Observer: a login refused by the rate
+// limiter, which never reaches the session service.
+func (m *Metrics) LoginThrottled() { m.loginC[LoginThrottled].Inc() }
+
+// Refreshed implements session.Observer.
+func (m *Metrics) Refreshed(outcome, cause string) {
+	count(m.refreshC, m.refreshes, outcome, 1)
+	if cause != "" {
+		count(m.reuseC, m.reuse, cause, 1)
+	}
+}
+
+// Revoked implements session.Observer.
+func (m *Metrics) Revoked(reason string, n int) {
+	m.revocations.WithLabelValues(reason).Add(float64(n))
+}
+
+// Request implements httpapi.Observer. route must be a mux pattern (or
+// another value from a small fixed set), never the request path, so the
+// number of series stays bounded; method is reduced to the standard ones.
+func (m *Metrics) Request(route, method string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, knownMethod(method), strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodOptions, http.MethodHead,
+		http.MethodPut, http.MethodPatch:
+		return m
+	}
+	return "other"
+}
+
+// ObserveStorage records one storage operation of d (SQLite: see the
+// latch_storage_query_duration_seconds help for the ops).
+func (m *Metrics) ObserveStorage(op string, d time.Duration) {
+	m.storage.WithLabelValues(op).Observe(d.Seconds())
+}

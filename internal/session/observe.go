@@ -1,0 +1,125 @@
+package session
+
+import (
+	"errors"
+)
+
+// Observer is told the outcome of every login, refresh and revocation, for
+// metrics. Each method is called once per operation, after its transaction
+// committed or rolled back, on the caller's goroutine: implementations must
+// be cheap, must not block and must be safe for concurrent use. Outcomes,
+// causes and reasons are the constants below and the Reason constants.
+type Observer interface {
+	// LoggedIn reports a password login: LoginSuccess, LoginBadCredentials
+	// or LoginError.
+	LoggedIn(outcome string)
+	// Refreshed reports a refresh_token grant; cause is one of the Reuse
+	// causes when outcome is RefreshReuse, and empty otherwise.
+	Refreshed(outcome, cause string)
+	// Revoked reports n sessions revoked for reason (ReasonLogout, …) by
+	// one committed transaction.
+	Revoked(reason string, n int)
+}
+
+// WithObserver sets the Observer; the default observes nothing.
+func WithObserver(o Observer) Option { return func(s *Service) { s.obs = o } }
+
+// Login outcomes reported to [Observer.LoggedIn].
+const (
+	LoginSuccess = "success"
+	// LoginBadCredentials covers an unknown email, a wrong password and a
+	// disabled account alike.
+	LoginBadCredentials = "bad_credentials"
+	// LoginError is anything else: storage unavailable, hashing capacity
+	// exhausted (password.ErrBusy), a signing failure.
+	LoginError = "error"
+)
+
+// Refresh outcomes reported to [Observer.Refreshed].
+const (
+	RefreshRotated        = "rotated"         // the current token: rotated
+	RefreshGraceDuplicate = "grace_duplicate" // the parent within G: the identical current token
+	RefreshLostResponse   = "lost_response"   // the parent within L: a fresh successor
+	RefreshReuse          = "reuse"           // the session was revoked (see the Reuse causes)
+	RefreshExpired        = "expired"         // the session had expired (idle or absolute)
+	RefreshRevoked        = "revoked"         // the session had been revoked before
+	// RefreshInvalid covers malformed, forged and unknown (swept) tokens, a
+	// token of another client and a scope wider than the grant.
+	RefreshInvalid = "invalid"
+	// RefreshUnavailable is a storage failure: nothing changed and the
+	// client retries.
+	RefreshUnavailable = "unavailable"
+)
+
+// Reuse causes reported with RefreshReuse: which token came back.
+const (
+	// ReuseAncestor: a token older than the parent.
+	ReuseAncestor = "ancestor"
+	// ReuseAbandoned: a successor abandoned when a lost-response successor
+	// replaced it (a generation between the parent and the current one).
+	ReuseAbandoned = "abandoned_successor"
+	// ReuseLateParent: the parent, after the grace window and after the
+	// lost-response window (or with the lost-response window off).
+	ReuseLateParent = "late_parent"
+	// ReuseUnknownGeneration: a generation the session never handed out
+	// (newer than the current one, or a parent before any rotation), which
+	// only a restored database or a leaked MAC key explains.
+	ReuseUnknownGeneration = "unknown_generation"
+)
+
+// reuseCause tells which rule of decide made gen a reuse.
+func reuseCause(s *Session, gen uint64) string {
+	switch {
+	case gen > s.Gen || s.ParentGen == 0:
+		return ReuseUnknownGeneration
+	case gen < s.ParentGen:
+		return ReuseAncestor
+	case gen > s.ParentGen:
+		return ReuseAbandoned
+	default:
+		return ReuseLateParent
+	}
+}
+
+// observeRefresh reports one refresh: out when err is nil or ErrReused,
+// else the class of err.
+func (s *Service) observeRefresh(out outcome, ses *Session, gen uint64, err error) {
+	if s.obs == nil {
+		return
+	}
+	var o, cause string
+	switch {
+	case err == nil && out == outRotate:
+		o = RefreshRotated
+	case err == nil && out == outGrace:
+		o = RefreshGraceDuplicate
+	case err == nil && out == outLost:
+		o = RefreshLostResponse
+	case err == nil && out == outReuse:
+		o, cause = RefreshReuse, reuseCause(ses, gen)
+	case errors.Is(err, ErrExpired):
+		o = RefreshExpired
+	case errors.Is(err, ErrRevoked):
+		o = RefreshRevoked
+	case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrWrongClient), errors.Is(err, ErrInvalidScope):
+		o = RefreshInvalid
+	default:
+		o = RefreshUnavailable
+	}
+	s.obs.Refreshed(o, cause)
+}
+
+// observeLogin reports one login by its error.
+func (s *Service) observeLogin(err error) {
+	if s.obs == nil {
+		return
+	}
+	switch {
+	case err == nil:
+		s.obs.LoggedIn(LoginSuccess)
+	case errors.Is(err, ErrBadCredential):
+		s.obs.LoggedIn(LoginBadCredentials)
+	default:
+		s.obs.LoggedIn(LoginError)
+	}
+}
