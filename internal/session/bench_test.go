@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -9,14 +10,29 @@ import (
 
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/store/postgres/pgtest"
 	"github.com/latchauth/latch/internal/testenv"
 )
 
-// BenchmarkRefresh measures refresh (rotate, sign a new access token) on
-// SQLite: each parallel worker follows the rotation of its own session, as
-// real clients do.
+// BenchmarkRefresh measures refresh at the storage layer (rotate, sign a
+// new access token; no HTTP) on SQLite and, when LATCH_TEST_POSTGRES names
+// a server, on PostgreSQL: each parallel worker follows the rotation of
+// its own session, as real clients do.
+//
+//	LATCH_TEST_POSTGRES=… go test -run '^$' -bench 'Refresh$' -cpu 2 ./internal/session
 func BenchmarkRefresh(b *testing.B) {
-	env := testenv.New(b, testenv.Options{RealClock: true})
+	b.Run("store=sqlite", func(b *testing.B) { benchRefresh(b, testenv.Options{RealClock: true}) })
+	b.Run("store=postgres", func(b *testing.B) {
+		if os.Getenv(pgtest.Env) == "" {
+			b.Skip(pgtest.Env + " is not set")
+		}
+		b.SetParallelism(8) // 16 workers on 2 cores: the database round trips leave the CPU idle otherwise
+		benchRefresh(b, testenv.Options{RealClock: true, Store: func(t testing.TB) testenv.Store { return pgtest.New(t) }})
+	})
+}
+
+func benchRefresh(b *testing.B, o testenv.Options) {
+	env := testenv.New(b, o)
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()

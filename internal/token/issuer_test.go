@@ -28,7 +28,9 @@ type fixture struct {
 	clock *testenv.Clock
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureTB(t) }
+
+func newFixtureTB(t testing.TB) *fixture {
 	t.Helper()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
 	if err != nil {
@@ -308,5 +310,30 @@ func TestRewrap(t *testing.T) {
 	}
 	if _, err := token.RefreshKey(ctx, f.store, newKEK, f.clock.Now()); err != nil {
 		t.Fatalf("a failed rewrap damaged the stored values: %v", err)
+	}
+}
+
+// BenchmarkIssue measures signing an access token with each algorithm.
+func BenchmarkIssue(b *testing.B) {
+	for _, alg := range []string{"EdDSA", "ES256", "RS256"} {
+		b.Run(alg, func(b *testing.B) {
+			f := newFixtureTB(b)
+			i, err := token.New(f.store, f.kek, token.Config{Issuer: "https://auth.example", Alg: alg, JWKSMaxAge: 5 * time.Minute,
+				LongestAccessTTL: 15 * time.Minute, Leeway: 30 * time.Second, ReloadInterval: time.Second}, token.WithClock(f.clock.Now))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := i.Init(ctx); err != nil {
+				b.Fatal(err)
+			}
+			c := claims(f.clock.Now())
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := i.Issue(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
