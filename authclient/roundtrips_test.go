@@ -20,8 +20,13 @@ import (
 //
 //	go test -run TestRoundTripsPerHour -v ./authclient
 func TestRoundTripsPerHour(t *testing.T) {
+	for _, ttl := range []time.Duration{time.Minute, 15 * time.Minute, time.Hour, 24 * time.Hour} {
+		t.Run(ttl.String(), func(t *testing.T) { roundTripsPerHour(t, ttl) })
+	}
+}
+
+func roundTripsPerHour(t *testing.T, ttl time.Duration) {
 	const (
-		ttl   = 15 * time.Minute
 		every = 10 * time.Second
 		span  = time.Hour
 	)
