@@ -129,6 +129,17 @@ func endPrevious(ctx context.Context, previous authclient.Saved) {
 }
 
 // resume opens the saved session.
+// resumeFrom opens the credentials file the flags name and resumes its
+// session.
+func resumeFrom(ctx context.Context, store func() (*authclient.FileStore, error)) (*authclient.FileStore, *authclient.Client, *authclient.Session, error) {
+	st, err := store()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, sess, err := resume(ctx, st)
+	return st, c, sess, err
+}
+
 func resume(ctx context.Context, st *authclient.FileStore) (*authclient.Client, *authclient.Session, error) {
 	saved, err := st.Load(ctx)
 	if errors.Is(err, authclient.ErrNoSession) {
@@ -160,11 +171,7 @@ func runWhoami(ctx context.Context, args []string, s io3) error {
 	if err := parseUser(fs, args, "whoami"); err != nil {
 		return err
 	}
-	st, err := store()
-	if err != nil {
-		return err
-	}
-	c, sess, err := resume(ctx, st)
+	_, c, sess, err := resumeFrom(ctx, store)
 	if err != nil {
 		return err
 	}
@@ -224,11 +231,7 @@ func runLogout(ctx context.Context, args []string, s io3) error {
 	default:
 		return fmt.Errorf("%w: --scope must be current, others or all", ErrUsage)
 	}
-	st, err := store()
-	if err != nil {
-		return err
-	}
-	_, sess, err := resume(ctx, st)
+	st, _, sess, err := resumeFrom(ctx, store)
 	if err != nil {
 		return err
 	}
@@ -255,11 +258,7 @@ func runToken(ctx context.Context, args []string, s io3) error {
 	if err := parseUser(fs, args, "token"); err != nil {
 		return err
 	}
-	st, err := store()
-	if err != nil {
-		return err
-	}
-	_, sess, err := resume(ctx, st)
+	_, _, sess, err := resumeFrom(ctx, store)
 	if err != nil {
 		return err
 	}
