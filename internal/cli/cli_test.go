@@ -477,3 +477,23 @@ func TestClientsCreateDefaults(t *testing.T) {
 func passwordLoginAs(t *testing.T, s *server, client, email, pw string) (int, map[string]any) {
 	return post(t, s.url+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {email}, "password": {pw}, "client_id": {client}}.Encode())
 }
+
+// TestServeLimitsHeaders: the real server refuses oversized request headers
+// (MaxHeaderBytes 16 KiB, far below net/http's 1 MiB default; GO-06).
+func TestServeLimitsHeaders(t *testing.T) {
+	s := startServer(t)
+	req, _ := http.NewRequest("GET", s.url+"/healthz", nil)
+	req.Header.Set("X-Padding", strings.Repeat("a", 64<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("64 KiB of headers: %d, want 431", resp.StatusCode)
+	}
+	req.Header.Set("X-Padding", strings.Repeat("a", 4<<10))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("4 KiB of headers: %v %v", resp, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -258,6 +259,19 @@ func TestDatabaseUnreachable(t *testing.T) {
 	if status, _ := n.get(t, "/healthz"); status != http.StatusOK {
 		t.Fatalf("healthz during the outage: %d; the process is alive and should say so", status)
 	}
+	// Login, logout and password change fail the same way, and change
+	// nothing (SECURITY-CHECKLIST OPS-05).
+	jsonReq := func(path, body, bearer string) answer {
+		req, _ := http.NewRequest("POST", n.base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		return do(t, req)
+	}
+	wantUnavailable(t, jsonReq("/v1/login", `{"email":"outage@example.com","password":"correct horse battery staple"}`, ""), "login during the outage")
+	wantUnavailable(t, jsonReq("/v1/logout", `{"scope":"all"}`, tok.AccessToken), "logout during the outage")
+	wantUnavailable(t, jsonReq("/v1/password", `{"current_password":"correct horse battery staple","new_password":"another long passphrase"}`, tok.AccessToken), "password change during the outage")
 	time.Sleep(time.Second) // a while
 	p.restore()
 
@@ -270,5 +284,11 @@ func TestDatabaseUnreachable(t *testing.T) {
 	db := connect(t, dbURL)
 	if gen, revoked := sessionState(t, db, tok.SessionID); gen != 2 || revoked {
 		t.Fatalf("after the outage the session is gen %d, revoked %v; want one rotation, live", gen, revoked)
+	}
+	// The password did not change either.
+	req, _ := http.NewRequest("POST", n.base+"/v1/login", strings.NewReader(`{"email":"outage@example.com","password":"correct horse battery staple"}`))
+	req.Header.Set("Content-Type", "application/json")
+	if a := do(t, req); a.status != http.StatusOK {
+		t.Fatalf("login with the old password after the outage: %d %s", a.status, a.Error)
 	}
 }

@@ -124,3 +124,26 @@ func TestTrustedProxies(t *testing.T) {
 		})
 	}
 }
+
+// TestQueryParametersIgnored: a refresh token or access token in the URL
+// is never read (SECURITY-CHECKLIST RT-20, RS-29): the token endpoint takes
+// the form body only, the account endpoints the Authorization header only.
+func TestQueryParametersIgnored(t *testing.T) {
+	env, srv := newServer(t, testenv.Options{})
+	tok := env.Login(t, "q@example.com")
+	r := send(t, srv, req{method: "POST", path: "/oauth/token?grant_type=refresh_token&client_id=app&refresh_token=" + tok.RefreshToken,
+		contentType: "application/x-www-form-urlencoded", body: "client_id=app"})
+	var body struct{ Error string }
+	r.decode(t, &body)
+	if r.Status != http.StatusBadRequest || body.Error != "invalid_request" {
+		t.Fatalf("refresh with the token in the query: %s, want 400 invalid_request", r)
+	}
+	if r := send(t, srv, req{method: "GET", path: "/v1/sessions?access_token=" + tok.AccessToken}); r.Status != http.StatusUnauthorized {
+		t.Fatalf("access token in the query: %s, want 401", r)
+	}
+	// The refresh token still works: nothing was consumed.
+	if r := send(t, srv, req{method: "POST", path: "/oauth/token", contentType: "application/x-www-form-urlencoded",
+		body: "grant_type=refresh_token&client_id=app&refresh_token=" + tok.RefreshToken}); r.Status != http.StatusOK {
+		t.Fatalf("the refresh token after the refused query: %s", r)
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/audit"
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/testenv"
 )
@@ -602,6 +603,107 @@ func TestDatabaseHoldsNoRefreshToken(t *testing.T) {
 		mac := raw[1+16+8 : 1+16+8+32]
 		if bytes.Contains(dump, []byte(rt)) || bytes.Contains(dump, mac) || bytes.Contains(dump, []byte(base64.RawURLEncoding.EncodeToString(mac))) {
 			t.Fatal("a refresh token or its MAC is stored in the database")
+		}
+	}
+}
+
+// TestExpiryEdges: one second before the idle or absolute end a refresh is
+// accepted; at the end it is refused (SECURITY-CHECKLIST RT-11). The
+// server's clock decides; the client sends no time.
+func TestExpiryEdges(t *testing.T) {
+	tests := []struct {
+		name  string
+		opts  testenv.Options
+		until time.Duration // from login to the end
+	}{
+		{"idle", testenv.Options{Idle: time.Hour}, time.Hour},
+		{"absolute", testenv.Options{MaxLifetime: 30 * time.Minute, Idle: time.Hour}, 30 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, edge := range []struct {
+				at     time.Duration
+				accept bool
+			}{{tt.until - time.Second, true}, {tt.until, false}} {
+				env := testenv.New(t, tt.opts)
+				tok := env.Login(t, "edge@example.com")
+				env.Clock.Advance(edge.at)
+				_, err := refresh(env, tok.RefreshToken)
+				if edge.accept && err != nil {
+					t.Fatalf("refresh %s after login (1 s before the end): %v", edge.at, err)
+				}
+				if !edge.accept && !errors.Is(err, session.ErrExpired) {
+					t.Fatalf("refresh exactly at the end: %v, want expired", err)
+				}
+			}
+		})
+	}
+}
+
+// TestLoginAuditTrail: successful and failed logins are recorded with the
+// client's IP and user agent (SECURITY-CHECKLIST LOGIN-12, RT-08).
+func TestLoginAuditTrail(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	env.Login(t, "audit@example.com")
+	m := session.Meta{IP: "198.51.100.4", UserAgent: "audit-test"}
+	if _, _, err := env.Sessions.Login(ctx, session.LoginRequest{Email: "audit@example.com", Password: "not the password", Client: env.Client, Meta: m}); !errors.Is(err, session.ErrBadCredential) {
+		t.Fatalf("bad login: %v", err)
+	}
+	if _, _, err := env.Sessions.Login(ctx, session.LoginRequest{Email: "nobody@example.com", Password: "not the password", Client: env.Client, Meta: m}); !errors.Is(err, session.ErrBadCredential) {
+		t.Fatalf("unknown login: %v", err)
+	}
+	tok, _, err := env.Sessions.Login(ctx, session.LoginRequest{Email: "audit@example.com", Password: testenv.Password, Client: env.Client, Meta: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, _ := env.Store.AuditEvents(ctx, audit.Query{Type: audit.LoginFailed})
+	ok, _ := env.Store.AuditEvents(ctx, audit.Query{Type: audit.LoginSucceeded})
+	if len(failed) != 2 || failed[0].IP != m.IP || failed[0].UserAgent != m.UserAgent {
+		t.Fatalf("login.failed events %+v, want two with the client's IP and user agent", failed)
+	}
+	if len(ok) != 2 || ok[0].SessionID != tok.SessionID || ok[0].IP != m.IP {
+		t.Fatalf("login.succeeded events %+v, want the new session with the client's IP", ok)
+	}
+	for _, e := range append(failed, ok...) {
+		if strings.Contains(e.Detail, "password") || strings.Contains(e.Detail, testenv.Password) {
+			t.Fatalf("an audit event carries a password: %+v", e)
+		}
+	}
+}
+
+// TestLoginRehashes: a hash made with weaker parameters than the current
+// ones is replaced at the next successful login (SECURITY-CHECKLIST
+// LOGIN-09), and the password still works after it.
+func TestLoginRehashes(t *testing.T) {
+	stronger := password.Params{MemoryKiB: 9 * 1024, Iterations: 2, Parallelism: 1}
+	env := testenv.New(t, testenv.Options{Argon2: stronger})
+	weak, err := password.NewHasher(testenv.FastArgon2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Login(t, "old@example.com")
+	u, _ := env.Sessions.UserByEmail(ctx, "old@example.com")
+	old, err := weak.Hash(ctx, testenv.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Store.InTx(ctx, func(tx session.Tx) error {
+		lu, err := tx.LockUser(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		lu.PasswordHash = old
+		return tx.UpdateUser(ctx, lu)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, _, err := env.Sessions.Login(ctx, session.LoginRequest{Email: "old@example.com", Password: testenv.Password, Client: env.Client}); err != nil {
+			t.Fatalf("login with a hash of older parameters: %v", err)
+		}
+		got, _ := env.Sessions.UserByEmail(ctx, "old@example.com")
+		if !strings.Contains(got.PasswordHash, "m=9216,t=2,p=1") {
+			t.Fatalf("after login the hash is %s, want the current parameters m=9216,t=2,p=1", got.PasswordHash)
 		}
 	}
 }
