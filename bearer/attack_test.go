@@ -668,3 +668,32 @@ func withURLChars(f *fakeIssuer) string {
 		}
 	}
 }
+
+// DOS-05: a request for an unknown kid whose context is already cancelled
+// (a client that hangs up at once) must not spend the rate-limited JWKS
+// refetch on a fetch that fails: otherwise an attacker who does this once
+// per MinRefreshInterval keeps a rotated-in key from ever being learnt.
+func TestCancelledRequestDoesNotStarveKeyRefresh(t *testing.T) {
+	f := newFakeIssuer(t)
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	v, err := bearer.New(context.Background(), bearer.Config{Issuer: f.srv.URL, Audience: "notes-api",
+		Algorithms: []string{"EdDSA"}, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	_, next, _ := ed25519.GenerateKey(rand.Reader)
+	f.setKeys(
+		jose.JSONWebKey{Key: f.ed.Public(), KeyID: "ed", Algorithm: "EdDSA", Use: "sig"},
+		jose.JSONWebKey{Key: next.Public(), KeyID: "ed2", Algorithm: "EdDSA", Use: "sig"},
+	)
+	clock.Add(int64(time.Minute)) // past MinRefreshInterval, within the 300 s max-age
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	v.Verify(cancelled, f.token(`{"alg":"EdDSA","kid":"attacker","typ":"at+jwt"}`, f.claims()))
+	tok := raw(`{"alg":"EdDSA","kid":"ed2","typ":"at+jwt"}`, mustJSON(f.claims()), func(in []byte) []byte { return ed25519.Sign(next, in) })
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("a token of the rotated-in key after a cancelled unknown-kid request: %v", err)
+	}
+}

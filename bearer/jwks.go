@@ -58,6 +58,11 @@ func (c *keyCache) key(ctx context.Context, kid string) (pinnedKey, error) {
 	if len(kid) > 256 {
 		return pinnedKey{}, invalid("kid too long")
 	}
+	// The fetch does not end with the request: a client that hangs up
+	// would otherwise spend the rate-limited refetch on a failure and, once
+	// per MinRefreshInterval, keep a new key from ever being learnt.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	c.refresh(ctx, true)
 	if k, ok := c.set.Load().keys[kid]; ok {
 		return k, nil
