@@ -668,3 +668,85 @@ func withURLChars(f *fakeIssuer) string {
 		}
 	}
 }
+
+// DOS-05: a request for an unknown kid whose context is already cancelled
+// (a client that hangs up at once) must not spend the rate-limited JWKS
+// refetch on a fetch that fails: otherwise an attacker who does this once
+// per MinRefreshInterval keeps a rotated-in key from ever being learnt.
+func TestCancelledRequestDoesNotStarveKeyRefresh(t *testing.T) {
+	f := newFakeIssuer(t)
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	v, err := bearer.New(context.Background(), bearer.Config{Issuer: f.srv.URL, Audience: "notes-api",
+		Algorithms: []string{"EdDSA"}, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	_, next, _ := ed25519.GenerateKey(rand.Reader)
+	f.setKeys(
+		jose.JSONWebKey{Key: f.ed.Public(), KeyID: "ed", Algorithm: "EdDSA", Use: "sig"},
+		jose.JSONWebKey{Key: next.Public(), KeyID: "ed2", Algorithm: "EdDSA", Use: "sig"},
+	)
+	clock.Add(int64(time.Minute)) // past MinRefreshInterval, within the 300 s max-age
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	v.Verify(cancelled, f.token(`{"alg":"EdDSA","kid":"attacker","typ":"at+jwt"}`, f.claims()))
+	tok := raw(`{"alg":"EdDSA","kid":"ed2","typ":"at+jwt"}`, mustJSON(f.claims()), func(in []byte) []byte { return ed25519.Sign(next, in) })
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("a token of the rotated-in key after a cancelled unknown-kid request: %v", err)
+	}
+}
+
+// OPS-11: a key replaced in the JWKS by another key under the same kid
+// (a compromised key swapped out, kid kept) ends the tokens of the old key
+// already verified and cached, as a withdrawn key does.
+func TestReplacedKeySameKidEndsCachedTokens(t *testing.T) {
+	f := newFakeIssuer(t)
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	v, err := bearer.New(context.Background(), bearer.Config{Issuer: f.srv.URL, Audience: "notes-api",
+		Algorithms: []string{"EdDSA"}, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	tok := f.token(goodHeader, with(f.claims(), "exp", now.Add(24*time.Hour).Unix()))
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	f.setKeys(jose.JSONWebKey{Key: other.Public(), KeyID: "ed", Algorithm: "EdDSA", Use: "sig"})
+	clock.Add(int64(10 * time.Minute)) // past the 300 s max-age
+	fetches := f.fetches.Load()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := v.Verify(context.Background(), tok)
+		if err != nil {
+			break
+		}
+		if f.fetches.Load() > fetches && time.Now().After(deadline) {
+			t.Fatal("a token of a key replaced under the same kid still verifies")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// The unchanged key of an unchanged JWKS keeps its cached tokens: a
+	// refresh alone does not end them.
+	good := raw(goodHeader, mustJSON(with(f.claims(), "exp", now.Add(24*time.Hour).Unix())), func(in []byte) []byte { return ed25519.Sign(other, in) })
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(int64(10 * time.Minute))
+	fetches = f.fetches.Load()
+	for f.fetches.Load() == fetches {
+		if _, err := v.Verify(context.Background(), good); err != nil {
+			t.Fatalf("a token of the current key, across a refresh: %v", err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // let the fetch store its result
+	hits := v.Stats().CacheHits
+	if _, err := v.Verify(context.Background(), good); err != nil || v.Stats().CacheHits != hits+1 {
+		t.Fatalf("after a refresh that changed nothing: %v, cache hits %d -> %d, want a hit", err, hits, v.Stats().CacheHits)
+	}
+}

@@ -2,6 +2,7 @@ package bearer
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -26,8 +27,8 @@ type pinnedKey struct {
 
 // keySet is one fetched JWKS.
 type keySet struct {
-	keys    map[string]pinnedKey
-	expires time.Time // refetch in the background after this
+	keys    map[string]*pinnedKey // one pointer per key as long as it is published unchanged
+	expires time.Time             // refetch in the background after this
 }
 
 // keyCache holds the issuer's key set. Reads are lock-free; fetches are
@@ -50,19 +51,24 @@ func newKeyCache(url string, v *Verifier) *keyCache { return &keyCache{url: url,
 // key returns the key for kid. An expired set is refreshed in the
 // background (the current one still answers); an unknown kid causes one
 // synchronous refetch, at most once per MinRefreshInterval.
-func (c *keyCache) key(ctx context.Context, kid string) (pinnedKey, error) {
+func (c *keyCache) key(ctx context.Context, kid string) (*pinnedKey, error) {
 	set := c.current()
 	if k, ok := set.keys[kid]; ok {
 		return k, nil
 	}
 	if len(kid) > 256 {
-		return pinnedKey{}, invalid("kid too long")
+		return nil, invalid("kid too long")
 	}
+	// The fetch does not end with the request: a client that hangs up
+	// would otherwise spend the rate-limited refetch on a failure and, once
+	// per MinRefreshInterval, keep a new key from ever being learnt.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	c.refresh(ctx, true)
 	if k, ok := c.set.Load().keys[kid]; ok {
 		return k, nil
 	}
-	return pinnedKey{}, invalid("unknown kid")
+	return nil, invalid("unknown kid")
 }
 
 // current returns the key set, starting a background refresh when it has
@@ -80,10 +86,11 @@ func (c *keyCache) current() *keySet {
 	return set
 }
 
-// published reports whether kid is in the current key set (no I/O).
-func (c *keyCache) published(kid string) bool {
-	_, ok := c.current().keys[kid]
-	return ok
+// published reports whether k is still the key the current key set
+// publishes as kid (no I/O): a key withdrawn, or replaced by another under
+// the same kid, is not.
+func (c *keyCache) published(kid string, k *pinnedKey) bool {
+	return c.current().keys[kid] == k
 }
 
 // refresh refetches the key set unless another fetch happened within
@@ -120,7 +127,8 @@ func (c *keyCache) fetchLocked(ctx context.Context) error {
 		}
 		return fmt.Errorf("bearer: fetch JWKS: %w", err)
 	}
-	keys := map[string]pinnedKey{}
+	old := c.set.Load()
+	keys := map[string]*pinnedKey{}
 	for _, k := range raw.Keys {
 		// Only signature keys that name an allowed algorithm: the key is
 		// pinned to it (RFC 8725 section 3.1). Keys without alg are skipped.
@@ -134,9 +142,15 @@ func (c *keyCache) fetchLocked(ctx context.Context) error {
 			c.v.log.Warn("bearer: JWKS key skipped: invalid, too weak, or of another type than its alg", "kid", k.KeyID, "alg", k.Algorithm)
 			continue
 		}
-		keys[k.KeyID] = pinnedKey{key: k.Key, alg: k.Algorithm}
+		// A key published unchanged keeps its identity, and so the tokens
+		// it verified stay in the token cache across refreshes.
+		if p, ok := old.lookup(k.KeyID); ok && p.alg == k.Algorithm && sameKey(p.key, k.Key) {
+			keys[k.KeyID] = p
+		} else {
+			keys[k.KeyID] = &pinnedKey{key: k.Key, alg: k.Algorithm}
+		}
 	}
-	if old := c.set.Load(); old != nil && len(keys) == 0 {
+	if old != nil && len(keys) == 0 {
 		// An empty or wholly unusable set is a broken JWKS, not a
 		// revocation of every key: keep the last good set
 		// (SECURITY-CHECKLIST OPS-13).
@@ -165,6 +179,22 @@ func (c *keyCache) cacheAge(cc string) time.Duration {
 		}
 	}
 	return min(max(age, c.v.cfg.MinRefreshInterval), c.v.cfg.MaxCacheAge)
+}
+
+// lookup returns the key for kid in s, which may be nil.
+func (s *keySet) lookup(kid string) (*pinnedKey, bool) {
+	if s == nil {
+		return nil, false
+	}
+	k, ok := s.keys[kid]
+	return k, ok
+}
+
+// sameKey reports whether two public keys from go-jose's JWK parsing are
+// equal.
+func sameKey(a, b any) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
 }
 
 // JWKSFetches returns how many times the key set has been fetched; tests and

@@ -282,17 +282,17 @@ func (v *Verifier) Verify(ctx context.Context, token string) (_ *Claims, err err
 		// A hit counts only while its key is still published: a key
 		// withdrawn from the JWKS (compromise, SECURITY-CHECKLIST OPS-11)
 		// ends its cached tokens at the next key-set refresh.
-		if e := v.cache.get(sum); e != nil && v.keys.published(e.kid) {
+		if e := v.cache.get(sum); e != nil && v.keys.published(e.kid, e.key) {
 			v.stats.hits.Add(1)
 			return v.checkAgain(e.claims)
 		}
 	}
-	c, kid, err := v.verify(ctx, token)
+	c, kid, key, err := v.verify(ctx, token)
 	if err != nil {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(sum, cached{claims: c, kid: kid})
+		v.cache.put(sum, cached{claims: c, kid: kid, key: key})
 	}
 	return c, nil
 }
@@ -315,46 +315,46 @@ func (v *Verifier) checkAgain(c *Claims) (*Claims, error) {
 // key named by kid and the one algorithm it is pinned to, the signature
 // over the signing input as received, and only then the claims (RFC 8725
 // section 3.4; SECURITY-CHECKLIST RS-32).
-func (v *Verifier) verify(ctx context.Context, token string) (*Claims, string, error) {
+func (v *Verifier) verify(ctx context.Context, token string) (*Claims, string, *pinnedKey, error) {
 	parts, err := splitJWS(token)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	defer parts.release()
 	hdr := parts.hdr
 	if !isAccessTokenType(hdr.typ) {
-		return nil, "", invalid("header: typ must be at+jwt")
+		return nil, "", nil, invalid("header: typ must be at+jwt")
 	}
 	alg := jose.SignatureAlgorithm(hdr.alg)
 	if !slices.Contains(v.algs, alg) {
-		return nil, "", invalid("alg %q not allowed", hdr.alg)
+		return nil, "", nil, invalid("alg %q not allowed", hdr.alg)
 	}
 	if hdr.kid == "" {
-		return nil, "", invalid("no kid")
+		return nil, "", nil, invalid("no kid")
 	}
 	k, err := v.keys.key(ctx, hdr.kid)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if string(alg) != k.alg {
-		return nil, "", invalid("alg %s for a key pinned to %s", alg, k.alg)
+		return nil, "", nil, invalid("alg %s for a key pinned to %s", alg, k.alg)
 	}
 	if err := verifySignature(alg, k.key, parts.input, parts.sig); err != nil {
-		return nil, "", invalid("signature: %v", err)
+		return nil, "", nil, invalid("signature: %v", err)
 	}
 	c, err := decodeClaims(parts.payload)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if err := v.checkClaims(c); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if v.feed != nil {
 		if err := v.feed.check(c); err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 	}
-	return c, hdr.kid, nil
+	return c, hdr.kid, k, nil
 }
 
 func (v *Verifier) checkClaims(c *Claims) error {
@@ -428,10 +428,11 @@ type tokenCache struct {
 	byID map[[sha256.Size]byte]cached
 }
 
-// cached is a verified token's claims and the kid of the key that signed it.
+// cached is a verified token's claims and the kid and key that signed it.
 type cached struct {
 	claims *Claims
 	kid    string
+	key    *pinnedKey
 }
 
 func newTokenCache(n int) *tokenCache {
