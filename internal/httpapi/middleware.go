@@ -15,12 +15,19 @@ import (
 
 type ctxKey int
 
-const requestIDKey ctxKey = iota
+const requestKey ctxKey = iota
+
+// requestInfo is what ServeHTTP works out once per request for the
+// handlers, the throttle and the access log.
+type requestInfo struct {
+	id string // request id
+	ip string // client IP, after trusted proxies
+}
 
 // requestIDFrom returns the request id the middleware gave r's context.
 func requestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
+	info, _ := ctx.Value(requestKey).(requestInfo)
+	return info.id
 }
 
 // validRequestID accepts a caller's X-Request-Id only if it is short and
@@ -85,7 +92,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = newRequestID()
 	}
 	w.Header().Set("X-Request-Id", id)
-	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+	ip := s.clientIP(r)
+	r = r.WithContext(context.WithValue(r.Context(), requestKey, requestInfo{id: id, ip: ip}))
 	securityHeaders(w.Header(), s.https)
 	sw := &statusWriter{ResponseWriter: w}
 	if s.cors(sw, r) {
@@ -108,7 +116,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log.LogAttrs(r.Context(), level, "request",
 		slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", sw.status), slog.Int64("bytes", sw.bytes),
-		slog.Float64("ms", float64(time.Since(start).Microseconds())/1000), slog.String("ip", s.clientIP(r)))
+		slog.Float64("ms", float64(time.Since(start).Microseconds())/1000), slog.String("ip", ip))
 }
 
 // metricsRoute serves Config.Metrics.

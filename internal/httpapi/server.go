@@ -204,7 +204,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 }
 
 func (s *Server) meta(r *http.Request) session.Meta {
-	ip := s.clientIP(r)
+	info, ok := r.Context().Value(requestKey).(requestInfo)
+	ip := info.ip
+	if !ok { // a handler reached without ServeHTTP (not in production)
+		ip = s.clientIP(r)
+	}
 	ua := r.UserAgent()
 	if len(ua) > 512 {
 		ua = ua[:512]
