@@ -15,35 +15,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/latchauth/latch/internal/cli"
+	"github.com/latchauth/latch/internal/testenv"
 	"github.com/latchauth/latch/internal/webhook"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type server struct {
 	url  string
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 	db   string
 	done chan error
 	stop context.CancelFunc
@@ -54,7 +36,7 @@ func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
 	db := filepath.Join(t.TempDir(), "latch.db")
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{logs: &syncBuffer{}, db: db, done: make(chan error, 1), stop: cancel}
+	s := &server{logs: &testenv.LogBuffer{}, db: db, done: make(chan error, 1), stop: cancel}
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", "sqlite:" + db,
 		"--argon2-memory", "8192", "--argon2-iterations", "1"}, extra...)
 	go func() { s.done <- cli.Run(ctx, args, strings.NewReader(""), io.Discard, s.logs) }()

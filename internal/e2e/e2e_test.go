@@ -5,7 +5,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -18,9 +17,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/latchauth/latch/internal/testenv"
 )
 
 var latchBin string
@@ -86,26 +86,7 @@ func withParam(dbURL, k, v string) string {
 type node struct {
 	base string
 	cmd  *exec.Cmd
-	log  *logBuffer
-}
-
-// logBuffer collects a node's log lines; the reader goroutine writes while
-// the test may read.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log  *testenv.LogBuffer
 }
 
 // start runs a node on a free port and waits until it serves.
@@ -120,7 +101,7 @@ func (c *cluster) start(t *testing.T, dbURL string) *node {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{cmd: cmd, log: new(logBuffer)}
+	n := &node{cmd: cmd, log: new(testenv.LogBuffer)}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)

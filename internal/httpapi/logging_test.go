@@ -1,41 +1,21 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/latchauth/latch/internal/testenv"
 )
-
-// syncBuffer collects log output written from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestNoSecretsInLogs runs signup, login, a failed login, refresh, a grace
 // duplicate, reuse, password change and logout with debug logging, and
 // finds no token, refresh token or password in anything logged
 // (SECURITY-CHECKLIST RT-20, LOGIN-12).
 func TestNoSecretsInLogs(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	_, srv := newServer(t, testenv.Options{Log: log})
 	const pw, newPW = "first secret passphrase", "second secret passphrase"
@@ -85,7 +65,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 // TestRequestID: every response carries X-Request-Id, a sane caller's id
 // is kept, anything else replaced, and the access log line names it.
 func TestRequestID(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	_, srv := newServer(t, testenv.Options{Log: log})
 	r := send(t, srv, req{method: "GET", path: "/healthz", header: map[string]string{"X-Request-Id": "trace-42.a_b"}})

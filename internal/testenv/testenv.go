@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"log/slog"
@@ -237,3 +238,22 @@ func (e *Env) Login(t testing.TB, email string) session.Tokens {
 
 // Password is the password Login uses.
 const Password = "correct horse battery staple"
+
+// LogBuffer collects log output written from many goroutines (a server's
+// handlers, a child process's reader) for a test to read.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
