@@ -153,7 +153,7 @@ func (c *keyCache) fetchLocked(ctx context.Context) error {
 	if old != nil && len(keys) == 0 {
 		// An empty or wholly unusable set is a broken JWKS, not a
 		// revocation of every key: keep the last good set
-		// (SECURITY-CHECKLIST OPS-13).
+		// (docs/security.md OPS-13).
 		c.set.Store(&keySet{keys: old.keys, expires: now.Add(c.v.cfg.MinRefreshInterval)})
 		return errors.New("bearer: fetched JWKS has no usable key")
 	}
@@ -202,7 +202,7 @@ func sameKey(a, b any) bool {
 func (v *Verifier) JWKSFetches() int64 { return v.keys.fetches.Load() }
 
 // fits reports whether key is of the type its alg needs, and strong enough
-// (SECURITY-CHECKLIST OPS-13, AT-09): a JWK whose kty does not match its
+// (docs/security.md OPS-13, AT-09): a JWK whose kty does not match its
 // alg, or an RSA key under 2048 bits (RFC 7518 section 3.3), never
 // verifies anything.
 func fits(key any, alg string) bool {

@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	}
 	if v.cfg.HTTPClient == nil {
 		// Keys come only from the URLs configured or discovered, never
-		// from where a redirect points (SECURITY-CHECKLIST OPS-14).
+		// from where a redirect points (docs/security.md OPS-14).
 		v.cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return errors.New("bearer: redirects are not followed")
 		}}
@@ -280,7 +280,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (_ *Claims, err err
 	if v.cache != nil {
 		sum = sha256.Sum256([]byte(token))
 		// A hit counts only while its key is still published: a key
-		// withdrawn from the JWKS (compromise, SECURITY-CHECKLIST OPS-11)
+		// withdrawn from the JWKS (compromise, docs/security.md OPS-11)
 		// ends its cached tokens at the next key-set refresh.
 		if e := v.cache.get(sum); e != nil && v.keys.published(e.kid, e.key) {
 			v.stats.hits.Add(1)
@@ -314,7 +314,7 @@ func (v *Verifier) checkAgain(c *Claims) (*Claims, error) {
 // compact shape and the header (jws.go), typ, alg in the allow-list, the
 // key named by kid and the one algorithm it is pinned to, the signature
 // over the signing input as received, and only then the claims (RFC 8725
-// section 3.4; SECURITY-CHECKLIST RS-32).
+// section 3.4; docs/security.md RS-32).
 func (v *Verifier) verify(ctx context.Context, token string) (*Claims, string, *pinnedKey, error) {
 	parts, err := splitJWS(token)
 	if err != nil {

@@ -347,7 +347,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 			g = nil
 		}
 		// Confidential clients are resource servers and backends: no
-		// password grant unless asked for (SECURITY-CHECKLIST LOGIN-13).
+		// password grant unless asked for (docs/security.md LOGIN-13).
 		c := session.Client{ID: id, Name: id, Audience: *audience, AccessTTL: *ttl,
 			Grants: g, Scopes: splitList(*scopes)}
 		if err := checkClient(c); err != nil {

@@ -260,7 +260,7 @@ func TestDatabaseUnreachable(t *testing.T) {
 		t.Fatalf("healthz during the outage: %d; the process is alive and should say so", status)
 	}
 	// Login, logout and password change fail the same way, and change
-	// nothing (SECURITY-CHECKLIST OPS-05).
+	// nothing (docs/security.md OPS-05).
 	jsonReq := func(path, body, bearer string) answer {
 		req, _ := http.NewRequest("POST", n.base+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")

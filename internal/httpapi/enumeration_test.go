@@ -16,7 +16,7 @@ import (
 // Unknown email, wrong password and disabled account answer the same
 // status, headers and body, and take, within noise, the same time: the
 // login endpoints do not tell an attacker which accounts exist
-// (SECURITY-CHECKLIST LOGIN-01, LOGIN-02).
+// (docs/security.md LOGIN-01, LOGIN-02).
 func TestLoginDoesNotRevealAccounts(t *testing.T) {
 	// Production hashing cost, so that a skipped hash would show.
 	env, srv := newServer(t, testenv.Options{RealClock: true, Argon2: password.OWASP})

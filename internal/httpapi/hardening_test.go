@@ -126,7 +126,7 @@ func TestTrustedProxies(t *testing.T) {
 }
 
 // TestQueryParametersIgnored: a refresh token or access token in the URL
-// is never read (SECURITY-CHECKLIST RT-20, RS-29): the token endpoint takes
+// is never read (docs/security.md RT-20, RS-29): the token endpoint takes
 // the form body only, the account endpoints the Authorization header only.
 func TestQueryParametersIgnored(t *testing.T) {
 	env, srv := newServer(t, testenv.Options{})

@@ -121,7 +121,7 @@ func get(t *testing.T, srv *httptest.Server, path, bearer string) reply {
 	return send(t, srv, req{method: http.MethodGet, path: path, bearer: bearer})
 }
 
-// tokenResponse is the token response of DESIGN.md.
+// tokenResponse is the token response of docs/design.md.
 type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
 	TokenType    string `json:"token_type"`

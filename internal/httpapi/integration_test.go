@@ -153,7 +153,7 @@ func TestLogin(t *testing.T) {
 	}
 }
 
-// TestRefreshRules drives the rotation table of DESIGN.md over HTTP with the
+// TestRefreshRules drives the rotation table of docs/design.md over HTTP with the
 // fake clock (G = 30s, L = 24h).
 func TestRefreshRules(t *testing.T) {
 	t.Parallel()

@@ -13,7 +13,7 @@ import (
 // TestNoSecretsInLogs runs signup, login, a failed login, refresh, a grace
 // duplicate, reuse, password change and logout with debug logging, and
 // finds no token, refresh token or password in anything logged
-// (SECURITY-CHECKLIST RT-20, LOGIN-12).
+// (docs/security.md RT-20, LOGIN-12).
 func TestNoSecretsInLogs(t *testing.T) {
 	var logs testenv.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -68,7 +68,7 @@ func want429(t *testing.T, r reply, what string) {
 // TestLoginThrottle: per account, per IP and per (account, IP) limits on
 // password login, identical for unknown and existing accounts, with
 // growing delays that end, and no way to lock the owner out for good.
-// SECURITY-CHECKLIST LOGIN-03..07, DOS-08.
+// docs/security.md LOGIN-03..07, DOS-08.
 func TestLoginThrottle(t *testing.T) {
 	t.Run("per account, across many IPs, known and unknown alike", func(t *testing.T) {
 		env, srv := throttled(t)

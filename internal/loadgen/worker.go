@@ -18,7 +18,7 @@ type worker struct {
 	email string
 
 	// The session: only the newest refresh token is kept (the client
-	// contract in DESIGN.md).
+	// contract in docs/design.md).
 	access, refresh string
 	refreshAt       time.Time // refresh ahead of expiry, at 3/4 of the lifetime
 

@@ -26,7 +26,7 @@ import (
 	"github.com/latchauth/latch/internal/testenv"
 )
 
-// TestPropertySessionRotation is the property-based test that DESIGN.md
+// TestPropertySessionRotation is the property-based test that docs/design.md
 // ("Sessions and rotation") asks for. Each rapid check builds a fresh stack
 // (the real session service over SQLite, fake clock) with randomly drawn
 // windows (G; L = 0, 3G or 24h; idle timeout; absolute lifetime or none;
@@ -77,7 +77,7 @@ import (
 //     carry a refresh.lost_response event with the presenter's IP and user
 //     agent.
 //
-// DESIGN.md does not say where G starts when the clock has stepped back
+// docs/design.md does not say where G starts when the clock has stepped back
 // since an earlier hand-out; the model accepts either the last hand-out's
 // clock reading or the latest reading of any hand-out (an anchor that never
 // moves back), per answer, and nothing else.
@@ -285,7 +285,7 @@ func (t *propFaultTx) RevokeSessions(ctx context.Context, r session.Revocation) 
 	return ids, nil
 }
 
-// ---- the model of DESIGN.md's rotation table ----
+// ---- the model of docs/design.md's rotation table ----
 
 type propConfig struct {
 	grace, lost, idle, maxLife, ttl time.Duration
@@ -307,7 +307,7 @@ func (o propOutcome) String() string {
 
 func (o propOutcome) ok() bool { return o <= propLost }
 
-// propModel is the session's refresh state as DESIGN.md describes it.
+// propModel is the session's refresh state as docs/design.md describes it.
 type propModel struct {
 	gen, parent uint64    // current generation; its parent (0: none)
 	handedAt    time.Time // last hand-out of the current token (G's start)
@@ -320,7 +320,7 @@ type propModel struct {
 
 // predict answers a presentation of generation gen at now from the table.
 // Windows are inclusive (a repeat exactly G after the hand-out is still a
-// duplicate). DESIGN.md does not say where G starts when the clock has
+// duplicate). docs/design.md does not say where G starts when the clock has
 // stepped back since an earlier hand-out: latest false measures it from the
 // last hand-out's clock reading, latest true from the latest reading of any
 // hand-out (an anchor that never moves back). Without a backward step the

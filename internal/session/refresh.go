@@ -30,7 +30,7 @@ const (
 	outReuse                 // anything else: revoke the session
 )
 
-// decide applies the rotation table of DESIGN.md to a locked session.
+// decide applies the rotation table of docs/design.md to a locked session.
 // The windows are inclusive: a repeat exactly G after the hand-out is still
 // a duplicate.
 func decide(s *Session, gen uint64, now time.Time, grace, lost time.Duration) outcome {

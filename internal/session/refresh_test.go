@@ -51,7 +51,7 @@ func state(t *testing.T, env *testenv.Env, id string) session.Session {
 	return s
 }
 
-// TestRefreshRules walks each row of DESIGN.md's rotation table, with the
+// TestRefreshRules walks each row of docs/design.md's rotation table, with the
 // window edges, on the real service and SQLite.
 func TestRefreshRules(t *testing.T) {
 	type step struct {
@@ -608,7 +608,7 @@ func TestDatabaseHoldsNoRefreshToken(t *testing.T) {
 }
 
 // TestExpiryEdges: one second before the idle or absolute end a refresh is
-// accepted; at the end it is refused (SECURITY-CHECKLIST RT-11). The
+// accepted; at the end it is refused (docs/security.md RT-11). The
 // server's clock decides; the client sends no time.
 func TestExpiryEdges(t *testing.T) {
 	tests := []struct {
@@ -641,7 +641,7 @@ func TestExpiryEdges(t *testing.T) {
 }
 
 // TestLoginAuditTrail: successful and failed logins are recorded with the
-// client's IP and user agent (SECURITY-CHECKLIST LOGIN-12, RT-08).
+// client's IP and user agent (docs/security.md LOGIN-12, RT-08).
 func TestLoginAuditTrail(t *testing.T) {
 	env := testenv.New(t, testenv.Options{})
 	env.Login(t, "audit@example.com")
@@ -672,7 +672,7 @@ func TestLoginAuditTrail(t *testing.T) {
 }
 
 // TestLoginRehashes: a hash made with weaker parameters than the current
-// ones is replaced at the next successful login (SECURITY-CHECKLIST
+// ones is replaced at the next successful login (docs/security.md
 // LOGIN-09), and the password still works after it.
 func TestLoginRehashes(t *testing.T) {
 	stronger := password.Params{MemoryKiB: 9 * 1024, Iterations: 2, Parallelism: 1}
