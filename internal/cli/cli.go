@@ -11,7 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/latchauth/latch/internal/audit"
@@ -60,9 +63,10 @@ Usage:
   latch token                         print a fresh access token (curl -H "Authorization: Bearer $(latch token)")
   latch logout [--scope current|others|all]
 
-  latch bench login|refresh|api|mixed [--target URL] [--api URL] [-c N] [--duration D | --requests N] [--json]
-  latch bench tradeoffs [--postgres URL] [--redis URL] [--feed-client-id ID --feed-secret S] [--chart-dir DIR]
-                                      load-test a running server (start it with --rate-limit=false)
+  latch version                       print the version and the build's Go version
+
+Load tests and the trade-off measurements are a separate command,
+latch-bench (go run ./cmd/latch-bench -h).
 
 Every flag has an environment twin: --access-ttl is LATCH_ACCESS_TTL.
 Run "latch COMMAND -h" for a command's flags.
@@ -113,8 +117,12 @@ func dispatch(ctx context.Context, cmd string, rest []string, s io3) error {
 		return runLogout(ctx, rest, s)
 	case "token":
 		return runToken(ctx, rest, s)
+	case "version":
+		return runVersion(rest, s)
 	case "bench":
-		return runBench(ctx, rest, s)
+		// The load generator left the server binary; say where it went.
+		fmt.Fprintln(s.stderr, "latch: bench is its own command now: latch-bench "+strings.Join(rest, " ")+" (go run ./cmd/latch-bench …)")
+		return ErrUsage
 	}
 	fmt.Fprintf(s.stderr, "latch: unknown command %q\n\n%s", cmd, usage)
 	return ErrUsage
@@ -264,4 +272,36 @@ func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, m
 		Grace: grace, LostWindow: lost, Idle: idle, MaxLifetime: maxLife, LongestAccessTTL: config.LongestAccessTTL,
 		AuditRetention: d.cfg.AuditRetention,
 	}, append([]session.Option{session.WithLogger(d.log)}, opts...)...)
+}
+
+// runVersion prints the module version (set by go install of a tagged
+// release; "(devel)" in a checkout), the VCS revision when the build
+// recorded it, and the Go version.
+func runVersion(args []string, s io3) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%w: version takes no arguments, got %q", ErrUsage, args)
+	}
+	version, rev, dirty := "(devel)", "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, st := range bi.Settings {
+			switch st.Key {
+			case "vcs.revision":
+				rev = st.Value
+			case "vcs.modified":
+				dirty = st.Value == "true"
+			}
+		}
+	}
+	line := "latch " + version
+	if rev != "" {
+		line += " " + rev
+		if dirty {
+			line += "-dirty"
+		}
+	}
+	fmt.Fprintln(s.stdout, line, runtime.Version())
+	return nil
 }

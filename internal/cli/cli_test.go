@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -477,5 +478,22 @@ func TestServeLimitsHeaders(t *testing.T) {
 	req.Header.Set("X-Padding", strings.Repeat("a", 4<<10))
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("4 KiB of headers: %v %v", resp, err)
+	}
+}
+
+// TestVersion: `latch version` names the command and the Go version it was
+// built with, and `latch bench` says where the load tool went.
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := cli.Run(context.Background(), []string{"version"}, strings.NewReader(""), &out, &errOut); err != nil {
+		t.Fatalf("version: %v\n%s", err, errOut.String())
+	}
+	if got := out.String(); !strings.HasPrefix(got, "latch ") || !strings.Contains(got, runtime.Version()) {
+		t.Fatalf("version printed %q", got)
+	}
+	errOut.Reset()
+	err := cli.Run(context.Background(), []string{"bench", "refresh"}, strings.NewReader(""), &out, &errOut)
+	if !errors.Is(err, cli.ErrUsage) || !strings.Contains(errOut.String(), "latch-bench refresh") {
+		t.Fatalf("bench: err %v, stderr %q", err, errOut.String())
 	}
 }

@@ -2,7 +2,7 @@
 // API scenarios against a resource server protected by bearer: virtual
 // clients log in, refresh following rotation, and call the API, while every
 // request's latency goes into per-operation histograms. It is the engine of
-// `latch bench`; the command only parses flags and prints the [Report].
+// `latch-bench`; the command only parses flags and prints the [Report].
 //
 // A run is always bounded: by a measured duration or a request count, and
 // by a hard cap on the whole run, and it stops when its context is done,

@@ -182,7 +182,7 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 func (rep *Report) WriteText(w io.Writer) error {
 	c := rep.Config
 	var b strings.Builder
-	fmt.Fprintf(&b, "latch bench %s: %d workers, %d users, target %s", rep.Scenario, c.Concurrency, c.Users, c.Target)
+	fmt.Fprintf(&b, "latch-bench %s: %d workers, %d users, target %s", rep.Scenario, c.Concurrency, c.Users, c.Target)
 	if c.API != "" {
 		fmt.Fprintf(&b, ", api %s", c.API)
 	}

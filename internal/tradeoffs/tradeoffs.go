@@ -4,7 +4,7 @@
 // in Redis), and how long a logout takes to reach a resource server with
 // and without the revocation feed. It then puts the numbers into the
 // per-TTL table and the charts the doc shows. It is the engine of
-// `latch bench tradeoffs`.
+// `latch-bench tradeoffs`.
 package tradeoffs
 
 import (

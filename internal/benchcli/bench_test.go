@@ -1,25 +1,63 @@
-package cli_test
+package benchcli_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/internal/benchcli"
 	"github.com/latchauth/latch/internal/cli"
+	"github.com/latchauth/latch/internal/testenv"
 )
 
 func bench(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	err = cli.Run(context.Background(), append([]string{"bench"}, args...), strings.NewReader(""), &out, &errOut)
+	err = benchcli.Run(context.Background(), args, &out, &errOut)
 	return out.String(), errOut.String(), err
 }
 
-// TestBench runs `latch bench` against the in-process `latch serve`: a
+type server struct{ url string }
+
+// startServer runs `latch serve` in process on a fresh SQLite database
+// and returns once it listens.
+func startServer(t *testing.T, extra ...string) *server {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "latch.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &testenv.LogBuffer{}
+	done := make(chan error, 1)
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", "sqlite:" + db,
+		"--argon2-memory", "8192", "--argon2-iterations", "1"}, extra...)
+	go func() { done <- cli.Run(ctx, args, strings.NewReader(""), io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	re := regexp.MustCompile(`"msg":"latch serving","addr":"([^"]+)"`)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(logs.String()); m != nil {
+			return &server{url: "http://" + m[1]}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited: %v\n%s", err, logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("server did not start:\n%s", logs)
+	return nil
+}
+
+// TestBench runs `latch-bench` against the in-process `latch serve`: a
 // duration-bounded refresh run in JSON, and a request-bounded login run
 // as a table, with the target from its environment twin.
 func TestBench(t *testing.T) {
@@ -64,7 +102,7 @@ func TestBench(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench login: %v\n%s", err, errOut)
 	}
-	for _, want := range []string{"latch bench login: 3 workers, 3 users, target " + s.url, "stopped: requests", "p99 ms", "login  30  0"} {
+	for _, want := range []string{"latch-bench login: 3 workers, 3 users, target " + s.url, "stopped: requests", "p99 ms", "login  30  0"} {
 		if !strings.Contains(strings.Join(strings.Fields(out), "  "), strings.Join(strings.Fields(want), "  ")) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -84,7 +122,7 @@ func TestBenchUsage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, errOut, err := bench(t, tt.args...)
-			if !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error()+errOut, tt.want) {
+			if !errors.Is(err, benchcli.ErrUsage) || !strings.Contains(err.Error()+errOut, tt.want) {
 				t.Fatalf("err %v, stderr %q; want a usage error mentioning %q", err, errOut, tt.want)
 			}
 		})
@@ -99,4 +137,27 @@ func TestBenchUsage(t *testing.T) {
 			t.Fatalf("err %v, stderr %q", err, errOut)
 		}
 	})
+}
+
+// TestBenchFailsOnErrors is the exit status a script relies on: a run in
+// which more than --max-error-rate of the requests failed is an error
+// (before, 101 failures in 131 requests exited 0).
+func TestBenchFailsOnErrors(t *testing.T) {
+	s := startServer(t, "--rate-limit=false")
+	// A first run creates the accounts; a second run with the same id
+	// and another password reuses them, so every measured login fails.
+	if _, errOut, err := bench(t, "login", "--target", s.url, "--requests", "4", "-c", "2", "--warmup", "0", "--run-id", "errs"); err != nil {
+		t.Fatalf("first run: %v\n%s", err, errOut)
+	}
+	_, errOut, err := bench(t, "login", "--target", s.url, "--requests", "10", "-c", "2", "--warmup", "0", "--run-id", "errs", "--password", "not the accounts' password")
+	if err == nil || !strings.Contains(err.Error(), "10 of 10 requests failed") {
+		t.Fatalf("err %v (stderr %q), want a failed run", err, errOut)
+	}
+	if errors.Is(err, benchcli.ErrUsage) || benchcli.ExitCode(err) != 1 {
+		t.Fatalf("err %v: exit code %d, want 1", err, benchcli.ExitCode(err))
+	}
+	// The same run passes when the operator allows every request to fail.
+	if _, errOut, err := bench(t, "login", "--target", s.url, "--requests", "4", "-c", "2", "--warmup", "0", "--run-id", "errs", "--password", "not the accounts' password", "--max-error-rate", "1"); err != nil {
+		t.Fatalf("--max-error-rate 1: %v\n%s", err, errOut)
+	}
 }

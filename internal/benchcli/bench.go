@@ -1,4 +1,4 @@
-package cli
+package benchcli
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/latchauth/latch/internal/loadgen"
 )
 
-const benchUsage = `Usage: latch bench SCENARIO [flags]
+const benchUsage = `Usage: latch-bench SCENARIO [flags]
 
 Load-test a running Latch (and, for api and mixed, a resource server protected
 by bearer, such as examples/notes-api). Scenarios:
@@ -24,10 +24,12 @@ by bearer, such as examples/notes-api). Scenarios:
             access token, refreshing it near expiry
   mixed     a realistic app: per access token, --api-per-refresh API calls
             and one refresh
-  tradeoffs the measurements behind docs/tradeoffs.md ("latch bench
+  tradeoffs the measurements behind docs/tradeoffs.md ("latch-bench
             tradeoffs -h")
 
-Reports requests/s, p50/p90/p99/max latency and errors by kind per operation.
+Reports requests/s, p50/p90/p99/max latency and errors by kind per operation,
+and exits with status 1 when more than --max-error-rate of the measured
+requests failed, so a script or CI job notices a broken run.
 A run is bounded by --duration or --requests and by --max-duration; Ctrl-C
 stops it and still prints the report. Start the server with
 --rate-limit=false, or logins, refreshes and signups are throttled (429).
@@ -37,13 +39,13 @@ LATCH_BENCH_TARGET.
 Flags:
 `
 
-func runBench(ctx context.Context, args []string, s io3) error {
+func runBench(ctx context.Context, args []string, s io2) error {
 	if len(args) > 0 && args[0] == "tradeoffs" {
 		return runTradeoffs(ctx, args[1:], s)
 	}
-	fs := newFlags("bench", s)
+	fs := newFlags("", s)
 	var cfg loadgen.Config
-	fs.StringVar(&cfg.Target, "target", defaultIssuer, "Latch's base URL")
+	fs.StringVar(&cfg.Target, "target", defaultTarget, "Latch's base URL")
 	fs.StringVar(&cfg.API, "api", "", "resource server's base URL, for api and mixed (examples/notes-api: http://127.0.0.1:8081)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 16, "workers (virtual clients), each with one request in flight")
 	fs.IntVar(&cfg.Concurrency, "c", 16, "short for --concurrency")
@@ -54,10 +56,11 @@ func runBench(ctx context.Context, args []string, s io3) error {
 	fs.IntVar(&cfg.Users, "users", 0, "accounts to sign up, shared by the workers (default: --concurrency)")
 	fs.StringVar(&cfg.Password, "password", loadgen.DefaultPassword, "the accounts' password")
 	fs.StringVar(&cfg.RunID, "run-id", "", "names the accounts bench-ID-N@bench.invalid; an earlier run's id reuses its accounts (default random)")
-	fs.StringVar(&cfg.ClientID, "client-id", BuiltinClientID, "OAuth client to log in with (its audience must be the API's for api and mixed)")
+	fs.StringVar(&cfg.ClientID, "client-id", defaultClientID, "OAuth client to log in with (its audience must be the API's for api and mixed)")
 	fs.IntVar(&cfg.APIPerRefresh, "api-per-refresh", 20, "mixed: API calls per refresh (per access-token lifetime)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	asJSON := fs.Bool("json", false, "print one JSON document instead of the table")
+	maxErrRate := fs.Float64("max-error-rate", 0.01, "fail (exit 1) when more than this fraction of measured requests failed; 1 never fails")
 	fs.Usage = func() {
 		fmt.Fprint(s.stderr, benchUsage)
 		fs.PrintDefaults()
@@ -65,6 +68,9 @@ func runBench(ctx context.Context, args []string, s io3) error {
 	rest, set, err := parseBench(fs, args)
 	if err != nil {
 		return err
+	}
+	if *maxErrRate < 0 || *maxErrRate > 1 {
+		return fmt.Errorf("%w: --max-error-rate %v: want a fraction from 0 to 1", ErrUsage, *maxErrRate)
 	}
 	if len(rest) != 1 {
 		fs.Usage()
@@ -95,8 +101,18 @@ func runBench(ctx context.Context, args []string, s io3) error {
 	if err != nil {
 		return err
 	}
-	if rep.Total.Count > 0 && rep.Total.ErrorCount == rep.Total.Count {
-		return errors.New("bench: every request failed")
+	return checkErrors(rep.Total.Count, rep.Total.ErrorCount, *maxErrRate)
+}
+
+// checkErrors fails a run whose error share exceeds maxRate, and a run that
+// measured nothing at all.
+func checkErrors(count, failed int64, maxRate float64) error {
+	if count == 0 {
+		return errors.New("bench: no request was measured")
+	}
+	if float64(failed) > maxRate*float64(count) {
+		return fmt.Errorf("bench: %d of %d requests failed (%.1f%%), more than --max-error-rate %.1f%%",
+			failed, count, 100*float64(failed)/float64(count), 100*maxRate)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package cli
+package benchcli
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/latchauth/latch/internal/tradeoffs"
 )
 
-const tradeoffsUsage = `Usage: latch bench tradeoffs [flags]
+const tradeoffsUsage = `Usage: latch-bench tradeoffs [flags]
 
 Measures, against a running Latch started with --rate-limit=false, what the
 access/refresh design costs and saves: a refresh end to end; a session lookup
@@ -23,10 +23,10 @@ confidential client). Prints the per-TTL table of docs/tradeoffs.md and, with
 Flags:
 `
 
-func runTradeoffs(ctx context.Context, args []string, s io3) error {
-	fs := newFlags("bench tradeoffs", s)
+func runTradeoffs(ctx context.Context, args []string, s io2) error {
+	fs := newFlags("tradeoffs", s)
 	var cfg tradeoffs.Config
-	fs.StringVar(&cfg.Target, "target", defaultIssuer, "Latch's base URL")
+	fs.StringVar(&cfg.Target, "target", defaultTarget, "Latch's base URL")
 	fs.StringVar(&cfg.Issuer, "issuer", "", "the tokens' iss when it is not --target (Latch behind a proxy)")
 	fs.StringVar(&cfg.Postgres, "postgres", "", "Latch's PostgreSQL URL, to time a session lookup per request")
 	fs.StringVar(&cfg.Redis, "redis", "", "redis://HOST:PORT/DB, to time a session lookup per request in Redis")
@@ -49,7 +49,7 @@ func runTradeoffs(ctx context.Context, args []string, s io3) error {
 		return err
 	}
 	if len(rest) > 0 {
-		return fmt.Errorf("%w: bench tradeoffs takes no arguments, got %q", ErrUsage, rest)
+		return fmt.Errorf("%w: tradeoffs takes no arguments, got %q", ErrUsage, rest)
 	}
 	for _, f := range strings.Split(*ttls, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(f))
