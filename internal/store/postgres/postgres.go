@@ -12,7 +12,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"runtime"
 	"slices"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/session"
@@ -198,12 +201,17 @@ func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return translate(tx.Commit(ctx))
 }
 
-// translate maps driver errors to the domain's sentinels. Anything that is
-// not an answer from the server (a refused or broken connection, a timeout,
-// a cancelled context) means the database is unavailable.
+// translate maps driver errors to the domain's sentinels. A failure to
+// reach or hear from the server (a refused or broken connection, a
+// timeout, a cancelled context) means the database is unavailable (503,
+// retry later); an error the server answered with that is not one of the
+// transient classes, and any other error (a scan into the wrong type: a
+// bug), is an internal error (500), so clients do not retry a bug. It is
+// idempotent: an error already translated passes through unchanged, so a
+// path that translates twice does not stack prefixes.
 func translate(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || translated(err) {
+		return err
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return session.ErrNotFound
@@ -222,9 +230,45 @@ func translate(err error) error {
 			pe.Code == "25006": // read_only_sql_transaction (a failover left us on a standby)
 			return fmt.Errorf("%w: %w", session.ErrUnavailable, err)
 		}
-		return fmt.Errorf("postgres: %w", err)
+		return &internalError{err}
 	}
-	return fmt.Errorf("%w: %w", session.ErrUnavailable, err)
+	if unreachable(err) {
+		return fmt.Errorf("%w: %w", session.ErrUnavailable, err)
+	}
+	return &internalError{err}
+}
+
+// internalError is a database error that is neither a domain answer nor a
+// transient failure: the API answers it 500.
+type internalError struct{ err error }
+
+func (e *internalError) Error() string { return "postgres: " + e.err.Error() }
+func (e *internalError) Unwrap() error { return e.err }
+
+// translated reports an error that already carries a domain sentinel.
+func translated(err error) bool {
+	var ie *internalError
+	if errors.As(err, &ie) {
+		return true
+	}
+	for _, s := range []error{session.ErrUnavailable, session.ErrNotFound, session.ErrEmailTaken, session.ErrConflict, token.ErrConflict} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// unreachable reports an error of the way to the server rather than of the
+// server's answer: no connection, a connection that broke or timed out, a
+// closed pool, a cancelled or expired context.
+func unreachable(err error) bool {
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, puddle.ErrClosedPool) ||
+		pgconn.Timeout(err) || pgconn.SafeToRetry(err)
 }
 
 func isUnique(err error) bool {
