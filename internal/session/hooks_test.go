@@ -63,3 +63,44 @@ func TestOnCommitHooks(t *testing.T) {
 		t.Fatalf("reuse reported %+v", cs)
 	}
 }
+
+// TestRevocationsThatChangeNothingSayNothing: repeating a remote logout, a
+// logout or a user disable writes no second audit row and calls no hook
+// (so no webhook with a new id is sent for nothing).
+func TestRevocationsThatChangeNothingSayNothing(t *testing.T) {
+	var got commits
+	env := testenv.New(t, testenv.Options{OnCommit: got.add})
+	a := env.Login(t, "repeat@example.com")
+	user := userOf(t, env, a.SessionID)
+	tests := []struct {
+		name string
+		do   func() error
+		want string
+	}{
+		{"remote logout", func() error { return env.Sessions.RevokeSession(ctx, user, a.SessionID, session.Meta{}) }, audit.SessionRevoked},
+		{"logout of others", func() error {
+			_, err := env.Sessions.Logout(ctx, user, a.SessionID, session.ScopeOthers, session.Meta{})
+			return err
+		}, ""},
+		{"admin revoke", func() error { return env.Sessions.RevokeSession(ctx, "", a.SessionID, session.Meta{}) }, ""},
+		{"disable user", func() error { return env.Sessions.DisableUser(ctx, user, session.Meta{}) }, audit.UserDisabled},
+	}
+	got.take()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.do(); err != nil {
+				t.Fatal(err)
+			}
+			first := got.take()
+			if tt.want != "" && (len(first) != 1 || first[0].Events[0].Type != tt.want) {
+				t.Fatalf("first call reported %+v, want one %s", first, tt.want)
+			}
+			if err := tt.do(); err != nil {
+				t.Fatalf("repeat: %v", err)
+			}
+			if again := got.take(); len(again) != 0 {
+				t.Fatalf("a repeat that changed nothing reported %+v", again)
+			}
+		})
+	}
+}

@@ -24,7 +24,9 @@ func (s *Service) Logout(ctx context.Context, userID, sid string, scope Scope, m
 	err := s.inTx(ctx, func(tx Tx) error {
 		var err error
 		ids, err = tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: userID, SessionID: sid, Scope: scope, Reason: ReasonLogout}, now))
-		if err != nil {
+		if err != nil || len(ids) == 0 {
+			// A logout that ended nothing changes nothing: no audit row,
+			// no webhook (docs/design.md "Security baseline").
 			return err
 		}
 		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.Logout, UserID: userID, SessionID: sid, Detail: fmt.Sprintf("scope %s, %d sessions", scope, len(ids))}, m))
@@ -51,6 +53,9 @@ func (s *Service) RevokeSession(ctx context.Context, userID, target string, m Me
 		}
 		if userID != "" && ses.UserID != userID {
 			return ErrNotFound
+		}
+		if !ses.RevokedAt.IsZero() {
+			return nil // already ended: nothing to audit or announce
 		}
 		if _, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: ses.UserID, SessionID: target, Scope: ScopeOne, Reason: reason}, now)); err != nil {
 			return err
@@ -189,14 +194,18 @@ func (s *Service) DisableUser(ctx context.Context, userID string, m Meta) error 
 		if err != nil {
 			return err
 		}
-		if u.DisabledAt.IsZero() {
+		changed := u.DisabledAt.IsZero()
+		if changed {
 			u.DisabledAt = now
 			if err := tx.UpdateUser(ctx, u); err != nil {
 				return err
 			}
 		}
+		// Sessions of a disabled user are ended again, in case one was
+		// started before the disable committed; a repeat that ends none
+		// says nothing.
 		ids, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: userID, Scope: ScopeAll, Reason: ReasonUserDisabled}, now))
-		if err != nil {
+		if err != nil || (!changed && len(ids) == 0) {
 			return err
 		}
 		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.UserDisabled, UserID: userID, Detail: fmt.Sprintf("%d sessions ended", len(ids))}, m))
