@@ -149,10 +149,16 @@ func (i *Issuer) Init(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := i.store.InsertSigningKeys(ctx, cur, next); err != nil && !errors.Is(err, ErrConflict) {
+		switch err := i.store.InsertSigningKeys(ctx, cur, next); {
+		case errors.Is(err, ErrConflict):
+			// Another node starting at the same time won; its keys are
+			// the ones loaded below, and it is the one that says so.
+			i.log.Debug("signing keys were created by another node")
+		case err != nil:
 			return fmt.Errorf("token: create first keys: %w", err)
+		default:
+			i.log.Info("created signing keys", "current", cur.KID, "next", next.KID, "alg", i.cfg.Alg)
 		}
-		i.log.Info("created signing keys", "current", cur.KID, "next", next.KID, "alg", i.cfg.Alg)
 	}
 	return i.Reload(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -335,5 +336,46 @@ func BenchmarkIssue(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// hideKeysOnce reports an empty key set on its first read, as a node sees
+// storage when another node inserts the first keys right after its read.
+type hideKeysOnce struct {
+	token.Store
+	hidden bool
+}
+
+func (h *hideKeysOnce) SigningKeys(ctx context.Context) ([]token.StoredKey, error) {
+	if !h.hidden {
+		h.hidden = true
+		return nil, nil
+	}
+	return h.Store.SigningKeys(ctx)
+}
+
+// TestInitRaceLogsOneCreation: of two nodes that start together on one
+// database, only the one whose keys were stored says it created keys; the
+// other loads the winner's keys and says nothing of its own.
+func TestInitRaceLogsOneCreation(t *testing.T) {
+	f := newFixture(t)
+	winner := f.issuer(t, "EdDSA")
+	var logs testenv.LogBuffer
+	loser, err := token.New(&hideKeysOnce{Store: f.store}, f.kek, token.Config{Issuer: "https://auth.example", Alg: "EdDSA", JWKSMaxAge: 5 * time.Minute,
+		LongestAccessTTL: 15 * time.Minute, Leeway: 30 * time.Second, ReloadInterval: time.Second},
+		token.WithClock(f.clock.Now), token.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := loser.Init(ctx); err != nil {
+		t.Fatalf("Init after another node created the keys: %v", err)
+	}
+	if strings.Contains(logs.String(), "created signing keys") {
+		t.Fatalf("the node that lost the race logged a creation:\n%s", logs.String())
+	}
+	a, _ := winner.JWKS()
+	b, _ := loser.JWKS()
+	if string(a) != string(b) {
+		t.Fatalf("the two nodes publish different keys:\n%s\n%s", a, b)
 	}
 }
