@@ -15,6 +15,7 @@ import (
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/config"
 	"github.com/latchauth/latch/internal/keywrap"
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/token"
 )
@@ -125,8 +126,15 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 			pw, generated = base64.RawURLEncoding.EncodeToString(b), true
 		}
 		u, _, err := svc.Signup(ctx, session.SignupRequest{Email: email, Password: pw, Meta: session.Meta{UserAgent: "latch-cli"}})
-		if err != nil {
-			return err
+		switch {
+		case errors.Is(err, session.ErrEmailTaken):
+			return fmt.Errorf("users create: %s is already registered (latch users list shows the accounts)", email)
+		case errors.Is(err, session.ErrInvalidEmail):
+			return fmt.Errorf("users create: %q is not a valid email address", email)
+		case errors.Is(err, password.ErrTooShort), errors.Is(err, password.ErrTooLong), errors.Is(err, password.ErrCommon), errors.Is(err, password.ErrInvalid):
+			return fmt.Errorf("users create: the password from stdin is refused: %s", strings.TrimPrefix(err.Error(), "password: "))
+		case err != nil:
+			return fmt.Errorf("users create: %w", err)
 		}
 		fmt.Fprintf(s.stdout, "created user %s (%s)\n", u.ID, u.Email)
 		if generated {

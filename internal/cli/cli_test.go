@@ -499,3 +499,35 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("bench: err %v, stderr %q", err, errOut.String())
 	}
 }
+
+// TestAdminMessages: a refused admin command says what is wrong in words
+// an operator can act on, not the chain of package prefixes.
+func TestAdminMessages(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "latch.db")
+	kek := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	run := func(stdin string, args ...string) error {
+		args = append(args, "--database", "sqlite:"+db, "--key-encryption-key", kek, "--argon2-memory", "8192", "--argon2-iterations", "1")
+		return cli.Run(context.Background(), args, strings.NewReader(stdin), io.Discard, io.Discard)
+	}
+	if err := run("", "users", "create", "ada@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"duplicate", "", []string{"users", "create", "ada@example.com"}, "users create: ada@example.com is already registered"},
+		{"not an email", "", []string{"users", "create", "not an email"}, `users create: "not an email" is not a valid email address`},
+		{"weak password", "short\n", []string{"users", "create", "bob@example.com", "--password-stdin"}, "users create: the password from stdin is refused: must be at least 8 characters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(tt.stdin, tt.args...)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

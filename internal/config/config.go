@@ -113,6 +113,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 // LATCH_ and the flag name in upper snake case. It returns the positional
 // arguments.
 func Parse(fs *flag.FlagSet, args []string, c *Config) ([]string, error) {
+	explainValues(fs)
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -134,7 +135,7 @@ func Parse(fs *flag.FlagSet, args []string, c *Config) ([]string, error) {
 		}
 		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", EnvName(f.Name), err))
+				errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
 			}
 		}
 	})
@@ -294,3 +295,56 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// explainValues makes every flag's parse error say what it expects: the
+// flag package's own is "parse error" for a duration, number or boolean,
+// which names neither the form nor an example.
+func explainValues(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, done := f.Value.(explained); done {
+			return
+		}
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		var want string
+		switch g.Get().(type) {
+		case time.Duration:
+			want = "a duration in Go syntax, such as 90s, 15m or 720h"
+		case bool:
+			want = "true or false"
+		case int, int64, uint, uint64:
+			want = "a whole number"
+		case float64:
+			want = "a number"
+		default:
+			return
+		}
+		e := explained{Getter: g, want: want}
+		if g.Get() == any(false) || g.Get() == any(true) {
+			f.Value = explainedBool{e}
+		} else {
+			f.Value = e
+		}
+	})
+}
+
+// explained wraps a flag value so that a value that does not parse is
+// reported with what was expected.
+type explained struct {
+	flag.Getter
+	want string
+}
+
+func (e explained) Set(s string) error {
+	if err := e.Getter.Set(s); err != nil {
+		return fmt.Errorf("want %s", e.want)
+	}
+	return nil
+}
+
+// explainedBool keeps a boolean flag usable without a value (--metrics).
+type explainedBool struct{ explained }
+
+func (explainedBool) IsBoolFlag() bool { return true }

@@ -109,3 +109,44 @@ func TestRedactedDatabase(t *testing.T) {
 		}
 	}
 }
+
+// TestBadValuesSayWhatIsExpected: a value that does not parse names the
+// flag or variable, the value and the form expected (the flag package
+// alone says "parse error").
+func TestBadValuesSayWhatIsExpected(t *testing.T) {
+	tests := []struct {
+		name string
+		env  [2]string
+		args []string
+		want []string
+	}{
+		{"duration flag", [2]string{}, []string{"--access-ttl", "banana"}, []string{"-access-ttl", `"banana"`, "duration", "15m"}},
+		{"duration twin", [2]string{"LATCH_ACCESS_TTL", "banana"}, nil, []string{`LATCH_ACCESS_TTL="banana"`, "duration", "15m"}},
+		{"boolean twin", [2]string{"LATCH_RATE_LIMIT", "maybe"}, nil, []string{`LATCH_RATE_LIMIT="maybe"`, "true or false"}},
+		{"number flag", [2]string{}, []string{"--argon2-memory", "lots"}, []string{"-argon2-memory", "whole number"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env[0] != "" {
+				t.Setenv(tt.env[0], tt.env[1])
+			}
+			_, _, err := parseServe(t, tt.args...)
+			if err == nil {
+				t.Fatal("a bad value parsed")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "parse error") {
+				t.Errorf("error %q still says only parse error", err)
+			}
+		})
+	}
+	// A boolean flag still works without a value.
+	c, _, err := parseServe(t, "--rate-limit", "--metrics=false")
+	if err != nil || !c.RateLimit || c.Metrics {
+		t.Fatalf("boolean flags: %v, rate-limit %v, metrics %v", err, c.RateLimit, c.Metrics)
+	}
+}

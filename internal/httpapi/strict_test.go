@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +33,35 @@ func TestJSONKeysAreExact(t *testing.T) {
 	// The embedded fields of the signup body are still accepted.
 	r := postJSON(t, srv, "/v1/signup", `{"email":"bob@example.com","password":"`+testenv.Password+`","client_id":"app","login":true}`, "")
 	checkTokenResponse(t, r, http.StatusCreated)
+}
+
+// TestJSONProblemsSpeakJSON: a body of the wrong shape is answered in the
+// client's terms (JSON kinds and field names), never with Go types, and
+// without echoing what was sent.
+func TestJSONProblemsSpeakJSON(t *testing.T) {
+	_, srv := newServer(t, testenv.Options{})
+	tests := []struct {
+		name, body, want string
+	}{
+		{"array body", `["ada@example.com"]`, "the body must be a JSON object, not an array"},
+		{"string body", `"ada@example.com"`, "the body must be a JSON object, not a string"},
+		{"number for a string", `{"email":12345,"password":"x"}`, `field "email" must be a string, not a number`},
+		{"object for a string", `{"email":{"a":1},"password":"x"}`, `field "email" must be a string, not an object`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := postJSON(t, srv, "/v1/login", tt.body, "")
+			wantError(t, r, http.StatusBadRequest, "invalid_request")
+			var e struct {
+				Description string `json:"error_description"`
+			}
+			r.decode(t, &e)
+			if !strings.Contains(e.Description, tt.want) || strings.Contains(e.Description, "httpapi") ||
+				strings.Contains(e.Description, "struct") || strings.Contains(e.Description, "12345") {
+				t.Fatalf("error_description %q, want it to say %q", e.Description, tt.want)
+			}
+		})
+	}
 }
 
 // TestRevokeAnotherClientsToken: RFC 7009 section 2.1 refuses to revoke a

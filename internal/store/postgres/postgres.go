@@ -60,8 +60,9 @@ type Store struct {
 func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		// The parse error may quote the URL, password included.
-		return nil, errors.New("postgres: the database URL is not valid")
+		// The parse error may quote the URL, password included: only the
+		// part after the quoted URL is shown.
+		return nil, fmt.Errorf("postgres: the database URL is not valid: %s", urlProblem(err))
 	}
 	rp := cfg.ConnConfig.RuntimeParams
 	setDefault := func(k, v string) {
@@ -199,6 +200,25 @@ func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 		return err
 	}
 	return translate(tx.Commit(ctx))
+}
+
+// urlProblem is what is wrong with a database URL that pgx refused, from
+// its error but without the URL it quotes, with the accepted values where
+// pgx does not list them.
+func urlProblem(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "`: "); strings.HasPrefix(msg, "cannot parse `") && i > 0 {
+		msg = msg[i+len("`: "):]
+	} else {
+		msg = "it does not parse"
+	}
+	if strings.Contains(msg, "://") || strings.Contains(msg, "@") {
+		return "it does not parse" // never echo a URL or its user info
+	}
+	if strings.Contains(msg, "sslmode is invalid") {
+		msg += "; sslmode is one of disable, allow, prefer, require, verify-ca, verify-full"
+	}
+	return msg
 }
 
 // translate maps driver errors to the domain's sentinels. A failure to

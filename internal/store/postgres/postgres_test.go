@@ -31,13 +31,30 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	}
 }
 
+// TestOpenRejectsBadURLWithoutEchoingIt: a bad URL is refused with what is
+// wrong with it, never with the URL or its password.
 func TestOpenRejectsBadURLWithoutEchoingIt(t *testing.T) {
-	_, err := postgres.Open(context.Background(), "postgres://u:s3cret@[::1/db")
-	if err == nil {
-		t.Fatal("Open accepted a malformed URL")
+	tests := []struct {
+		url  string
+		want string
+	}{
+		{"postgres://u:s3cret@[::1/db", "not valid"},
+		{"postgres://u:s3cret@127.0.0.1/db?sslmode=bogus", "sslmode is one of disable, allow, prefer, require, verify-ca, verify-full"},
+		{"postgres://u:s3cret@127.0.0.1:99999/db", "invalid port"},
+		{"postgres://u:s3cret@127.0.0.1/db?connect_timeout=soon", "connect_timeout"},
 	}
-	if got := err.Error(); strings.Contains(got, "s3cret") {
-		t.Fatalf("error %q repeats the password", got)
+	for _, tt := range tests {
+		_, err := postgres.Open(context.Background(), tt.url)
+		if err == nil {
+			t.Fatalf("Open accepted %s", tt.url)
+		}
+		got := err.Error()
+		if strings.Contains(got, "s3cret") || strings.Contains(got, "127.0.0.1") {
+			t.Errorf("error %q repeats the URL", got)
+		}
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("error %q lacks %q", got, tt.want)
+		}
 	}
 }
 
