@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -41,20 +40,7 @@ func startServer(t *testing.T, extra ...string) *server {
 		cancel()
 		<-done
 	})
-	re := regexp.MustCompile(`"msg":"latch serving","addr":"([^"]+)"`)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(logs.String()); m != nil {
-			return &server{url: "http://" + m[1]}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited: %v\n%s", err, logs)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("server did not start:\n%s", logs)
-	return nil
+	return &server{url: testenv.WaitServing(t, logs, done)}
 }
 
 // TestBench runs `latch-bench` against the in-process `latch serve`: a

@@ -45,21 +45,8 @@ func startServer(t *testing.T, extra ...string) *server {
 		cancel()
 		<-s.done
 	})
-	re := regexp.MustCompile(`"msg":"latch serving","addr":"([^"]+)"`)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(s.logs.String()); m != nil {
-			s.url = "http://" + m[1]
-			return s
-		}
-		select {
-		case err := <-s.done:
-			t.Fatalf("serve exited: %v\n%s", err, s.logs)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("server did not start:\n%s", s.logs)
-	return nil
+	s.url = testenv.WaitServing(t, s.logs, s.done)
+	return s
 }
 
 // latch runs an admin command against the server's database.

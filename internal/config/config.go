@@ -322,7 +322,7 @@ func explainValues(fs *flag.FlagSet) {
 			return
 		}
 		e := explained{Getter: g, want: want}
-		if g.Get() == any(false) || g.Get() == any(true) {
+		if _, isBool := g.Get().(bool); isBool {
 			f.Value = explainedBool{e}
 		} else {
 			f.Value = e

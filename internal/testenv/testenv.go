@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -256,4 +257,27 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// servingLine is what `latch serve` logs once it listens.
+var servingLine = regexp.MustCompile(`"msg":"latch serving","addr":"([^"]+)"`)
+
+// WaitServing waits up to 10 s for an in-process `latch serve`, whose log
+// goes to logs and whose exit is reported on done, to listen, and returns
+// its base URL. The test fails if the server exits or never listens.
+func WaitServing(t testing.TB, logs *LogBuffer, done <-chan error) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := servingLine.FindStringSubmatch(logs.String()); m != nil {
+			return "http://" + m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited: %v\n%s", err, logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("server did not start:\n%s", logs)
+	return ""
 }
