@@ -71,7 +71,7 @@ func (sm *serveMetrics) running(api *httpapi.Server, hub *feed.Hub, hooks *webho
 	if sm == nil {
 		return nil
 	}
-	if err := sm.m.RegisterFeed(metrics.Feed{Subscribers: api.FeedSubscribers, Lag: hub.Lag, Entries: hub.Len}); err != nil {
+	if err := sm.m.RegisterFeed(metrics.Feed{Subscribers: api.FeedSubscribers, MaxClientStreams: api.FeedMaxClientStreams, Lag: hub.Lag, Entries: hub.Len}); err != nil {
 		return err
 	}
 	if hooks != nil {
@@ -111,7 +111,7 @@ func (s timedStore) Client(ctx context.Context, id string) (session.Client, erro
 	return s.t.Client(ctx, id)
 }
 
-func (s timedStore) Revocations(ctx context.Context, after int64, limit int) ([]session.FeedEntry, error) {
+func (s timedStore) Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error) {
 	return s.t.Revocations(ctx, after, limit)
 }
 

@@ -24,6 +24,12 @@ import (
 
 func numCPU() int { return runtime.NumCPU() }
 
+// revocationListener is a store that hears other nodes' revocations as
+// they commit (PostgreSQL LISTEN/NOTIFY).
+type revocationListener interface {
+	ListenRevocations(ctx context.Context, wake func(), log *slog.Logger)
+}
+
 // BuiltinClientID is the first-party public client served out of the box.
 const BuiltinClientID = "app"
 
@@ -64,7 +70,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	// The feed wakes at once for this node's revocations; other nodes'
-	// arrive at its next poll.
+	// arrive by LISTEN/NOTIFY on PostgreSQL, or at its next poll.
 	opts := []session.Option{session.OnCommit(func(cm session.Committed) {
 		if len(cm.Revoked) > 0 {
 			hub.Notify()
@@ -103,6 +109,9 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	go d.issuer.Run(bg)
 	go sweep(bg, d, sessions, c)
 	go hub.Run(bg)
+	if l, ok := d.store.(revocationListener); ok {
+		go l.ListenRevocations(bg, hub.Notify, d.log)
+	}
 	hooksDone := make(chan struct{})
 	if hooks != nil {
 		// Run returns after a bounded flush once bg ends.
@@ -118,7 +127,8 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	defer closeThrottle()
 	proxies, _ := c.ParsedTrustedProxies() // validated already
-	apiCfg := httpapi.Config{Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, DefaultClientID: BuiltinClientID, Feed: hub}
+	apiCfg := httpapi.Config{Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, DefaultClientID: BuiltinClientID, Feed: hub,
+		MaxFeedSubscribers: config.MaxFeedStreams, FeedStreamsPerClient: c.FeedStreamsPerClient}
 	sm.api(&apiCfg)
 	api := httpapi.New(apiCfg, sessions, d.issuer, d.store.Ping, d.log)
 	if err := sm.running(api, hub, hooks); err != nil {

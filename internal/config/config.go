@@ -20,37 +20,42 @@ import (
 
 // Config is everything `latch serve` needs.
 type Config struct {
-	Addr              string
-	Database          string
-	Issuer            string
-	Audience          string
-	AccessTTL         time.Duration
-	RefreshGrace      time.Duration
-	RefreshLostWindow time.Duration
-	SessionIdle       time.Duration
-	SessionMax        time.Duration
-	SigningAlg        string
-	KEK               string
-	KEKFile           string
-	JWKSMaxAge        time.Duration
-	Retention         time.Duration
-	AuditRetention    time.Duration
-	RateLimit         bool
-	Redis             string
-	TrustedProxies    string
-	CORSOrigins       string
-	CORSCredentials   bool
-	WebhookURL        string
-	WebhookSecret     string
-	WebhookEvents     string
-	SweepInterval     time.Duration
-	FeedPollInterval  time.Duration
-	Metrics           bool
-	LogLevel          string
-	Argon2            password.Params
+	Addr                 string
+	Database             string
+	Issuer               string
+	Audience             string
+	AccessTTL            time.Duration
+	RefreshGrace         time.Duration
+	RefreshLostWindow    time.Duration
+	SessionIdle          time.Duration
+	SessionMax           time.Duration
+	SigningAlg           string
+	KEK                  string
+	KEKFile              string
+	JWKSMaxAge           time.Duration
+	Retention            time.Duration
+	AuditRetention       time.Duration
+	RateLimit            bool
+	Redis                string
+	TrustedProxies       string
+	CORSOrigins          string
+	CORSCredentials      bool
+	WebhookURL           string
+	WebhookSecret        string
+	WebhookEvents        string
+	SweepInterval        time.Duration
+	FeedPollInterval     time.Duration
+	FeedStreamsPerClient int
+	Metrics              bool
+	LogLevel             string
+	Argon2               password.Params
 
 	argon2 func() // copies the argon2 flags into Argon2 after parsing
 }
+
+// MaxFeedStreams is how many revocation-feed streams one node serves at
+// once (httpapi's default cap).
+const MaxFeedStreams = 1024
 
 // Access-token lifetime bounds (DESIGN: 1 minute to 24 hours).
 const (
@@ -105,6 +110,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (prefer LATCH_WEBHOOK_SECRET)")
 	fs.StringVar(&c.WebhookEvents, "webhook-events", "", "comma-separated event types to send (default: reuse, lost response, password change, user disabled, session revoked)")
 	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often the revocation feed reads storage for other nodes' revocations (10ms to 1m)")
+	fs.IntVar(&c.FeedStreamsPerClient, "feed-streams-per-client", 16, "most revocation-feed streams one client may hold open at once (more answer 429), so one credential cannot take every slot")
 	fs.BoolVar(&c.Metrics, "metrics", true, "serve Prometheus metrics at GET /metrics, without authentication: keep that path off the public network")
 }
 
@@ -289,6 +295,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FeedPollInterval < 10*time.Millisecond || c.FeedPollInterval > time.Minute {
 		errs = append(errs, fmt.Errorf("--feed-poll-interval %s: must be between 10ms and 1m", c.FeedPollInterval))
+	}
+	if c.FeedStreamsPerClient < 1 || c.FeedStreamsPerClient > MaxFeedStreams {
+		errs = append(errs, fmt.Errorf("--feed-streams-per-client %d: must be between 1 and %d", c.FeedStreamsPerClient, MaxFeedStreams))
 	}
 	if c.AccessTTL < MinAccessTTL || c.AccessTTL > MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, MinAccessTTL, MaxAccessTTL))

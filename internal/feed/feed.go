@@ -1,8 +1,9 @@
 // Package feed serves the revocation feed from one poller per node: a Hub
 // reads new entries from storage every short interval (or at once when this
-// node revoked something), keeps the live ones in memory, and wakes every
-// subscriber. Storage is the source of truth, so every node that polls the
-// same database serves the same feed, with the same cursors.
+// node revoked something, or storage says another node did), keeps the live
+// ones in memory, and wakes every subscriber. Storage is the source of
+// truth, so every node that polls the same database serves the same feed,
+// with the same cursors.
 package feed
 
 import (
@@ -18,9 +19,10 @@ import (
 
 // Source is the storage the hub reads; session.Store implements it.
 type Source interface {
-	// Revocations returns up to limit entries with Seq greater than after,
-	// oldest first.
-	Revocations(ctx context.Context, after int64, limit int) ([]session.FeedEntry, error)
+	// Revocations returns up to limit entries after the cursor, in cursor
+	// order; no entry a later call returns may sort before one it returned
+	// (see session.Store).
+	Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error)
 }
 
 // Config configures a Hub.
@@ -32,12 +34,6 @@ type Config struct {
 	Now func() time.Time
 	// Log receives poll failures; default discards.
 	Log *slog.Logger
-	// GapWait is how long a gap in Seq holds back the entries after it
-	// (default 2s). Storage hands Seq out in order, but with concurrent
-	// transactions (PostgreSQL) a lower Seq may become visible after a
-	// higher one, and a rolled-back one never does. Waiting keeps the
-	// cursor exact: a reader that moved past a Seq never misses it.
-	GapWait time.Duration
 }
 
 // pageSize is how many entries one storage read returns.
@@ -54,12 +50,10 @@ type Hub struct {
 	once  sync.Once
 
 	mu      sync.RWMutex
-	entries []session.FeedEntry // live entries, ordered by Seq
-	last    int64               // highest Seq read
+	entries []session.FeedEntry // live entries, in cursor order
+	last    session.FeedCursor  // the cursor of the last entry read
 	changed chan struct{}       // closed and replaced when entries change
 	err     error               // the last poll's failure, if any
-	started bool                // the first entry has been read
-	gapSeen time.Time           // when the gap after last was first seen
 	polled  time.Time           // the last successful poll (New, before the first)
 }
 
@@ -77,14 +71,12 @@ func New(src Source, cfg Config) (*Hub, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.GapWait <= 0 {
-		cfg.GapWait = 2 * time.Second
-	}
 	return &Hub{src: src, cfg: cfg, wake: make(chan struct{}, 1), ready: make(chan struct{}), changed: make(chan struct{}), polled: cfg.Now()}, nil
 }
 
 // Notify asks the hub to poll now; it never blocks. The session service
-// calls it after every revocation it commits.
+// calls it after every revocation it commits, and the PostgreSQL listener
+// when another node's commits.
 func (h *Hub) Notify() {
 	select {
 	case h.wake <- struct{}{}:
@@ -127,7 +119,7 @@ func (h *Hub) Poll(ctx context.Context) error {
 		if len(page) < pageSize {
 			break
 		}
-		after = page[len(page)-1].Seq
+		after = page[len(page)-1].Cursor()
 	}
 	now := h.cfg.Now()
 	h.mu.Lock()
@@ -147,21 +139,10 @@ func (h *Hub) Poll(ctx context.Context) error {
 	h.entries = live
 	moved := false
 	for _, e := range fresh {
-		if e.Seq <= h.last {
+		if !e.Cursor().After(h.last) {
 			continue
 		}
-		if h.started && e.Seq != h.last+1 {
-			// A gap: an entry may still be committing. Hold the rest back
-			// for GapWait, then give up on the missing ones.
-			if h.gapSeen.IsZero() {
-				h.gapSeen = now
-			}
-			if now.Sub(h.gapSeen) < h.cfg.GapWait {
-				break
-			}
-		}
-		h.started, h.gapSeen = true, time.Time{}
-		h.last = e.Seq
+		h.last = e.Cursor()
 		moved = true
 		if e.Until.After(now) {
 			h.entries = append(h.entries, e)
@@ -203,19 +184,27 @@ func (h *Hub) Len() int {
 // Ready is closed once the hub has read storage successfully once.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
-// Since returns the live entries with Seq greater than after, the cursor to
-// resume from, and a channel closed at the next change.
+// Since returns the live entries with Txn greater than after (the cursor
+// subscribers hold), the cursor to resume from, and a channel closed at the
+// next change. Every transaction's entries are returned together, since
+// the hub reads only transactions that have ended. A cursor beyond what
+// the hub has read (another node that is ahead, or a cursor from before
+// an upgrade changed the cursor's meaning) returns every live entry: a
+// subscriber drops duplicates by sid, and nothing is skipped.
 func (h *Hub) Since(after int64) (entries []session.FeedEntry, cursor int64, changed <-chan struct{}) {
 	now := h.cfg.Now()
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	i := sort.Search(len(h.entries), func(i int) bool { return h.entries[i].Seq > after })
+	if after > h.last.Txn {
+		after = 0
+	}
+	i := sort.Search(len(h.entries), func(i int) bool { return h.entries[i].Txn > after })
 	for _, e := range h.entries[i:] {
 		if e.Until.After(now) {
 			entries = append(entries, e)
 		}
 	}
-	return entries, max(after, h.last), h.changed
+	return entries, max(after, h.last.Txn), h.changed
 }
 
 // Err returns the last poll's failure, or nil.

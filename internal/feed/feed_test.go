@@ -21,7 +21,7 @@ type source struct {
 	calls   int
 }
 
-func (s *source) Revocations(_ context.Context, after int64, limit int) ([]session.FeedEntry, error) {
+func (s *source) Revocations(_ context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
@@ -30,17 +30,26 @@ func (s *source) Revocations(_ context.Context, after int64, limit int) ([]sessi
 	}
 	var out []session.FeedEntry
 	for _, e := range s.entries {
-		if e.Seq > after {
+		if e.Cursor().After(after) {
 			out = append(out, e)
 		}
 	}
-	slices.SortFunc(out, func(a, b session.FeedEntry) int { return cmp.Compare(a.Seq, b.Seq) })
+	slices.SortFunc(out, func(a, b session.FeedEntry) int {
+		return cmp.Or(cmp.Compare(a.Txn, b.Txn), cmp.Compare(a.Seq, b.Seq))
+	})
 	return out[:min(len(out), limit)], nil
 }
 
+// add appends an entry written by a transaction of its own (Txn = Seq, as
+// on SQLite).
 func (s *source) add(seq int64, sid string, until time.Time) {
+	s.addTx(seq, seq, sid, until)
+}
+
+// addTx appends an entry written by transaction txn.
+func (s *source) addTx(txn, seq int64, sid string, until time.Time) {
 	s.mu.Lock()
-	s.entries = append(s.entries, session.FeedEntry{Seq: seq, SessionID: sid, RevokedAt: until.Add(-time.Hour), Until: until})
+	s.entries = append(s.entries, session.FeedEntry{Txn: txn, Seq: seq, SessionID: sid, RevokedAt: until.Add(-time.Hour), Until: until})
 	s.mu.Unlock()
 }
 
@@ -124,36 +133,66 @@ func TestNotify(t *testing.T) {
 	}
 }
 
-// TestGap: an entry committed after a higher one (concurrent transactions)
-// is not skipped; a Seq that never appears holds the rest back only for
-// GapWait.
-func TestGap(t *testing.T) {
+// TestCommitOrder: the hub follows storage's (Txn, Seq) order, not Seq: an
+// entry with a lower Seq whose transaction ended later (a slow commit on
+// PostgreSQL) is delivered, not skipped, and subscribers' cursors are Txn.
+func TestCommitOrder(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	src := &source{}
-	h, _ := feed.New(src, feed.Config{Interval: time.Hour, GapWait: 2 * time.Second, Now: func() time.Time { return now }})
+	h, _ := feed.New(src, feed.Config{Interval: time.Hour, Now: func() time.Time { return now }})
 	until := now.Add(time.Hour)
-	src.add(7, "a", until) // the first entry may have any Seq (older ones swept)
+	src.addTx(100, 9, "fast", until)
 	h.Poll(ctx)
-	src.add(9, "c", until) // 8 is still committing
-	h.Poll(ctx)
-	if got, cursor, _ := h.Since(0); len(got) != 1 || cursor != 7 {
-		t.Fatalf("entry after a gap delivered: %v, cursor %d", got, cursor)
+	_, cursor, _ := h.Since(0)
+	if cursor != 100 {
+		t.Fatalf("cursor %d, want 100 (the transaction id)", cursor)
 	}
-	src.add(8, "b", until)
+	// Seq 8 was handed out first, but its transaction ended after 100's.
+	src.addTx(101, 8, "slow", until)
+	// One transaction that revoked two sessions.
+	src.addTx(102, 10, "all-1", until)
+	src.addTx(102, 11, "all-2", until)
 	h.Poll(ctx)
-	got, cursor, _ := h.Since(7)
-	if len(got) != 2 || got[0].SessionID != "b" || got[1].SessionID != "c" || cursor != 9 {
-		t.Fatalf("after the gap filled: %v, cursor %d", got, cursor)
+	got, cursor, _ := h.Since(100)
+	var sids []string
+	for _, e := range got {
+		sids = append(sids, e.SessionID)
 	}
-	src.add(11, "e", until) // 10 was rolled back: it never appears
-	h.Poll(ctx)
-	if _, cursor, _ := h.Since(0); cursor != 9 {
-		t.Fatalf("cursor %d moved past a fresh gap", cursor)
+	if !slices.Equal(sids, []string{"slow", "all-1", "all-2"}) || cursor != 102 {
+		t.Fatalf("Since(100) = %v, cursor %d; want [slow all-1 all-2], 102", sids, cursor)
 	}
-	now = now.Add(3 * time.Second)
+	if got, _, _ := h.Since(101); len(got) != 2 {
+		t.Fatalf("Since(101) = %v; want the two entries of transaction 102", got)
+	}
+}
+
+// TestCursorAhead: a cursor beyond what the hub has read (a node that is
+// ahead, or a cursor from before an upgrade) gets every live entry again,
+// never a silent skip.
+func TestCursorAhead(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	src := &source{}
+	h, _ := feed.New(src, feed.Config{Interval: time.Hour, Now: func() time.Time { return now }})
+	src.addTx(50, 1, "a", now.Add(time.Hour))
+	src.addTx(60, 2, "b", now.Add(time.Hour))
 	h.Poll(ctx)
-	if got, cursor, _ := h.Since(9); len(got) != 1 || got[0].SessionID != "e" || cursor != 11 {
-		t.Fatalf("after GapWait: %v, cursor %d", got, cursor)
+	tests := []struct {
+		after      int64
+		want       int
+		wantCursor int64
+	}{
+		{0, 2, 60},
+		{50, 1, 60},
+		{60, 0, 60},
+		{61, 2, 60},
+		{1 << 40, 2, 60},
+	}
+	for _, tt := range tests {
+		got, cursor, _ := h.Since(tt.after)
+		if len(got) != tt.want || cursor != tt.wantCursor {
+			t.Errorf("Since(%d) = %d entries, cursor %d; want %d, %d", tt.after, len(got), cursor, tt.want, tt.wantCursor)
+		}
 	}
 }

@@ -17,6 +17,13 @@ import (
 const (
 	defaultFeedHeartbeat      = 15 * time.Second
 	defaultMaxFeedSubscribers = 1024
+	// DefaultFeedStreamsPerClient is the default of
+	// Config.FeedStreamsPerClient: a resource server needs one stream per
+	// process, and a few more while old ones are replaced.
+	DefaultFeedStreamsPerClient = 16
+	// feedRetryAfter is what a client over its stream cap is told to wait:
+	// a slot frees only when one of its own streams ends.
+	feedRetryAfter = 10 * time.Second
 )
 
 // feedEntryJSON is one entry on the wire: times are Unix seconds.
@@ -50,7 +57,8 @@ func (s *Server) confidentialClient(ctx context.Context, w http.ResponseWriter, 
 // stream resuming after Last-Event-ID (or ?since=); otherwise a JSON page
 // of every live entry after ?since= and the cursor to poll with next.
 func (s *Server) revocations(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.confidentialClient(r.Context(), w, r, url.Values{}); err != nil {
+	client, err := s.confidentialClient(r.Context(), w, r, url.Values{})
+	if err != nil {
 		return err
 	}
 	if s.cfg.Feed == nil {
@@ -84,15 +92,42 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) error {
 		}
 		return writeJSON(w, http.StatusOK, map[string]any{"entries": out, "cursor": strconv.FormatInt(next, 10)})
 	}
+	release, err := s.feedSlot(client.ID)
+	if err != nil {
+		return err
+	}
+	defer release()
 	return s.streamRevocations(w, r, after)
 }
 
-func (s *Server) streamRevocations(w http.ResponseWriter, r *http.Request, after int64) error {
-	if n := s.feedSubs.Add(1); n > int64(s.cfg.MaxFeedSubscribers) {
-		s.feedSubs.Add(-1)
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Message: "too many feed subscribers", Err: errors.New("httpapi: feed subscriber cap reached")}
+// feedSlot takes one of the node's stream slots for client, or refuses:
+// 429 when the client holds FeedStreamsPerClient streams already (its own
+// streams are the ones to close; the other clients' slots stay free), 503
+// when the node holds MaxFeedSubscribers.
+func (s *Server) feedSlot(client string) (release func(), err error) {
+	s.feedMu.Lock()
+	defer s.feedMu.Unlock()
+	if s.feedByClient[client] >= s.cfg.FeedStreamsPerClient {
+		return nil, &Error{Status: http.StatusTooManyRequests, Code: CodeTooManyRequests, RetryAfter: feedRetryAfter,
+			Message: fmt.Sprintf("this client has %d revocation-feed streams open, the most allowed; close one", s.cfg.FeedStreamsPerClient),
+			Err:     errors.New("httpapi: per-client feed stream cap reached")}
 	}
-	defer s.feedSubs.Add(-1)
+	if s.feedSubs.Load() >= int64(s.cfg.MaxFeedSubscribers) {
+		return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Message: "too many feed subscribers", Err: errors.New("httpapi: feed subscriber cap reached")}
+	}
+	s.feedByClient[client]++
+	s.feedSubs.Add(1)
+	return func() {
+		s.feedMu.Lock()
+		defer s.feedMu.Unlock()
+		if s.feedByClient[client]--; s.feedByClient[client] == 0 {
+			delete(s.feedByClient, client)
+		}
+		s.feedSubs.Add(-1)
+	}, nil
+}
+
+func (s *Server) streamRevocations(w http.ResponseWriter, r *http.Request, after int64) error {
 	rc := http.NewResponseController(w)
 	heartbeat := s.cfg.FeedHeartbeat
 	// The server's WriteTimeout would end the stream; each write gets its own
@@ -118,9 +153,20 @@ func (s *Server) streamRevocations(w http.ResponseWriter, r *http.Request, after
 	for {
 		entries, next, changed := s.cfg.Feed.Since(after)
 		var b strings.Builder
-		for _, e := range entries {
+		// The cursor is per transaction: every entry but a transaction's
+		// last carries the cursor before that transaction, so a subscriber
+		// cut off in the middle resumes with the whole transaction again
+		// (a duplicate, dropped by sid) rather than past its rest.
+		id := after
+		if after > next {
+			id = 0 // the hub had not read this far: it sent everything
+		}
+		for i, e := range entries {
+			if i == len(entries)-1 || entries[i+1].Txn != e.Txn {
+				id = e.Txn
+			}
 			j := toFeedJSON(e)
-			fmt.Fprintf(&b, "id: %d\nevent: revoke\ndata: {\"sid\":%q,\"revoked_at\":%d,\"until\":%d}\n\n", e.Seq, j.SID, j.RevokedAt, j.Until)
+			fmt.Fprintf(&b, "id: %d\nevent: revoke\ndata: {\"sid\":%q,\"revoked_at\":%d,\"until\":%d}\n\n", id, j.SID, j.RevokedAt, j.Until)
 		}
 		if next > after && len(entries) == 0 {
 			// The cursor moved past entries already expired: say so, so the

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,10 @@ type Config struct {
 	FeedHeartbeat time.Duration
 	// MaxFeedSubscribers caps concurrent SSE streams (default 1024).
 	MaxFeedSubscribers int
+	// FeedStreamsPerClient caps one client's concurrent SSE streams
+	// (default 16), so one credential cannot take every slot and keep
+	// other resource servers from hearing of logouts.
+	FeedStreamsPerClient int
 	// Throttle limits logins, signups and refreshes; nil limits nothing.
 	Throttle Throttle
 	// CORSOrigins are the exact browser origins allowed to call the API;
@@ -88,7 +93,9 @@ type Server struct {
 
 	https bool
 
-	feedSubs atomic.Int64
+	feedSubs     atomic.Int64
+	feedMu       sync.Mutex
+	feedByClient map[string]int // open streams per client id
 	done     chan struct{}
 	closed   atomic.Bool
 }
@@ -107,7 +114,10 @@ func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func
 	if cfg.MaxFeedSubscribers <= 0 {
 		cfg.MaxFeedSubscribers = defaultMaxFeedSubscribers
 	}
-	s := &Server{cfg: cfg, sessions: sessions, issuer: issuer, ready: ready, log: log, mux: http.NewServeMux(), done: make(chan struct{}),
+	if cfg.FeedStreamsPerClient <= 0 {
+		cfg.FeedStreamsPerClient = DefaultFeedStreamsPerClient
+	}
+	s := &Server{cfg: cfg, sessions: sessions, issuer: issuer, ready: ready, log: log, mux: http.NewServeMux(), done: make(chan struct{}), feedByClient: map[string]int{},
 		https: strings.HasPrefix(cfg.Issuer, "https://")}
 	s.routes()
 	return s
@@ -115,6 +125,19 @@ func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func
 
 // FeedSubscribers returns the number of open revocation-feed streams.
 func (s *Server) FeedSubscribers() int64 { return s.feedSubs.Load() }
+
+// FeedMaxClientStreams returns the most open revocation-feed streams any
+// one client holds: near FeedStreamsPerClient, that client is about to be
+// refused.
+func (s *Server) FeedMaxClientStreams() int {
+	s.feedMu.Lock()
+	defer s.feedMu.Unlock()
+	n := 0
+	for _, c := range s.feedByClient {
+		n = max(n, c)
+	}
+	return n
+}
 
 // Close ends the open revocation-feed streams (http.Server.Shutdown does
 // not wait for them otherwise).

@@ -11,6 +11,9 @@ import (
 type Feed struct {
 	// Subscribers returns the open SSE streams of GET /v1/revocations.
 	Subscribers func() int64
+	// MaxClientStreams returns the most open streams one client holds (the
+	// per-client cap refuses more).
+	MaxClientStreams func() int
 	// Lag returns how long ago the hub last read storage successfully:
 	// other nodes' revocations reach this node's subscribers at most this
 	// late (normally under --feed-poll-interval; it grows while storage
@@ -20,7 +23,8 @@ type Feed struct {
 	Entries func() int
 }
 
-// RegisterFeed exports latch_feed_subscribers, latch_feed_lag_seconds and
+// RegisterFeed exports latch_feed_subscribers,
+// latch_feed_max_client_streams, latch_feed_lag_seconds and
 // latch_feed_entries, read at every scrape. Nil functions are skipped.
 func (m *Metrics) RegisterFeed(f Feed) error {
 	var cs []prometheus.Collector
@@ -28,6 +32,11 @@ func (m *Metrics) RegisterFeed(f Feed) error {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "latch_feed_subscribers", Help: "Open revocation-feed streams (SSE) on this node.",
 		}, func() float64 { return float64(f.Subscribers()) }))
+	}
+	if f.MaxClientStreams != nil {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latch_feed_max_client_streams", Help: "The most revocation-feed streams one client holds open on this node; at --feed-streams-per-client that client's next stream answers 429.",
+		}, func() float64 { return float64(f.MaxClientStreams()) }))
 	}
 	if f.Lag != nil {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -61,7 +61,7 @@ func (t *TimedStore) Client(ctx context.Context, id string) (session.Client, err
 }
 
 // Revocations implements session.Store.
-func (t *TimedStore) Revocations(ctx context.Context, after int64, limit int) ([]session.FeedEntry, error) {
+func (t *TimedStore) Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error) {
 	return timed(t.m, "read", func() ([]session.FeedEntry, error) { return t.Store.Revocations(ctx, after, limit) })
 }
 

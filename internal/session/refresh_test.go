@@ -414,7 +414,7 @@ func TestRefreshStateIsConstant(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		revs, err := db.Revocations(ctx, 0, 1000)
+		revs, err := db.Revocations(ctx, session.FeedCursor{}, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -482,7 +482,7 @@ func TestSweepBoundsTables(t *testing.T) {
 	if n := count(); n != 1 {
 		t.Fatalf("%d session rows after sweeping, want the one live session", n)
 	}
-	if revs, _ := env.Store.Revocations(ctx, 0, 1000); len(revs) != 0 {
+	if revs, _ := env.Store.Revocations(ctx, session.FeedCursor{}, 1000); len(revs) != 0 {
 		t.Fatalf("%d revocation-feed entries past their until survived the sweep", len(revs))
 	}
 	mustRefresh(t, env, a.RefreshToken)

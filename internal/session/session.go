@@ -220,22 +220,44 @@ type Store interface {
 	// DeleteStale deletes sessions revoked or expired before cutoff and feed
 	// entries whose until is before now; it returns the sessions deleted.
 	DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, error)
-	// Revocations returns up to limit revocation-feed entries with Seq
-	// greater than after, oldest first. Seq grows with every entry, so a
-	// reader resumes from the last Seq it saw.
-	Revocations(ctx context.Context, after int64, limit int) ([]FeedEntry, error)
+	// Revocations returns up to limit revocation-feed entries whose cursor
+	// sorts after after, in cursor order, and only entries that no
+	// transaction still running can sort before: every entry a later call
+	// returns sorts after every entry this one returned, whatever order
+	// transactions commit in. A reader resumes from the last cursor it saw
+	// and never skips an entry (docs/design.md "Revocation feed").
+	Revocations(ctx context.Context, after FeedCursor, limit int) ([]FeedEntry, error)
 	// DeleteAudit deletes audit events older than before.
 	DeleteAudit(ctx context.Context, before time.Time) (int64, error)
+}
+
+// FeedCursor is a position in the revocation feed. Entries are ordered by
+// Txn, then Seq. Txn groups the entries of one transaction (PostgreSQL: its
+// transaction id, which a reader may pass only once the transaction has
+// ended; SQLite, whose one writer commits in Seq order: Seq itself). Txn
+// alone is the cursor subscribers see, since a reader always receives a
+// transaction's entries together.
+type FeedCursor struct {
+	Txn, Seq int64
+}
+
+// After reports whether c sorts after d.
+func (c FeedCursor) After(d FeedCursor) bool {
+	return c.Txn > d.Txn || c.Txn == d.Txn && c.Seq > d.Seq
 }
 
 // FeedEntry is one revocation-feed entry: no access token of the session is
 // valid after RevokedAt, and none can exist after Until.
 type FeedEntry struct {
+	Txn       int64
 	Seq       int64
 	SessionID string
 	RevokedAt time.Time
 	Until     time.Time
 }
+
+// Cursor is the entry's position in the feed.
+func (e FeedEntry) Cursor() FeedCursor { return FeedCursor{Txn: e.Txn, Seq: e.Seq} }
 
 // NewID returns a random 128-bit identifier, base64url without padding.
 func NewID() string {

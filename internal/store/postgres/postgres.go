@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"runtime"
 	"slices"
@@ -390,14 +391,71 @@ func (s *Store) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, 
 	return total, nil
 }
 
-// Revocations implements session.Store.
-func (s *Store) Revocations(ctx context.Context, after int64, limit int) ([]session.FeedEntry, error) {
+// Revocations implements session.Store. The cursor is (xid, seq), and only
+// entries below the statement snapshot's xmin are read: every transaction
+// with a lower id has ended, so no entry can still commit behind the
+// cursor, whatever order transactions commit in. A transaction held open
+// delays the entries after it; it never makes a reader skip one.
+func (s *Store) Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error) {
 	return collect(ctx, s.pool, func(r pgx.Row) (session.FeedEntry, error) {
 		var e session.FeedEntry
-		err := r.Scan(&e.Seq, &e.SessionID, &e.RevokedAt, &e.Until)
+		err := r.Scan(&e.Txn, &e.Seq, &e.SessionID, &e.RevokedAt, &e.Until)
 		e.RevokedAt, e.Until = utc(e.RevokedAt), utc(e.Until)
 		return e, translate(err)
-	}, `SELECT seq, session_id, revoked_at, until FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+	}, `SELECT xid::text::bigint, seq, session_id, revoked_at, until FROM revocations
+		WHERE (xid, seq) > ($1::bigint::text::xid8, $2::bigint) AND xid < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY xid, seq LIMIT $3`, after.Txn, after.Seq, limit)
+}
+
+// feedChannel is the LISTEN/NOTIFY channel a transaction that revoked
+// sessions notifies; PostgreSQL delivers the notification once it commits.
+const feedChannel = "latch_revocations"
+
+// ListenRevocations calls wake each time a transaction that revoked
+// sessions commits, on any node, until ctx is done (LISTEN/NOTIFY). It holds
+// one connection of its own, outside the pool, and reconnects after a
+// failure; it also calls wake after each (re)connect, since notifications
+// sent while it was away are lost. A wake is only a hint to read now:
+// polling stays the fallback.
+func (s *Store) ListenRevocations(ctx context.Context, wake func(), log *slog.Logger) {
+	const minBackoff, maxBackoff = 250 * time.Millisecond, 10 * time.Second
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		listening, err := s.listen(ctx, wake)
+		if ctx.Err() != nil {
+			return
+		}
+		if listening {
+			backoff = minBackoff
+		}
+		log.Warn("revocation feed: LISTEN connection lost; polling until it is back", "err", err, "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// listen runs one LISTEN connection until it fails; listening reports
+// whether LISTEN succeeded.
+func (s *Store) listen(ctx context.Context, wake func()) (listening bool, err error) {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
+	if err != nil {
+		return false, fmt.Errorf("postgres: listen: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+feedChannel); err != nil {
+		return false, fmt.Errorf("postgres: listen: %w", err)
+	}
+	wake()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return true, fmt.Errorf("postgres: listen: %w", err)
+		}
+		wake()
+	}
 }
 
 // AuditEvents returns the audit events q selects, newest first.
@@ -685,6 +743,11 @@ func (t *txn) RevokeSessions(ctx context.Context, r session.Revocation) ([]strin
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && len(ids) > 0 {
+		// Delivered at commit, and only then, to every node's listener: sent
+		// with the commit's batch, it costs no round trip.
+		t.later(anyTag, `SELECT pg_notify($1, '')`, feedChannel)
 	}
 	return ids, translate(err)
 }

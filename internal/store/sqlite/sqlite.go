@@ -504,9 +504,10 @@ func (s *Store) DeleteAudit(ctx context.Context, before time.Time) (int64, error
 	return res.RowsAffected()
 }
 
-// Revocations implements session.Store.
-func (s *Store) Revocations(ctx context.Context, after int64, limit int) ([]session.FeedEntry, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, session_id, revoked_at, until FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+// Revocations implements session.Store. SQLite has one writer, so entries
+// commit in seq order and seq alone is a safe cursor: Txn is Seq.
+func (s *Store) Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, session_id, revoked_at, until FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?`, max(after.Txn, after.Seq), limit)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -518,6 +519,7 @@ func (s *Store) Revocations(ctx context.Context, after int64, limit int) ([]sess
 		if err := rows.Scan(&r.Seq, &r.SessionID, &at, &until); err != nil {
 			return nil, translate(err)
 		}
+		r.Txn = r.Seq
 		r.RevokedAt, r.Until = fromMicros(at), fromMicros(until)
 		out = append(out, r)
 	}

@@ -366,21 +366,21 @@ func testFeedPaging(t *testing.T, s Store) {
 		_, err := tx.RevokeSessions(ctx, session.Revocation{UserID: u.ID, Scope: session.ScopeAll, Reason: "test", At: t0, Until: t0.Add(time.Hour)})
 		return err
 	})
-	first, err := s.Revocations(ctx, 0, 3)
+	first, err := s.Revocations(ctx, session.FeedCursor{}, 3)
 	if err != nil || len(first) != 3 {
 		t.Fatalf("first page = %v, %v; want 3 entries", first, err)
 	}
-	rest, err := s.Revocations(ctx, first[2].Seq, 100)
+	rest, err := s.Revocations(ctx, first[2].Cursor(), 100)
 	if err != nil || len(rest) != 2 {
 		t.Fatalf("second page = %v, %v; want 2 entries", rest, err)
 	}
 	var got []string
-	last := int64(0)
+	var last session.FeedCursor
 	for _, e := range append(first, rest...) {
-		if e.Seq <= last {
-			t.Fatalf("seq %d after %d: not increasing", e.Seq, last)
+		if !e.Cursor().After(last) {
+			t.Fatalf("cursor %+v after %+v: not increasing", e.Cursor(), last)
 		}
-		last = e.Seq
+		last = e.Cursor()
 		if !e.RevokedAt.Equal(t0) || !e.Until.Equal(t0.Add(time.Hour)) {
 			t.Fatalf("entry %+v: times not kept", e)
 		}
@@ -510,14 +510,14 @@ func testServiceRevocation(t *testing.T, env *testenv.Env) {
 	if _, _, err := env.Sessions.Login(ctx, session.LoginRequest{Email: "rev@example.com", Password: testenv.Password, Client: env.Client}); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := env.Store.Revocations(ctx, 0, 100)
+	before, _ := env.Store.Revocations(ctx, session.FeedCursor{}, 100)
 	ses := loadSession(t, env, a.SessionID)
 	ids, err := env.Sessions.Logout(ctx, ses.UserID, a.SessionID, session.ScopeAll, meta)
 	if err != nil || len(ids) != 2 {
 		t.Fatalf("logout all = %v, %v; want both sessions", ids, err)
 	}
 	wantInvalidGrant(t, env, a.RefreshToken, "after logout")
-	after, _ := env.Store.Revocations(ctx, 0, 100)
+	after, _ := env.Store.Revocations(ctx, session.FeedCursor{}, 100)
 	if len(after)-len(before) != 2 {
 		t.Fatalf("feed grew by %d entries, want 2", len(after)-len(before))
 	}
@@ -590,7 +590,7 @@ func testServiceSweep(t *testing.T, env *testenv.Env) {
 		t.Fatalf("sweep = %d, %v; want the 10 logged-out sessions", n, err)
 	}
 	list, _ = env.Store.UserSessions(ctx, uid)
-	feed, _ := env.Store.Revocations(ctx, 0, 100)
+	feed, _ := env.Store.Revocations(ctx, session.FeedCursor{}, 100)
 	if len(list) != 1 || len(feed) != 0 {
 		t.Fatalf("after the sweep: %d sessions, %d feed entries; want 1 and 0", len(list), len(feed))
 	}
