@@ -96,8 +96,8 @@ type Server struct {
 	feedSubs     atomic.Int64
 	feedMu       sync.Mutex
 	feedByClient map[string]int // open streams per client id
-	done     chan struct{}
-	closed   atomic.Bool
+	done         chan struct{}
+	closed       atomic.Bool
 }
 
 // New returns a Server. ready reports whether storage is reachable.
