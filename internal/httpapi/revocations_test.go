@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/testenv"
 )
@@ -98,5 +99,85 @@ func TestRevocationStream(t *testing.T) {
 	all := strings.Join(got, "\n")
 	if strings.Contains(all, first.SessionID) || strings.Contains(all, second.SessionID) {
 		t.Fatalf("resume from %s repeated entries:\n%s", id, all)
+	}
+}
+
+// TestFeedStreamsPerClient: one client cannot take every stream slot. Past
+// its own cap it gets 429 with Retry-After while other clients still get
+// streams; only the node-wide cap answers 503.
+func TestFeedStreamsPerClient(t *testing.T) {
+	t.Parallel()
+	env, srv := newServer(t, testenv.Options{RealClock: true, MaxFeedSubscribers: 4,
+		API: func(c *httpapi.Config) { c.FeedStreamsPerClient = 2 }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, id := range []string{"greedy", "other", "third"} {
+		if err := env.Sessions.EnsureClient(ctx, session.Client{ID: id, Name: id, Audience: "app", AccessTTL: time.Minute,
+			SecretHash: session.HashClientSecret(id + "-secret")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(client string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/revocations", nil)
+		req.SetBasicAuth(client, client+"-secret")
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+		}
+		return resp
+	}
+	var held []*http.Response
+	defer func() {
+		for _, r := range held {
+			r.Body.Close()
+		}
+	}()
+	steps := []struct {
+		client     string
+		want       int
+		retryAfter bool
+	}{
+		{"greedy", http.StatusOK, false},
+		{"greedy", http.StatusOK, false},
+		{"greedy", http.StatusTooManyRequests, true}, // its own cap
+		{"greedy", http.StatusTooManyRequests, true},
+		{"other", http.StatusOK, false}, // the rest stay for others
+		{"third", http.StatusOK, false},
+		{"other", http.StatusServiceUnavailable, false}, // the node's cap
+	}
+	for i, st := range steps {
+		resp := open(st.client)
+		if resp.StatusCode != st.want {
+			t.Fatalf("step %d: %s got %d, want %d", i, st.client, resp.StatusCode, st.want)
+		}
+		if got := resp.Header.Get("Retry-After"); st.retryAfter && got == "" {
+			t.Fatalf("step %d: %d without Retry-After", i, resp.StatusCode)
+		}
+		if resp.StatusCode == http.StatusOK {
+			held = append(held, resp)
+		}
+	}
+	if got := env.API.FeedMaxClientStreams(); got != 2 {
+		t.Fatalf("FeedMaxClientStreams = %d, want 2", got)
+	}
+	// A stream that ends gives its client the slot back.
+	held[0].Body.Close()
+	held = held[1:]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp := open("greedy")
+		if resp.StatusCode == http.StatusOK {
+			held = append(held, resp)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("greedy still refused (%d) after closing a stream", resp.StatusCode)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
