@@ -84,19 +84,43 @@ func (h *Hub) Notify() {
 	}
 }
 
-// Run polls storage until ctx is done.
+// Run polls storage until ctx is done: every Interval, and at once on
+// Notify. A read after a Notify that finds nothing new is retried soon
+// (1 ms, doubling, up to Interval): the revocation that caused the Notify
+// has committed, but storage holds it back while an older transaction is
+// still open (see session.Store.Revocations), usually for a few
+// milliseconds only.
 func (h *Hub) Run(ctx context.Context) {
 	t := time.NewTicker(h.cfg.Interval)
 	defer t.Stop()
+	var retry <-chan time.Time
+	var backoff time.Duration
+	woken := false
 	for {
-		if err := h.Poll(ctx); err != nil && ctx.Err() == nil {
+		moved, err := h.poll(ctx)
+		if err != nil && ctx.Err() == nil {
 			h.cfg.Log.Warn("revocation feed poll", "err", err)
 		}
+		switch {
+		case moved || err != nil:
+			backoff, retry = 0, nil
+		case woken:
+			backoff = max(time.Millisecond, 2*backoff)
+			if backoff < h.cfg.Interval {
+				retry = time.After(backoff)
+			} else {
+				backoff, retry = 0, nil
+			}
+		}
+		woken = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-h.wake:
+			woken, backoff = true, 0
+		case <-retry:
+			woken = true
 		}
 	}
 }
@@ -104,11 +128,16 @@ func (h *Hub) Run(ctx context.Context) {
 // Poll reads every entry added since the last poll, drops entries past
 // their until, and wakes subscribers if anything changed.
 func (h *Hub) Poll(ctx context.Context) error {
+	_, err := h.poll(ctx)
+	return err
+}
+
+// poll is Poll; moved reports whether the cursor moved.
+func (h *Hub) poll(ctx context.Context) (moved bool, err error) {
 	h.mu.RLock()
 	after := h.last
 	h.mu.RUnlock()
 	var fresh []session.FeedEntry
-	var err error
 	for {
 		var page []session.FeedEntry
 		page, err = h.src.Revocations(ctx, after, pageSize)
@@ -137,7 +166,6 @@ func (h *Hub) Poll(ctx context.Context) error {
 		clear(h.entries[len(live):])
 	}
 	h.entries = live
-	moved := false
 	for _, e := range fresh {
 		if !e.Cursor().After(h.last) {
 			continue
@@ -160,7 +188,7 @@ func (h *Hub) Poll(ctx context.Context) error {
 		h.polled = now
 		h.once.Do(func() { close(h.ready) })
 	}
-	return err
+	return moved, err
 }
 
 // Lag returns how long ago the hub last read storage successfully (since
