@@ -158,7 +158,26 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 			return applied, fmt.Errorf("postgres: migrate: %w", translate(err))
 		}
 	}
+	if err := s.healFeedXIDs(ctx); err != nil {
+		return applied, err
+	}
 	return applied, nil
+}
+
+// healFeedXIDs moves feed entries whose transaction id this server has not
+// handed out yet to the front of the feed (xid 0). Only a dump restored
+// into another cluster (whose transaction counter is behind the one that
+// wrote them) has such rows, and left alone they would sort after every
+// new revocation's entry, so a reader past them would skip the new ones
+// until the counter caught up. Every row this cluster wrote is below the
+// snapshot's xmax, so on a live database this changes nothing. Nodes read
+// the feed from the start when they start, so it runs at every start.
+func (s *Store) healFeedXIDs(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, `UPDATE revocations SET xid = '0' WHERE xid >= pg_snapshot_xmax(pg_current_snapshot())`)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: feed cursors: %w", translate(err))
+	}
+	return nil
 }
 
 // InTx implements session.Store. The transaction is pipelined: BEGIN goes
