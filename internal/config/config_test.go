@@ -150,3 +150,30 @@ func TestBadValuesSayWhatIsExpected(t *testing.T) {
 		t.Fatalf("boolean flags: %v, rate-limit %v, metrics %v", err, c.RateLimit, c.Metrics)
 	}
 }
+
+func TestFeedStreamsPerClient(t *testing.T) {
+	tests := []struct {
+		args    []string
+		want    int
+		wantErr bool
+	}{
+		{nil, 16, false},
+		{[]string{"--feed-streams-per-client", "1"}, 1, false},
+		{[]string{"--feed-streams-per-client", "1024"}, 1024, false},
+		{[]string{"--feed-streams-per-client", "0"}, 0, true},
+		{[]string{"--feed-streams-per-client", "1025"}, 1025, true},
+	}
+	for _, tt := range tests {
+		c, _, err := parseServe(t, tt.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Validate()
+		if c.FeedStreamsPerClient != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("%v: %d, Validate() = %v; want %d, error %v", tt.args, c.FeedStreamsPerClient, err, tt.want, tt.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--feed-streams-per-client") {
+			t.Errorf("%v: error %q does not name the flag", tt.args, err)
+		}
+	}
+}
