@@ -13,9 +13,10 @@
 // As for refresh tokens (package rtoken), the prefix lets secret scanners
 // find leaked values, the CRC-32 rejects mistyped ones offline and the MAC
 // makes tokens unforgeable; it is checked, with the expiry, before any
-// database work. The epoch is the user's password-change time: a new
-// password changes it, which voids every device token issued before.
-// Nothing about device tokens is stored.
+// database work. The epoch is an opaque value the caller derives from the
+// user's password (package session: a MAC of the password hash), so that a
+// new password voids every device token issued before. Nothing about device
+// tokens is stored.
 package dtoken
 
 import (
@@ -60,8 +61,8 @@ var (
 type Device struct {
 	User   [IDSize]byte
 	Device [IDSize]byte
-	// Epoch is the user's password epoch when the token was issued; the
-	// caller compares it with the current one.
+	// Epoch is the user's password epoch when the token was issued, as the
+	// caller defines it; the caller compares it with the current one.
 	Epoch int64
 	// Expires is when the token stops counting, to the second.
 	Expires time.Time
