@@ -63,7 +63,7 @@ func addrs(base int) func() string {
 // earlier login, logs in every time from a new network, through
 // /v1/login and the password grant, while a new device without one is
 // still held to the account's limit (docs/design.md "Returning devices";
-// docs/security.md LOGIN-07).
+// docs/security.md LOGIN-04).
 func TestOwnerLockout(t *testing.T) {
 	env, srv := throttled(t)
 	const owner = "owner@example.com"
