@@ -17,16 +17,6 @@ import (
 // issued it; every login with it issues a fresh one.
 const DefaultDeviceTTL = 90 * 24 * time.Hour
 
-// WithDeviceTTL sets how long device tokens count (default
-// DefaultDeviceTTL); d must be positive.
-func WithDeviceTTL(d time.Duration) Option {
-	return func(s *Service) {
-		if d > 0 {
-			s.deviceTTL = d
-		}
-	}
-}
-
 // deviceKeyLabel names the device-token key derived from the refresh-token
 // secret, so that no new secret needs storing and rotating that secret ends
 // device tokens with refresh tokens.
