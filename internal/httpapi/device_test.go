@@ -134,7 +134,7 @@ func TestDeviceTokenRefused(t *testing.T) {
 			return "latch_dt_guess", testenv.Password
 		}, http.StatusTooManyRequests},
 		{"expired", func(_ *testing.T, env *testenv.Env, _ *httptest.Server, dt string) (string, string) {
-			env.Clock.Advance(session.DefaultDeviceTTL)
+			env.Clock.Advance(session.DeviceTTL)
 			return dt, testenv.Password
 		}, http.StatusTooManyRequests},
 		{"another user's", func(t *testing.T, _ *testenv.Env, srv *httptest.Server, _ string) (string, string) {

@@ -174,7 +174,9 @@ func (t *Throttle) DeviceLogin(ctx context.Context, account, ip, device string) 
 		return deny(wait, ReasonLockout), nil
 	}
 	if device != "" {
-		return t.take(ctx, key(kindLoginDevice, acct, device), t.p.LoginPerDevice, ReasonDevice)
+		// Keyed on the device alone: its id is random and bound to one
+		// user by the token's MAC, so no spelling of the email splits it.
+		return t.take(ctx, key(kindLoginDevice, device), t.p.LoginPerDevice, ReasonDevice)
 	}
 	if t.p.KnownDeviceTTL > 0 {
 		known, _, err := call2(t, ctx, func(ctx context.Context, b Backend) (bool, struct{}, error) {

@@ -13,9 +13,9 @@ import (
 	"github.com/latchauth/latch/internal/dtoken"
 )
 
-// DefaultDeviceTTL is how long a device token counts after the login that
-// issued it; every login with it issues a fresh one.
-const DefaultDeviceTTL = 90 * 24 * time.Hour
+// DeviceTTL is how long a device token counts after the login that issued
+// it; every login with it issues a fresh one.
+const DeviceTTL = 90 * 24 * time.Hour
 
 // deviceKeyLabel names the device-token key derived from the refresh-token
 // secret, so that no new secret needs storing and rotating that secret ends
@@ -107,5 +107,5 @@ func (s *Service) deviceToken(u *User, device [dtoken.IDSize]byte, now time.Time
 	if device == ([dtoken.IDSize]byte{}) {
 		rand.Read(device[:])
 	}
-	return s.devices.Encode(dtoken.Device{User: raw, Device: device, Epoch: s.passwordEpoch(u), Expires: now.Add(s.deviceTTL)})
+	return s.devices.Encode(dtoken.Device{User: raw, Device: device, Epoch: s.passwordEpoch(u), Expires: now.Add(DeviceTTL)})
 }

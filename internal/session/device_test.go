@@ -29,7 +29,7 @@ func TestDevice(t *testing.T) {
 			return tok.RefreshToken
 		}, false},
 		{"expired", owner, func(_ *testing.T, env *testenv.Env, _ session.User, _ session.Tokens) string {
-			env.Clock.Advance(session.DefaultDeviceTTL)
+			env.Clock.Advance(session.DeviceTTL)
 			return ""
 		}, false},
 		{"the password changed", owner, func(t *testing.T, env *testenv.Env, u session.User, tok session.Tokens) string {
@@ -94,13 +94,13 @@ func TestDeviceKeptAcrossLogins(t *testing.T) {
 		}
 		return id
 	}
-	env.Clock.Advance(session.DefaultDeviceTTL / 2)
+	env.Clock.Advance(session.DeviceTTL / 2)
 	again := login(first)
 	if again == first || device(again) == "" || device(again) != device(first) {
 		t.Fatalf("a returning device's new token names device %q, want %q in a fresh token", device(again), device(first))
 	}
 	// The renewed token counts a full lifetime from the second login.
-	env.Clock.Advance(session.DefaultDeviceTTL / 2)
+	env.Clock.Advance(session.DeviceTTL / 2)
 	if device(first) != "" || device(again) == "" {
 		t.Fatalf("after one lifetime: first token device %q (want none), renewed %q (want valid)", device(first), device(again))
 	}

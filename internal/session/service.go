@@ -81,9 +81,8 @@ type Service struct {
 	// obs, if set, is told every login, refresh and revocation outcome.
 	obs Observer
 	// devices mints and checks device tokens (device.go).
-	devices   *dtoken.Codec
-	epochKey  []byte
-	deviceTTL time.Duration
+	devices  *dtoken.Codec
+	epochKey []byte
 }
 
 // Committed is what one committed transaction recorded. Hooks use it to
@@ -117,7 +116,7 @@ func New(store Store, issuer Issuer, codec *rtoken.Codec, hasher *password.Hashe
 		return nil, errors.New("session: New needs a store, an issuer, a codec and a hasher")
 	}
 	s := &Service{store: store, issuer: issuer, codec: codec, hasher: hasher, cfg: cfg,
-		clock: time.Now, log: slog.New(slog.DiscardHandler), deviceTTL: DefaultDeviceTTL}
+		clock: time.Now, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(s)
 	}
