@@ -33,8 +33,8 @@ type SessionInfo struct {
 // Logout ends sessions of the user (POST /v1/logout): scope is
 // [ScopeCurrent] (or ""), [ScopeOthers] or [ScopeAll]. It returns how many
 // sessions ended. With ScopeCurrent and ScopeAll this session is over
-// afterwards: the store is cleared and further calls return a
-// *SessionEndedError.
+// afterwards: the store keeps only the device token (see [Saved]) and
+// further calls return a *SessionEndedError.
 func (s *Session) Logout(ctx context.Context, scope string) (int, error) {
 	if scope == "" {
 		scope = ScopeCurrent

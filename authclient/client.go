@@ -206,6 +206,7 @@ type tokenResponse struct {
 	RefreshToken string  `json:"refresh_token"`
 	SessionID    string  `json:"session_id"`
 	Scope        *string `json:"scope"`
+	DeviceToken  string  `json:"device_token"`
 }
 
 // exchange posts a token request and turns the answer into a Saved based
@@ -232,6 +233,9 @@ func (c *Client) exchange(req *http.Request, prev Saved) (Saved, error) {
 	if tr.Scope != nil {
 		s.Scope = *tr.Scope
 	}
+	if tr.DeviceToken != "" {
+		s.DeviceToken = tr.DeviceToken
+	}
 	life := time.Duration(tr.ExpiresIn) * time.Second
 	s.Lifetime = Duration(life)
 	s.Expiry = sent.Add(off).Add(life - time.Second)
@@ -242,19 +246,47 @@ func (c *Client) exchange(req *http.Request, prev Saved) (Saved, error) {
 
 // Login logs in with an email and password (POST /v1/login), saves the
 // session to the store and returns it. Wrong credentials are an *Error
-// with Code "invalid_credentials".
+// with Code "invalid_credentials". It sends the device token the store
+// keeps for this issuer, if any (see [Saved]), and saves the one the
+// server returns.
 func (c *Client) Login(ctx context.Context, email, password string) (*Session, error) {
-	return c.start(ctx, "/v1/login", email, map[string]any{"email": email, "password": password, "client_id": c.cfg.ClientID})
+	body := credentials(email, password, c.cfg.ClientID)
+	dt := c.deviceToken(ctx)
+	if dt != "" {
+		body["device_token"] = dt
+	}
+	return c.start(ctx, "/v1/login", Saved{Email: email, DeviceToken: dt}, body)
+}
+
+// deviceToken returns the device token saved for this issuer and client,
+// or "". A token is never sent to another issuer than the one that issued
+// it.
+func (c *Client) deviceToken(ctx context.Context) string {
+	saved, err := c.cfg.Store.Load(ctx)
+	if err != nil && !errors.Is(err, ErrNoSession) {
+		return ""
+	}
+	if strings.TrimSuffix(saved.Issuer, "/") != c.base || saved.ClientID != c.cfg.ClientID {
+		return ""
+	}
+	return saved.DeviceToken
 }
 
 // Signup creates an account and logs it in (POST /v1/signup), saves the
 // session to the store and returns it. A taken email is an *Error with Code
 // "email_taken"; a weak password one with "weak_password".
 func (c *Client) Signup(ctx context.Context, email, password string) (*Session, error) {
-	return c.start(ctx, "/v1/signup", email, map[string]any{"email": email, "password": password, "client_id": c.cfg.ClientID})
+	return c.start(ctx, "/v1/signup", Saved{Email: email}, credentials(email, password, c.cfg.ClientID))
 }
 
-func (c *Client) start(ctx context.Context, path, email string, body map[string]any) (*Session, error) {
+func credentials(email, password, clientID string) map[string]any {
+	return map[string]any{"email": email, "password": password, "client_id": clientID}
+}
+
+// start posts a login or signup and saves the session it starts; prev
+// holds what the answer does not replace (the email, a device token the
+// server did not renew).
+func (c *Client) start(ctx context.Context, path string, prev Saved, body map[string]any) (*Session, error) {
 	// Discover now, while the user waits for the login anyway: a wrong
 	// issuer fails here, and the first refresh costs one round trip, not two.
 	if _, err := c.discover(ctx); err != nil {
@@ -266,7 +298,7 @@ func (c *Client) start(ctx context.Context, path, email string, body map[string]
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	saved, err := c.exchange(req, Saved{Email: email})
+	saved, err := c.exchange(req, prev)
 	if err != nil {
 		return nil, unwrapStatus(err)
 	}
@@ -286,6 +318,9 @@ func (c *Client) Resume(ctx context.Context) (*Session, error) {
 	saved, err := c.cfg.Store.Load(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if saved.RefreshToken == "" {
+		return nil, ErrNoSession // a device token alone (see Saved)
 	}
 	if strings.TrimSuffix(saved.Issuer, "/") != c.base || saved.ClientID != c.cfg.ClientID {
 		return nil, fmt.Errorf("authclient: the saved session belongs to %s (client %s), not %s (client %s)", saved.Issuer, saved.ClientID, c.base, c.cfg.ClientID)

@@ -345,13 +345,19 @@ func (s *Session) end(ctx context.Context) {
 }
 
 // forget clears the store if it still holds this session's token rt (and
-// not a session logged in since by another process).
+// not a session logged in since by another process), keeping only the
+// device token for the next login (see [Saved]).
 func (s *Session) forget(ctx context.Context, rt string) {
 	saved, err := s.c.cfg.Store.Load(ctx)
 	if err == nil && saved.RefreshToken != rt && saved.SessionID != s.ID() {
 		return
 	}
-	s.c.cfg.Store.Clear(ctx)
+	s.mu.Lock()
+	keep := Saved{Issuer: s.cur.Issuer, ClientID: s.cur.ClientID, DeviceToken: s.cur.DeviceToken}
+	s.mu.Unlock()
+	if keep.DeviceToken == "" || s.c.cfg.Store.Save(ctx, keep) != nil {
+		s.c.cfg.Store.Clear(ctx)
+	}
 }
 
 // KeepFresh refreshes the session in the background, at the time a caller

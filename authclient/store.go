@@ -14,6 +14,14 @@ import (
 
 // Saved is what a session persists: enough to resume it in another process.
 // Times are the server's (see [Session.ClockOffset]).
+//
+// DeviceToken outlives the session: when a session ends (logout, or the
+// server ends it) the store is left holding only Issuer, ClientID and
+// DeviceToken, and the next [Client.Login] to that issuer sends the token,
+// so the server knows the device and an attacker guessing the account's
+// password cannot rate-limit it out (docs/design.md "Returning devices").
+// A Saved without a RefreshToken holds no session: Load returns it with
+// ErrNoSession.
 type Saved struct {
 	Issuer       string    `json:"issuer"`
 	ClientID     string    `json:"client_id"`
@@ -26,6 +34,9 @@ type Saved struct {
 	Expiry       time.Time `json:"expiry"`      // server time, conservative
 	ReceivedAt   time.Time `json:"received_at"` // server time the tokens were received
 	ClockOffset  Duration  `json:"clock_offset"`
+	// DeviceToken is the server's device token (latch_dt_…) from the last
+	// login; it is not a credential on its own.
+	DeviceToken string `json:"device_token,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes JSON as Go syntax ("15m0s").
@@ -50,11 +61,14 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // the only valid refresh token. Implementations must be safe for
 // concurrent use; a session never calls them concurrently itself.
 type Store interface {
-	// Load returns the saved session, or ErrNoSession.
+	// Load returns the saved session, or ErrNoSession. What was saved
+	// without a RefreshToken (a device token kept after the session
+	// ended) it may return alongside ErrNoSession.
 	Load(ctx context.Context) (Saved, error)
 	// Save replaces the saved session; it must be durable when it returns.
 	Save(ctx context.Context, s Saved) error
-	// Clear forgets the saved session (logout, or the session ended).
+	// Clear forgets everything saved. A session that ends saves its device
+	// token alone instead, if it has one (see Saved).
 	Clear(ctx context.Context) error
 }
 
@@ -71,6 +85,9 @@ func (m *MemoryStore) Load(context.Context) (Saved, error) {
 	defer m.mu.Unlock()
 	if m.s == nil {
 		return Saved{}, ErrNoSession
+	}
+	if m.s.RefreshToken == "" {
+		return *m.s, ErrNoSession
 	}
 	return *m.s, nil
 }

@@ -247,7 +247,7 @@ func runLogout(ctx context.Context, args []string, s io3) error {
 	}
 	fmt.Fprintf(s.stdout, "logged out: %d session(s) ended\n", n)
 	if *scope != authclient.ScopeOthers {
-		fmt.Fprintf(s.stdout, "credentials removed from %s\n", st.Path())
+		fmt.Fprintf(s.stdout, "credentials removed from %s (its device token stays for the next login)\n", st.Path())
 	}
 	return nil
 }

@@ -100,8 +100,11 @@ func TestLoginWhoamiTokenLogout(t *testing.T) {
 	if err != nil || !strings.Contains(out, "1 session(s) ended") {
 		t.Fatalf("logout: %v\n%s", err, out)
 	}
-	if _, err := os.Stat(creds); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("logout left the credentials file (%v)", err)
+	// Only the device token stays, for the next login (docs/design.md
+	// "Returning devices").
+	if b, err := os.ReadFile(creds); err != nil || strings.Contains(string(b), "latch_rt_") || strings.Contains(string(b), "eyJ") ||
+		!strings.Contains(string(b), "latch_dt_") {
+		t.Fatalf("after logout the credentials file holds %s (%v), want the device token and no session", b, err)
 	}
 	if _, _, err := user(t, creds, "", "token"); err == nil || !strings.Contains(err.Error(), "not logged in") {
 		t.Fatalf("token after logout: %v", err)

@@ -69,11 +69,21 @@ func userJSON(u session.User) map[string]any {
 
 // POST /v1/login
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
-	req, err := decodeJSON[credentials](w, r)
+	// Flat rather than embedding credentials, so that a type error names
+	// the field as the client spelled it.
+	req, err := decodeJSON[struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+		ClientID string `json:"client_id"`
+		Scope    string `json:"scope"`
+		// DeviceToken is the device token of an earlier login
+		// (docs/design.md "Returning devices").
+		DeviceToken string `json:"device_token"`
+	}](w, r)
 	if err != nil {
 		return err
 	}
-	if err := req.check(); err != nil {
+	if err := (&credentials{Email: req.Email, Password: req.Password}).check(); err != nil {
 		return err
 	}
 	c, err := s.clientByID(r.Context(), req.ClientID)
@@ -83,7 +93,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if !c.Allows(session.GrantPassword) {
 		return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not log users in with a password")
 	}
-	t, err := s.passwordLogin(r.Context(), session.LoginRequest{Email: req.Email, Password: req.Password, Client: c, Scope: req.Scope, Meta: s.meta(r)})
+	t, err := s.passwordLogin(r.Context(), session.LoginRequest{Email: req.Email, Password: req.Password, Client: c, Scope: req.Scope, Meta: s.meta(r), DeviceToken: req.DeviceToken})
 	if err != nil {
 		return err
 	}

@@ -94,7 +94,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		if user == "" || pw == "" {
 			return badRequest("username and password are required")
 		}
-		t, err = s.passwordLogin(r.Context(), session.LoginRequest{Email: user, Password: pw, Client: c, Scope: form.Get("scope"), Meta: s.meta(r)})
+		t, err = s.passwordLogin(r.Context(), session.LoginRequest{Email: user, Password: pw, Client: c, Scope: form.Get("scope"), Meta: s.meta(r),
+			DeviceToken: form.Get("device_token")})
 		if errors.Is(err, session.ErrBadCredential) {
 			// RFC 6749 section 5.2: wrong resource-owner credentials are
 			// invalid_grant on the token endpoint.

@@ -76,6 +76,9 @@ type Observer interface {
 // account exists.
 type Throttle interface {
 	Login(ctx context.Context, account, ip string) (ratelimit.Decision, error)
+	// DeviceLogin is Login for a login whose device token the session
+	// service found valid for account; device is its id, "" for none.
+	DeviceLogin(ctx context.Context, account, ip, device string) (ratelimit.Decision, error)
 	LoginFailed(ctx context.Context, account, ip string) error
 	LoginSucceeded(ctx context.Context, account, ip string) error
 	Signup(ctx context.Context, ip string) (ratelimit.Decision, error)
@@ -247,6 +250,9 @@ type tokenResponse struct {
 	RefreshToken string  `json:"refresh_token,omitempty"`
 	SessionID    string  `json:"session_id"`
 	Scope        *string `json:"scope,omitempty"`
+	// DeviceToken marks this client as a returning device at its next
+	// login (docs/design.md "Returning devices").
+	DeviceToken string `json:"device_token,omitempty"`
 }
 
 // writeTokens writes a token response. The scope is named when the token
@@ -258,7 +264,7 @@ func writeTokens(w http.ResponseWriter, status int, t session.Tokens, requested 
 	w.Header().Set("Pragma", "no-cache")
 	resp := tokenResponse{
 		AccessToken: t.AccessToken, TokenType: "Bearer", ExpiresIn: t.ExpiresIn,
-		RefreshToken: t.RefreshToken, SessionID: t.SessionID,
+		RefreshToken: t.RefreshToken, SessionID: t.SessionID, DeviceToken: t.DeviceToken,
 	}
 	if t.Scope != "" || requested != "" {
 		resp.Scope = &t.Scope

@@ -19,11 +19,17 @@ func tooMany(d ratelimit.Decision) *Error {
 // passwordLogin runs a password login under the throttle: the account and
 // IP limits are checked before the password is hashed, and the outcome is
 // recorded afterwards. The key is the email as sent, so unknown and known
-// accounts are throttled alike.
+// accounts are throttled alike. A login with a device token valid for that
+// account takes its device's bucket instead of the account's
+// (docs/design.md "Returning devices"); an invalid one counts as none.
 func (s *Server) passwordLogin(ctx context.Context, req session.LoginRequest) (session.Tokens, error) {
 	t := s.cfg.Throttle
 	if t != nil {
-		d, err := t.Login(ctx, req.Email, req.Meta.IP)
+		device, err := s.sessions.Device(ctx, req.Email, req.DeviceToken)
+		if err != nil {
+			return session.Tokens{}, err
+		}
+		d, err := t.DeviceLogin(ctx, req.Email, req.Meta.IP, device)
 		if err != nil {
 			return session.Tokens{}, err
 		}

@@ -84,7 +84,9 @@ func TestLoginThrottle(t *testing.T) {
 			want429(t, r, email)
 			if first.Status == 0 {
 				first = r
-			} else if string(first.Body) != string(r.Body) || first.Header.Get("Retry-After") != r.Header.Get("Retry-After") {
+			} else if string(first.Body) != string(r.Body) {
+				// Retry-After is random in [E, 2E) (TestAccountRetryAfterJitter),
+				// for both alike.
 				t.Fatalf("unknown and existing accounts are throttled differently: %s vs %s", first, r)
 			}
 		}
@@ -183,7 +185,7 @@ func TestLoginThrottle(t *testing.T) {
 		r := loginFrom(t, srv, "192.0.2.77", "owner@example.com", testenv.Password)
 		want429(t, r, "owner on a new device during the attack")
 		secs, _ := strconv.Atoi(r.Header.Get("Retry-After"))
-		if secs > 60 {
+		if secs > 80 { // one refill (40 s), announced in [E, 2E)
 			t.Fatalf("the owner on a new device is told to wait %d s", secs)
 		}
 		env.Clock.Advance(time.Duration(secs) * time.Second)

@@ -25,7 +25,12 @@
 //     failures per hour per account (ASVS 4.0.3 2.2.1, NIST SP 800-63B
 //     §5.2.2). A pair that logged in successfully within
 //     [Policy].KnownDeviceTTL is exempt from this bucket (but not from the
-//     IP bucket or its own lockout).
+//     IP bucket or its own lockout). A login with a valid device token
+//     ([Throttle.DeviceLogin], docs/design.md "Returning devices") takes a
+//     token from its device's own bucket ([Policy].LoginPerDevice) instead.
+//     When this bucket denies, RetryAfter is drawn at random from [E, 2E),
+//     E being the exact wait, so it cannot be used to time one guess per
+//     refill.
 //
 // The account bucket is charged when the attempt is admitted, before the
 // password is hashed, not when it fails: "check a token is there, take it
@@ -54,9 +59,11 @@
 //     LockoutIdle after its last failure;
 //   - the per-account bucket is the one limit that strangers can drain for
 //     the owner. Addresses the owner recently logged in from are exempt
-//     from it, so a distributed attacker cannot keep the owner out of the
-//     devices he uses, and from a new address the owner waits at most
-//     LoginPerAccount.Every for the next token.
+//     from it, and so is a device holding a device token of the account,
+//     from any address, so a distributed attacker who keeps the bucket
+//     empty cannot keep the owner out of the devices he uses, on whatever
+//     network. Only a device that never logged in competes with the
+//     attacker for the next token.
 //
 // Known issue: an attacker behind the same address as the owner (a shared
 // NAT) shares the owner's pair and can hold it at the LockoutMax delay for

@@ -11,6 +11,7 @@ import (
 const (
 	kindLoginIP      = "login-ip"
 	kindLoginAccount = "login-acct"
+	kindLoginDevice  = "login-device"
 	kindLockout      = "lockout"
 	kindKnown        = "known"
 	kindSignupIP     = "signup-ip"

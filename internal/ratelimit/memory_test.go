@@ -266,3 +266,45 @@ func TestMemoryBound(t *testing.T) {
 		}
 	})
 }
+
+// TestAccountRetryAfterJitter: a denial by the account's bucket announces a
+// wait drawn from [E, 2E), E being the exact time to the next token, so
+// coming back at Retry-After is always safe but does not land on the
+// refill; the other limits keep their exact waits.
+func TestAccountRetryAfterJitter(t *testing.T) {
+	c := newFakeClock()
+	p := DefaultPolicy()
+	p.LoginPerAccount = Bucket{Every: 40 * time.Second, Burst: 1}
+	p.LoginPerIP = Bucket{Every: time.Hour, Burst: 1000}
+	th, _ := newMemoryThrottle(t, c, p)
+	const acct = "owner@example.com"
+	if d := login(t, th, acct, ip4(0)); !d.Allowed {
+		t.Fatalf("first: %+v", d)
+	}
+	const exact = 40 * time.Second
+	seen := map[time.Duration]bool{}
+	for i := range 50 {
+		d := login(t, th, acct, ip4(1+i))
+		wantDenied(t, d, ReasonAccount, 2*exact)
+		if d.RetryAfter < exact || d.RetryAfter >= 2*exact {
+			t.Fatalf("denial %d: RetryAfter %v outside [%v, %v)", i, d.RetryAfter, exact, 2*exact)
+		}
+		seen[d.RetryAfter] = true
+	}
+	if len(seen) < 25 {
+		t.Fatalf("50 denials announced only %d distinct waits: the refill can be timed", len(seen))
+	}
+	// Waiting the announced time always gets through.
+	d := login(t, th, acct, ip4(99))
+	c.Advance(d.RetryAfter)
+	if d := login(t, th, acct, ip4(100)); !d.Allowed {
+		t.Fatalf("after the announced %v: %+v, want allowed", d.RetryAfter, d)
+	}
+	// The address's limit stays exact: it is the caller's own.
+	p.LoginPerIP = Bucket{Every: 2 * time.Second, Burst: 1}
+	th, _ = newMemoryThrottle(t, c, p)
+	login(t, th, "a@example.com", "192.0.2.1")
+	if d := login(t, th, "b@example.com", "192.0.2.1"); d.Reason != ReasonIP || d.RetryAfter != 2*time.Second {
+		t.Fatalf("IP denial %+v, want ReasonIP with the exact 2s", d)
+	}
+}

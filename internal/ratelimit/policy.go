@@ -31,6 +31,11 @@ type Policy struct {
 	// an address that is not a known device. It is the guessing-rate cap.
 	// Default: one per 40s, burst 10, so at most 100 per hour.
 	LoginPerAccount Bucket
+	// LoginPerDevice replaces LoginPerAccount for a login that carries a
+	// valid device token for the account (docs/design.md "Returning
+	// devices"): each device has a bucket of its own, which only a holder
+	// of its token can drain. Default: as LoginPerAccount.
+	LoginPerDevice Bucket
 	// LockoutThreshold is how many failures an (account, IP) pair may
 	// have before delays start. Default: 5.
 	LockoutThreshold int
@@ -58,6 +63,7 @@ func DefaultPolicy() Policy {
 	return Policy{
 		LoginPerIP:       Bucket{Every: 2 * time.Second, Burst: 30},
 		LoginPerAccount:  Bucket{Every: 40 * time.Second, Burst: 10},
+		LoginPerDevice:   Bucket{Every: 40 * time.Second, Burst: 10},
 		LockoutThreshold: 5,
 		LockoutBase:      time.Second,
 		LockoutMax:       15 * time.Minute,
@@ -73,6 +79,7 @@ func (p *Policy) Validate() error {
 	if err := errors.Join(
 		p.LoginPerIP.validate("LoginPerIP"),
 		p.LoginPerAccount.validate("LoginPerAccount"),
+		p.LoginPerDevice.validate("LoginPerDevice"),
 		p.SignupPerIP.validate("SignupPerIP"),
 		p.RefreshPerIP.validate("RefreshPerIP"),
 	); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 )
@@ -14,6 +15,7 @@ const (
 	ReasonIP      = "ip"      // the address's bucket is empty
 	ReasonAccount = "account" // the account's bucket is empty
 	ReasonLockout = "lockout" // the (account, IP) pair must wait after failures
+	ReasonDevice  = "device"  // the device's bucket is empty (a login with a device token)
 )
 
 // Decision is the answer to one attempt.
@@ -25,7 +27,8 @@ type Decision struct {
 	// to whole seconds) with status 429.
 	RetryAfter time.Duration
 	// Reason names the limit that denied: ReasonIP, ReasonAccount or
-	// ReasonLockout. It is empty when Allowed. Logs and metrics only.
+	// ReasonLockout or ReasonDevice. It is empty when Allowed. Logs and
+	// metrics only.
 	Reason string
 }
 
@@ -44,6 +47,8 @@ type Throttle struct {
 	onErr    func(error)
 	timeout  time.Duration
 	cooldown time.Duration
+	// jitter returns a random duration in [0, d); tests replace it.
+	jitter func(d time.Duration) time.Duration
 	// downUntil is when, in Unix nanoseconds, to try the backend again
 	// after it failed; 0 while it works.
 	downUntil atomic.Int64
@@ -116,7 +121,8 @@ func New(backend Backend, p Policy, opts ...Option) (*Throttle, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Throttle{backend: backend, p: p, onErr: func(error) {}, timeout: 250 * time.Millisecond, cooldown: 5 * time.Second}
+	t := &Throttle{backend: backend, p: p, onErr: func(error) {}, timeout: 250 * time.Millisecond, cooldown: 5 * time.Second,
+		jitter: uniform}
 	for _, o := range opts {
 		if err := o(t); err != nil {
 			return nil, err
@@ -138,6 +144,22 @@ func New(backend Backend, p Policy, opts ...Option) (*Throttle, error) {
 // The error is non-nil only when ctx is done; backend failures fall back to
 // local limits.
 func (t *Throttle) Login(ctx context.Context, account, ip string) (Decision, error) {
+	return t.DeviceLogin(ctx, account, ip, "")
+}
+
+// DeviceLogin is [Throttle.Login] for a login that carries a device token.
+// device is the id of a device token the caller has verified to be valid
+// for account (docs/design.md "Returning devices"), or "" for none. Such a
+// login takes a token from that device's own bucket
+// ([Policy].LoginPerDevice) instead of the account's shared one, so that
+// guesses from elsewhere cannot keep the account's owner out; the address's
+// bucket and the (account, IP) lockout apply as to any login.
+//
+// A denial by the account's bucket announces a RetryAfter drawn at random
+// from [E, 2E), E being the exact wait: it is a safe time to come back, but
+// says nothing about when the next token arrives, so an attacker cannot
+// time one guess per refill by it.
+func (t *Throttle) DeviceLogin(ctx context.Context, account, ip, device string) (Decision, error) {
 	acct, addr := canonAccount(account), canonIP(ip)
 	if d, err := t.take(ctx, key(kindLoginIP, addr), t.p.LoginPerIP, ReasonIP); err != nil || !d.Allowed {
 		return d, err
@@ -151,6 +173,11 @@ func (t *Throttle) Login(ctx context.Context, account, ip string) (Decision, err
 	if wait := t.p.lockoutDelay(n) - since; wait > 0 {
 		return deny(wait, ReasonLockout), nil
 	}
+	if device != "" {
+		// Keyed on the device alone: its id is random and bound to one
+		// user by the token's MAC, so no spelling of the email splits it.
+		return t.take(ctx, key(kindLoginDevice, device), t.p.LoginPerDevice, ReasonDevice)
+	}
 	if t.p.KnownDeviceTTL > 0 {
 		known, _, err := call2(t, ctx, func(ctx context.Context, b Backend) (bool, struct{}, error) {
 			ok, err := b.Marked(ctx, key(kindKnown, acct, addr))
@@ -160,7 +187,11 @@ func (t *Throttle) Login(ctx context.Context, account, ip string) (Decision, err
 			return allow, err
 		}
 	}
-	return t.take(ctx, key(kindLoginAccount, acct), t.p.LoginPerAccount, ReasonAccount)
+	d, err := t.take(ctx, key(kindLoginAccount, acct), t.p.LoginPerAccount, ReasonAccount)
+	if err == nil && !d.Allowed {
+		d.RetryAfter += t.jitter(d.RetryAfter)
+	}
+	return d, err
 }
 
 // LoginFailed records a failed login (wrong password, unknown or disabled
@@ -200,6 +231,16 @@ func (t *Throttle) Signup(ctx context.Context, ip string) (Decision, error) {
 // from (and looser than) the login buckets.
 func (t *Throttle) Refresh(ctx context.Context, ip string) (Decision, error) {
 	return t.take(ctx, key(kindRefreshIP, canonIP(ip)), t.p.RefreshPerIP, ReasonIP)
+}
+
+// uniform returns a random duration in [0, d), 0 for d <= 0. math/rand/v2's
+// global source is seeded from the system's randomness and not observable
+// from outside, which is all a timing blur needs.
+func uniform(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
 }
 
 func (t *Throttle) take(ctx context.Context, k string, b Bucket, reason string) (Decision, error) {

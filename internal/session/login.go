@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/internal/audit"
+	"github.com/latchauth/latch/internal/dtoken"
 	"github.com/latchauth/latch/internal/password"
 )
 
@@ -61,7 +62,11 @@ func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, 
 		return u, Tokens{}, nil
 	}
 	t, err := s.tokens(&ses, &req.Client, scope, now)
-	return u, t, err
+	if err != nil {
+		return User{}, Tokens{}, err
+	}
+	t.DeviceToken = s.deviceToken(&u, [dtoken.IDSize]byte{}, now)
+	return u, t, nil
 }
 
 func (s *Service) newSession(u *User, c *Client, scope string, m Meta, now time.Time) Session {
@@ -91,6 +96,9 @@ type LoginRequest struct {
 	Client   Client
 	Scope    string
 	Meta     Meta
+	// DeviceToken is the device token the client sent, if any; a valid one
+	// keeps its device id in the token the login returns.
+	DeviceToken string
 }
 
 // Login checks the password and starts a session. Unknown email, wrong
@@ -139,7 +147,15 @@ func (s *Service) login(ctx context.Context, req LoginRequest) (Tokens, User, er
 		return Tokens{}, User{}, fmt.Errorf("session: login: %w", err)
 	}
 	t, err := s.tokens(&ses, &req.Client, scope, now)
-	return t, u, err
+	if err != nil {
+		return Tokens{}, User{}, err
+	}
+	device := s.returningDevice(&u, req.DeviceToken, now)
+	if rehash != "" {
+		u.PasswordHash = rehash // the epoch follows the stored hash
+	}
+	t.DeviceToken = s.deviceToken(&u, device, now)
+	return t, u, nil
 }
 
 func (s *Service) authenticate(ctx context.Context, email, pw string, m Meta) (User, error) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/audit"
+	"github.com/latchauth/latch/internal/dtoken"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/rtoken"
 )
@@ -79,6 +80,9 @@ type Service struct {
 	committed []func(Committed)
 	// obs, if set, is told every login, refresh and revocation outcome.
 	obs Observer
+	// devices mints and checks device tokens (device.go).
+	devices  *dtoken.Codec
+	epochKey []byte
 }
 
 // Committed is what one committed transaction recorded. Hooks use it to
@@ -116,6 +120,9 @@ func New(store Store, issuer Issuer, codec *rtoken.Codec, hasher *password.Hashe
 	for _, o := range opts {
 		o(s)
 	}
+	if err := newDeviceCodec(s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -142,6 +149,9 @@ type Tokens struct {
 	RefreshToken string
 	SessionID    string
 	Scope        string
+	// DeviceToken, set by logins, marks the client as a returning device
+	// at its next login (device.go).
+	DeviceToken string
 }
 
 // NormalizeEmail trims and lower-cases an address and checks that it is a
