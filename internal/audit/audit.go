@@ -19,6 +19,12 @@ const (
 	KeysRewrapped   = "keys.rewrapped"
 )
 
+// RefreshSuspiciousGrace: the parent refresh token, within the grace window,
+// came from another IP or user agent than the rotation that made it the
+// parent. The identical current token was handed out and nothing revoked,
+// but a copy of the token may be in other hands.
+const RefreshSuspiciousGrace = "refresh.suspicious_grace"
+
 // Event is one audit record. It never holds a token, a password or a key.
 type Event struct {
 	At        time.Time

@@ -75,6 +75,7 @@ func (s *Service) newSession(u *User, c *Client, scope string, m Meta, now time.
 		CreatedAt: now, LastUsedAt: now, UserAgent: m.UserAgent, IP: m.IP,
 		IdleExpiresAt: now.Add(s.cfg.Idle),
 		Gen:           1, HandedAt: now, RotatedAt: now,
+		RotatedIP: m.IP, RotatedUserAgent: m.UserAgent,
 	}
 	if s.cfg.MaxLifetime > 0 {
 		ses.ExpiresAt = now.Add(s.cfg.MaxLifetime)

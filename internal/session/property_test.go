@@ -39,9 +39,10 @@ import (
 //     that failed or was lost; it does not refresh within G of receiving a
 //     token (the test lets time pass instead) unless it is retrying a lost
 //     answer; it retries a lost answer inside the window (within L of the
-//     lost request; within G of its last attempt when L is 0), at once,
-//     within G or after G; and none of its requests is delivered late. In
-//     thief runs it may also go idle for a while and come back.
+//     lost request; within G of it when L is 0), at once, within G or
+//     after G; and none of its requests is delivered late. It may change
+//     networks (a new IP) at any time. In thief runs it may also go idle
+//     for a while and come back.
 //   - In half of the checks, an attacker: a thief that copies the honest
 //     client's token at a random moment and then either keeps refreshing
 //     with the newest token it gets (a cloned client; sometimes racing the
@@ -50,7 +51,9 @@ import (
 //     presenting its original copy (exploiting lost-response tolerance).
 //
 // Other actions: duplicates of one request (2 to 4 copies, concurrent, or
-// back to back with gaps of at most G); clock moves (0 to 4G, exactly G,
+// back to back with gaps of at most G; the honest client's copies all
+// within G of the first, as the contract has it, the thief's chained
+// without end); clock moves (0 to 4G, exactly G,
 // G+1µs, to the edge of the grace window or of the parent's lost-response
 // window or just past it, far ahead, or back by up to 2G; never so far that
 // the live session would idle out or pass its absolute expiry, nor past the
@@ -82,6 +85,13 @@ import (
 // clock reading or the latest reading of any hand-out (an anchor that never
 // moves back), per answer, and nothing else.
 //
+// Grace answers restart G but end L after the rotation that made the parent
+// (G after it when L is 0): replaying the parent every < G does not extend
+// the thief's use past L. A grace answer to another IP or user agent than
+// the rotation's must be audited as refresh.suspicious_grace with the
+// presenter's IP and user agent (and revoke nothing); one to the rotating
+// client must not.
+//
 // Any other presentation of a token that is not the current one (older
 // ancestors, abandoned successors even within G, the parent after L, or
 // after G when L is 0) must revoke the session with reason
@@ -98,6 +108,10 @@ import (
 //     every table exactly as before, and the client's retry with its old
 //     token gets the answer the untouched state predicts;
 //   - theft detection as above: reuse answers ErrReused and revokes;
+//   - bounded grace: no answer to the parent later than L after its
+//     rotation (G when L is 0), checked apart from the model too; each
+//     suspicious grace answer audited, and the session's stored rotation
+//     origin matches the model's;
 //   - O(1) refresh state: one session row, no table but audit_events grows
 //     (revocations by one entry when the session is revoked); generations
 //     never decrease and every successor is new;
@@ -309,10 +323,11 @@ func (o propOutcome) ok() bool { return o <= propLost }
 
 // propModel is the session's refresh state as docs/design.md describes it.
 type propModel struct {
-	gen, parent uint64    // current generation; its parent (0: none)
-	handedAt    time.Time // last hand-out of the current token (G's start)
-	handedMax   time.Time // the latest clock reading of any hand-out so far
-	rotatedAt   time.Time // when the parent became the parent (L's start)
+	gen, parent uint64       // current generation; its parent (0: none)
+	handedAt    time.Time    // last hand-out of the current token (G's start)
+	handedMax   time.Time    // the latest clock reading of any hand-out so far
+	rotatedAt   time.Time    // when the parent became the parent (L's start)
+	rotatedBy   session.Meta // who made the parent the parent (at login: who logged in)
 	idleExp     time.Time
 	absExp      time.Time // zero: none
 	revoked     bool
@@ -338,7 +353,7 @@ func (m *propModel) predict(gen uint64, now time.Time, c propConfig, latest bool
 	case m.parent == 0 || gen != m.parent:
 		// older ancestors and abandoned tokens
 		return propReuse
-	case !now.After(anchor.Add(c.grace)):
+	case !now.After(anchor.Add(c.grace)) && !now.After(m.graceEnd(c)):
 		return propGrace
 	case c.lost > 0 && !now.After(m.rotatedAt.Add(c.lost)):
 		return propLost
@@ -346,7 +361,24 @@ func (m *propModel) predict(gen uint64, now time.Time, c propConfig, latest bool
 	return propReuse
 }
 
-func (m *propModel) apply(o propOutcome, now time.Time, c propConfig) {
+// graceEnd is the last instant a grace answer may be given: L after the
+// rotation that made the parent, G after it when L is 0. Grace answers
+// restart G but never this.
+func (m *propModel) graceEnd(c propConfig) time.Time {
+	if c.lost == 0 {
+		return m.rotatedAt.Add(c.grace)
+	}
+	return m.rotatedAt.Add(c.lost)
+}
+
+// suspicious reports whether answer o to a presenter with meta is a grace
+// answer to another IP or user agent than the rotation's, which the audit
+// log must flag.
+func (m *propModel) suspicious(o propOutcome, meta session.Meta) bool {
+	return o == propGrace && meta != m.rotatedBy
+}
+
+func (m *propModel) apply(o propOutcome, now time.Time, c propConfig, meta session.Meta) {
 	switch o {
 	case propDead:
 		return
@@ -355,7 +387,7 @@ func (m *propModel) apply(o propOutcome, now time.Time, c propConfig) {
 		return
 	case propRotate:
 		m.parent, m.gen = m.gen, m.gen+1
-		m.rotatedAt = now
+		m.rotatedAt, m.rotatedBy = now, meta
 	case propLost:
 		m.gen++ // the unused current token is abandoned; the parent stays
 	case propGrace:
@@ -599,16 +631,14 @@ func (pm *propMachine) room() time.Duration {
 
 // retryDeadline is the last instant at which the honest client may retry a
 // lost request by the contract: within L of the first lost request, or
-// within G of its last attempt (the only window when L is 0).
+// within G of it when L is 0. (Retries within G of each other do not
+// stretch it: grace answers end L after the rotation, G when L is 0.)
 func (pm *propMachine) retryDeadline() time.Time {
 	h := &pm.honest
-	d := h.lastAttempt.Add(pm.cfg.grace)
 	if pm.cfg.lost > 0 {
-		if l := h.pendingSince.Add(pm.cfg.lost); l.After(d) {
-			d = l
-		}
+		return h.pendingSince.Add(pm.cfg.lost)
 	}
-	return d
+	return h.pendingSince.Add(pm.cfg.grace)
 }
 
 // honestReady lets time pass until the honest client may refresh by the
@@ -691,16 +721,34 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 	auditsBefore := pm.auditCount(t)
 	// The answers each reading of the grace anchor predicts (see predict);
 	// they differ only after a backward clock step.
+	// suspiciousBy holds the possible numbers of grace answers to another IP
+	// or user agent than the rotation's: which of several concurrent
+	// presenters got which answer is up to the database, so every order is
+	// tried (the answers themselves are the same in any order).
 	var nexts [2]propModel
 	var wantsBy [2][]propOutcome
+	var suspiciousBy [2][]int
 	for v := range nexts {
-		nexts[v] = pm.m
-		wantsBy[v] = make([]propOutcome, len(whos))
-		for i := range whos {
-			wantsBy[v][i] = nexts[v].predict(gen, now, pm.cfg, v == 1)
-			nexts[v].apply(wantsBy[v][i], now, pm.cfg)
+		for _, order := range propOrders(len(whos)) {
+			next := pm.m
+			wants := make([]propOutcome, len(whos))
+			n := 0
+			for _, i := range order {
+				wants[i] = next.predict(gen, now, pm.cfg, v == 1)
+				if next.suspicious(wants[i], whos[i].meta) {
+					n++
+				}
+				next.apply(wants[i], now, pm.cfg, whos[i].meta)
+			}
+			if wantsBy[v] == nil {
+				nexts[v], wantsBy[v] = next, wants
+			}
+			if !slices.Contains(suspiciousBy[v], n) {
+				suspiciousBy[v] = append(suspiciousBy[v], n)
+			}
 		}
 	}
+	before := pm.m
 	rs = make([]propResult, len(whos))
 	present := func(i int) {
 		res, err := pm.env.Sessions.Refresh(propCtx, session.RefreshRequest{Token: tok, Client: pm.env.Client, Meta: whos[i].meta})
@@ -745,9 +793,66 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 		role += ", behind"
 	}
 	pm.stats.add(fmt.Sprintf("%v (%s)", wants[0], role))
+	if slices.Max(suspiciousBy[v]) > 0 {
+		pm.stats.add("suspicious grace audited")
+	}
 	pm.m = nexts[v]
-	pm.verify(t, whos, wants, rs, desc, auditsBefore)
+	pm.verify(t, whos, wants, suspiciousBy[v], rs, desc, auditsBefore)
+	pm.checkGraceBound(t, &before, gen, now, rs, desc)
+	pm.checkRotatedBy(t, whos, wants, desc)
 	return rs, false
+}
+
+// propOrders returns the orders in which n concurrent presentations may be
+// served: as given and reversed (enough for the two holders that race;
+// copies of one holder's request are alike in any order).
+func propOrders(n int) [][]int {
+	fwd, rev := make([]int, n), make([]int, n)
+	for i := range n {
+		fwd[i], rev[i] = i, n-1-i
+	}
+	if n == 1 {
+		return [][]int{fwd}
+	}
+	return [][]int{fwd, rev}
+}
+
+// checkGraceBound asserts the bound on lost-response tolerance directly,
+// whatever the model says: the parent gets no answer later than L after
+// the rotation that made it the parent (G when L is 0), however often it
+// was replayed within G of the previous answer.
+func (pm *propMachine) checkGraceBound(t *rapid.T, before *propModel, gen uint64, now time.Time, rs []propResult, desc string) {
+	if gen != before.parent || before.parent == 0 || !now.After(before.graceEnd(pm.cfg)) {
+		return
+	}
+	if !now.After(before.handedAt.Add(pm.cfg.grace)) {
+		pm.stats.add("parent within G of a hand-out but past L (G when L is 0): refused")
+	}
+	for _, r := range rs {
+		if r.err == nil {
+			t.Fatalf("GRACE UNBOUNDED: the parent was answered %s after its rotation, past L (G when L is 0)\n%s", now.Sub(before.rotatedAt), desc)
+		}
+	}
+}
+
+// checkRotatedBy compares the stored origin of the rotation with the
+// model's. When holders on different devices raced and one rotated, the
+// model cannot know which won; any of them is accepted and adopted.
+func (pm *propMachine) checkRotatedBy(t *rapid.T, whos []*propHolder, wants []propOutcome, desc string) {
+	row := pm.row(t)
+	got := session.Meta{IP: row.RotatedIP, UserAgent: row.RotatedUserAgent}
+	if got == pm.m.rotatedBy {
+		return
+	}
+	if slices.Contains(wants, propRotate) {
+		for _, w := range whos {
+			if w.meta == got {
+				pm.m.rotatedBy = got
+				return
+			}
+		}
+	}
+	t.Fatalf("stored rotation origin %+v, want %+v\n%s", got, pm.m.rotatedBy, desc)
 }
 
 // observed classifies answers: propGrace (the current token again),
@@ -774,7 +879,7 @@ func propMatches(want, obs propOutcome) bool {
 	return want == obs || (want == propLost && obs == propRotate)
 }
 
-func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcome, rs []propResult, desc string, auditsBefore int) {
+func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcome, suspicious []int, rs []propResult, desc string, auditsBefore int) {
 	honestInvolved := false
 	for _, w := range whos {
 		honestInvolved = honestInvolved || w.honest
@@ -846,33 +951,47 @@ func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcom
 		}
 	}
 
-	// Lost-response successors and reuse are audited, with the presenter's
-	// IP and user agent; nothing else is.
-	want, wantType := 0, ""
+	// Lost-response successors, reuse and grace answers to another device
+	// than the rotation's are audited, with the presenter's IP and user
+	// agent; nothing else is.
+	var wantTypes []string
 	for _, w := range wants {
 		switch w {
 		case propLost:
-			want, wantType = want+1, audit.RefreshLost
+			wantTypes = append(wantTypes, audit.RefreshLost)
 		case propReuse:
-			want, wantType = want+1, audit.RefreshReuse
+			wantTypes = append(wantTypes, audit.RefreshReuse)
 		}
 	}
-	if got := pm.auditCount(t) - auditsBefore; got != want {
-		t.Fatalf("audit: %d events appended, want %d (answers %v)\n%s", got, want, wants, desc)
+	got := pm.auditCount(t) - auditsBefore
+	if !slices.Contains(suspicious, got-len(wantTypes)) {
+		t.Fatalf("audit: %d events appended, want %v plus %v of %s (answers %v)\n%s", got, wantTypes, suspicious, audit.RefreshSuspiciousGrace, wants, desc)
 	}
-	if want > 0 {
-		evs, err := pm.env.Store.AuditEvents(propCtx, audit.Query{Limit: 1})
-		if err != nil || len(evs) != 1 {
-			t.Fatalf("read audit: %v", err)
-		}
-		ev := evs[0]
+	for range got - len(wantTypes) {
+		wantTypes = append(wantTypes, audit.RefreshSuspiciousGrace)
+	}
+	if len(wantTypes) == 0 {
+		return
+	}
+	evs, err := pm.env.Store.AuditEvents(propCtx, audit.Query{Limit: len(wantTypes)})
+	if err != nil || len(evs) != len(wantTypes) {
+		t.Fatalf("read audit: %d events, %v", len(evs), err)
+	}
+	var gotTypes []string
+	for _, ev := range evs {
 		fromPresenter := false
 		for _, w := range whos {
 			fromPresenter = fromPresenter || (ev.IP == w.meta.IP && ev.UserAgent == w.meta.UserAgent)
 		}
-		if ev.Type != wantType || ev.SessionID != pm.sid || !fromPresenter {
-			t.Fatalf("audit event %+v, want type %s for session %s with the presenter's IP and user agent\n%s", ev, wantType, pm.sid, desc)
+		if ev.SessionID != pm.sid || !fromPresenter {
+			t.Fatalf("audit event %+v, want one for session %s with the presenter's IP and user agent\n%s", ev, pm.sid, desc)
 		}
+		gotTypes = append(gotTypes, ev.Type)
+	}
+	slices.Sort(gotTypes)
+	slices.Sort(wantTypes)
+	if !slices.Equal(gotTypes, wantTypes) {
+		t.Fatalf("audit events %v, want %v\n%s", gotTypes, wantTypes, desc)
 	}
 }
 
@@ -908,7 +1027,9 @@ func (pm *propMachine) checkRetryWindow(t *rapid.T) {
 }
 
 // duplicate presents who's token 2 to 4 times: concurrently, or back to
-// back with gaps of at most G.
+// back with gaps of at most G. The honest client's copies all arrive within
+// G of the first (a request that cannot reach the server within G is
+// abandoned); a thief's may chain further, replaying the parent every < G.
 func (pm *propMachine) duplicate(t *rapid.T, who *propHolder) []propResult {
 	n := rapid.IntRange(2, 4).Draw(t, "copies")
 	if rapid.Bool().Draw(t, "concurrent") {
@@ -922,9 +1043,14 @@ func (pm *propMachine) duplicate(t *rapid.T, who *propHolder) []propResult {
 	var rs []propResult
 	pm.tag = ", sequential duplicate"
 	defer func() { pm.tag = "" }()
+	first := pm.now()
 	for i := range n {
 		if i > 0 {
-			pm.env.Clock.Advance(min(propDur(t, "gap", pm.cfg.grace), pm.room()))
+			gap := propDur(t, "gap", pm.cfg.grace)
+			if who.honest {
+				gap = min(gap, first.Add(pm.cfg.grace).Sub(pm.now()))
+			}
+			pm.env.Clock.Advance(max(min(gap, pm.room()), 0))
 		}
 		r, _ := pm.refreshAll(t, []*propHolder{who}, "")
 		rs = append(rs, r...)
@@ -1045,6 +1171,21 @@ func (pm *propMachine) HonestStorageFailure(t *rapid.T) {
 	pm.honestAfter(t, rs, false)
 }
 
+// propNetworks are the honest client's IPs as it moves between networks.
+var propNetworks = []string{"192.0.2.10", "192.0.2.11", "2001:db8::10"}
+
+// HonestRoam: the honest client changes networks (a phone from Wi-Fi to
+// mobile data): a retry within G from the new IP is a suspicious grace
+// answer, audited, never a logout.
+func (pm *propMachine) HonestRoam(t *rapid.T) {
+	ip := rapid.SampledFrom(propNetworks).Draw(t, "network")
+	if ip == pm.honest.meta.IP {
+		t.Skip("same network")
+	}
+	pm.honest.meta.IP = ip
+	t.Logf("honest client now at %s, at %s", ip, pm.rel(pm.now()))
+}
+
 // HonestSleep: the victim goes idle (in thief runs), so the thief has the
 // session to itself: the case the price-of-lost-response-tolerance bound
 // (at most L) is about.
@@ -1087,14 +1228,12 @@ func (pm *propMachine) AdvanceClock(t *rapid.T) {
 			d += time.Microsecond
 		}
 		d = max(d, 0)
-	case 6: // to the end of the parent's lost-response window, or just past it
-		if pm.cfg.lost > 0 {
-			d = pm.m.rotatedAt.Add(pm.cfg.lost).Sub(pm.now())
-			if rapid.Bool().Draw(t, "past_edge") {
-				d += time.Microsecond
-			}
-			d = max(d, 0)
+	case 6: // to the end of the parent's windows (L, or G when L is 0), or just past it
+		d = pm.m.graceEnd(pm.cfg).Sub(pm.now())
+		if rapid.Bool().Draw(t, "past_edge") {
+			d += time.Microsecond
 		}
+		d = max(d, 0)
 	default:
 		d = propDur(t, "forward", 4*g)
 	}
@@ -1152,6 +1291,31 @@ func (pm *propMachine) ThiefUseStolenCopy(t *rapid.T) {
 	defer func() { pm.tag = "" }()
 	rs, _ := pm.refreshAll(t, []*propHolder{&copyHolder}, "")
 	pm.receive(t, &pm.thief, rs)
+}
+
+// ThiefReplayStolenCopy: the thief replays its stolen copy again and again,
+// each time within G of the last (the reported attack: every 2 s with G
+// 5 s): while the copy is the parent, grace answers, each restarting G,
+// but none later than L after the rotation (G when L is 0).
+func (pm *propMachine) ThiefReplayStolenCopy(t *rapid.T) {
+	if !pm.thiefCopied || pm.thiefKind != propThiefStolen {
+		t.Skip("the thief holds nothing, or keeps the newest token")
+	}
+	pm.thiefActed = true
+	n := rapid.IntRange(2, 8).Draw(t, "replays")
+	t.Logf("thief replays its stolen copy (gen %d) %d times from %s", pm.stolen.gen, n, pm.rel(pm.now()))
+	copyHolder := pm.thief
+	copyHolder.tok, copyHolder.gen = pm.stolen.tok, pm.stolen.gen
+	pm.tag = ", stolen copy replayed within G"
+	defer func() { pm.tag = "" }()
+	for i := range n {
+		if i > 0 {
+			gap := pm.cfg.grace/2 + propDur(t, "replay_gap", pm.cfg.grace/2)
+			pm.env.Clock.Advance(min(gap, pm.room()))
+		}
+		rs, _ := pm.refreshAll(t, []*propHolder{&copyHolder}, "")
+		pm.receive(t, &pm.thief, rs)
+	}
 }
 
 // ThiefDuplicate: the thief's request arrives several times.

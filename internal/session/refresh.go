@@ -32,8 +32,14 @@ const (
 
 // decide applies the rotation table of docs/design.md to a locked session.
 // The windows are inclusive: a repeat exactly G after the hand-out is still
-// a duplicate.
+// a duplicate. Grace answers restart G but never outlast L from the
+// rotation (G from it when L is 0): otherwise a holder of the parent could
+// replay it every < G and be answered for ever.
 func decide(s *Session, gen uint64, now time.Time, grace, lost time.Duration) outcome {
+	graceEnd := s.RotatedAt.Add(lost)
+	if lost == 0 {
+		graceEnd = s.RotatedAt.Add(grace)
+	}
 	switch {
 	case gen == s.Gen:
 		return outRotate
@@ -41,13 +47,20 @@ func decide(s *Session, gen uint64, now time.Time, grace, lost time.Duration) ou
 		// Older ancestors and abandoned successors (gens between the parent
 		// and the current one) land here.
 		return outReuse
-	case !now.After(s.HandedAt.Add(grace)):
+	case !now.After(s.HandedAt.Add(grace)) && !now.After(graceEnd):
 		return outGrace
 	case lost > 0 && !now.After(s.RotatedAt.Add(lost)):
 		return outLost
 	default:
 		return outReuse
 	}
+}
+
+// suspiciousGrace reports whether a grace answer goes to another device
+// than the rotation that made the parent: the same token from two places
+// within G is either a client that changed networks mid-retry or a copy.
+func suspiciousGrace(s *Session, m Meta) bool {
+	return m.IP != s.RotatedIP || m.UserAgent != s.RotatedUserAgent
 }
 
 // Refresh exchanges a refresh token for new tokens. Every case is decided
@@ -85,12 +98,23 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		// the lock must not record a hand-out earlier than the one it waited
 		// behind, or G would shrink for the client that holds that token.
 		now = s.now()
+		if err := ses.state(now); err != nil {
+			return err
+		}
+		// Reuse is decided before anything else about the request (client,
+		// scope): an ancestor sent with a bad scope or by another client
+		// must not learn whether the session lives without revoking it.
+		out = decide(&ses, gen, now, s.cfg.Grace, s.cfg.LostWindow)
+		if out == outReuse {
+			if _, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: ses.UserID, SessionID: ses.ID, Scope: ScopeOne, Reason: ReasonReuse}, now)); err != nil {
+				return err
+			}
+			return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.RefreshReuse, UserID: ses.UserID, SessionID: ses.ID, ClientID: ses.ClientID,
+				Detail: fmt.Sprintf("generation %d presented; current %d, parent %d; parent rotated %s ago", gen, ses.Gen, ses.ParentGen, now.Sub(ses.RotatedAt))}, req.Meta))
+		}
 		if ses.ClientID != req.Client.ID {
 			// RFC 6749 section 10.4: the binding to the client is checked.
 			return ErrWrongClient
-		}
-		if err := ses.state(now); err != nil {
-			return err
 		}
 		scope = ses.Scope
 		if req.Scope != "" {
@@ -99,17 +123,11 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 			}
 			scope = req.Scope
 		}
-		out = decide(&ses, gen, now, s.cfg.Grace, s.cfg.LostWindow)
 		switch out {
-		case outReuse:
-			if _, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: ses.UserID, SessionID: ses.ID, Scope: ScopeOne, Reason: ReasonReuse}, now)); err != nil {
-				return err
-			}
-			return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.RefreshReuse, UserID: ses.UserID, SessionID: ses.ID, ClientID: ses.ClientID,
-				Detail: fmt.Sprintf("generation %d presented; current %d, parent %d; parent rotated %s ago", gen, ses.Gen, ses.ParentGen, now.Sub(ses.RotatedAt))}, req.Meta))
 		case outRotate:
 			ses.ParentGen, ses.Gen = ses.Gen, ses.Gen+1
 			ses.RotatedAt = now
+			ses.RotatedIP, ses.RotatedUserAgent = req.Meta.IP, req.Meta.UserAgent
 		case outLost:
 			// The unused current token is abandoned; the parent stays the
 			// parent and L keeps running from the original rotation.
@@ -121,6 +139,12 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 			}
 		case outGrace:
 			// Nothing rotates: the identical current token is returned.
+			if suspiciousGrace(&ses, req.Meta) {
+				if err := tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.RefreshSuspiciousGrace, UserID: ses.UserID, SessionID: ses.ID, ClientID: ses.ClientID,
+					Detail: fmt.Sprintf("parent %d repeated %s after rotation from another IP or user agent than the rotation's (%s, %q); current %d handed out again", gen, now.Sub(ses.RotatedAt), ses.RotatedIP, ses.RotatedUserAgent, ses.Gen)}, req.Meta)); err != nil {
+					return err
+				}
+			}
 		}
 		// A clock stepping back (or a node whose clock lags) must not move
 		// the grace window's anchor backwards.

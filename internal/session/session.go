@@ -88,6 +88,11 @@ type Session struct {
 	ParentGen uint64
 	HandedAt  time.Time
 	RotatedAt time.Time
+	// RotatedIP and RotatedUserAgent are the request that made ParentGen
+	// the parent (at login: the login's). A grace answer to anyone else is
+	// audited as suspicious: the parent came back from another device.
+	RotatedIP        string
+	RotatedUserAgent string
 
 	RevokedAt    time.Time
 	RevokeReason string

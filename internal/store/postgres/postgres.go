@@ -359,7 +359,7 @@ func collect[T any](ctx context.Context, q querier, scan func(pgx.Row) (T, error
 
 // ---- sessions ----
 
-const sessionCols = `id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason`
+const sessionCols = `id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason, rotated_ip, rotated_user_agent`
 
 func scanSession(r pgx.Row) (session.Session, error) {
 	var (
@@ -367,7 +367,7 @@ func scanSession(r pgx.Row) (session.Session, error) {
 		expires, revoked *time.Time
 		gen, parent      int64
 	)
-	err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &s.CreatedAt, &s.LastUsedAt, &s.UserAgent, &s.IP, &expires, &s.IdleExpiresAt, &gen, &parent, &s.HandedAt, &s.RotatedAt, &revoked, &s.RevokeReason)
+	err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &s.CreatedAt, &s.LastUsedAt, &s.UserAgent, &s.IP, &expires, &s.IdleExpiresAt, &gen, &parent, &s.HandedAt, &s.RotatedAt, &revoked, &s.RevokeReason, &s.RotatedIP, &s.RotatedUserAgent)
 	if err != nil {
 		return session.Session{}, translate(err)
 	}
@@ -694,10 +694,10 @@ func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
 }
 
 func (t *txn) InsertSession(ctx context.Context, s session.Session) error {
-	t.later(anyTag, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+	t.later(anyTag, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
 		s.ID, s.UserID, s.ClientID, s.Scope, s.CreatedAt, s.LastUsedAt, s.UserAgent, s.IP,
 		nullTime(s.ExpiresAt), s.IdleExpiresAt, int64(s.Gen), int64(s.ParentGen), s.HandedAt, s.RotatedAt,
-		nullTime(s.RevokedAt), s.RevokeReason)
+		nullTime(s.RevokedAt), s.RevokeReason, s.RotatedIP, s.RotatedUserAgent)
 	return nil
 }
 
@@ -710,8 +710,8 @@ func (t *txn) LockSession(ctx context.Context, id string) (session.Session, erro
 func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
 	// Runs on a row this transaction locked, so it cannot miss; it goes out
 	// with COMMIT.
-	t.later(oneRow, `UPDATE sessions SET last_used_at = $1, user_agent = $2, ip = $3, idle_expires_at = $4, gen = $5, parent_gen = $6, handed_at = $7, rotated_at = $8 WHERE id = $9`,
-		s.LastUsedAt, s.UserAgent, s.IP, s.IdleExpiresAt, int64(s.Gen), int64(s.ParentGen), s.HandedAt, s.RotatedAt, s.ID)
+	t.later(oneRow, `UPDATE sessions SET last_used_at = $1, user_agent = $2, ip = $3, idle_expires_at = $4, gen = $5, parent_gen = $6, handed_at = $7, rotated_at = $8, rotated_ip = $9, rotated_user_agent = $10 WHERE id = $11`,
+		s.LastUsedAt, s.UserAgent, s.IP, s.IdleExpiresAt, int64(s.Gen), int64(s.ParentGen), s.HandedAt, s.RotatedAt, s.RotatedIP, s.RotatedUserAgent, s.ID)
 	return nil
 }
 

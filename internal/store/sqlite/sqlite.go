@@ -193,7 +193,7 @@ type querier interface {
 
 // ---- sessions ----
 
-const sessionCols = `id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason`
+const sessionCols = `id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason, rotated_ip, rotated_user_agent`
 
 func scanSession(r rowScanner) (session.Session, error) {
 	var (
@@ -202,7 +202,7 @@ func scanSession(r rowScanner) (session.Session, error) {
 		expires, revoked                         sql.NullInt64
 		gen, parent                              int64
 	)
-	err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &created, &lastUsed, &s.UserAgent, &s.IP, &expires, &idle, &gen, &parent, &handed, &rotated, &revoked, &s.RevokeReason)
+	err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &created, &lastUsed, &s.UserAgent, &s.IP, &expires, &idle, &gen, &parent, &handed, &rotated, &revoked, &s.RevokeReason, &s.RotatedIP, &s.RotatedUserAgent)
 	if err != nil {
 		return session.Session{}, translate(err)
 	}
@@ -368,10 +368,10 @@ func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
 }
 
 func (t *txn) InsertSession(ctx context.Context, s session.Session) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		s.ID, s.UserID, s.ClientID, s.Scope, micros(s.CreatedAt), micros(s.LastUsedAt), s.UserAgent, s.IP,
 		nullMicros(s.ExpiresAt), micros(s.IdleExpiresAt), int64(s.Gen), int64(s.ParentGen), micros(s.HandedAt), micros(s.RotatedAt),
-		nullMicros(s.RevokedAt), s.RevokeReason)
+		nullMicros(s.RevokedAt), s.RevokeReason, s.RotatedIP, s.RotatedUserAgent)
 	return translate(err)
 }
 
@@ -381,8 +381,8 @@ func (t *txn) LockSession(ctx context.Context, id string) (session.Session, erro
 }
 
 func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE sessions SET last_used_at = ?, user_agent = ?, ip = ?, idle_expires_at = ?, gen = ?, parent_gen = ?, handed_at = ?, rotated_at = ? WHERE id = ?`,
-		micros(s.LastUsedAt), s.UserAgent, s.IP, micros(s.IdleExpiresAt), int64(s.Gen), int64(s.ParentGen), micros(s.HandedAt), micros(s.RotatedAt), s.ID)
+	res, err := t.tx.ExecContext(ctx, `UPDATE sessions SET last_used_at = ?, user_agent = ?, ip = ?, idle_expires_at = ?, gen = ?, parent_gen = ?, handed_at = ?, rotated_at = ?, rotated_ip = ?, rotated_user_agent = ? WHERE id = ?`,
+		micros(s.LastUsedAt), s.UserAgent, s.IP, micros(s.IdleExpiresAt), int64(s.Gen), int64(s.ParentGen), micros(s.HandedAt), micros(s.RotatedAt), s.RotatedIP, s.RotatedUserAgent, s.ID)
 	return oneRow(res, err)
 }
 

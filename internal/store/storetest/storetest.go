@@ -51,18 +51,23 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	service := []struct {
 		name string
 		fn   func(*testing.T, *testenv.Env)
+		// grace and lost set G and L; zero takes testenv's defaults.
+		grace, lost time.Duration
 	}{
-		{"Service/Rotation", testServiceRotation},
-		{"Service/LostResponseThenReuse", testServiceLostThenReuse},
-		{"Service/Expiry", testServiceExpiry},
-		{"Service/RevocationFeedsAndBlocks", testServiceRevocation},
-		{"Service/ConcurrentRefreshRotatesOnce", testServiceConcurrent},
-		{"Service/SweeperBoundsTables", testServiceSweep},
+		{name: "Service/Rotation", fn: testServiceRotation},
+		{name: "Service/LostResponseThenReuse", fn: testServiceLostThenReuse},
+		{name: "Service/Expiry", fn: testServiceExpiry},
+		{name: "Service/RevocationFeedsAndBlocks", fn: testServiceRevocation},
+		{name: "Service/ConcurrentRefreshRotatesOnce", fn: testServiceConcurrent},
+		{name: "Service/SweeperBoundsTables", fn: testServiceSweep},
+		{name: "Service/GraceBoundedAndSuspicious", fn: testServiceGraceBounded, grace: graceG, lost: graceL},
 	}
 	for _, tt := range service {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.fn(t, testenv.New(t, testenv.Options{
 				Store:          func(testing.TB) testenv.Store { return newStore(t) },
+				Grace:          tt.grace,
+				LostWindow:     tt.lost,
 				Idle:           24 * time.Hour,
 				MaxLifetime:    7 * 24 * time.Hour,
 				AuditRetention: 24 * time.Hour,
@@ -89,7 +94,7 @@ func newSession(t *testing.T, s Store, u session.User, at time.Time) session.Ses
 	t.Helper()
 	ses := session.Session{ID: session.NewID(), UserID: u.ID, ClientID: "app", Scope: "read write",
 		CreatedAt: at, LastUsedAt: at, UserAgent: "ua", IP: "192.0.2.1",
-		IdleExpiresAt: at.Add(time.Hour), Gen: 1, HandedAt: at, RotatedAt: at}
+		IdleExpiresAt: at.Add(time.Hour), Gen: 1, HandedAt: at, RotatedAt: at, RotatedIP: "192.0.2.1", RotatedUserAgent: "ua"}
 	inTx(t, s, func(tx session.Tx) error { return tx.InsertSession(ctx, ses) })
 	return ses
 }
@@ -142,6 +147,7 @@ func testSessionRoundTrip(t *testing.T, s Store) {
 		locked.Gen, locked.ParentGen = 1<<40, 1<<40-1
 		locked.HandedAt, locked.RotatedAt, locked.LastUsedAt = now, now.Add(-time.Microsecond), now
 		locked.IdleExpiresAt, locked.IP, locked.UserAgent = now.Add(time.Hour), "2001:db8::1", "ua2"
+		locked.RotatedIP, locked.RotatedUserAgent = "2001:db8::2", "ua3"
 		ses = locked
 		return tx.UpdateSession(ctx, locked)
 	})
@@ -477,6 +483,73 @@ func testServiceLostThenReuse(t *testing.T, env *testenv.Env) {
 	}
 	if !lost || !reuse {
 		t.Fatalf("audit trail %+v lacks the lost-response or reuse event", events)
+	}
+}
+
+// The windows of the reported attack: G 5 s, L 12 s, the parent replayed
+// every 2 s.
+const (
+	graceG     = 5 * time.Second
+	graceL     = 12 * time.Second
+	graceEvery = 2 * time.Second
+)
+
+// testServiceGraceBounded: the parent replayed every 2 s (< G) gets the
+// identical current token only until L after the rotation, then is reuse;
+// a grace answer to another IP or user agent than the rotation's is audited
+// as suspicious, one to the rotating client is not. The rotation's origin
+// is read back from the store, so this holds on every engine.
+func testServiceGraceBounded(t *testing.T, env *testenv.Env) {
+	a := env.Login(t, "grace@example.com")
+	env.Clock.Advance(time.Minute)
+	b := mustRefresh(t, env, a.RefreshToken) // rotated by meta
+	if ses := loadSession(t, env, a.SessionID); ses.RotatedIP != meta.IP || ses.RotatedUserAgent != meta.UserAgent {
+		t.Fatalf("rotation origin stored as %q, %q; want %q, %q", ses.RotatedIP, ses.RotatedUserAgent, meta.IP, meta.UserAgent)
+	}
+	other := session.Meta{IP: "203.0.113.9", UserAgent: "other/1.0"}
+	suspicious := func() []audit.Event {
+		t.Helper()
+		evs, err := env.Store.AuditEvents(ctx, audit.Query{Type: audit.RefreshSuspiciousGrace, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	steps := []struct {
+		name string
+		m    session.Meta
+		want int // suspicious-grace events so far
+	}{
+		{"rotating client", meta, 0},
+		{"another IP", session.Meta{IP: other.IP, UserAgent: meta.UserAgent}, 1},
+		{"another user agent", session.Meta{IP: meta.IP, UserAgent: other.UserAgent}, 2},
+		{"rotating client again", meta, 2},
+	}
+	for _, st := range steps {
+		env.Clock.Advance(graceEvery)
+		got, err := env.Sessions.Refresh(ctx, session.RefreshRequest{Token: a.RefreshToken, Client: env.Client, Meta: st.m})
+		if err != nil || got.RefreshToken != b.RefreshToken {
+			t.Fatalf("%s: parent within G = %v; want the identical current token", st.name, err)
+		}
+		evs := suspicious()
+		if len(evs) != st.want {
+			t.Fatalf("%s: %d suspicious-grace events, want %d: %+v", st.name, len(evs), st.want, evs)
+		}
+		if st.m != meta && (evs[0].IP != st.m.IP || evs[0].UserAgent != st.m.UserAgent || evs[0].SessionID != a.SessionID) {
+			t.Fatalf("%s: event %+v, want the presenter's IP and user agent and the session", st.name, evs[0])
+		}
+	}
+	// The replays went on within G of each other (8 s so far): exactly L
+	// after the rotation the parent still gets the current token, just
+	// past L it is reuse, though the last grace answer was 2 s before.
+	rotated := loadSession(t, env, a.SessionID).RotatedAt
+	env.Clock.Advance(rotated.Add(graceL).Sub(env.Clock.Now()))
+	if got := mustRefresh(t, env, a.RefreshToken); got.RefreshToken != b.RefreshToken {
+		t.Fatal("the parent exactly L after the rotation did not get the identical current token")
+	}
+	env.Clock.Advance(time.Microsecond)
+	if err := wantInvalidGrant(t, env, a.RefreshToken, "the parent past L, within G of a grace answer"); !errors.Is(err, session.ErrReused) {
+		t.Fatalf("the parent past L: %v, want reuse", err)
 	}
 }
 
