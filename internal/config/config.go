@@ -94,7 +94,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.AccessTTL, "access-ttl", 15*time.Minute, "access-token lifetime of the built-in client (1m to 24h)")
 	fs.StringVar(&c.Issuer, "issuer", "", "public base URL, the tokens' iss (default http://<addr>)")
 	fs.StringVar(&c.Audience, "audience", "app", "aud of the built-in client's access tokens")
-	fs.DurationVar(&c.RefreshGrace, "refresh-grace", 30*time.Second, "G: a repeat of the previous refresh token within G gets the identical current token")
+	fs.DurationVar(&c.RefreshGrace, "refresh-grace", 30*time.Second, "G: a repeat of the previous refresh token within G gets the identical current token (never later than L after its rotation, or G when L is 0)")
 	fs.DurationVar(&c.RefreshLostWindow, "refresh-lost-window", 24*time.Hour, "L: a repeat of the previous refresh token within L of its rotation gets a fresh successor (0 disables)")
 	fs.DurationVar(&c.SessionIdle, "session-idle", 30*24*time.Hour, "end sessions not refreshed for this long")
 	fs.DurationVar(&c.SessionMax, "session-max", 0, "absolute session lifetime (0 = none)")

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/testenv"
 )
@@ -261,6 +262,96 @@ func TestRefreshRules(t *testing.T) {
 				wantError(t, r, http.StatusUnauthorized, "invalid_token")
 			}
 		})
+	}
+}
+
+// TestAncestorProbeIsReuse: an ancestor refresh token sent with a scope
+// wider than the grant used to answer invalid_scope while the session lived
+// and invalid_grant once it was revoked, and one sent by another client was
+// refused without revoking anything: probes that skipped reuse detection.
+// Any presentation of an ancestor is reuse: invalid_grant, and the session
+// ends.
+func TestAncestorProbeIsReuse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		form url.Values
+	}{
+		{"wider scope", url.Values{"client_id": {"app"}, "scope": {"admin"}}},
+		{"another client", url.Values{"client_id": {"notes"}}},
+		{"another client and a wider scope", url.Values{"client_id": {"notes"}, "scope": {"admin"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env, srv := newServer(t, testenv.Options{})
+			if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "notes", Audience: "notes",
+				AccessTTL: time.Minute, Grants: []string{session.GrantPassword, session.GrantRefresh}, Scopes: []string{"read"}}); err != nil {
+				t.Fatal(err)
+			}
+			tr := signup(t, srv, "user@example.com")
+			r1 := mustRefresh(t, srv, tr.RefreshToken)
+			r2 := mustRefresh(t, srv, r1.RefreshToken)
+			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}
+			for k, v := range tt.form {
+				form[k] = v
+			}
+			wantError(t, postForm(t, srv, "/oauth/token", form), http.StatusBadRequest, "invalid_grant")
+			if t.Failed() {
+				t.FailNow()
+			}
+			wantRefreshRejected(t, srv, r2.RefreshToken)
+			wantError(t, get(t, srv, "/v1/sessions", r2.AccessToken), http.StatusUnauthorized, "invalid_token")
+		})
+	}
+}
+
+// TestGraceBoundedOverHTTP reruns the reported attack against the API: with
+// G 5 s and L 12 s, a thief replays the parent every 2 s for 30 s from
+// another device. It used to get 15 fresh access tokens with nothing
+// audited. Now the answers stop at L after the victim's rotation, each is
+// audited as suspicious, and the next replay is reuse.
+func TestGraceBoundedOverHTTP(t *testing.T) {
+	t.Parallel()
+	env, srv := newServer(t, testenv.Options{Grace: 5 * time.Second, LostWindow: 12 * time.Second})
+	tr := signup(t, srv, "user@example.com")
+	victim := mustRefresh(t, srv, tr.RefreshToken) // rotated with testUA
+	thief := func() reply {
+		return send(t, srv, req{method: http.MethodPost, path: "/oauth/token", contentType: "application/x-www-form-urlencoded",
+			body:   url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {"app"}}.Encode(),
+			header: map[string]string{"User-Agent": "thief/0.1"}})
+	}
+	answered := 0
+	for range 15 {
+		env.Clock.Advance(2 * time.Second)
+		r := thief()
+		if r.Status != http.StatusOK {
+			wantError(t, r, http.StatusBadRequest, "invalid_grant")
+			break
+		}
+		if got := checkTokenResponse(t, r, http.StatusOK); got.RefreshToken != victim.RefreshToken {
+			t.Fatal("a grace answer was not the identical current refresh token")
+		}
+		answered++
+	}
+	if answered != 6 {
+		t.Fatalf("the thief got %d answers in 30 s, want 6 (every 2 s up to L = 12 s)", answered)
+	}
+	wantRefreshRejected(t, srv, victim.RefreshToken)
+	count := func(typ string) int {
+		evs, err := env.Store.AuditEvents(context.Background(), audit.Query{Type: typ})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.UserAgent != "thief/0.1" {
+				t.Errorf("%s event with user agent %q, want the thief's", typ, e.UserAgent)
+			}
+		}
+		return len(evs)
+	}
+	if s, r := count(audit.RefreshSuspiciousGrace), count(audit.RefreshReuse); s != 6 || r != 1 {
+		t.Fatalf("audit: %d suspicious grace and %d reuse events, want 6 and 1", s, r)
 	}
 }
 

@@ -707,3 +707,176 @@ func TestLoginRehashes(t *testing.T) {
 		}
 	}
 }
+
+// TestGraceIsBounded replays the reported attack: a holder of the parent
+// presents it every 2 s for 30 s with G 5 s. Grace answers restart G, but
+// end L after the rotation (G after it when L is 0); the next replay is
+// reuse and revokes the session. Before, every one of the 15 replays got a
+// fresh access token.
+func TestGraceIsBounded(t *testing.T) {
+	const g, every = 5 * time.Second, 2 * time.Second
+	tests := []struct {
+		name    string
+		lost    time.Duration
+		noLost  bool
+		answers int // replays answered, at 2 s, 4 s, …
+	}{
+		{name: "L 12s", lost: 12 * time.Second, answers: 6},
+		{name: "L 0", noLost: true, answers: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := testenv.New(t, testenv.Options{Grace: g, LostWindow: tt.lost, NoLostWindow: tt.noLost})
+			tok := env.Login(t, "u@example.com")
+			cur := mustRefresh(t, env, tok.RefreshToken)
+			answered := 0
+			var err error
+			for range 15 {
+				env.Clock.Advance(every)
+				var got session.Tokens
+				if got, err = refresh(env, tok.RefreshToken); err != nil {
+					break
+				}
+				if got.RefreshToken != cur.RefreshToken {
+					t.Fatalf("replay %d got another refresh token than the current one", answered+1)
+				}
+				answered++
+			}
+			if answered != tt.answers || !errors.Is(err, session.ErrReused) {
+				t.Fatalf("%d replays answered, then %v; want %d, then reuse", answered, err, tt.answers)
+			}
+			if s := state(t, env, tok.SessionID); s.RevokeReason != session.ReasonReuse {
+				t.Fatalf("session after the late replay: revoke reason %q, want %q", s.RevokeReason, session.ReasonReuse)
+			}
+			if _, err := refresh(env, cur.RefreshToken); !session.IsInvalidGrant(err) {
+				t.Fatalf("current token after reuse: %v, want invalid grant", err)
+			}
+		})
+	}
+}
+
+// TestSuspiciousGrace: a grace answer to another IP or user agent than the
+// rotation's is audited (and reaches the OnCommit hooks that feed webhooks)
+// with the presenter's IP and user agent; one to the rotating client is
+// not. Either way the answer is the identical current token and nothing is
+// revoked.
+func TestSuspiciousGrace(t *testing.T) {
+	rotator := session.Meta{IP: "192.0.2.1", UserAgent: "app/1.0"}
+	tests := []struct {
+		name      string
+		presenter session.Meta
+		audited   bool
+	}{
+		{"the rotating client", rotator, false},
+		{"another IP", session.Meta{IP: "203.0.113.5", UserAgent: rotator.UserAgent}, true},
+		{"another user agent", session.Meta{IP: rotator.IP, UserAgent: "curl/8.0"}, true},
+		{"another device", session.Meta{IP: "2001:db8::5", UserAgent: "thief/0.1"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hooks commits
+			env := testenv.New(t, testenv.Options{OnCommit: hooks.add})
+			tok := env.Login(t, "u@example.com")
+			env.Clock.Advance(time.Minute)
+			cur, err := env.Sessions.Refresh(ctx, session.RefreshRequest{Token: tok.RefreshToken, Client: env.Client, Meta: rotator})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hooks.take()
+			env.Clock.Advance(10 * time.Second)
+			got, err := env.Sessions.Refresh(ctx, session.RefreshRequest{Token: tok.RefreshToken, Client: env.Client, Meta: tt.presenter})
+			if err != nil || got.RefreshToken != cur.RefreshToken {
+				t.Fatalf("parent within G: %v; want the identical current token", err)
+			}
+			evs, err := env.Store.AuditEvents(ctx, audit.Query{Type: audit.RefreshSuspiciousGrace})
+			if err != nil {
+				t.Fatal(err)
+			}
+			committed := hooks.take()
+			if !tt.audited {
+				if len(evs) != 0 || len(committed) != 0 {
+					t.Fatalf("grace answer to the rotating client: audit %+v, hooks %+v; want neither", evs, committed)
+				}
+				return
+			}
+			if len(evs) != 1 || evs[0].IP != tt.presenter.IP || evs[0].UserAgent != tt.presenter.UserAgent || evs[0].SessionID != tok.SessionID {
+				t.Fatalf("audit %+v; want one %s event of the session with the presenter's IP and user agent", evs, audit.RefreshSuspiciousGrace)
+			}
+			if len(committed) != 1 || len(committed[0].Events) != 1 || committed[0].Events[0].Type != audit.RefreshSuspiciousGrace || len(committed[0].Revoked) != 0 {
+				t.Fatalf("hooks saw %+v; want the suspicious-grace event and no revocation", committed)
+			}
+			if s := state(t, env, tok.SessionID); !s.Active(env.Clock.Now()) {
+				t.Fatalf("a suspicious grace answer revoked the session (%s)", s.RevokeReason)
+			}
+		})
+	}
+}
+
+// TestReuseDecidedFirst: an old token is reuse whatever else is wrong with
+// the request (a scope wider than the grant, another client), so a probe
+// cannot tell a live session from a revoked one without revoking it. A bad
+// scope or client with a token that is not reuse still only fails.
+func TestReuseDecidedFirst(t *testing.T) {
+	other := func(env *testenv.Env) session.Client { c := env.Client; c.ID = "other"; return c }
+	same := func(env *testenv.Env) session.Client { return env.Client }
+	tests := []struct {
+		name    string
+		present string // "ancestor", "abandoned", "late parent", "parent", "current"
+		scope   string
+		client  func(*testenv.Env) session.Client
+		want    error
+	}{
+		{"ancestor with a wider scope", "ancestor", "admin", same, session.ErrReused},
+		{"ancestor from another client", "ancestor", "", other, session.ErrReused},
+		{"abandoned token with a wider scope", "abandoned", "admin", same, session.ErrReused},
+		{"parent after L with a wider scope", "late parent", "admin", same, session.ErrReused},
+		{"parent within G with a wider scope", "parent", "admin", same, session.ErrInvalidScope},
+		{"parent within G from another client", "parent", "", other, session.ErrWrongClient},
+		{"current token with a wider scope", "current", "admin", same, session.ErrInvalidScope},
+		{"current token from another client", "current", "", other, session.ErrWrongClient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := testenv.New(t, testenv.Options{Grace: grace, LostWindow: lost})
+			r0 := env.Login(t, "u@example.com").RefreshToken
+			env.Clock.Advance(time.Minute)
+			r1 := mustRefresh(t, env, r0).RefreshToken
+			var tok string
+			switch tt.present {
+			case "ancestor": // r0 is the grandparent of r2
+				env.Clock.Advance(time.Minute)
+				mustRefresh(t, env, r1)
+				tok = r0
+			case "abandoned": // r1 is abandoned by a lost-response successor
+				env.Clock.Advance(time.Minute)
+				mustRefresh(t, env, r0)
+				tok = r1
+			case "late parent":
+				env.Clock.Advance(lost + time.Second)
+				tok = r0
+			case "parent":
+				tok = r0
+			case "current":
+				tok = r1
+			}
+			c := tt.client(env)
+			var id string
+			if raw, _, err := env.Codec.Decode(tok); err == nil {
+				id = base64.RawURLEncoding.EncodeToString(raw[:])
+			}
+			before := state(t, env, id)
+			_, err := env.Sessions.Refresh(ctx, session.RefreshRequest{Token: tok, Client: c, Scope: tt.scope})
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("refresh = %v, want %v", err, tt.want)
+			}
+			after := state(t, env, id)
+			if tt.want == session.ErrReused {
+				if after.RevokeReason != session.ReasonReuse {
+					t.Fatalf("session after reuse: revoke reason %q, want %q", after.RevokeReason, session.ReasonReuse)
+				}
+			} else if after != before {
+				t.Fatalf("a refused refresh changed the session:\n%+v\n%+v", before, after)
+			}
+		})
+	}
+}

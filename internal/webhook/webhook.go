@@ -50,10 +50,13 @@ const (
 // events (logins, logouts, signups, token revocation by a client) are left
 // out, and so is [audit.LoginFailed]: anyone can cause it in bulk, and a
 // flood of it would fill the queue and push out the theft events that matter.
+// [audit.RefreshSuspiciousGrace] is in: only a holder of a refresh token can
+// cause it, and only until L after a rotation.
 func DefaultTypes() []string {
 	return []string{
 		audit.RefreshReuse,
 		audit.RefreshLost,
+		audit.RefreshSuspiciousGrace,
 		audit.PasswordChanged,
 		audit.UserDisabled,
 		audit.SessionRevoked,
@@ -73,6 +76,8 @@ var knownTypes = map[string]bool{
 	audit.PasswordChanged: true,
 	audit.UserDisabled:    true,
 	audit.TokenRevoked:    true,
+
+	audit.RefreshSuspiciousGrace: true,
 }
 
 // Config configures a [Sender]. Zero durations and sizes take the Default
