@@ -108,6 +108,10 @@ import (
 //     every table exactly as before, and the client's retry with its old
 //     token gets the answer the untouched state predicts;
 //   - theft detection as above: reuse answers ErrReused and revokes;
+//   - reuse is decided first: the replayer sometimes adds a scope wider
+//     than the grant or comes as another client; an old token is still
+//     reuse (or, for a dead session, invalid_grant), and a token that is
+//     not reuse is refused for the scope or client with nothing changed;
 //   - bounded grace: no answer to the parent later than L after its
 //     rotation (G when L is 0), checked apart from the model too; each
 //     suspicious grace answer audited, and the session's stored rotation
@@ -414,7 +418,17 @@ type propHolder struct {
 	pendingSince time.Time // when the first lost request was sent
 	lastAttempt  time.Time
 	asleep       bool // idle (app closed): makes no requests
+
+	// replayer only: the request also asks for a scope wider than the grant
+	// (propProbeScope) or comes from another client (propProbeClient).
+	probe string
 }
+
+// Probes: what else is wrong with a replayed request.
+const (
+	propProbeScope  = "wider scope"
+	propProbeClient = "another client"
+)
 
 const (
 	propNoThief = iota
@@ -750,8 +764,20 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 	}
 	before := pm.m
 	rs = make([]propResult, len(whos))
+	probe := whos[0].probe
+	var rowBefore session.Session
+	if probe != "" {
+		rowBefore = pm.row(t)
+	}
 	present := func(i int) {
-		res, err := pm.env.Sessions.Refresh(propCtx, session.RefreshRequest{Token: tok, Client: pm.env.Client, Meta: whos[i].meta})
+		req := session.RefreshRequest{Token: tok, Client: pm.env.Client, Meta: whos[i].meta}
+		switch whos[i].probe {
+		case propProbeScope:
+			req.Scope = "admin"
+		case propProbeClient:
+			req.Client.ID = "other"
+		}
+		res, err := pm.env.Sessions.Refresh(propCtx, req)
 		rs[i] = propResult{tok: res, err: err, at: now}
 	}
 	if faultAt != "" {
@@ -784,7 +810,21 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 		desc += fmt.Sprintf("; after a backward clock step either %v (G from the last hand-out) or %v (G from the latest hand-out reading) is accepted", wantsBy[0][0], wantsBy[1][0])
 	}
 	wants := wantsBy[v]
+	if probe != "" {
+		desc += "; with " + probe
+	}
 	t.Logf("  %s -> want %v", desc, wants)
+	if probe != "" && wants[0].ok() {
+		// Not reuse: the probe is refused for what is wrong with it, and
+		// changes nothing. (Reuse and dead sessions are answered as without
+		// the probe: reuse is decided first.)
+		pm.checkProbeRefused(t, probe, rs[0], rowBefore, auditsBefore, desc)
+		pm.stats.add(fmt.Sprintf("%v with %s: refused, nothing changed", wants[0], probe))
+		return rs, false
+	}
+	if probe != "" {
+		pm.stats.add(fmt.Sprintf("%v with %s", wants[0], probe))
+	}
 	role := whos[0].name + pm.tag
 	if len(whos) > 1 {
 		role = fmt.Sprintf("%d concurrent by %s", len(whos), whos[len(whos)-1].name)
@@ -801,6 +841,26 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 	pm.checkGraceBound(t, &before, gen, now, rs, desc)
 	pm.checkRotatedBy(t, whos, wants, desc)
 	return rs, false
+}
+
+// checkProbeRefused: a request with a wider scope or from another client,
+// presenting a token that is not reuse, fails with invalid_scope or
+// invalid_grant (wrong client) and leaves the session and the audit log as
+// they were.
+func (pm *propMachine) checkProbeRefused(t *rapid.T, probe string, r propResult, before session.Session, auditsBefore int, desc string) {
+	want := session.ErrInvalidScope
+	if probe == propProbeClient {
+		want = session.ErrWrongClient
+	}
+	if !errors.Is(r.err, want) {
+		t.Fatalf("probe with %s: refresh = %v, want %v\n%s", probe, r.err, want, desc)
+	}
+	if after := pm.row(t); after != before {
+		t.Fatalf("a refused probe changed the session:\nbefore %+v\nafter  %+v\n%s", before, after, desc)
+	}
+	if n := pm.auditCount(t) - auditsBefore; n != 0 {
+		t.Fatalf("a refused probe wrote %d audit events\n%s", n, desc)
+	}
 }
 
 // propOrders returns the orders in which n concurrent presentations may be
@@ -1350,7 +1410,9 @@ func (pm *propMachine) RaceHonestThief(t *rapid.T) {
 	pm.receive(t, &pm.thief, rs[1:])
 }
 
-// ReplayOldToken: someone presents a token older than the honest client's.
+// ReplayOldToken: someone presents a token older than the honest client's,
+// perhaps with a scope wider than the grant or as another client: an old
+// token is reuse whatever else is wrong with the request.
 func (pm *propMachine) ReplayOldToken(t *rapid.T) {
 	if !pm.replayEnabled {
 		t.Skip("no replayer in this run")
@@ -1367,7 +1429,9 @@ func (pm *propMachine) ReplayOldToken(t *rapid.T) {
 	is := old[rapid.IntRange(0, len(old)-1).Draw(t, "old_index")]
 	pm.thiefActed = true
 	pm.replayer.tok, pm.replayer.gen = is.tok, is.gen
-	t.Logf("replay of gen %d at %s", is.gen, pm.rel(pm.now()))
+	pm.replayer.probe = rapid.SampledFrom([]string{"", propProbeScope, propProbeClient}).Draw(t, "probe")
+	defer func() { pm.replayer.probe = "" }()
+	t.Logf("replay of gen %d at %s (probe %q)", is.gen, pm.rel(pm.now()), pm.replayer.probe)
 	pm.refreshAll(t, []*propHolder{&pm.replayer}, "")
 }
 
