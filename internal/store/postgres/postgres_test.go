@@ -33,6 +33,36 @@ func TestMigrateIsIdempotent(t *testing.T) {
 
 // TestOpenRejectsBadURLWithoutEchoingIt: a bad URL is refused with what is
 // wrong with it, never with the URL or its password.
+func TestUpgradeBackfillsRotationOrigin(t *testing.T) {
+	ctx := context.Background()
+	u := pgtest.URL(t)
+	s, err := postgres.Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	migrate := func() []string {
+		applied, err := s.Migrate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return applied
+	}
+	migrate()
+	undo := func() {
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `ALTER TABLE sessions DROP COLUMN rotated_ip, DROP COLUMN rotated_user_agent;
+			DELETE FROM schema_migrations WHERE version = '0002_rotation_origin'`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storetest.UpgradeBackfillsRotationOrigin(t, s, undo, migrate)
+}
+
 func TestOpenRejectsBadURLWithoutEchoingIt(t *testing.T) {
 	tests := []struct {
 		url  string

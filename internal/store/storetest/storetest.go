@@ -76,6 +76,28 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	}
 }
 
+// UpgradeBackfillsRotationOrigin checks migration 0002 on a database that
+// had sessions before it: each session's rotation origin is taken from its
+// last use, so the first grace answer after an upgrade raises no false
+// suspicious-grace alarm. undo puts the schema back as it was before 0002
+// (drops the columns and forgets the version); migrate runs the store's
+// migrations and returns the versions applied.
+func UpgradeBackfillsRotationOrigin(t *testing.T, s Store, undo func(), migrate func() []string) {
+	u := newUser(t, s, "a@example.com")
+	ses := newSession(t, s, u, t0)
+	undo()
+	if applied := migrate(); !slices.Equal(applied, []string{"0002_rotation_origin"}) {
+		t.Fatalf("migrate applied %v, want [0002_rotation_origin]", applied)
+	}
+	got, err := s.Session(ctx, ses.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RotatedIP != ses.IP || got.RotatedUserAgent != ses.UserAgent {
+		t.Fatalf("after the upgrade the rotation origin is %q, %q; want the last use %q, %q", got.RotatedIP, got.RotatedUserAgent, ses.IP, ses.UserAgent)
+	}
+}
+
 func inTx(t *testing.T, s Store, fn func(session.Tx) error) {
 	t.Helper()
 	if err := s.InTx(ctx, fn); err != nil {
