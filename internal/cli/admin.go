@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -254,7 +255,7 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 		return err
 	}
 	var (
-		force              *bool
+		force, create      *bool
 		newKEK, newKEKFile *string
 	)
 	d, _, _, err := admin(ctx, "keys "+sub, rest, s, func(f *flagSet) {
@@ -263,7 +264,8 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 			force = f.Bool("force", false, "rotate even if the next key has not been published for a full JWKS cache lifetime")
 		case "rewrap":
 			newKEK = f.String("new-key-encryption-key", "", "the new key-encryption key, 32 random bytes in standard base64")
-			newKEKFile = f.String("new-key-encryption-key-file", "", "file holding the new key-encryption key (created, mode 0600, if missing)")
+			newKEKFile = f.String("new-key-encryption-key-file", "", "file holding the new key-encryption key (must exist unless --create)")
+			create = f.Bool("create", false, "create --new-key-encryption-key-file with a new random key (mode 0600) if it does not exist")
 		}
 	})
 	if err != nil {
@@ -294,10 +296,23 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 		switch {
 		case (*newKEK == "") == (*newKEKFile == ""):
 			return fmt.Errorf("%w: keys rewrap needs exactly one of --new-key-encryption-key and --new-key-encryption-key-file", ErrUsage)
+		case *newKEK != "" && *create:
+			return fmt.Errorf("%w: keys rewrap --create applies to --new-key-encryption-key-file only", ErrUsage)
 		case *newKEK != "":
 			next, err = keywrap.Parse(*newKEK)
+		case *create:
+			var created bool
+			next, created, err = keywrap.LoadOrCreateFile(*newKEKFile)
+			if created {
+				fmt.Fprintf(s.stdout, "created a new key-encryption key in %s (mode 0600); keep a copy: without it the database cannot be opened.\n", *newKEKFile)
+			}
 		default:
-			next, _, err = keywrap.LoadOrCreateFile(*newKEKFile)
+			// A mistyped path must not silently become a new key that the
+			// database is then sealed under.
+			if _, serr := os.Stat(*newKEKFile); errors.Is(serr, os.ErrNotExist) {
+				return fmt.Errorf("keys rewrap: --new-key-encryption-key-file %s does not exist; to generate a new key in it, add --create", *newKEKFile)
+			}
+			next, err = keywrap.LoadFile(*newKEKFile)
 		}
 		if err != nil {
 			return err

@@ -221,7 +221,7 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...
 	case c.KEKFile != "" && c.IsPostgres():
 		d.kek, err = keywrap.LoadFile(c.KEKFile)
 	case c.KEKFile != "":
-		d.kek, _, err = keywrap.LoadOrCreateFile(c.KEKFile)
+		d.kek, _, err = d.kekFile(ctx, c.KEKFile)
 	default:
 		kekPath := path + ".kek"
 		if mode != kekCreate {
@@ -231,7 +231,7 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...
 			}
 		}
 		var created bool
-		d.kek, created, err = keywrap.LoadOrCreateFile(kekPath)
+		d.kek, created, err = d.kekFile(ctx, kekPath)
 		if created {
 			d.log.Warn("created a key-encryption key file beside the database; for production keep it elsewhere and pass --key-encryption-key-file", "path", kekPath)
 		}
@@ -241,6 +241,26 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...
 		return nil, err
 	}
 	return d, nil
+}
+
+// kekFile loads the key-encryption key file at path, creating it (mode
+// 0600) only while the database holds nothing sealed. Once it holds sealed
+// signing keys or secrets, a missing file is a lost or misplaced key: a new
+// one would open none of them, so it is not created (it would be left
+// behind as a bogus key file) and the message says to restore the file.
+func (d *deps) kekFile(ctx context.Context, path string) (k *keywrap.KEK, created bool, err error) {
+	if _, serr := os.Stat(path); !errors.Is(serr, os.ErrNotExist) {
+		k, err = keywrap.LoadFile(path)
+		return k, false, err
+	}
+	sealed, err := token.HasSealed(ctx, d.store)
+	if err != nil {
+		return nil, false, err
+	}
+	if sealed {
+		return nil, false, fmt.Errorf("the key-encryption key file %s is missing, but the database holds signing keys sealed under it: restore %s from a backup (or pass the key with --key-encryption-key or --key-encryption-key-file); a new key cannot open them, so none was created", path, path)
+	}
+	return keywrap.LoadOrCreateFile(path)
 }
 
 // services builds the issuer and the session service over d.

@@ -317,9 +317,20 @@ func TestKeysRewrap(t *testing.T) {
 		t.Fatalf("rewrap without a new key succeeded:\n%s", out)
 	}
 	newKEK := filepath.Join(t.TempDir(), "new.kek")
-	out := s.mustLatch(t, "", "keys", "rewrap", "--new-key-encryption-key-file", newKEK)
-	if !strings.Contains(out, "rewrapped 3 sealed values") {
-		t.Fatalf("keys rewrap: %s", out)
+	// A missing file is a mistyped path, not a request for a new key.
+	if out, err := s.latch(t, "", "keys", "rewrap", "--new-key-encryption-key-file", newKEK); err == nil || !strings.Contains(err.Error(), "--create") {
+		t.Fatalf("rewrap to a missing file = %v, want a refusal that names --create:\n%s", err, out)
+	}
+	if _, err := os.Stat(newKEK); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused rewrap created %s (stat error %v)", newKEK, err)
+	}
+	s.mustLatch(t, "", "keys", "list") // still sealed under the old key
+	out := s.mustLatch(t, "", "keys", "rewrap", "--new-key-encryption-key-file", newKEK, "--create")
+	if !strings.Contains(out, "rewrapped 3 sealed values") || !strings.Contains(out, "created a new key-encryption key in "+newKEK) {
+		t.Fatalf("keys rewrap --create: %s", out)
+	}
+	if fi, err := os.Stat(newKEK); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("new key file: stat error %v; want mode 600", err)
 	}
 	if out, err := s.latch(t, "", "keys", "list"); err == nil || !strings.Contains(err.Error(), "wrong key-encryption key") {
 		t.Fatalf("the old key still opens the database (%v):\n%s", err, out)
@@ -332,6 +343,48 @@ func TestKeysRewrap(t *testing.T) {
 	}
 	if out := s.mustLatch(t, "", "audit", "--type", "keys.rewrapped", "--key-encryption-key-file", newKEK); !strings.Contains(out, "keys.rewrapped") {
 		t.Fatalf("the rewrap is not in the audit trail:\n%s", out)
+	}
+}
+
+// TestMissingKEKBesideDatabase: a database whose keys are sealed does not
+// start without its key-encryption key file: no new key is made up (it
+// would open nothing and be left behind), and the message says to restore
+// the file. A fresh database still gets one, and every file is 0600.
+func TestMissingKEKBesideDatabase(t *testing.T) {
+	s := startServer(t)
+	for _, name := range []string{s.db, s.db + "-wal", s.db + "-shm", s.db + ".kek"} {
+		if fi, err := os.Stat(name); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %o, want 600", filepath.Base(name), fi.Mode().Perm())
+		}
+	}
+	s.stop()
+	<-s.done
+	s.done <- nil // for the cleanup
+	if err := os.Remove(s.db + ".kek"); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := filepath.Join(t.TempDir(), "moved.kek")
+	for _, tc := range []struct {
+		name string
+		args []string
+		kek  string // the file that must not appear
+	}{
+		{"default file beside the database", nil, s.db + ".kek"},
+		{"--key-encryption-key-file", []string{"--key-encryption-key-file", elsewhere}, elsewhere},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", "sqlite:" + s.db}, tc.args...)
+			err := cli.Run(context.Background(), args, strings.NewReader(""), io.Discard, &logs)
+			if err == nil || !strings.Contains(err.Error(), "restore "+tc.kek) {
+				t.Fatalf("serve without the key file = %v, want a refusal saying to restore %s\n%s", err, tc.kek, logs.String())
+			}
+			if _, err := os.Stat(tc.kek); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("serve created %s (stat error %v)", tc.kek, err)
+			}
+		})
 	}
 }
 
