@@ -15,6 +15,7 @@ import (
 
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/config"
+	"github.com/latchauth/latch/internal/email"
 	"github.com/latchauth/latch/internal/keywrap"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/session"
@@ -90,6 +91,16 @@ func runMigrate(ctx context.Context, args []string, s io3) error {
 	}
 	d.Close()
 	fmt.Fprintln(s.stdout, "migrations applied")
+	if d.emails.Updated > 0 {
+		fmt.Fprintf(s.stdout, "rewrote %d stored email addresses to their canonical form (NFC, IDNA)\n", d.emails.Updated)
+	}
+	for _, c := range d.emails.Collisions {
+		fmt.Fprintf(s.stdout, "warning: users %s have addresses that all normalise to %s; left unchanged: only one already in that form (if any) can log in; disable the others with latch users disable ID\n",
+			strings.Join(c.UserIDs, ", "), c.Email)
+	}
+	if len(d.emails.Invalid) > 0 {
+		fmt.Fprintf(s.stdout, "warning: users %s have a stored address holding an invisible or control character; nobody can log in as them\n", strings.Join(d.emails.Invalid, ", "))
+	}
 	return nil
 }
 
@@ -110,7 +121,7 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 	defer d.Close()
 	switch sub {
 	case "create":
-		email, err := oneArg(rest, s, "EMAIL")
+		addr, err := oneArg(rest, s, "EMAIL")
 		if err != nil {
 			return err
 		}
@@ -126,12 +137,14 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 			rand.Read(b)
 			pw, generated = base64.RawURLEncoding.EncodeToString(b), true
 		}
-		u, _, err := svc.Signup(ctx, session.SignupRequest{Email: email, Password: pw, Meta: session.Meta{UserAgent: "latch-cli"}})
+		u, _, err := svc.Signup(ctx, session.SignupRequest{Email: addr, Password: pw, Meta: session.Meta{UserAgent: "latch-cli"}})
 		switch {
 		case errors.Is(err, session.ErrEmailTaken):
-			return fmt.Errorf("users create: %s is already registered (latch users list shows the accounts)", email)
+			return fmt.Errorf("users create: %s is already registered (latch users list shows the accounts)", addr)
+		case errors.Is(err, email.ErrInvisible):
+			return fmt.Errorf("users create: %q contains an invisible or control character; type the address again", addr)
 		case errors.Is(err, session.ErrInvalidEmail):
-			return fmt.Errorf("users create: %q is not a valid email address", email)
+			return fmt.Errorf("users create: %q is not a valid email address", addr)
 		case errors.Is(err, password.ErrTooShort), errors.Is(err, password.ErrTooLong), errors.Is(err, password.ErrCommon), errors.Is(err, password.ErrInvalid):
 			return fmt.Errorf("users create: the password from stdin is refused: %s", strings.TrimPrefix(err.Error(), "password: "))
 		case err != nil:

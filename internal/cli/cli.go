@@ -164,6 +164,21 @@ type deps struct {
 	kek    *keywrap.KEK
 	log    *slog.Logger
 	issuer *token.Issuer
+	emails session.EmailReport // what the email pass of migrating did
+}
+
+// logEmails logs what renormalising stored emails did: user ids only, the
+// log is no place for addresses (latch migrate prints them).
+func (d *deps) logEmails() {
+	if d.emails.Updated > 0 {
+		d.log.Info("rewrote stored email addresses to their canonical form (NFC, IDNA)", "count", d.emails.Updated)
+	}
+	for _, c := range d.emails.Collisions {
+		d.log.Warn("users whose email addresses normalise to one address were left unchanged; only the one already in canonical form (if any) can log in; disable the others (latch users disable ID)", "user_ids", c.UserIDs)
+	}
+	if len(d.emails.Invalid) > 0 {
+		d.log.Warn("users whose stored email address holds an invisible or control character cannot log in", "user_ids", d.emails.Invalid)
+	}
 }
 
 func (d *deps) Close() {
@@ -214,6 +229,11 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...
 		d.Close()
 		return nil, err
 	}
+	if d.emails, err = session.RenormalizeEmails(ctx, d.store); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.logEmails()
 	switch {
 	case mode == kekNone:
 	case c.KEK != "":

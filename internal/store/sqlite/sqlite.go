@@ -377,8 +377,11 @@ func (t *txn) LockUser(ctx context.Context, id string) (session.User, error) {
 }
 
 func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, password_changed_at = ?, disabled_at = ? WHERE id = ?`,
-		u.PasswordHash, micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), u.ID)
+	res, err := t.tx.ExecContext(ctx, `UPDATE users SET email = ?, password_hash = ?, password_changed_at = ?, disabled_at = ? WHERE id = ?`,
+		u.Email, u.PasswordHash, micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), u.ID)
+	if isUnique(err) {
+		return session.ErrEmailTaken
+	}
 	return oneRow(res, err)
 }
 

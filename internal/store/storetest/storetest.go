@@ -32,6 +32,8 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	}{
 		{"UserRoundTrip", testUserRoundTrip},
 		{"EmailTaken", testEmailTaken},
+		{"UpdateEmailTaken", testUpdateEmailTaken},
+		{"RenormalizeEmails", testRenormalizeEmails},
 		{"SessionRoundTrip", testSessionRoundTrip},
 		{"RollbackOnError", testRollback},
 		{"RevokeScopes", testRevokeScopes},
@@ -58,6 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Service/RevocationFeedsAndBlocks", testServiceRevocation},
 		{"Service/ConcurrentRefreshRotatesOnce", testServiceConcurrent},
 		{"Service/SweeperBoundsTables", testServiceSweep},
+		{"Service/EmailIdentity", testServiceEmailIdentity},
 	}
 	for _, tt := range service {
 		t.Run(tt.name, func(t *testing.T) {
