@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/internal/cli"
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/store/sqlite"
 	"github.com/latchauth/latch/internal/testenv"
 	"github.com/latchauth/latch/internal/webhook"
 )
@@ -388,6 +390,42 @@ func TestMissingKEKBesideDatabase(t *testing.T) {
 	}
 }
 
+// TestMigrateReportsEmailCollisions: rows stored before normalisation are
+// rewritten by latch migrate, and two rows that normalise to one address
+// are named by user id and left alone, never merged.
+func TestMigrateReportsEmailCollisions(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "latch.db")
+	st, err := sqlite.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var ids []string
+	for _, addr := range []string{"jos\u00e9@example.com", "jose\u0301@example.com", "user@b\u00fccher.de"} {
+		u := session.User{ID: session.NewID(), Email: addr, PasswordHash: "$argon2id$x", CreatedAt: now, PasswordChangedAt: now}
+		if err := st.InTx(context.Background(), func(tx session.Tx) error { return tx.InsertUser(context.Background(), u) }); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	st.Close()
+	var out bytes.Buffer
+	if err := cli.Run(context.Background(), []string{"migrate", "--database", "sqlite:" + db}, nil, &out, &out); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"rewrote 1 stored email addresses", ids[0], ids[1], "normalise to jos\u00e9@example.com", "left unchanged"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("migrate output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), ids[2]) {
+		t.Errorf("migrate output names the user whose address was only rewritten:\n%s", out.String())
+	}
+}
+
 // TestWebhookOnReuse: a refresh token used twice (theft) reaches the app's
 // webhook, signed, after the reuse was committed.
 func TestWebhookOnReuse(t *testing.T) {
@@ -549,8 +587,10 @@ func TestAdminMessages(t *testing.T) {
 		args = append(args, "--database", "sqlite:"+db, "--key-encryption-key", kek, "--argon2-memory", "8192", "--argon2-iterations", "1")
 		return cli.Run(context.Background(), args, strings.NewReader(stdin), io.Discard, io.Discard)
 	}
-	if err := run("", "users", "create", "ada@example.com"); err != nil {
-		t.Fatal(err)
+	for _, addr := range []string{"ada@example.com", "jos\u00e9@example.com", "user@xn--bcher-kva.de"} {
+		if err := run("", "users", "create", addr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tests := []struct {
 		name  string
@@ -561,6 +601,10 @@ func TestAdminMessages(t *testing.T) {
 		{"duplicate", "", []string{"users", "create", "ada@example.com"}, "users create: ada@example.com is already registered"},
 		{"not an email", "", []string{"users", "create", "not an email"}, `users create: "not an email" is not a valid email address`},
 		{"weak password", "short\n", []string{"users", "create", "bob@example.com", "--password-stdin"}, "users create: the password from stdin is refused: must be at least 8 characters"},
+		{"duplicate in other Unicode form", "", []string{"users", "create", "ADA@EXAMPLE.COM"}, "users create: ADA@EXAMPLE.COM is already registered"},
+		{"duplicate NFD", "", []string{"users", "create", "jose\u0301@example.com"}, "users create: jose\u0301@example.com is already registered"},
+		{"duplicate Unicode domain", "", []string{"users", "create", "user@b\u00fccher.de"}, "users create: user@b\u00fccher.de is already registered"},
+		{"zero-width space", "", []string{"users", "create", "ad\u200ba@example.com"}, `users create: "ad\u200ba@example.com" contains an invisible or control character`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

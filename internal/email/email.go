@@ -83,10 +83,14 @@ func Normalize(addr string) (string, error) {
 // invisible reports a rune that renders as nothing, or as space, or
 // changes how its neighbours render: control (Cc), format (Cf: zero-width
 // space and joiners, bidirectional controls, the BOM, soft hyphen),
-// private use (Co), surrogates (Cs), white space and separators (Z), and
+// private use (Co), surrogates (Cs), white space and separators (Z) other
+// than the ASCII space, and
 // the other default-ignorable code points (Hangul fillers, variation
 // selectors).
 func invisible(r rune) bool {
+	if r == ' ' {
+		return false // visible enough; the address parser refuses it
+	}
 	return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs, unicode.Z, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) ||
 		unicode.IsSpace(r) || r == utf8.RuneError
 }

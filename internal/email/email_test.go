@@ -52,6 +52,7 @@ func TestNormalizeRefuses(t *testing.T) {
 		{"variation selector", "ada\ufe0f@example.com", ErrInvisible},
 		{"private use", "ada\ue000@example.com", ErrInvisible},
 		{"invalid UTF-8", "ada\xff@example.com", ErrInvalid},
+		{"ASCII space", "ad a@example.com", ErrInvalid},
 		{"no at", "ada.example.com", ErrInvalid},
 		{"empty local", "@example.com", ErrInvalid},
 		{"single-label domain", "ada@localhost", ErrInvalid},
