@@ -66,7 +66,9 @@ func Normalize(addr string) (string, error) {
 	local := norm.NFC.String(strings.ToLower(norm.NFC.String(addr[:at])))
 	domain, err := domains.ToASCII(addr[at+1:])
 	if err != nil {
-		return "", fmt.Errorf("%w: domain: %v", ErrInvalid, err)
+		// Not wrapped: idna's errors quote the label, and addresses stay
+		// out of logs.
+		return "", fmt.Errorf("%w: the domain is not a valid internationalised domain name", ErrInvalid)
 	}
 	domain = strings.ToLower(domain)
 	e := local + "@" + domain
