@@ -98,7 +98,9 @@ func (s *Session) call(ctx context.Context, method, path string, in, out any) er
 	}
 	req.Header.Set("User-Agent", s.c.cfg.UserAgent)
 	req.Header.Set("Accept", "application/json")
-	hc := s.HTTPClient()
+	// The account endpoints are the Latch server's: no redirects, as for
+	// the token calls (a 307 would resend a password to another host).
+	hc := noRedirects(s.HTTPClient())
 	sent := s.c.cfg.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -137,6 +139,9 @@ func (s *Session) call(ctx context.Context, method, path string, in, out any) er
 		}
 		if json.Unmarshal(b, &obj) == nil && obj.Error != "" {
 			e.Code, e.Description = obj.Error, obj.Description
+		}
+		if resp.StatusCode/100 == 3 && e.Description == "" {
+			e.Description = "redirect not followed: calls to the Latch server never follow redirects"
 		}
 		return e
 	}

@@ -43,6 +43,8 @@ type Config struct {
 	Store Store
 	// HTTPClient talks to the Latch server; default a client with a 30 s
 	// timeout. Refresh attempts get their own, shorter deadline (see Grace).
+	// Its CheckRedirect is not used: calls to the Latch server never
+	// follow a redirect (a 3xx answer is an *Error).
 	HTTPClient *http.Client
 	// Now is the local clock; default time.Now. Tests inject a fake one.
 	Now func() time.Time
@@ -59,7 +61,8 @@ type Config struct {
 // Client talks to one Latch server. It is safe for concurrent use.
 type Client struct {
 	cfg  Config
-	base string // issuer without a trailing slash
+	hc   *http.Client // cfg.HTTPClient, following no redirects
+	base string       // issuer without a trailing slash
 	skew skew
 
 	mu   sync.Mutex
@@ -96,7 +99,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "latch-authclient"
 	}
-	return &Client{cfg: cfg, base: strings.TrimSuffix(cfg.Issuer, "/")}, nil
+	return &Client{cfg: cfg, hc: noRedirects(cfg.HTTPClient), base: strings.TrimSuffix(cfg.Issuer, "/")}, nil
 }
 
 // Issuer returns the issuer URL the client talks to.
@@ -141,7 +144,7 @@ func (c *Client) do(req *http.Request, out any) error {
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
 	req.Header.Set("Accept", "application/json")
 	sent := c.cfg.Now()
-	resp, err := c.cfg.HTTPClient.Do(req)
+	resp, err := c.hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -159,6 +162,9 @@ func (c *Client) do(req *http.Request, out any) error {
 		}
 		if json.Unmarshal(body, &obj) == nil && obj.Error != "" {
 			e.Code, e.Description = obj.Error, obj.Description
+		}
+		if resp.StatusCode/100 == 3 && e.Description == "" {
+			e.Description = "redirect not followed: calls to the Latch server never follow redirects"
 		}
 		return &statusError{e: e, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())}
 	}

@@ -3,6 +3,7 @@ package authclient
 import (
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -20,6 +21,12 @@ import (
 // does for in-memory bodies). Otherwise the 401 is returned as is: never a
 // loop. Token errors ([SessionEndedError], [UnavailableError]) are returned
 // as the round trip's error, wrapped in *url.Error by http.Client.
+//
+// The token goes only to the origin (scheme, host and port, RFC 6454
+// section 4) of the request the caller made: a request that http.Client
+// creates to follow a redirect to another origin is sent without any
+// Authorization header, so a resource server that redirects (or is made
+// to redirect) elsewhere cannot hand the token to a third party.
 func (s *Session) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -40,6 +47,11 @@ type transport struct {
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	if !sameOrigin(firstRequest(req).URL, req.URL) {
+		r := req.Clone(ctx)
+		r.Header.Del("Authorization")
+		return t.base.RoundTrip(r)
+	}
 	tok, err := t.s.token(ctx, "")
 	if err != nil {
 		closeBody(req)
@@ -70,6 +82,54 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body.Close()
 	r.Header.Set("Authorization", "Bearer "+fresh.access)
 	return t.base.RoundTrip(r)
+}
+
+// firstRequest returns the request the caller made: http.Client sets
+// Response (the redirect answer, whose Request is the previous hop) on
+// each request it creates to follow a redirect.
+func firstRequest(r *http.Request) *http.Request {
+	for r.Response != nil && r.Response.Request != nil {
+		r = r.Response.Request
+	}
+	return r
+}
+
+// sameOrigin reports whether a and b have the same origin: scheme, host
+// and port, the port defaulted by scheme (RFC 6454 section 4). Any doubt
+// (an unparsable or unknown scheme) answers false.
+func sameOrigin(a, b *url.URL) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	pa, oka := port(a)
+	pb, okb := port(b)
+	return oka && okb && pa == pb &&
+		strings.EqualFold(a.Scheme, b.Scheme) &&
+		strings.EqualFold(strings.TrimSuffix(a.Hostname(), "."), strings.TrimSuffix(b.Hostname(), "."))
+}
+
+func port(u *url.URL) (string, bool) {
+	if p := u.Port(); p != "" {
+		return p, true
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return "443", true
+	case "http":
+		return "80", true
+	}
+	return "", false
+}
+
+// noRedirects returns a copy of hc that does not follow redirects: calls
+// to the Latch server carry passwords, refresh tokens and access tokens,
+// and a 307 or 308 would make http.Client send the body again to wherever
+// the answer points. Latch never redirects an API call, so a redirect is
+// returned as the answer (an *Error with its 3xx status).
+func noRedirects(hc *http.Client) *http.Client {
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
 }
 
 // invalidToken reports a Bearer challenge with error="invalid_token".

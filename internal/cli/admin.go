@@ -8,12 +8,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/config"
+	"github.com/latchauth/latch/internal/email"
 	"github.com/latchauth/latch/internal/keywrap"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/session"
@@ -89,6 +91,16 @@ func runMigrate(ctx context.Context, args []string, s io3) error {
 	}
 	d.Close()
 	fmt.Fprintln(s.stdout, "migrations applied")
+	if d.emails.Updated > 0 {
+		fmt.Fprintf(s.stdout, "rewrote %d stored email addresses to their canonical form (NFC, IDNA)\n", d.emails.Updated)
+	}
+	for _, c := range d.emails.Collisions {
+		fmt.Fprintf(s.stdout, "warning: users %s have addresses that all normalise to %s; left unchanged: only one already in that form (if any) can log in; disable the others with latch users disable ID\n",
+			strings.Join(c.UserIDs, ", "), c.Email)
+	}
+	if len(d.emails.Invalid) > 0 {
+		fmt.Fprintf(s.stdout, "warning: users %s have a stored address holding an invisible or control character; nobody can log in as them\n", strings.Join(d.emails.Invalid, ", "))
+	}
 	return nil
 }
 
@@ -109,7 +121,7 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 	defer d.Close()
 	switch sub {
 	case "create":
-		email, err := oneArg(rest, s, "EMAIL")
+		addr, err := oneArg(rest, s, "EMAIL")
 		if err != nil {
 			return err
 		}
@@ -125,12 +137,14 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 			rand.Read(b)
 			pw, generated = base64.RawURLEncoding.EncodeToString(b), true
 		}
-		u, _, err := svc.Signup(ctx, session.SignupRequest{Email: email, Password: pw, Meta: session.Meta{UserAgent: "latch-cli"}})
+		u, _, err := svc.Signup(ctx, session.SignupRequest{Email: addr, Password: pw, Meta: session.Meta{UserAgent: "latch-cli"}})
 		switch {
 		case errors.Is(err, session.ErrEmailTaken):
-			return fmt.Errorf("users create: %s is already registered (latch users list shows the accounts)", email)
+			return fmt.Errorf("users create: %s is already registered (latch users list shows the accounts)", addr)
+		case errors.Is(err, email.ErrInvisible):
+			return fmt.Errorf("users create: %q contains an invisible or control character; type the address again", addr)
 		case errors.Is(err, session.ErrInvalidEmail):
-			return fmt.Errorf("users create: %q is not a valid email address", email)
+			return fmt.Errorf("users create: %q is not a valid email address", addr)
 		case errors.Is(err, password.ErrTooShort), errors.Is(err, password.ErrTooLong), errors.Is(err, password.ErrCommon), errors.Is(err, password.ErrInvalid):
 			return fmt.Errorf("users create: the password from stdin is refused: %s", strings.TrimPrefix(err.Error(), "password: "))
 		case err != nil:
@@ -254,7 +268,7 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 		return err
 	}
 	var (
-		force              *bool
+		force, create      *bool
 		newKEK, newKEKFile *string
 	)
 	d, _, _, err := admin(ctx, "keys "+sub, rest, s, func(f *flagSet) {
@@ -263,7 +277,8 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 			force = f.Bool("force", false, "rotate even if the next key has not been published for a full JWKS cache lifetime")
 		case "rewrap":
 			newKEK = f.String("new-key-encryption-key", "", "the new key-encryption key, 32 random bytes in standard base64")
-			newKEKFile = f.String("new-key-encryption-key-file", "", "file holding the new key-encryption key (created, mode 0600, if missing)")
+			newKEKFile = f.String("new-key-encryption-key-file", "", "file holding the new key-encryption key (must exist unless --create)")
+			create = f.Bool("create", false, "create --new-key-encryption-key-file with a new random key (mode 0600) if it does not exist")
 		}
 	})
 	if err != nil {
@@ -294,10 +309,23 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 		switch {
 		case (*newKEK == "") == (*newKEKFile == ""):
 			return fmt.Errorf("%w: keys rewrap needs exactly one of --new-key-encryption-key and --new-key-encryption-key-file", ErrUsage)
+		case *newKEK != "" && *create:
+			return fmt.Errorf("%w: keys rewrap --create applies to --new-key-encryption-key-file only", ErrUsage)
 		case *newKEK != "":
 			next, err = keywrap.Parse(*newKEK)
+		case *create:
+			var created bool
+			next, created, err = keywrap.LoadOrCreateFile(*newKEKFile)
+			if created {
+				fmt.Fprintf(s.stdout, "created a new key-encryption key in %s (mode 0600); keep a copy: without it the database cannot be opened.\n", *newKEKFile)
+			}
 		default:
-			next, _, err = keywrap.LoadOrCreateFile(*newKEKFile)
+			// A mistyped path must not silently become a new key that the
+			// database is then sealed under.
+			if _, serr := os.Stat(*newKEKFile); errors.Is(serr, os.ErrNotExist) {
+				return fmt.Errorf("keys rewrap: --new-key-encryption-key-file %s does not exist; to generate a new key in it, add --create", *newKEKFile)
+			}
+			next, err = keywrap.LoadFile(*newKEKFile)
 		}
 		if err != nil {
 			return err

@@ -164,6 +164,21 @@ type deps struct {
 	kek    *keywrap.KEK
 	log    *slog.Logger
 	issuer *token.Issuer
+	emails session.EmailReport // what the email pass of migrating did
+}
+
+// logEmails logs what renormalising stored emails did: user ids only, the
+// log is no place for addresses (latch migrate prints them).
+func (d *deps) logEmails() {
+	if d.emails.Updated > 0 {
+		d.log.Info("rewrote stored email addresses to their canonical form (NFC, IDNA)", "count", d.emails.Updated)
+	}
+	for _, c := range d.emails.Collisions {
+		d.log.Warn("users whose email addresses normalise to one address were left unchanged; only the one already in canonical form (if any) can log in; disable the others (latch users disable ID)", "user_ids", c.UserIDs)
+	}
+	if len(d.emails.Invalid) > 0 {
+		d.log.Warn("users whose stored email address holds an invisible or control character cannot log in", "user_ids", d.emails.Invalid)
+	}
 }
 
 func (d *deps) Close() {
@@ -214,6 +229,11 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...
 		d.Close()
 		return nil, err
 	}
+	if d.emails, err = session.RenormalizeEmails(ctx, d.store); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.logEmails()
 	switch {
 	case mode == kekNone:
 	case c.KEK != "":
@@ -221,7 +241,7 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...
 	case c.KEKFile != "" && c.IsPostgres():
 		d.kek, err = keywrap.LoadFile(c.KEKFile)
 	case c.KEKFile != "":
-		d.kek, _, err = keywrap.LoadOrCreateFile(c.KEKFile)
+		d.kek, _, err = d.kekFile(ctx, c.KEKFile)
 	default:
 		kekPath := path + ".kek"
 		if mode != kekCreate {
@@ -231,7 +251,7 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...
 			}
 		}
 		var created bool
-		d.kek, created, err = keywrap.LoadOrCreateFile(kekPath)
+		d.kek, created, err = d.kekFile(ctx, kekPath)
 		if created {
 			d.log.Warn("created a key-encryption key file beside the database; for production keep it elsewhere and pass --key-encryption-key-file", "path", kekPath)
 		}
@@ -241,6 +261,26 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...
 		return nil, err
 	}
 	return d, nil
+}
+
+// kekFile loads the key-encryption key file at path, creating it (mode
+// 0600) only while the database holds nothing sealed. Once it holds sealed
+// signing keys or secrets, a missing file is a lost or misplaced key: a new
+// one would open none of them, so it is not created (it would be left
+// behind as a bogus key file) and the message says to restore the file.
+func (d *deps) kekFile(ctx context.Context, path string) (k *keywrap.KEK, created bool, err error) {
+	if _, serr := os.Stat(path); !errors.Is(serr, os.ErrNotExist) {
+		k, err = keywrap.LoadFile(path)
+		return k, false, err
+	}
+	sealed, err := token.HasSealed(ctx, d.store)
+	if err != nil {
+		return nil, false, err
+	}
+	if sealed {
+		return nil, false, fmt.Errorf("the key-encryption key file %s is missing, but the database holds signing keys sealed under it: restore %s from a backup (or pass the key with --key-encryption-key or --key-encryption-key-file); a new key cannot open them, so none was created", path, path)
+	}
+	return keywrap.LoadOrCreateFile(path)
 }
 
 // services builds the issuer and the session service over d.

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/internal/cli"
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/store/sqlite"
 	"github.com/latchauth/latch/internal/testenv"
 	"github.com/latchauth/latch/internal/webhook"
 )
@@ -317,9 +319,20 @@ func TestKeysRewrap(t *testing.T) {
 		t.Fatalf("rewrap without a new key succeeded:\n%s", out)
 	}
 	newKEK := filepath.Join(t.TempDir(), "new.kek")
-	out := s.mustLatch(t, "", "keys", "rewrap", "--new-key-encryption-key-file", newKEK)
-	if !strings.Contains(out, "rewrapped 3 sealed values") {
-		t.Fatalf("keys rewrap: %s", out)
+	// A missing file is a mistyped path, not a request for a new key.
+	if out, err := s.latch(t, "", "keys", "rewrap", "--new-key-encryption-key-file", newKEK); err == nil || !strings.Contains(err.Error(), "--create") {
+		t.Fatalf("rewrap to a missing file = %v, want a refusal that names --create:\n%s", err, out)
+	}
+	if _, err := os.Stat(newKEK); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused rewrap created %s (stat error %v)", newKEK, err)
+	}
+	s.mustLatch(t, "", "keys", "list") // still sealed under the old key
+	out := s.mustLatch(t, "", "keys", "rewrap", "--new-key-encryption-key-file", newKEK, "--create")
+	if !strings.Contains(out, "rewrapped 3 sealed values") || !strings.Contains(out, "created a new key-encryption key in "+newKEK) {
+		t.Fatalf("keys rewrap --create: %s", out)
+	}
+	if fi, err := os.Stat(newKEK); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("new key file: stat error %v; want mode 600", err)
 	}
 	if out, err := s.latch(t, "", "keys", "list"); err == nil || !strings.Contains(err.Error(), "wrong key-encryption key") {
 		t.Fatalf("the old key still opens the database (%v):\n%s", err, out)
@@ -332,6 +345,84 @@ func TestKeysRewrap(t *testing.T) {
 	}
 	if out := s.mustLatch(t, "", "audit", "--type", "keys.rewrapped", "--key-encryption-key-file", newKEK); !strings.Contains(out, "keys.rewrapped") {
 		t.Fatalf("the rewrap is not in the audit trail:\n%s", out)
+	}
+}
+
+// TestMissingKEKBesideDatabase: a database whose keys are sealed does not
+// start without its key-encryption key file: no new key is made up (it
+// would open nothing and be left behind), and the message says to restore
+// the file. A fresh database still gets one, and every file is 0600.
+func TestMissingKEKBesideDatabase(t *testing.T) {
+	s := startServer(t)
+	for _, name := range []string{s.db, s.db + "-wal", s.db + "-shm", s.db + ".kek"} {
+		if fi, err := os.Stat(name); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %o, want 600", filepath.Base(name), fi.Mode().Perm())
+		}
+	}
+	s.stop()
+	<-s.done
+	s.done <- nil // for the cleanup
+	if err := os.Remove(s.db + ".kek"); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := filepath.Join(t.TempDir(), "moved.kek")
+	for _, tc := range []struct {
+		name string
+		args []string
+		kek  string // the file that must not appear
+	}{
+		{"default file beside the database", nil, s.db + ".kek"},
+		{"--key-encryption-key-file", []string{"--key-encryption-key-file", elsewhere}, elsewhere},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", "sqlite:" + s.db}, tc.args...)
+			err := cli.Run(context.Background(), args, strings.NewReader(""), io.Discard, &logs)
+			if err == nil || !strings.Contains(err.Error(), "restore "+tc.kek) {
+				t.Fatalf("serve without the key file = %v, want a refusal saying to restore %s\n%s", err, tc.kek, logs.String())
+			}
+			if _, err := os.Stat(tc.kek); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("serve created %s (stat error %v)", tc.kek, err)
+			}
+		})
+	}
+}
+
+// TestMigrateReportsEmailCollisions: rows stored before normalisation are
+// rewritten by latch migrate, and two rows that normalise to one address
+// are named by user id and left alone, never merged.
+func TestMigrateReportsEmailCollisions(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "latch.db")
+	st, err := sqlite.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var ids []string
+	for _, addr := range []string{"jos\u00e9@example.com", "jose\u0301@example.com", "user@b\u00fccher.de"} {
+		u := session.User{ID: session.NewID(), Email: addr, PasswordHash: "$argon2id$x", CreatedAt: now, PasswordChangedAt: now}
+		if err := st.InTx(context.Background(), func(tx session.Tx) error { return tx.InsertUser(context.Background(), u) }); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	st.Close()
+	var out bytes.Buffer
+	if err := cli.Run(context.Background(), []string{"migrate", "--database", "sqlite:" + db}, nil, &out, &out); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"rewrote 1 stored email addresses", ids[0], ids[1], "normalise to jos\u00e9@example.com", "left unchanged"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("migrate output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), ids[2]) {
+		t.Errorf("migrate output names the user whose address was only rewritten:\n%s", out.String())
 	}
 }
 
@@ -496,8 +587,10 @@ func TestAdminMessages(t *testing.T) {
 		args = append(args, "--database", "sqlite:"+db, "--key-encryption-key", kek, "--argon2-memory", "8192", "--argon2-iterations", "1")
 		return cli.Run(context.Background(), args, strings.NewReader(stdin), io.Discard, io.Discard)
 	}
-	if err := run("", "users", "create", "ada@example.com"); err != nil {
-		t.Fatal(err)
+	for _, addr := range []string{"ada@example.com", "jos\u00e9@example.com", "user@xn--bcher-kva.de"} {
+		if err := run("", "users", "create", addr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tests := []struct {
 		name  string
@@ -508,6 +601,10 @@ func TestAdminMessages(t *testing.T) {
 		{"duplicate", "", []string{"users", "create", "ada@example.com"}, "users create: ada@example.com is already registered"},
 		{"not an email", "", []string{"users", "create", "not an email"}, `users create: "not an email" is not a valid email address`},
 		{"weak password", "short\n", []string{"users", "create", "bob@example.com", "--password-stdin"}, "users create: the password from stdin is refused: must be at least 8 characters"},
+		{"duplicate in other Unicode form", "", []string{"users", "create", "ADA@EXAMPLE.COM"}, "users create: ADA@EXAMPLE.COM is already registered"},
+		{"duplicate NFD", "", []string{"users", "create", "jose\u0301@example.com"}, "users create: jose\u0301@example.com is already registered"},
+		{"duplicate Unicode domain", "", []string{"users", "create", "user@b\u00fccher.de"}, "users create: user@b\u00fccher.de is already registered"},
+		{"zero-width space", "", []string{"users", "create", "ad\u200ba@example.com"}, `users create: "ad\u200ba@example.com" contains an invisible or control character`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

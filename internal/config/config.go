@@ -222,6 +222,13 @@ func (c *Config) ValidateStorage() error {
 		// Not quoted back: a URL may carry a password.
 		errs = append(errs, errors.New("--database: must be sqlite:PATH or postgres://…"))
 	}
+	if p := c.SQLitePath(); strings.ContainsAny(p, "?#") {
+		// The SQLite driver would read what follows as connection
+		// parameters (mode=memory, _pragma=…); Latch sets its own. The
+		// store escapes them too, but a path holding them is most likely
+		// meant as parameters, so say so rather than create "x.db?mode=ro".
+		errs = append(errs, fmt.Errorf("--database: the sqlite: path %q contains '?' or '#': Latch passes no parameters to SQLite (it sets WAL, foreign keys and a busy timeout itself); name a file without them", p))
+	}
 	if c.KEK != "" && c.KEKFile != "" {
 		errs = append(errs, errors.New("--key-encryption-key and --key-encryption-key-file are exclusive"))
 	}

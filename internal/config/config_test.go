@@ -95,6 +95,32 @@ func TestSQLitePath(t *testing.T) {
 	}
 }
 
+// TestSQLitePathWithParameters: a sqlite: path carrying '?' or '#' is
+// refused by name, not handed to the driver as parameters.
+func TestSQLitePathWithParameters(t *testing.T) {
+	for _, tc := range []struct {
+		db string
+		ok bool
+	}{
+		{db: "sqlite:x.db?mode=memory"},
+		{db: "sqlite:x.db?_pragma=journal_mode(DELETE)"},
+		{db: "sqlite:///tmp/x#y.db"},
+		{db: "x.db?mode=ro"},
+		{db: "sqlite:///tmp/ok.db", ok: true},
+	} {
+		t.Run(tc.db, func(t *testing.T) {
+			c, _, err := parseServe(t, "--database", tc.db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.ValidateStorage()
+			if tc.ok != (err == nil) || (err != nil && (!strings.Contains(err.Error(), "--database") || !strings.Contains(err.Error(), "'?' or '#'"))) {
+				t.Fatalf("ValidateStorage() = %v, want ok=%v or a --database error about '?' and '#'", err, tc.ok)
+			}
+		})
+	}
+}
+
 func TestRedactedDatabase(t *testing.T) {
 	tests := map[string]string{
 		"sqlite:a.db":                       "sqlite:a.db",

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/latchauth/latch/internal/email"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/session"
 )
@@ -89,6 +90,8 @@ func toError(err error) *Error {
 		return wrap(http.StatusUnauthorized, CodeInvalidCredentials, "invalid email or password")
 	case errors.Is(err, session.ErrEmailTaken):
 		return wrap(http.StatusConflict, CodeEmailTaken, "an account with this email already exists")
+	case errors.Is(err, email.ErrInvisible):
+		return wrap(http.StatusBadRequest, CodeInvalidEmail, "email contains an invisible or control character")
 	case errors.Is(err, session.ErrInvalidEmail):
 		return wrap(http.StatusBadRequest, CodeInvalidEmail, "email is not a valid address")
 	case errors.Is(err, password.ErrTooShort), errors.Is(err, password.ErrTooLong),

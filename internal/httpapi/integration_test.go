@@ -19,6 +19,8 @@ func TestSignup(t *testing.T) {
 	t.Parallel()
 	_, srv := newServer(t, testenv.Options{})
 	signupOnly(t, srv, "taken@example.com", testPassword)
+	signupOnly(t, srv, "josé@example.com", testPassword)
+	signupOnly(t, srv, "user@xn--bcher-kva.de", testPassword)
 
 	tests := []struct {
 		name       string
@@ -39,6 +41,10 @@ func TestSignup(t *testing.T) {
 		{"display name", map[string]any{"email": "Bob <bob@example.com>", "password": testPassword}, http.StatusBadRequest, "invalid_email", false},
 		{"no dot in domain", map[string]any{"email": "bob@localhost", "password": testPassword}, http.StatusBadRequest, "invalid_email", false},
 		{"missing password", map[string]any{"email": "nopw@example.com"}, http.StatusBadRequest, "invalid_request", false},
+		{"zero-width space", map[string]any{"email": "ta​ken@example.com", "password": testPassword}, http.StatusBadRequest, "invalid_email", false},
+		{"bidi override", map[string]any{"email": "bob‮@example.com", "password": testPassword}, http.StatusBadRequest, "invalid_email", false},
+		{"duplicate email in NFD", map[string]any{"email": "josé@example.com", "password": testPassword}, http.StatusConflict, "email_taken", false},
+		{"duplicate email with Unicode domain", map[string]any{"email": "user@bücher.de", "password": testPassword}, http.StatusConflict, "email_taken", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -105,6 +105,20 @@ func TestLoginThrottle(t *testing.T) {
 		t.Logf("one account, attacked from many IPs: 10 attempts at once, then %d in the next 60 minutes", admitted-10)
 	})
 
+	t.Run("per account, whatever the spelling of the address", func(t *testing.T) {
+		_, srv := throttled(t)
+		// Rotating through NFC, NFD, case and Unicode or ASCII domain
+		// spellings of one address draws on one account bucket.
+		spellings := []string{"jos\u00e9@b\u00fccher.de", "jose\u0301@b\u00fccher.de", "JOS\u00c9@xn--bcher-kva.de", "jose\u0301@BU\u0308CHER.de"}
+		n, r := attempts(t, 50, func(i int) reply {
+			return loginFrom(t, srv, fmt.Sprintf("198.51.100.%d", i+1), spellings[i%len(spellings)], "wrong password!")
+		})
+		if n != 10 {
+			t.Fatalf("%d failed attempts over %d spellings of one address before 429, want the account burst of 10", n, len(spellings))
+		}
+		want429(t, r, spellings[0])
+	})
+
 	t.Run("per IP, across many accounts", func(t *testing.T) {
 		env, srv := throttled(t)
 		n, r := attempts(t, 100, func(i int) reply {

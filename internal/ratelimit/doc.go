@@ -39,7 +39,7 @@
 // which is negligible next to 100 per hour.
 //
 // Keys depend only on the account string the client sent (trimmed and
-// lower-cased, as session.NormalizeEmail does) and the address, never on
+// normalised, as session.NormalizeEmail does) and the address, never on
 // whether the account exists, so an unknown account is throttled exactly
 // like an existing one and throttling tells nothing about which accounts
 // exist (OWASP Authentication cheat sheet). Account names and addresses are

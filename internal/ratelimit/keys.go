@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"strings"
+
+	"github.com/latchauth/latch/internal/email"
 )
 
 // Key kinds; each is part of the key so that buckets never collide.
@@ -18,11 +20,15 @@ const (
 	kindRefreshIP    = "refresh-ip"
 )
 
-// canonAccount trims and lower-cases an account name, as
-// session.NormalizeEmail does for valid addresses, so callers may pass the
-// raw or the normalised email and get the same key, and an invalid address
-// is throttled like any other string.
+// canonAccount returns the account's canonical email (email.Normalize, as
+// session.NormalizeEmail stores and looks it up), so callers may pass the
+// raw or the normalised email, in any Unicode form, and get the same key.
+// A string that is no valid address is trimmed, lower-cased and throttled
+// like any other: it can never name an account, since login refuses it.
 func canonAccount(account string) string {
+	if e, err := email.Normalize(account); err == nil {
+		return e
+	}
 	return strings.ToLower(strings.TrimSpace(account))
 }
 

@@ -308,3 +308,19 @@ func TestAccountRetryAfterJitter(t *testing.T) {
 		t.Fatalf("IP denial %+v, want ReasonIP with the exact 2s", d)
 	}
 }
+
+// TestCanonAccount: every spelling of one address (case, NFC or NFD, a
+// Unicode or an ASCII domain) draws on one account bucket.
+func TestCanonAccount(t *testing.T) {
+	for _, forms := range [][]string{
+		{"jos\u00e9@example.com", "jose\u0301@example.com", " JOS\u00c9@Example.com "},
+		{"user@b\u00fccher.de", "user@xn--bcher-kva.de", "USER@B\u00dcCHER.DE", "user@bu\u0308cher.de"},
+	} {
+		want := canonAccount(forms[0])
+		for _, f := range forms[1:] {
+			if got := canonAccount(f); got != want {
+				t.Errorf("canonAccount(%q) = %q, want %q (as for %q)", f, got, want, forms[0])
+			}
+		}
+	}
+}

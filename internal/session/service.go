@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/mail"
-	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -14,6 +12,7 @@ import (
 	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/dtoken"
+	"github.com/latchauth/latch/internal/email"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/rtoken"
 )
@@ -154,16 +153,14 @@ type Tokens struct {
 	DeviceToken string
 }
 
-// NormalizeEmail trims and lower-cases an address and checks that it is a
-// bare addr-spec (RFC 5322 section 3.4.1), with no display name.
-func NormalizeEmail(email string) (string, error) {
-	e := strings.ToLower(strings.TrimSpace(email))
-	if e == "" || len(e) > 254 {
-		return "", ErrInvalidEmail
-	}
-	a, err := mail.ParseAddress(e)
-	if err != nil || a.Address != e || a.Name != "" || !strings.Contains(e[strings.LastIndexByte(e, '@')+1:], ".") {
-		return "", ErrInvalidEmail
+// NormalizeEmail returns the canonical form of an address (package
+// [email]: trimmed, local part lower-cased NFC, domain in IDNA ASCII form),
+// the form stored and looked up, or an error wrapping ErrInvalidEmail
+// (and email.ErrInvisible for invisible or control characters).
+func NormalizeEmail(addr string) (string, error) {
+	e, err := email.Normalize(addr)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidEmail, err)
 	}
 	return e, nil
 }

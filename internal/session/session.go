@@ -197,6 +197,8 @@ type Tx interface {
 	// every change to a user is made on a copy read this way, so two
 	// changes never overwrite each other with stale columns.
 	LockUser(ctx context.Context, id string) (User, error)
+	// UpdateUser writes u's email, password and disabled columns;
+	// ErrEmailTaken if another user holds the email.
 	UpdateUser(ctx context.Context, u User) error
 	InsertSession(ctx context.Context, s Session) error
 	LockSession(ctx context.Context, id string) (Session, error)

@@ -426,11 +426,14 @@ func (i *Issuer) openSigner(sk StoredKey) (jose.Signer, error) {
 	return s, nil
 }
 
+// refreshKeyName is the server secret holding the refresh-token MAC key.
+const refreshKeyName = "refresh-token-mac-key"
+
 // RefreshKey returns the refresh-token MAC key, creating it on first use.
 // It is stored sealed with the key-encryption key, so every node shares it
 // and a database dump alone does not reveal it.
 func RefreshKey(ctx context.Context, store Store, kek *keywrap.KEK, now time.Time) ([]byte, error) {
-	const name = "refresh-token-mac-key"
+	const name = refreshKeyName
 	sealed, err := store.Secret(ctx, name)
 	if errors.Is(err, ErrNotFound) {
 		k := make([]byte, 32)

@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/latchauth/latch/internal/keywrap"
@@ -45,4 +46,25 @@ func Rewrap(ctx context.Context, store Resealer, old, new *keywrap.KEK) (int, er
 		return 0, fmt.Errorf("token: rewrap: %w", err)
 	}
 	return n, nil
+}
+
+// HasSealed reports whether store holds a signing key or a server secret,
+// all of which are sealed under the key-encryption key: when it does, only
+// that key opens the database, and a new one must not be made up.
+func HasSealed(ctx context.Context, store Store) (bool, error) {
+	keys, err := store.SigningKeys(ctx)
+	if err != nil {
+		return false, fmt.Errorf("token: signing keys: %w", err)
+	}
+	if len(keys) > 0 {
+		return true, nil
+	}
+	switch _, err := store.Secret(ctx, refreshKeyName); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("token: refresh key: %w", err)
+	}
 }

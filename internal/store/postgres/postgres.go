@@ -688,8 +688,13 @@ func (t *txn) LockUser(ctx context.Context, id string) (session.User, error) {
 
 func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
 	// Runs on a row this transaction locked, so it cannot miss.
-	t.later(oneRow, `UPDATE users SET password_hash = $1, password_changed_at = $2, disabled_at = $3 WHERE id = $4`,
-		u.PasswordHash, u.PasswordChangedAt, nullTime(u.DisabledAt), u.ID)
+	t.later(func(tag pgconn.CommandTag, err error) error {
+		if isUnique(err) {
+			return session.ErrEmailTaken
+		}
+		return oneRow(tag, err)
+	}, `UPDATE users SET email = $1, password_hash = $2, password_changed_at = $3, disabled_at = $4 WHERE id = $5`,
+		u.Email, u.PasswordHash, u.PasswordChangedAt, nullTime(u.DisabledAt), u.ID)
 	return nil
 }
 

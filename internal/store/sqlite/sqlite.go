@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -49,7 +50,19 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "foreign_keys(ON)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
 	}
-	dsn := "file:" + path + "?" + q.Encode()
+	// SQLite creates a database file with mode 0644 and gives its -wal and
+	// -shm files the database file's mode: create it 0600 first, so other
+	// local users cannot read sessions, the audit trail or sealed keys. An
+	// existing file keeps the mode its operator gave it.
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	f.Close()
+	// The name is the path of an SQLite URI (sqlite.org/uri.html section
+	// 3.1): an unescaped '?' or '#' would end it and turn the rest of the
+	// file name into driver and SQLite parameters, so escape them (and '%').
+	dsn := "file:" + uriPath.Replace(path) + "?" + q.Encode()
 	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -69,6 +82,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	return s, nil
 }
+
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
 // Close closes the database.
 func (s *Store) Close() error { return errors.Join(s.r.Close(), s.w.Close()) }
@@ -362,8 +377,11 @@ func (t *txn) LockUser(ctx context.Context, id string) (session.User, error) {
 }
 
 func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, password_changed_at = ?, disabled_at = ? WHERE id = ?`,
-		u.PasswordHash, micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), u.ID)
+	res, err := t.tx.ExecContext(ctx, `UPDATE users SET email = ?, password_hash = ?, password_changed_at = ?, disabled_at = ? WHERE id = ?`,
+		u.Email, u.PasswordHash, micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), u.ID)
+	if isUnique(err) {
+		return session.ErrEmailTaken
+	}
 	return oneRow(res, err)
 }
 

@@ -3,7 +3,9 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/latchauth/latch/internal/store/sqlite"
@@ -71,5 +73,60 @@ func TestUpgradeBackfillsRotationOrigin(t *testing.T) {
 func TestOpenRejectsMemory(t *testing.T) {
 	if _, err := sqlite.Open(context.Background(), ":memory:"); err == nil {
 		t.Fatal("Open accepted :memory:")
+	}
+}
+
+// TestFileModes: the database and its -wal and -shm files are readable by
+// their owner only, whatever the umask lets SQLite's default 0644 through.
+func TestFileModes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latch.db")
+	s, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Migrate(context.Background()); err != nil { // writes: WAL and shared memory exist
+		t.Fatal(err)
+	}
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != 0o600 {
+			t.Errorf("%s: mode %o, want 600", filepath.Base(name), got)
+		}
+	}
+}
+
+// TestPathIsNotAURI: '?', '#' and '%' in a file name are part of the name,
+// not SQLite URI parameters, a fragment or escapes.
+func TestPathIsNotAURI(t *testing.T) {
+	for _, name := range []string{
+		"a.db?mode=memory",
+		"b.db?_pragma=journal_mode(DELETE)",
+		"c#frag.db",
+		"d%3f.db",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, name)
+			s, err := sqlite.Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Migrate(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			entries, _ := os.ReadDir(dir)
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			if want := []string{name, name + "-shm", name + "-wal"}; !slices.Equal(names, want) {
+				t.Fatalf("files created %q, want %q", names, want)
+			}
+		})
 	}
 }

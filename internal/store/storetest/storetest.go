@@ -32,6 +32,8 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	}{
 		{"UserRoundTrip", testUserRoundTrip},
 		{"EmailTaken", testEmailTaken},
+		{"UpdateEmailTaken", testUpdateEmailTaken},
+		{"RenormalizeEmails", testRenormalizeEmails},
 		{"SessionRoundTrip", testSessionRoundTrip},
 		{"RollbackOnError", testRollback},
 		{"RevokeScopes", testRevokeScopes},
@@ -61,6 +63,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{name: "Service/ConcurrentRefreshRotatesOnce", fn: testServiceConcurrent},
 		{name: "Service/SweeperBoundsTables", fn: testServiceSweep},
 		{name: "Service/GraceBoundedAndSuspicious", fn: testServiceGraceBounded, grace: graceG, lost: graceL},
+		{name: "Service/EmailIdentity", fn: testServiceEmailIdentity},
 	}
 	for _, tt := range service {
 		t.Run(tt.name, func(t *testing.T) {
