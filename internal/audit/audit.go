@@ -25,6 +25,10 @@ const (
 // but a copy of the token may be in other hands.
 const RefreshSuspiciousGrace = "refresh.suspicious_grace"
 
+// PasswordChangeFailed: a password change refused because the current
+// password was wrong, as a guess with a stolen access token would be.
+const PasswordChangeFailed = "user.password_change_failed"
+
 // Event is one audit record. It never holds a token, a password or a key.
 type Event struct {
 	At        time.Time

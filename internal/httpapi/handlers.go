@@ -179,7 +179,15 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 	if req.Current == "" || req.New == "" {
 		return badRequest("current_password and new_password are required")
 	}
-	err = s.sessions.ChangePassword(r.Context(), c.claims.Subject, c.claims.SessionID, req.Current, req.New, s.meta(r))
+	// The throttle is keyed on the account's email, as logins are.
+	u, err := s.sessions.User(r.Context(), c.claims.Subject)
+	if err != nil {
+		return err
+	}
+	m := s.meta(r)
+	err = s.passwordCheck(r.Context(), "password change", Observer.PasswordChangeThrottled, u.Email, m.IP, "", func() error {
+		return s.sessions.ChangePassword(r.Context(), c.claims.Subject, c.claims.SessionID, req.Current, req.New, m)
+	})
 	if errors.Is(err, session.ErrBadCredential) {
 		return apiError(http.StatusForbidden, CodeInvalidCredentials, "current password is wrong")
 	}

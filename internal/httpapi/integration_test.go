@@ -576,6 +576,10 @@ func TestChangePassword(t *testing.T) {
 	}{
 		{"wrong current password", map[string]string{"current_password": "not my password", "new_password": newPassword}, http.StatusForbidden, "invalid_credentials"},
 		{"weak new password", map[string]string{"current_password": testPassword, "new_password": "password123"}, http.StatusBadRequest, "weak_password"},
+		// The policy is checked first: weak_password says nothing about
+		// the current password.
+		{"weak new password, wrong current password", map[string]string{"current_password": "not my password", "new_password": "password123"}, http.StatusBadRequest, "weak_password"},
+		{"short new password, wrong current password", map[string]string{"current_password": "not my password", "new_password": "short"}, http.StatusBadRequest, "weak_password"},
 		{"missing new password", map[string]string{"current_password": testPassword}, http.StatusBadRequest, "invalid_request"},
 	}
 	for _, tt := range refused {

@@ -41,7 +41,8 @@ type Config struct {
 	// (default 16), so one credential cannot take every slot and keep
 	// other resource servers from hearing of logouts.
 	FeedStreamsPerClient int
-	// Throttle limits logins, signups and refreshes; nil limits nothing.
+	// Throttle limits logins (password changes count as logins), signups
+	// and refreshes; nil limits nothing.
 	Throttle Throttle
 	// CORSOrigins are the exact browser origins allowed to call the API;
 	// empty sends no CORS headers. CORSCredentials adds
@@ -53,7 +54,8 @@ type Config struct {
 	// taking the client IP for rate limits and audit.
 	TrustedProxies []netip.Prefix
 	// Observer, if set, is told every request's route, status and latency
-	// and every throttled login (internal/metrics implements it).
+	// and every throttled login and password change (internal/metrics
+	// implements it).
 	Observer Observer
 	// Metrics, if set, is served at GET /metrics without authentication;
 	// operators keep that path off the public network.
@@ -69,6 +71,9 @@ type Observer interface {
 	Request(route, method string, status int, d time.Duration)
 	// LoginThrottled reports a password login refused by the throttle.
 	LoginThrottled()
+	// PasswordChangeThrottled reports a password change refused by the
+	// throttle.
+	PasswordChangeThrottled()
 }
 
 // Throttle is the rate limiting the API needs (internal/ratelimit provides

@@ -252,3 +252,112 @@ func TestSignupThrottle(t *testing.T) {
 	}
 	want429(t, r, "signup")
 }
+
+func changeFrom(t *testing.T, srv *httptest.Server, ip, at, current, next string) reply {
+	t.Helper()
+	return send(t, srv, req{method: "POST", path: "/v1/password", contentType: "application/json", bearer: at,
+		body:   mustJSON(t, map[string]string{"current_password": current, "new_password": next}),
+		header: map[string]string{"X-Forwarded-For": ip}})
+}
+
+// TestPasswordChangeThrottle: POST /v1/password is a password check like a
+// login, so it meets the login limits (IP, account, (account, IP)
+// lockout), shares them with logins, and answers 429 with Retry-After.
+// Before, one access token bought an unthrottled guessing channel.
+// docs/security.md LOGIN-04, LOGIN-05, REV-04.
+func TestPasswordChangeThrottle(t *testing.T) {
+	const (
+		wrong  = "not the password"
+		newPW  = "a brand new passphrase"
+		victim = "victim@example.com"
+	)
+	tests := []struct {
+		name string
+		// before spends limits; probe must then be refused with 429.
+		before func(t *testing.T, srv *httptest.Server, at string)
+		probe  func(t *testing.T, srv *httptest.Server, at string) reply
+	}{
+		{"pair lockout after 5 wrong current passwords, even for the right one",
+			func(t *testing.T, srv *httptest.Server, at string) {
+				for i := range 5 {
+					if r := changeFrom(t, srv, "203.0.113.5", at, wrong, newPW); r.Status != http.StatusForbidden {
+						t.Fatalf("guess %d: %s, want 403: the lockout starts after 5", i+1, r)
+					}
+				}
+			},
+			func(t *testing.T, srv *httptest.Server, at string) reply {
+				return changeFrom(t, srv, "203.0.113.5", at, testenv.Password, newPW)
+			}},
+		{"wrong current passwords lock out the pair's logins",
+			func(t *testing.T, srv *httptest.Server, at string) {
+				for range 5 {
+					changeFrom(t, srv, "203.0.113.6", at, wrong, newPW)
+				}
+			},
+			func(t *testing.T, srv *httptest.Server, _ string) reply {
+				return loginFrom(t, srv, "203.0.113.6", victim, testenv.Password)
+			}},
+		{"the account bucket is shared with logins",
+			func(t *testing.T, srv *httptest.Server, _ string) {
+				for i := range 10 {
+					loginFrom(t, srv, fmt.Sprintf("198.51.100.%d", i+1), victim, wrong)
+				}
+			},
+			func(t *testing.T, srv *httptest.Server, at string) reply {
+				return changeFrom(t, srv, "198.51.100.200", at, testenv.Password, newPW)
+			}},
+		{"the account bucket holds across many IPs",
+			func(t *testing.T, srv *httptest.Server, at string) {
+				for i := range 10 {
+					if r := changeFrom(t, srv, fmt.Sprintf("198.51.100.%d", i+1), at, wrong, newPW); r.Status != http.StatusForbidden {
+						t.Fatalf("guess %d: %s, want 403 within the account burst of 10", i+1, r)
+					}
+				}
+			},
+			func(t *testing.T, srv *httptest.Server, at string) reply {
+				return changeFrom(t, srv, "198.51.100.200", at, wrong, newPW)
+			}},
+		{"the IP bucket is shared with logins",
+			func(t *testing.T, srv *httptest.Server, _ string) {
+				for i := range 30 {
+					loginFrom(t, srv, "192.0.2.9", fmt.Sprintf("user%d@example.com", i), wrong)
+				}
+			},
+			func(t *testing.T, srv *httptest.Server, at string) reply {
+				return changeFrom(t, srv, "192.0.2.9", at, testenv.Password, newPW)
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, srv := throttled(t)
+			at := env.Login(t, victim).AccessToken
+			tt.before(t, srv, at)
+			want429(t, tt.probe(t, srv, at), "probe")
+			// The password is unchanged.
+			env.Clock.Advance(time.Minute)
+			if r := loginFrom(t, srv, "192.0.2.250", victim, testenv.Password); r.Status != http.StatusOK {
+				t.Fatalf("the old password after the throttled attempts: %s", r)
+			}
+		})
+	}
+
+	t.Run("after the announced wait the owner changes the password", func(t *testing.T) {
+		env, srv := throttled(t)
+		at := env.Login(t, victim).AccessToken
+		ip := "203.0.113.9"
+		for range 5 {
+			changeFrom(t, srv, ip, at, wrong, newPW)
+		}
+		r := changeFrom(t, srv, ip, at, testenv.Password, newPW)
+		want429(t, r, "locked pair")
+		secs, _ := strconv.Atoi(r.Header.Get("Retry-After"))
+		env.Clock.Advance(time.Duration(secs) * time.Second)
+		if r := changeFrom(t, srv, ip, at, testenv.Password, newPW); r.Status != http.StatusNoContent {
+			t.Fatalf("the owner after the announced %d s: %s, want 204", secs, r)
+		}
+		// Success resets the pair: a mistyped login right after is not throttled.
+		if r := loginFrom(t, srv, ip, victim, wrong); r.Status != http.StatusUnauthorized {
+			t.Fatalf("a failure right after a successful change: %s, want 401", r)
+		}
+	})
+}

@@ -11,6 +11,7 @@
 // The metrics and their label values:
 //
 //	latch_logins_total{outcome}                success | bad_credentials | throttled | error
+//	latch_password_changes_total{outcome}      success | bad_credentials | weak_password | throttled | error
 //	latch_refreshes_total{outcome}             rotated | grace_duplicate | lost_response | reuse |
 //	                                           expired | revoked | invalid | unavailable
 //	latch_refresh_reuse_total{cause}           ancestor | abandoned_successor | late_parent | unknown_generation
@@ -41,12 +42,16 @@ const (
 	// LoginThrottled is the logins_total outcome of a login refused by
 	// the rate limiter before the password was checked.
 	LoginThrottled = "throttled"
+	// PasswordChangeThrottled is the password_changes_total outcome of a
+	// password change refused by the rate limiter.
+	PasswordChangeThrottled = "throttled"
 )
 
 // Values the counters are created with, so that every series exists (at
 // 0) from the first scrape and rate() works from the first event.
 var (
 	loginOutcomes   = []string{"success", "bad_credentials", LoginThrottled, "error"}
+	pwOutcomes      = []string{"success", "bad_credentials", "weak_password", PasswordChangeThrottled, "error"}
 	refreshOutcomes = []string{"rotated", "grace_duplicate", "lost_response", "reuse", "expired", "revoked", "invalid", "unavailable"}
 	reuseCauses     = []string{"ancestor", "abandoned_successor", "late_parent", "unknown_generation"}
 	revokeReasons   = []string{"logout", "remote_logout", "password_change", "user_disabled", "refresh_token_reuse", "token_revoked", "admin"}
@@ -57,6 +62,7 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	logins      *prometheus.CounterVec
+	pwChanges   *prometheus.CounterVec
 	refreshes   *prometheus.CounterVec
 	reuse       *prometheus.CounterVec
 	revocations *prometheus.CounterVec
@@ -67,6 +73,7 @@ type Metrics struct {
 	// Pre-resolved children for the hot path: a map read, no hashing of
 	// label values. The maps are written only in New.
 	loginC   map[string]prometheus.Counter
+	pwC      map[string]prometheus.Counter
 	refreshC map[string]prometheus.Counter
 	reuseC   map[string]prometheus.Counter
 }
@@ -79,6 +86,10 @@ func New() *Metrics {
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_logins_total",
 			Help: "Password logins by outcome: success, bad_credentials (unknown email, wrong password or disabled account), throttled (refused by the rate limiter), error (storage, hashing capacity).",
+		}, []string{"outcome"}),
+		pwChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "latch_password_changes_total",
+			Help: "Password changes (POST /v1/password) by outcome: success, bad_credentials (wrong current password), weak_password (new password refused by policy; the current one was not checked), throttled (refused by the rate limiter), error (storage, hashing capacity).",
 		}, []string{"outcome"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_refreshes_total",
@@ -105,11 +116,15 @@ func New() *Metrics {
 		}, []string{"op"}),
 		pools:    &poolCollector{},
 		loginC:   map[string]prometheus.Counter{},
+		pwC:      map[string]prometheus.Counter{},
 		refreshC: map[string]prometheus.Counter{},
 		reuseC:   map[string]prometheus.Counter{},
 	}
 	for _, o := range loginOutcomes {
 		m.loginC[o] = m.logins.WithLabelValues(o)
+	}
+	for _, o := range pwOutcomes {
+		m.pwC[o] = m.pwChanges.WithLabelValues(o)
 	}
 	for _, o := range refreshOutcomes {
 		m.refreshC[o] = m.refreshes.WithLabelValues(o)
@@ -123,7 +138,7 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.logins, m.refreshes, m.reuse, m.revocations, m.requests, m.storage, m.pools,
+		m.logins, m.pwChanges, m.refreshes, m.reuse, m.revocations, m.requests, m.storage, m.pools,
 	)
 	return m
 }
@@ -152,6 +167,13 @@ func (m *Metrics) LoggedIn(outcome string) { count(m.loginC, m.logins, outcome, 
 // LoginThrottled implements httpapi.Observer: a login refused by the rate
 // limiter, which never reaches the session service.
 func (m *Metrics) LoginThrottled() { m.loginC[LoginThrottled].Inc() }
+
+// PasswordChanged implements session.Observer.
+func (m *Metrics) PasswordChanged(outcome string) { count(m.pwC, m.pwChanges, outcome, 1) }
+
+// PasswordChangeThrottled implements httpapi.Observer: a password change
+// refused by the rate limiter, which never reaches the session service.
+func (m *Metrics) PasswordChangeThrottled() { m.pwC[PasswordChangeThrottled].Inc() }
 
 // Refreshed implements session.Observer.
 func (m *Metrics) Refreshed(outcome, cause string) {

@@ -42,6 +42,9 @@ func TestCollectors(t *testing.T) {
 	m := New()
 	m.LoginThrottled()
 	m.LoggedIn("success")
+	m.PasswordChangeThrottled()
+	m.PasswordChanged("bad_credentials")
+	m.PasswordChanged("bad_credentials")
 	m.Refreshed("reuse", "ancestor")
 	m.Revoked("logout", 3)
 	m.Request("POST /oauth/token", "POST", 200, time.Millisecond)
@@ -85,6 +88,9 @@ latch_webhook_events_total{result="failed"} 2
 	}{
 		{testutil.ToFloat64(m.logins.WithLabelValues("throttled")), 1, "throttled logins"},
 		{testutil.ToFloat64(m.logins.WithLabelValues("success")), 1, "successful logins"},
+		{testutil.ToFloat64(m.pwChanges.WithLabelValues("throttled")), 1, "throttled password changes"},
+		{testutil.ToFloat64(m.pwChanges.WithLabelValues("bad_credentials")), 2, "wrong current passwords"},
+		{testutil.ToFloat64(m.pwChanges.WithLabelValues("weak_password")), 0, "weak new passwords"},
 		{testutil.ToFloat64(m.refreshes.WithLabelValues("reuse")), 1, "reuse"},
 		{testutil.ToFloat64(m.reuse.WithLabelValues("ancestor")), 1, "ancestor reuse"},
 		{testutil.ToFloat64(m.revocations.WithLabelValues("logout")), 3, "logout revocations"},

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -67,6 +68,11 @@ var (
 	ErrBusy = errors.New("password: too many concurrent hash operations")
 )
 
+// IsPolicy reports whether err is one of CheckPolicy's failures.
+func IsPolicy(err error) bool {
+	return errors.Is(err, ErrTooShort) || errors.Is(err, ErrTooLong) || errors.Is(err, ErrCommon) || errors.Is(err, ErrInvalid)
+}
+
 // CheckPolicy reports whether pw may be set as a new password for email.
 func CheckPolicy(pw, email string) error {
 	if err := checkLength(pw); err != nil {
@@ -108,20 +114,42 @@ func localPart(email string) string {
 }
 
 // Hasher hashes and verifies passwords with fixed parameters and bounds how
-// many hashes run at once, since each takes MemoryKiB of memory. It is safe
-// for concurrent use.
+// many hashes run at once, since each takes MemoryKiB of memory: at most
+// concurrency in all and at most [MaxPerKey] for one key (an account), so
+// that one account flooding the server cannot take every slot and make
+// other users' logins wait out [MaxWait]. It is safe for concurrent use.
 type Hasher struct {
 	params Params
 	slots  chan struct{}
 	dummy  string
+
+	perKey int
+	mu     sync.Mutex
+	keys   map[string]*keySlots // only keys with a hash running or waiting
+
+	// kdf is argon2.IDKey; tests replace it to hold a slot.
+	kdf func(pw, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte
 }
 
-// MaxWait bounds how long a request waits for a free hashing slot before it
-// gets ErrBusy (a 503): a login flood queues briefly, then sheds load
-// instead of piling up memory.
+// keySlots bounds the hashes of one key; refs counts the callers holding or
+// waiting for a slot, so that the entry goes once none is left.
+type keySlots struct {
+	slots chan struct{}
+	refs  int
+}
+
+// MaxWait bounds how long a request waits for a free hashing slot (its
+// key's, then a global one) before it gets ErrBusy (a 503): a login flood
+// queues briefly, then sheds load instead of piling up memory.
 const MaxWait = 3 * time.Second
 
-// NewHasher returns a Hasher allowing at most concurrency hashes at once.
+// MaxPerKey is how many hashes of one key run or wait for a global slot at
+// once; further callers with that key wait for one of them to finish. Two
+// lets a user's login and password change run side by side.
+const MaxPerKey = 2
+
+// NewHasher returns a Hasher allowing at most concurrency hashes at once,
+// and at most min(MaxPerKey, concurrency) for one key.
 func NewHasher(p Params, concurrency int) (*Hasher, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -129,7 +157,8 @@ func NewHasher(p Params, concurrency int) (*Hasher, error) {
 	if concurrency < 1 {
 		concurrency = 1
 	}
-	h := &Hasher{params: p, slots: make(chan struct{}, concurrency)}
+	h := &Hasher{params: p, slots: make(chan struct{}, concurrency), perKey: min(MaxPerKey, concurrency),
+		keys: map[string]*keySlots{}, kdf: argon2.IDKey}
 	// A hash of a random password, verified when the account does not exist
 	// so both paths cost one Argon2id run.
 	var pw [32]byte
@@ -141,38 +170,41 @@ func NewHasher(p Params, concurrency int) (*Hasher, error) {
 // Params returns the hasher's parameters.
 func (h *Hasher) Params() Params { return h.params }
 
-// Hash returns the PHC string for pw.
-func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
+// Hash returns the PHC string for pw. key names whose hash this is (the
+// account's email) for the per-key limit; "" is limited only globally.
+func (h *Hasher) Hash(ctx context.Context, key, pw string) (string, error) {
 	if err := checkLength(pw); err != nil {
 		return "", err
 	}
-	if err := h.acquire(ctx); err != nil {
+	release, err := h.acquire(ctx, key)
+	if err != nil {
 		return "", err
 	}
-	defer h.release()
+	defer release()
 	return h.hash(pw), nil
 }
 
 func (h *Hasher) hash(pw string) string {
 	salt := make([]byte, 16)
 	rand.Read(salt)
-	key := argon2.IDKey([]byte(pw), salt, h.params.Iterations, h.params.MemoryKiB, h.params.Parallelism, 32)
+	key := h.kdf([]byte(pw), salt, h.params.Iterations, h.params.MemoryKiB, h.params.Parallelism, 32)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version,
 		h.params.MemoryKiB, h.params.Iterations, h.params.Parallelism,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
 }
 
-// Verify checks pw against encoded. An empty encoded (unknown account) is
-// checked against a dummy hash so the answer takes as long as a real one;
-// it always returns ErrMismatch.
-func (h *Hasher) Verify(ctx context.Context, pw, encoded string) error {
+// Verify checks pw against encoded; key is as for [Hasher.Hash]. An empty
+// encoded (unknown account) is checked against a dummy hash so the answer
+// takes as long as a real one; it always returns ErrMismatch.
+func (h *Hasher) Verify(ctx context.Context, key, pw, encoded string) error {
 	if len(pw) > MaxBytes {
 		return ErrMismatch
 	}
-	if err := h.acquire(ctx); err != nil {
+	release, err := h.acquire(ctx, key)
+	if err != nil {
 		return err
 	}
-	defer h.release()
+	defer release()
 	unknown := encoded == ""
 	if unknown {
 		encoded = h.dummy
@@ -181,7 +213,7 @@ func (h *Hasher) Verify(ctx context.Context, pw, encoded string) error {
 	if err != nil {
 		return err
 	}
-	got := argon2.IDKey([]byte(pw), salt, p.Iterations, p.MemoryKiB, p.Parallelism, uint32(len(want)))
+	got := h.kdf([]byte(pw), salt, p.Iterations, p.MemoryKiB, p.Parallelism, uint32(len(want)))
 	if subtle.ConstantTimeCompare(got, want) != 1 || unknown {
 		return ErrMismatch
 	}
@@ -195,25 +227,76 @@ func (h *Hasher) NeedsRehash(encoded string) bool {
 	return err != nil || p != h.params
 }
 
-func (h *Hasher) acquire(ctx context.Context) error {
+// acquire takes a slot of key, then a global slot, waiting at most MaxWait
+// in all, and returns the function that gives both back.
+func (h *Hasher) acquire(ctx context.Context, key string) (release func(), err error) {
+	t := time.NewTimer(MaxWait)
+	defer t.Stop()
+	var ks *keySlots
+	if key != "" {
+		ks = h.enter(key)
+		if err := wait(ctx, t.C, ks.slots); err != nil {
+			h.leave(key, ks, false)
+			return nil, err
+		}
+	}
+	if err := wait(ctx, t.C, h.slots); err != nil {
+		if ks != nil {
+			h.leave(key, ks, true)
+		}
+		return nil, err
+	}
+	return func() {
+		<-h.slots
+		if ks != nil {
+			h.leave(key, ks, true)
+		}
+	}, nil
+}
+
+// wait puts a token in slots, giving up with ErrBusy when expired fires or
+// ctx ends.
+func wait(ctx context.Context, expired <-chan time.Time, slots chan struct{}) error {
 	select {
-	case h.slots <- struct{}{}:
+	case slots <- struct{}{}:
 		return nil
 	default:
 	}
-	t := time.NewTimer(MaxWait)
-	defer t.Stop()
 	select {
-	case h.slots <- struct{}{}:
+	case slots <- struct{}{}:
 		return nil
-	case <-t.C:
+	case <-expired:
 		return ErrBusy
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
 	}
 }
 
-func (h *Hasher) release() { <-h.slots }
+// enter returns key's slots, counting the caller in.
+func (h *Hasher) enter(key string) *keySlots {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ks := h.keys[key]
+	if ks == nil {
+		ks = &keySlots{slots: make(chan struct{}, h.perKey)}
+		h.keys[key] = ks
+	}
+	ks.refs++
+	return ks
+}
+
+// leave counts the caller out of key's slots, giving back its slot if it
+// held one, and forgets the key when nobody holds or waits for it.
+func (h *Hasher) leave(key string, ks *keySlots, held bool) {
+	if held {
+		<-ks.slots
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ks.refs--; ks.refs == 0 {
+		delete(h.keys, key)
+	}
+}
 
 func decode(s string) (p Params, salt, key []byte, err error) {
 	parts := strings.Split(s, "$")

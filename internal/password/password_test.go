@@ -48,25 +48,25 @@ func TestHashVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	enc, err := h.Hash(ctx, "correct horse battery")
+	enc, err := h.Hash(ctx, "ada@example.com", "correct horse battery")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(enc, "$argon2id$v=19$m=8192,t=1,p=1$") {
 		t.Fatalf("hash %q is not a PHC argon2id string with the parameters", enc)
 	}
-	if enc2, _ := h.Hash(ctx, "correct horse battery"); enc2 == enc {
+	if enc2, _ := h.Hash(ctx, "ada@example.com", "correct horse battery"); enc2 == enc {
 		t.Fatal("two hashes of one password are equal: salt missing")
 	}
-	if err := h.Verify(ctx, "correct horse battery", enc); err != nil {
+	if err := h.Verify(ctx, "ada@example.com", "correct horse battery", enc); err != nil {
 		t.Fatalf("Verify(right) = %v", err)
 	}
 	for _, wrong := range []string{"correct horse batter", "Correct horse battery", "", strings.Repeat("x", MaxBytes+1)} {
-		if err := h.Verify(ctx, wrong, enc); !errors.Is(err, ErrMismatch) {
+		if err := h.Verify(ctx, "ada@example.com", wrong, enc); !errors.Is(err, ErrMismatch) {
 			t.Fatalf("Verify(%.10q) = %v, want ErrMismatch", wrong, err)
 		}
 	}
-	if err := h.Verify(ctx, "anything at all", ""); !errors.Is(err, ErrMismatch) {
+	if err := h.Verify(ctx, "ada@example.com", "anything at all", ""); !errors.Is(err, ErrMismatch) {
 		t.Fatalf("Verify against the dummy = %v, want ErrMismatch", err)
 	}
 }
@@ -76,7 +76,7 @@ func TestUnknownAccountCostsAHash(t *testing.T) {
 	// minimum of a few runs so scheduling noise does not decide.
 	h, _ := NewHasher(Params{MemoryKiB: 16 * 1024, Iterations: 2, Parallelism: 1}, 1)
 	ctx := context.Background()
-	enc, _ := h.Hash(ctx, "correct horse battery")
+	enc, _ := h.Hash(ctx, "ada@example.com", "correct horse battery")
 	minOf := func(fn func()) time.Duration {
 		best := time.Hour
 		for range 5 {
@@ -86,8 +86,8 @@ func TestUnknownAccountCostsAHash(t *testing.T) {
 		}
 		return best
 	}
-	real := minOf(func() { h.Verify(ctx, "wrong password!", enc) })
-	dummy := minOf(func() { h.Verify(ctx, "wrong password!", "") })
+	real := minOf(func() { h.Verify(ctx, "ada@example.com", "wrong password!", enc) })
+	dummy := minOf(func() { h.Verify(ctx, "ada@example.com", "wrong password!", "") })
 	if dummy < real/2 {
 		t.Fatalf("unknown account took %s, known %s: timing reveals accounts", dummy, real)
 	}
@@ -96,7 +96,7 @@ func TestUnknownAccountCostsAHash(t *testing.T) {
 func TestNeedsRehash(t *testing.T) {
 	ctx := context.Background()
 	old, _ := NewHasher(fast, 1)
-	enc, _ := old.Hash(ctx, "correct horse battery")
+	enc, _ := old.Hash(ctx, "ada@example.com", "correct horse battery")
 	if old.NeedsRehash(enc) {
 		t.Fatal("hash with current parameters needs rehash")
 	}
@@ -104,7 +104,7 @@ func TestNeedsRehash(t *testing.T) {
 	if !stronger.NeedsRehash(enc) {
 		t.Fatal("hash with weaker parameters does not need rehash")
 	}
-	if err := stronger.Verify(ctx, "correct horse battery", enc); err != nil {
+	if err := stronger.Verify(ctx, "ada@example.com", "correct horse battery", enc); err != nil {
 		t.Fatalf("old hash no longer verifies: %v", err)
 	}
 }
@@ -114,7 +114,7 @@ func TestBusy(t *testing.T) {
 	h.slots <- struct{}{} // the only slot is taken
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := h.Hash(ctx, "correct horse battery"); !errors.Is(err, ErrBusy) {
+	if _, err := h.Hash(ctx, "ada@example.com", "correct horse battery"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Hash with no free slot = %v, want ErrBusy", err)
 	}
 }
@@ -127,5 +127,85 @@ func TestParamsValidate(t *testing.T) {
 		if p.Validate() == nil {
 			t.Errorf("Validate(%+v) accepted weak parameters", p)
 		}
+	}
+}
+
+// heldHasher returns a Hasher whose hashes each wait, once started, for a
+// value on release; entered receives one value as each starts.
+func heldHasher(t *testing.T, concurrency int) (h *Hasher, entered, release chan struct{}) {
+	t.Helper()
+	h, err := NewHasher(fast, concurrency)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release = make(chan struct{}, 1000), make(chan struct{})
+	kdf := h.kdf
+	h.kdf = func(pw, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte {
+		entered <- struct{}{}
+		<-release
+		return kdf(pw, salt, time, memory, threads, keyLen)
+	}
+	return h, entered, release
+}
+
+// TestPerKeyLimit: one key (an account) flooding the hasher holds at most
+// MaxPerKey slots, so another key's hash starts at once instead of waiting
+// out MaxWait for ErrBusy; the flood's own extra callers wait, and give up
+// with ErrBusy when their context ends. docs/security.md DOS-08.
+func TestPerKeyLimit(t *testing.T) {
+	const flood = 10
+	tests := []struct {
+		name string
+		// other runs, during the flood, a hash that must start (want nil)
+		// or fail (want ErrBusy) within 1s.
+		otherKey string
+		want     error
+	}{
+		{"another account starts at once", "bob@example.com", nil},
+		{"the flooding account waits, then is busy", "ada@example.com", ErrBusy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, entered, release := heldHasher(t, 4)
+			done := make(chan error, flood)
+			for range flood {
+				go func() { done <- h.Verify(context.Background(), "ada@example.com", "a guess at it", "") }()
+			}
+			for range MaxPerKey {
+				<-entered
+			}
+			if n := len(h.slots); n != MaxPerKey {
+				t.Fatalf("%d hashing slots taken by one key's flood, want %d", n, MaxPerKey)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			other := make(chan error, 1)
+			go func() { _, err := h.Hash(ctx, tt.otherKey, "correct horse battery"); other <- err }()
+			var err error
+			if tt.want == nil {
+				select {
+				case <-entered:
+				case <-ctx.Done():
+					t.Errorf("with %d hashes of one key queued, another key's hash did not start within 1s", flood)
+				}
+				close(release)
+				err = <-other
+			} else {
+				err = <-other // the flood still holds its slots
+				close(release)
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("hash of %s during the flood = %v, want %v", tt.otherKey, err, tt.want)
+			}
+			for range flood {
+				// Those that waited out MaxWait on a slow machine are busy.
+				if err := <-done; !errors.Is(err, ErrMismatch) && !errors.Is(err, ErrBusy) {
+					t.Fatalf("flood: %v, want ErrMismatch (or ErrBusy after MaxWait)", err)
+				}
+			}
+			if len(h.keys) != 0 || len(h.slots) != 0 {
+				t.Fatalf("after the flood %d keys and %d slots are held, want none", len(h.keys), len(h.slots))
+			}
+		})
 	}
 }

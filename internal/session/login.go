@@ -36,7 +36,7 @@ func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, 
 		return User{}, Tokens{}, err
 	}
 	scope := grantScope(req.Scope, &req.Client)
-	hash, err := s.hasher.Hash(ctx, req.Password)
+	hash, err := s.hasher.Hash(ctx, email, req.Password)
 	if err != nil {
 		return User{}, Tokens{}, err
 	}
@@ -122,7 +122,7 @@ func (s *Service) login(ctx context.Context, req LoginRequest) (Tokens, User, er
 	rehash := ""
 	if s.hasher.NeedsRehash(u.PasswordHash) {
 		// Raised parameters take effect at the next successful login.
-		if rehash, err = s.hasher.Hash(ctx, req.Password); err != nil {
+		if rehash, err = s.hasher.Hash(ctx, u.Email, req.Password); err != nil {
 			return Tokens{}, User{}, err
 		}
 	}
@@ -161,15 +161,19 @@ func (s *Service) login(ctx context.Context, req LoginRequest) (Tokens, User, er
 
 func (s *Service) authenticate(ctx context.Context, email, pw string, m Meta) (User, error) {
 	norm, err := NormalizeEmail(email)
+	// The hasher's per-key limit is per account, known or not.
+	key := norm
 	var u User
 	if err == nil {
 		u, err = s.store.UserByEmail(ctx, norm)
+	} else {
+		key = strings.ToLower(strings.TrimSpace(email))
 	}
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidEmail):
 		// Unknown account: pay for a hash anyway.
-		if err := s.hasher.Verify(ctx, pw, ""); errors.Is(err, password.ErrBusy) {
+		if err := s.hasher.Verify(ctx, key, pw, ""); errors.Is(err, password.ErrBusy) {
 			return User{}, err
 		}
 		s.auditFailure(ctx, "", m)
@@ -177,7 +181,7 @@ func (s *Service) authenticate(ctx context.Context, email, pw string, m Meta) (U
 	default:
 		return User{}, err
 	}
-	if err := s.hasher.Verify(ctx, pw, u.PasswordHash); err != nil {
+	if err := s.hasher.Verify(ctx, key, pw, u.PasswordHash); err != nil {
 		if errors.Is(err, password.ErrBusy) {
 			return User{}, err
 		}

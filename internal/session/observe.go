@@ -2,6 +2,8 @@ package session
 
 import (
 	"errors"
+
+	"github.com/latchauth/latch/internal/password"
 )
 
 // Observer is told the outcome of every login, refresh and revocation, for
@@ -19,6 +21,10 @@ type Observer interface {
 	// Revoked reports n sessions revoked for reason (ReasonLogout, …) by
 	// one committed transaction.
 	Revoked(reason string, n int)
+	// PasswordChanged reports a password change: PasswordChangeSuccess,
+	// PasswordChangeBadCredentials, PasswordChangeWeak or
+	// PasswordChangeError.
+	PasswordChanged(outcome string)
 }
 
 // WithObserver sets the Observer; the default observes nothing.
@@ -33,6 +39,20 @@ const (
 	// LoginError is anything else: storage unavailable, hashing capacity
 	// exhausted (password.ErrBusy), a signing failure.
 	LoginError = "error"
+)
+
+// Password change outcomes reported to [Observer.PasswordChanged].
+const (
+	PasswordChangeSuccess = "success"
+	// PasswordChangeBadCredentials: the current password was wrong (or the
+	// account was disabled meanwhile).
+	PasswordChangeBadCredentials = "bad_credentials"
+	// PasswordChangeWeak: the new password failed password.CheckPolicy;
+	// the current one was not checked.
+	PasswordChangeWeak = "weak_password"
+	// PasswordChangeError is anything else: storage, hashing capacity, a
+	// concurrent change.
+	PasswordChangeError = "error"
 )
 
 // Refresh outcomes reported to [Observer.Refreshed].
@@ -121,5 +141,22 @@ func (s *Service) observeLogin(err error) {
 		s.obs.LoggedIn(LoginBadCredentials)
 	default:
 		s.obs.LoggedIn(LoginError)
+	}
+}
+
+// observePasswordChange reports one password change by its error.
+func (s *Service) observePasswordChange(err error) {
+	if s.obs == nil {
+		return
+	}
+	switch {
+	case err == nil:
+		s.obs.PasswordChanged(PasswordChangeSuccess)
+	case errors.Is(err, ErrBadCredential):
+		s.obs.PasswordChanged(PasswordChangeBadCredentials)
+	case password.IsPolicy(err):
+		s.obs.PasswordChanged(PasswordChangeWeak)
+	default:
+		s.obs.PasswordChanged(PasswordChangeError)
 	}
 }

@@ -34,7 +34,8 @@ func (o *observer) Refreshed(outcome, cause string) {
 		o.add("reuse/"+cause, 1)
 	}
 }
-func (o *observer) Revoked(reason string, n int) { o.add("revoked/"+reason, n) }
+func (o *observer) Revoked(reason string, n int)   { o.add("revoked/"+reason, n) }
+func (o *observer) PasswordChanged(outcome string) { o.add("password/"+outcome, 1) }
 
 func (o *observer) take() map[string]int {
 	o.mu.Lock()

@@ -683,7 +683,7 @@ func TestLoginRehashes(t *testing.T) {
 	}
 	env.Login(t, "old@example.com")
 	u, _ := env.Sessions.UserByEmail(ctx, "old@example.com")
-	old, err := weak.Hash(ctx, testenv.Password)
+	old, err := weak.Hash(ctx, u.Email, testenv.Password)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,21 +140,36 @@ func (s *Service) Sessions(ctx context.Context, userID string) ([]Session, error
 // ChangePassword sets a new password after checking the current one, and
 // ends every other session of the user in the same transaction; session
 // keep (the caller's) stays.
+//
+// The new password's policy is checked first, so that a weak_password
+// answer says nothing about the current password (else a correct guess
+// with a short new password would be told apart from a wrong one without
+// changing anything). A wrong current password is audited
+// (audit.PasswordChangeFailed) and returns ErrBadCredential; like a login,
+// the caller throttles attempts (the HTTP API runs them through the login
+// throttle).
 func (s *Service) ChangePassword(ctx context.Context, userID, keep, current, next string, m Meta) error {
+	err := s.changePassword(ctx, userID, keep, current, next, m)
+	s.observePasswordChange(err)
+	return err
+}
+
+func (s *Service) changePassword(ctx context.Context, userID, keep, current, next string, m Meta) error {
 	u, err := s.store.User(ctx, userID)
 	if err != nil {
 		return err
 	}
-	if err := s.hasher.Verify(ctx, current, u.PasswordHash); err != nil {
-		if errors.Is(err, password.ErrBusy) {
-			return err
-		}
-		return ErrBadCredential
-	}
 	if err := password.CheckPolicy(next, u.Email); err != nil {
 		return err
 	}
-	hash, err := s.hasher.Hash(ctx, next)
+	if err := s.hasher.Verify(ctx, u.Email, current, u.PasswordHash); err != nil {
+		if errors.Is(err, password.ErrBusy) {
+			return err
+		}
+		s.auditPasswordChangeFailure(ctx, userID, keep, m)
+		return ErrBadCredential
+	}
+	hash, err := s.hasher.Hash(ctx, u.Email, next)
 	if err != nil {
 		return err
 	}
@@ -184,6 +199,18 @@ func (s *Service) ChangePassword(ctx context.Context, userID, keep, current, nex
 		return fmt.Errorf("session: change password: %w", err)
 	}
 	return nil
+}
+
+// auditPasswordChangeFailure records a wrong current password. Like
+// auditFailure, its own failure is logged, not returned.
+func (s *Service) auditPasswordChangeFailure(ctx context.Context, userID, sid string, m Meta) {
+	now := s.now()
+	err := s.inTx(ctx, func(tx Tx) error {
+		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.PasswordChangeFailed, UserID: userID, SessionID: sid}, m))
+	})
+	if err != nil {
+		s.log.Error("audit password change failure", "err", err)
+	}
 }
 
 // DisableUser blocks the user's logins and ends all their sessions.

@@ -78,6 +78,7 @@ var knownTypes = map[string]bool{
 	audit.TokenRevoked:    true,
 
 	audit.RefreshSuspiciousGrace: true,
+	audit.PasswordChangeFailed:   true,
 }
 
 // Config configures a [Sender]. Zero durations and sizes take the Default
