@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -84,7 +85,16 @@ func rejectedWithin(t *testing.T, v *bearer.Verifier, access string, start time.
 // processes on one PostgreSQL. B hears of A's commit by LISTEN/NOTIFY, not
 // at its next poll (250 ms). It prints the percentiles and asserts p99
 // under 50 ms.
+//
+// A latency measured while other test packages load both cores, or hold a
+// writing transaction open on the same cluster (their slow-commit tests hold
+// the feed back by design), measures them, not the feed; so the test runs
+// only when LATCH_TEST_FEED_DELAY=1, which .ci/run sets for a run of this
+// test alone after the suite.
 func TestFeedCrossNodeDelay(t *testing.T) {
+	if os.Getenv("LATCH_TEST_FEED_DELAY") != "1" {
+		t.Skip("set LATCH_TEST_FEED_DELAY=1 and run it alone: a latency measurement beside other tests measures them")
+	}
 	c := newCluster(t, pgtest.URL(t))
 	a, b := c.start(t, ""), c.start(t, "")
 	v := feedVerifier(t, c, b)

@@ -80,9 +80,11 @@ func TestStreamCursorPerTransaction(t *testing.T) {
 		}
 		return out
 	}
-	// The hub reads the database every 250 ms or when woken.
+	// The hub reads the database every 250 ms or when woken; a writing
+	// transaction held open anywhere on the cluster (another package's
+	// slow-commit test) holds entries back until it ends.
 	var got []event
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for len(got) < 4 && time.Now().Before(deadline) {
 		got = read("0")
 		time.Sleep(20 * time.Millisecond)

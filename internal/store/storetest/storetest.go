@@ -387,6 +387,25 @@ func testSecrets(t *testing.T, s Store) {
 	}
 }
 
+// feedAtLeast reads the feed after cursor until it returns at least n
+// entries or 20 s pass. On PostgreSQL a committed entry is withheld while
+// any older writing transaction on the cluster is still open (the cursor
+// must never pass a row that could still commit behind it), so a test
+// running beside another package's slow commit must wait, not read once.
+func feedAtLeast(t *testing.T, s interface {
+	Revocations(context.Context, session.FeedCursor, int) ([]session.FeedEntry, error)
+}, after session.FeedCursor, limit, n int) ([]session.FeedEntry, error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := s.Revocations(ctx, after, limit)
+		if err != nil || len(got) >= n || time.Now().After(deadline) {
+			return got, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func testFeedPaging(t *testing.T, s Store) {
 	u := newUser(t, s, "feed@example.com")
 	var ids []string
@@ -397,7 +416,7 @@ func testFeedPaging(t *testing.T, s Store) {
 		_, err := tx.RevokeSessions(ctx, session.Revocation{UserID: u.ID, Scope: session.ScopeAll, Reason: "test", At: t0, Until: t0.Add(time.Hour)})
 		return err
 	})
-	first, err := s.Revocations(ctx, session.FeedCursor{}, 3)
+	first, err := feedAtLeast(t, s, session.FeedCursor{}, 3, 3)
 	if err != nil || len(first) != 3 {
 		t.Fatalf("first page = %v, %v; want 3 entries", first, err)
 	}
@@ -615,7 +634,7 @@ func testServiceRevocation(t *testing.T, env *testenv.Env) {
 		t.Fatalf("logout all = %v, %v; want both sessions", ids, err)
 	}
 	wantInvalidGrant(t, env, a.RefreshToken, "after logout")
-	after, _ := env.Store.Revocations(ctx, session.FeedCursor{}, 100)
+	after, _ := feedAtLeast(t, env.Store, session.FeedCursor{}, 100, len(before)+2)
 	if len(after)-len(before) != 2 {
 		t.Fatalf("feed grew by %d entries, want 2", len(after)-len(before))
 	}
