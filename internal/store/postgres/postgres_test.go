@@ -219,3 +219,48 @@ func TestRefreshStatementCount(t *testing.T) {
 		t.Fatalf("a refresh made %d round trips with %v; want 2 with %v", trips, statements, want)
 	}
 }
+
+// The conformance suite passes through PgBouncer in transaction mode, with
+// ?pooler=transaction (no prepared statements, the URL's session settings
+// applied per transaction).
+func TestConformanceThroughPgBouncer(t *testing.T) {
+	b := pgtest.NewBouncer(t)
+	storetest.Run(t, func(t *testing.T) storetest.Store { return b.New(t) })
+}
+
+// Behind PgBouncer the URL's session settings, which PgBouncer would
+// refuse as startup parameters, still hold for every statement, in a
+// transaction or not; a pooler value other than transaction is refused.
+func TestPoolerTransactionAppliesSettings(t *testing.T) {
+	if _, err := postgres.Open(context.Background(), "postgres://u@127.0.0.1/db?pooler=session"); err == nil || !strings.Contains(err.Error(), "pooler is transaction") {
+		t.Errorf("pooler=session: %v; want it refused", err)
+	}
+	b := pgtest.NewBouncer(t)
+	base := b.URL(t)
+	ctx := context.Background()
+	tests := []struct{ url, name, want string }{
+		{base, "statement_timeout", "5s"}, // Latch's default
+		{base + "&statement_timeout=1234", "statement_timeout", "1234ms"},
+		{base, "idle_in_transaction_session_timeout", "10s"},
+		{base, "TimeZone", "UTC"}, // forwarded by PgBouncer itself
+		{base + "&application_name=node-a", "application_name", "node-a"},
+	}
+	for _, tt := range tests {
+		s, err := postgres.Open(ctx, tt.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outside, inside, err := s.Setting(ctx, tt.name)
+		s.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if outside != tt.want || inside != tt.want {
+			t.Errorf("%s through PgBouncer: %q outside a transaction, %q inside; want %q", tt.name, outside, inside, tt.want)
+		}
+	}
+	s := b.New(t)
+	if _, err := s.Users(ctx); err != nil {
+		t.Fatalf("a query on the test's schema (search_path) through PgBouncer: %v", err)
+	}
+}
