@@ -143,6 +143,17 @@ func TestBehindNginx(t *testing.T) {
 		}
 	})
 
+	t.Run("HSTS once, from Latch, behind an https issuer", func(t *testing.T) {
+		resp, err := user.c.Get(issuerURL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Values("Strict-Transport-Security"); len(got) != 1 || !strings.HasPrefix(got[0], "max-age=") {
+			t.Errorf("Strict-Transport-Security through nginx: %q; want one max-age", got)
+		}
+	})
+
 	t.Run("Latch records the address nginx saw, not a spoofed X-Forwarded-For", func(t *testing.T) {
 		user.t = t
 		for _, s := range user.sessions(tok.AccessToken) {

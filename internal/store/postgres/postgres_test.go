@@ -264,3 +264,22 @@ func TestPoolerTransactionAppliesSettings(t *testing.T) {
 		t.Fatalf("a query on the test's schema (search_path) through PgBouncer: %v", err)
 	}
 }
+
+// Through PgBouncer a refresh is still two round trips: the settings
+// travel with BEGIN.
+func TestRefreshRoundTripsThroughPgBouncer(t *testing.T) {
+	tr := &tracer{}
+	st := pgtest.NewBouncer(t).New(t, postgres.WithTracer(tr))
+	env := testenv.New(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }})
+	rt := env.Login(t, "count@example.com").RefreshToken
+	env.Clock.Advance(time.Minute)
+	tr.reset()
+	if _, err := env.Sessions.Refresh(context.Background(), session.RefreshRequest{Token: rt, Client: env.Client}); err != nil {
+		t.Fatal(err)
+	}
+	trips, statements := tr.reset()
+	want := []string{"BEGIN", "SELECT", "SELECT", "UPDATE", "COMMIT"} // BEGIN, set_config, the lock, …
+	if trips != 2 || !slices.Equal(statements, want) {
+		t.Fatalf("a refresh through PgBouncer made %d round trips with %v; want 2 with %v", trips, statements, want)
+	}
+}

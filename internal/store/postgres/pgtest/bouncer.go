@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,7 +29,6 @@ const BouncerEnv = "LATCH_TEST_PGBOUNCER"
 type Bouncer struct {
 	direct string // Env
 	via    string // the same database through PgBouncer
-	log    *strings.Builder
 }
 
 // NewBouncer starts PgBouncer with its own configuration in a temporary
@@ -100,7 +100,7 @@ pidfile =
 		args = append([]string{"-u", who}, args...)
 	}
 	cmd := exec.Command(bin, args...)
-	out := new(strings.Builder)
+	out := new(syncBuffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ pidfile =
 	q := via.Query()
 	q.Set("pooler", "transaction")
 	via.RawQuery = q.Encode()
-	b := &Bouncer{direct: direct, via: via.String(), log: out}
+	b := &Bouncer{direct: direct, via: via.String()}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		select {
@@ -165,4 +165,23 @@ func freePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer is PgBouncer's log, written by the goroutines of os/exec and
+// read by a failing test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
