@@ -43,8 +43,13 @@ func BenchmarkRefreshTableSize(b *testing.B) {
 // refreshed sessions alone, straight to PostgreSQL and through PgBouncer
 // in transaction mode (?pooler=transaction), for what the pooler costs:
 //
-//	LATCH_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable LATCH_TEST_PGBOUNCER=1 \
-//	  go test -run '^$' -bench RefreshPgBouncer -benchtime 20000x -count 3 ./internal/store/postgres
+//	for i in 1 2 3; do
+//	  LATCH_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' LATCH_TEST_PGBOUNCER=1 \
+//	    go test -run '^$' -bench RefreshPgBouncer -benchtime 20000x -count 1 ./internal/store/postgres
+//	done
+//
+// (rounds, not -count 3, so the three ways share the machine's load;
+// docs/deployment.md has the numbers).
 func BenchmarkRefreshPgBouncer(b *testing.B) {
 	b.Run("via=direct", func(b *testing.B) {
 		benchRefresh(b, 0, func(t testing.TB) *postgres.Store { return pgtest.New(t) })
