@@ -512,7 +512,8 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// shippedEnv reads deploy/latch.env as KEY=VALUE lines, replaces the
+// shippedEnv reads deploy/latch.env as KEY=VALUE lines (a value may be
+// quoted, as systemd allows), replaces the
 // values of the keys in replace (each must be in the file), and checks
 // that every key is the twin of a `latch serve` flag.
 func shippedEnv(t *testing.T, replace map[string]string) []string {
@@ -536,6 +537,10 @@ func shippedEnv(t *testing.T, replace map[string]string) []string {
 		flag := "-" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, "LATCH_")), "_", "-")
 		if !strings.Contains(string(help), "  "+flag+" ") && !strings.Contains(string(help), "  "+flag+"\n") {
 			t.Errorf("deploy/latch.env sets %s, but latch serve has no flag %s", k, flag)
+		}
+		// Quoted values as systemd's EnvironmentFile= reads them.
+		if len(v) >= 2 && (v[0] == '\'' || v[0] == '"') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
 		}
 		if r, ok := replace[k]; ok {
 			v = r
