@@ -35,17 +35,17 @@ const poolerParam = "pooler"
 var forwarded = []string{"application_name", "client_encoding", "datestyle", "timezone", "standard_conforming_strings"}
 
 // pooler configures cfg for the pooler the URL names (deleting the
-// parameter) and returns the statement that applies the session settings
-// inside a transaction, "" when there are none or no pooler.
-func pooler(cfg *pgxpool.Config) (setup string, err error) {
+// parameter) and returns whether there is one and the statement that
+// applies the session settings inside a transaction ("" when none).
+func pooler(cfg *pgxpool.Config) (on bool, setup string, err error) {
 	rp := cfg.ConnConfig.RuntimeParams
 	mode, ok := rp[poolerParam]
 	delete(rp, poolerParam)
 	if !ok {
-		return "", nil
+		return false, "", nil
 	}
 	if mode != "transaction" {
-		return "", fmt.Errorf("postgres: the database URL is not valid: %s is transaction (PgBouncer's pool_mode = transaction) or absent, not %q", poolerParam, mode)
+		return false, "", fmt.Errorf("postgres: the database URL is not valid: %s is transaction (PgBouncer's pool_mode = transaction) or absent, not %q", poolerParam, mode)
 	}
 	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 	var names []string
@@ -55,7 +55,7 @@ func pooler(cfg *pgxpool.Config) (setup string, err error) {
 		}
 	}
 	if len(names) == 0 {
-		return "", nil
+		return true, "", nil
 	}
 	slices.Sort(names)
 	calls := make([]string, len(names))
@@ -65,8 +65,15 @@ func pooler(cfg *pgxpool.Config) (setup string, err error) {
 		calls[i] = "set_config(" + quote(k) + ", " + quote(rp[k]) + ", true)"
 		delete(rp, k)
 	}
-	return "SELECT " + strings.Join(calls, ", "), nil
+	return true, "SELECT " + strings.Join(calls, ", "), nil
 }
+
+// TransactionPooled reports whether the URL said pooler=transaction:
+// then no two statements outside one transaction are sure to share a
+// server session, so anything session-scoped (LISTEN, advisory locks held
+// across transactions, temporary tables) needs its own direct connection
+// or must not be used.
+func (s *Store) TransactionPooled() bool { return s.txPooled }
 
 // quote is a SQL string literal (standard_conforming_strings is on, so
 // only the quote itself is doubled).

@@ -29,9 +29,12 @@ func TestPoolerMovesSessionSettings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		setup, err := pooler(cfg)
+		on, setup, err := pooler(cfg)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.query, err)
+		}
+		if on != tt.execMode {
+			t.Errorf("%s: pooler on %v; want %v", tt.query, on, tt.execMode)
 		}
 		if setup != tt.setup {
 			t.Errorf("%s: setup %q; want %q", tt.query, setup, tt.setup)

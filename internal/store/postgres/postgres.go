@@ -57,7 +57,8 @@ type Store struct {
 	db dbtx
 	// setup applies the session settings inside a transaction behind a
 	// transaction-mode pooler; "" otherwise.
-	setup string
+	setup    string
+	txPooled bool
 }
 
 // Open connects to the database at url (postgres://…). It does not migrate;
@@ -87,7 +88,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		cfg.MaxConns = int32(max(8, 4*runtime.NumCPU()))
 	}
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
-	setup, err := pooler(cfg)
+	txPooled, setup, err := pooler(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +100,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, db: pool, setup: setup}
+	s := &Store{pool: pool, db: pool, setup: setup, txPooled: txPooled}
 	if setup != "" {
 		s.db = &pooled{pool: pool, setup: setup}
 	}

@@ -263,6 +263,9 @@ func TestPoolerTransactionAppliesSettings(t *testing.T) {
 	if _, err := s.Users(ctx); err != nil {
 		t.Fatalf("a query on the test's schema (search_path) through PgBouncer: %v", err)
 	}
+	if !s.TransactionPooled() || pgtest.New(t).TransactionPooled() {
+		t.Error("TransactionPooled does not follow pooler=transaction")
+	}
 }
 
 // Through PgBouncer a refresh is still two round trips: the settings
