@@ -125,7 +125,7 @@ func TestBehindNginx(t *testing.T) {
 	tok := user.signup("proxied@example.com", spoofed)
 
 	t.Run("sign-in and refresh through the proxy reach both nodes", func(t *testing.T) {
-		user.t = t
+		user := user.in(t)
 		tok = user.login("proxied@example.com", spoofed)
 		rt := tok.RefreshToken
 		for range 6 {
@@ -155,7 +155,7 @@ func TestBehindNginx(t *testing.T) {
 	})
 
 	t.Run("Latch records the address nginx saw, not a spoofed X-Forwarded-For", func(t *testing.T) {
-		user.t = t
+		user := user.in(t)
 		for _, s := range user.sessions(tok.AccessToken) {
 			if s.IP != userIP {
 				t.Errorf("session %s has ip %q; want the client's address %s", s.ID, s.IP, userIP)
@@ -228,7 +228,7 @@ func TestBehindNginx(t *testing.T) {
 	})
 
 	t.Run("a bearer verifier sees a logout through the feed stream", func(t *testing.T) {
-		user.t = t
+		user := user.in(t)
 		rs := from("127.0.0.5")
 		rs.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		ctx := context.Background()
@@ -291,6 +291,9 @@ type proxied struct {
 	base string
 	c    *http.Client
 }
+
+// in is p reporting to t (a subtest).
+func (p *proxied) in(t *testing.T) *proxied { q := *p; q.t = t; return &q }
 
 func (p *proxied) do(req *http.Request) answer {
 	p.t.Helper()
