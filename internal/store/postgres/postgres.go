@@ -452,6 +452,13 @@ const feedChannel = "latch_revocations"
 // sent while it was away are lost. A wake is only a hint to read now:
 // polling stays the fallback.
 func (s *Store) ListenRevocations(ctx context.Context, wake func(), log *slog.Logger) {
+	if s.txPooled {
+		// A LISTEN through a transaction-mode pooler lands on a server
+		// session another client gets next; polling alone serves the feed.
+		log.Info("revocation feed: no LISTEN behind a transaction-mode pooler (pooler=transaction); polling only")
+		<-ctx.Done()
+		return
+	}
 	const minBackoff, maxBackoff = 250 * time.Millisecond, 10 * time.Second
 	backoff := minBackoff
 	for ctx.Err() == nil {

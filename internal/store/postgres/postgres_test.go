@@ -3,9 +3,11 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,5 +286,32 @@ func TestRefreshRoundTripsThroughPgBouncer(t *testing.T) {
 	want := []string{"BEGIN", "SELECT", "SELECT", "UPDATE", "COMMIT"} // BEGIN, set_config, the lock, …
 	if trips != 2 || !slices.Equal(statements, want) {
 		t.Fatalf("a refresh through PgBouncer made %d round trips with %v; want 2 with %v", trips, statements, want)
+	}
+}
+
+// Behind a transaction-mode pooler the store does not LISTEN (the session
+// it would listen on is handed to other clients); the feed polls, and says
+// so once.
+func TestNoListenBehindPgBouncer(t *testing.T) {
+	s := pgtest.NewBouncer(t).New(t)
+	logs := new(testenv.LogBuffer)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var wakes atomic.Int64
+	go func() {
+		defer close(done)
+		s.ListenRevocations(ctx, func() { wakes.Add(1) }, slog.New(slog.NewJSONHandler(logs, nil)))
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "polling only") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no word that the feed only polls; log:\n%s", logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	<-done
+	if n := wakes.Load(); n != 0 {
+		t.Fatalf("%d wakes without a LISTEN", n)
 	}
 }
