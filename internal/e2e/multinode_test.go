@@ -15,8 +15,13 @@ import (
 )
 
 // Two nodes on one PostgreSQL behave as one server.
-func TestTwoNodesShareOneDatabase(t *testing.T) {
-	c := newCluster(t, pgtest.URL(t))
+func TestTwoNodesShareOneDatabase(t *testing.T) { twoNodes(t, pgtest.URL(t)) }
+
+// The same through PgBouncer in transaction mode (?pooler=transaction).
+func TestTwoNodesThroughPgBouncer(t *testing.T) { twoNodes(t, pgtest.NewBouncer(t).URL(t)) }
+
+func twoNodes(t *testing.T, dbURL string) {
+	c := newCluster(t, dbURL)
 	a := c.start(t, "")
 	b := c.start(t, "")
 

@@ -29,58 +29,101 @@ const LargeEnv = "LATCH_BENCH_LARGE"
 //	LATCH_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable LATCH_BENCH_LARGE=1 \
 //	  go test -run '^$' -bench RefreshTableSize -benchtime 20000x ./internal/store/postgres
 func BenchmarkRefreshTableSize(b *testing.B) {
-	const clients, perClient = 16, 16
 	for _, total := range []int{1_000, 1_000_000} {
 		b.Run(fmt.Sprintf("sessions=%d", total), func(b *testing.B) {
 			if total > 10_000 && os.Getenv(LargeEnv) == "" {
 				b.Skip(LargeEnv + " is not set")
 			}
-			var store *postgres.Store
-			env := testenv.New(b, testenv.Options{RealClock: true, Store: func(t testing.TB) testenv.Store {
-				store = pgtest.New(t)
-				return store
-			}})
-			ctx := context.Background()
-			tokens := make([][]string, clients)
-			for c := range tokens {
-				for i := range perClient {
-					tokens[c] = append(tokens[c], env.Login(b, fmt.Sprintf("c%d-%d@example.com", c, i)).RefreshToken)
-				}
-			}
-			fillSessions(b, store, total-clients*perClient)
-			var next atomic.Int64
-			lat := make([][]time.Duration, clients)
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for c := range clients {
-				wg.Go(func() {
-					for i := 0; next.Add(1) <= int64(b.N); i = (i + 1) % perClient {
-						t0 := time.Now()
-						got, err := env.Sessions.Refresh(ctx, session.RefreshRequest{Token: tokens[c][i], Client: env.Client})
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						lat[c] = append(lat[c], time.Since(t0))
-						tokens[c][i] = got.RefreshToken
-					}
-				})
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			b.StopTimer()
-			all := slices.Concat(lat...)
-			slices.Sort(all)
-			if len(all) == 0 {
-				return
-			}
-			pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
-			b.ReportMetric(float64(len(all))/elapsed.Seconds(), "refresh/s")
-			b.ReportMetric(pct(0.50), "p50-ms")
-			b.ReportMetric(pct(0.99), "p99-ms")
+			benchRefresh(b, total, func(t testing.TB) *postgres.Store { return pgtest.New(t) })
 		})
 	}
+}
+
+// BenchmarkRefreshPgBouncer is BenchmarkRefreshTableSize on the 256
+// refreshed sessions alone, straight to PostgreSQL and through PgBouncer
+// in transaction mode (?pooler=transaction), for what the pooler costs:
+//
+//	for i in 1 2 3; do
+//	  LATCH_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' LATCH_TEST_PGBOUNCER=1 \
+//	    go test -run '^$' -bench RefreshPgBouncer -benchtime 20000x -count 1 ./internal/store/postgres
+//	done
+//
+// (rounds, not -count 3, so the three ways share the machine's load;
+// docs/deployment.md has the numbers).
+func BenchmarkRefreshPgBouncer(b *testing.B) {
+	b.Run("via=direct", func(b *testing.B) {
+		benchRefresh(b, 0, func(t testing.TB) *postgres.Store { return pgtest.New(t) })
+	})
+	// The pooled mode's own cost (no prepared statements, the settings
+	// sent in each transaction) without the extra hop.
+	b.Run("via=direct,pooler=transaction", func(b *testing.B) {
+		benchRefresh(b, 0, func(t testing.TB) *postgres.Store {
+			s, err := postgres.Open(context.Background(), pgtest.URL(t)+"&pooler=transaction")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if _, err := s.Migrate(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
+	})
+	b.Run("via=pgbouncer", func(b *testing.B) {
+		bouncer := pgtest.NewBouncer(b)
+		benchRefresh(b, 0, func(t testing.TB) *postgres.Store { return bouncer.New(t) })
+	})
+}
+
+// benchRefresh runs b.N refreshes from 16 concurrent callers on a store
+// whose sessions table holds total rows (at least the 256 refreshed), and
+// reports refresh/s, p50 and p99.
+func benchRefresh(b *testing.B, total int, open func(testing.TB) *postgres.Store) {
+	const clients, perClient = 16, 16
+	var store *postgres.Store
+	env := testenv.New(b, testenv.Options{RealClock: true, Store: func(t testing.TB) testenv.Store {
+		store = open(t)
+		return store
+	}})
+	ctx := context.Background()
+	tokens := make([][]string, clients)
+	for c := range tokens {
+		for i := range perClient {
+			tokens[c] = append(tokens[c], env.Login(b, fmt.Sprintf("c%d-%d@example.com", c, i)).RefreshToken)
+		}
+	}
+	fillSessions(b, store, total-clients*perClient)
+	var next atomic.Int64
+	lat := make([][]time.Duration, clients)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for c := range clients {
+		wg.Go(func() {
+			for i := 0; next.Add(1) <= int64(b.N); i = (i + 1) % perClient {
+				t0 := time.Now()
+				got, err := env.Sessions.Refresh(ctx, session.RefreshRequest{Token: tokens[c][i], Client: env.Client})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+				tokens[c][i] = got.RefreshToken
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "refresh/s")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
 }
 
 // fillSessions adds n live sessions (four per filler user) with SQL, then

@@ -13,7 +13,7 @@ import (
 
 // SigningKeys implements token.Store.
 func (s *Store) SigningKeys(ctx context.Context) ([]token.StoredKey, error) {
-	return collect(ctx, s.pool, func(r pgx.Row) (token.StoredKey, error) {
+	return collect(ctx, s.db, func(r pgx.Row) (token.StoredKey, error) {
 		var (
 			k                  token.StoredKey
 			activated, retired *time.Time
@@ -81,7 +81,7 @@ func changed(tag pgconn.CommandTag, err error) error {
 
 // DeleteRetiredKeys implements token.Store.
 func (s *Store) DeleteRetiredKeys(ctx context.Context, cutoff time.Time) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM signing_keys WHERE state = 'retired' AND retired_at < $1`, cutoff)
+	tag, err := s.db.Exec(ctx, `DELETE FROM signing_keys WHERE state = 'retired' AND retired_at < $1`, cutoff)
 	if err != nil {
 		return 0, translate(err)
 	}
@@ -91,7 +91,7 @@ func (s *Store) DeleteRetiredKeys(ctx context.Context, cutoff time.Time) (int64,
 // Secret implements token.Store.
 func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 	var v []byte
-	err := s.pool.QueryRow(ctx, `SELECT value FROM secrets WHERE name = $1`, name).Scan(&v)
+	err := s.db.QueryRow(ctx, `SELECT value FROM secrets WHERE name = $1`, name).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, token.ErrNotFound
 	}
@@ -104,11 +104,11 @@ func (s *Store) PutSecretIfAbsent(ctx context.Context, name string, value []byte
 	// insert commits while ours waits on it, our statement's snapshot does
 	// not see that row; the second read, with a new snapshot, does.
 	var v []byte
-	err := s.pool.QueryRow(ctx, `WITH ins AS (
+	err := s.db.QueryRow(ctx, `WITH ins AS (
 		INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING RETURNING value
 	) SELECT value FROM ins UNION ALL SELECT value FROM secrets WHERE name = $1 LIMIT 1`, name, value, at).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = s.pool.QueryRow(ctx, `SELECT value FROM secrets WHERE name = $1`, name).Scan(&v)
+		err = s.db.QueryRow(ctx, `SELECT value FROM secrets WHERE name = $1`, name).Scan(&v)
 	}
 	return v, translate(err)
 }

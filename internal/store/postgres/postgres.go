@@ -52,6 +52,13 @@ const (
 // Store is a PostgreSQL database. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// db runs the statements outside InTx: the pool, or pooled behind a
+	// transaction-mode pooler (pooler.go).
+	db dbtx
+	// setup applies the session settings inside a transaction behind a
+	// transaction-mode pooler; "" otherwise.
+	setup    string
+	txPooled bool
 }
 
 // Open connects to the database at url (postgres://…). It does not migrate;
@@ -81,6 +88,10 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		cfg.MaxConns = int32(max(8, 4*runtime.NumCPU()))
 	}
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	txPooled, setup, err := pooler(cfg)
+	if err != nil {
+		return nil, err
+	}
 	for _, o := range opts {
 		o(cfg)
 	}
@@ -89,7 +100,11 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool, db: pool, setup: setup, txPooled: txPooled}
+	if setup != "" {
+		s.db = &pooled{pool: pool, setup: setup}
+	}
+	return s, nil
 }
 
 // Option adjusts the pool configuration.
@@ -133,7 +148,7 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return applied, err
 		}
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLock); err != nil {
 				return err
 			}
@@ -173,7 +188,7 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 // snapshot's xmax, so on a live database this changes nothing. Nodes read
 // the feed from the start when they start, so it runs at every start.
 func (s *Store) healFeedXIDs(ctx context.Context) error {
-	_, err := s.pool.Exec(ctx, `UPDATE revocations SET xid = '0' WHERE xid >= pg_snapshot_xmax(pg_current_snapshot())`)
+	_, err := s.db.Exec(ctx, `UPDATE revocations SET xid = '0' WHERE xid >= pg_snapshot_xmax(pg_current_snapshot())`)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: feed cursors: %w", translate(err))
 	}
@@ -193,7 +208,7 @@ func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
 	// The pool closes, rather than reuses, a connection released inside a
 	// transaction, so a failed ROLLBACK leaves nothing behind.
 	defer conn.Release()
-	t := &txn{conn: conn}
+	t := &txn{conn: conn, setup: s.setup}
 	if err := fn(t); err != nil {
 		t.rollback(ctx)
 		return err
@@ -209,7 +224,7 @@ func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
 }
 
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.db.Begin(ctx)
 	if err != nil {
 		return translate(err)
 	}
@@ -380,12 +395,12 @@ func scanSession(r pgx.Row) (session.Session, error) {
 
 // Session implements session.Store.
 func (s *Store) Session(ctx context.Context, id string) (session.Session, error) {
-	return scanSession(s.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = $1`, id))
+	return scanSession(s.db.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = $1`, id))
 }
 
 // UserSessions implements session.Store.
 func (s *Store) UserSessions(ctx context.Context, userID string) ([]session.Session, error) {
-	return collect(ctx, s.pool, scanSession, `SELECT `+sessionCols+` FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id`, userID)
+	return collect(ctx, s.db, scanSession, `SELECT `+sessionCols+` FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id`, userID)
 }
 
 // DeleteStale implements session.Store. It deletes in batches, each its own
@@ -394,7 +409,7 @@ func (s *Store) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, 
 	const batch = 5000
 	var total int64
 	for {
-		tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE id IN (
+		tag, err := s.db.Exec(ctx, `DELETE FROM sessions WHERE id IN (
 			SELECT id FROM sessions WHERE (revoked_at < $1) OR (expires_at < $1) OR idle_expires_at < $1 LIMIT $2)`, cutoff, batch)
 		if err != nil {
 			return total, translate(err)
@@ -404,7 +419,7 @@ func (s *Store) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, 
 			break
 		}
 	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM revocations WHERE until < $1`, now); err != nil {
+	if _, err := s.db.Exec(ctx, `DELETE FROM revocations WHERE until < $1`, now); err != nil {
 		return total, translate(err)
 	}
 	return total, nil
@@ -416,7 +431,7 @@ func (s *Store) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, 
 // cursor, whatever order transactions commit in. A transaction held open
 // delays the entries after it; it never makes a reader skip one.
 func (s *Store) Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error) {
-	return collect(ctx, s.pool, func(r pgx.Row) (session.FeedEntry, error) {
+	return collect(ctx, s.db, func(r pgx.Row) (session.FeedEntry, error) {
 		var e session.FeedEntry
 		err := r.Scan(&e.Txn, &e.Seq, &e.SessionID, &e.RevokedAt, &e.Until)
 		e.RevokedAt, e.Until = utc(e.RevokedAt), utc(e.Until)
@@ -437,6 +452,13 @@ const feedChannel = "latch_revocations"
 // sent while it was away are lost. A wake is only a hint to read now:
 // polling stays the fallback.
 func (s *Store) ListenRevocations(ctx context.Context, wake func(), log *slog.Logger) {
+	if s.txPooled {
+		// A LISTEN through a transaction-mode pooler lands on a server
+		// session another client gets next; polling alone serves the feed.
+		log.Info("revocation feed: no LISTEN behind a transaction-mode pooler (pooler=transaction); polling only")
+		<-ctx.Done()
+		return
+	}
 	const minBackoff, maxBackoff = 250 * time.Millisecond, 10 * time.Second
 	backoff := minBackoff
 	for ctx.Err() == nil {
@@ -500,7 +522,7 @@ func (s *Store) AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, 
 	if q.Limit > 0 {
 		limit = fmt.Sprint(q.Limit)
 	}
-	return collect(ctx, s.pool, func(r pgx.Row) (audit.Event, error) {
+	return collect(ctx, s.db, func(r pgx.Row) (audit.Event, error) {
 		var e audit.Event
 		err := r.Scan(&e.At, &e.Type, &e.UserID, &e.SessionID, &e.ClientID, &e.IP, &e.UserAgent, &e.Detail)
 		e.At = utc(e.At)
@@ -510,7 +532,7 @@ func (s *Store) AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, 
 
 // DeleteAudit implements session.Store.
 func (s *Store) DeleteAudit(ctx context.Context, before time.Time) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM audit_events WHERE at < $1`, before)
+	tag, err := s.db.Exec(ctx, `DELETE FROM audit_events WHERE at < $1`, before)
 	if err != nil {
 		return 0, translate(err)
 	}
@@ -535,17 +557,17 @@ func scanUser(r pgx.Row) (session.User, error) {
 
 // User implements session.Store.
 func (s *Store) User(ctx context.Context, id string) (session.User, error) {
-	return scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
+	return scanUser(s.db.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
 }
 
 // UserByEmail implements session.Store.
 func (s *Store) UserByEmail(ctx context.Context, email string) (session.User, error) {
-	return scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE email = $1`, email))
+	return scanUser(s.db.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE email = $1`, email))
 }
 
 // Users implements session.Store.
 func (s *Store) Users(ctx context.Context) ([]session.User, error) {
-	return collect(ctx, s.pool, scanUser, `SELECT `+userCols+` FROM users ORDER BY created_at, id`)
+	return collect(ctx, s.db, scanUser, `SELECT `+userCols+` FROM users ORDER BY created_at, id`)
 }
 
 // ---- clients ----
@@ -569,12 +591,12 @@ func scanClient(r pgx.Row) (session.Client, error) {
 
 // Client implements session.Store.
 func (s *Store) Client(ctx context.Context, id string) (session.Client, error) {
-	return scanClient(s.pool.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1`, id))
+	return scanClient(s.db.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1`, id))
 }
 
 // Clients implements session.Store.
 func (s *Store) Clients(ctx context.Context) ([]session.Client, error) {
-	return collect(ctx, s.pool, scanClient, `SELECT `+clientCols+` FROM clients ORDER BY id`)
+	return collect(ctx, s.db, scanClient, `SELECT `+clientCols+` FROM clients ORDER BY id`)
 }
 
 // ---- transaction ----
@@ -583,6 +605,7 @@ func (s *Store) Clients(ctx context.Context) ([]session.Client, error) {
 type txn struct {
 	conn  *pgxpool.Conn
 	begun bool
+	setup string // Store.setup, sent after BEGIN
 	// deferred writes, sent with the next statement that needs an answer
 	// or with COMMIT; each check sees its own result.
 	deferred []deferredExec
@@ -602,6 +625,9 @@ func (t *txn) send(ctx context.Context, sql string, args ...any) (pgx.BatchResul
 	begin := !t.begun
 	if begin {
 		b.Queue("BEGIN")
+		if t.setup != "" {
+			b.Queue(t.setup)
+		}
 	}
 	for _, d := range t.deferred {
 		b.Queue(d.sql, d.args...)
@@ -610,7 +636,7 @@ func (t *txn) send(ctx context.Context, sql string, args ...any) (pgx.BatchResul
 	pending := t.deferred
 	t.deferred, t.begun = nil, true
 	br := t.conn.SendBatch(ctx, b)
-	if begin {
+	for range t.opening(begin) {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			return nil, translate(err)

@@ -3,9 +3,11 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,5 +219,99 @@ func TestRefreshStatementCount(t *testing.T) {
 	want := []string{"BEGIN", "SELECT", "UPDATE", "COMMIT"}
 	if trips != 2 || !slices.Equal(statements, want) {
 		t.Fatalf("a refresh made %d round trips with %v; want 2 with %v", trips, statements, want)
+	}
+}
+
+// The conformance suite passes through PgBouncer in transaction mode, with
+// ?pooler=transaction (no prepared statements, the URL's session settings
+// applied per transaction).
+func TestConformanceThroughPgBouncer(t *testing.T) {
+	b := pgtest.NewBouncer(t)
+	storetest.Run(t, func(t *testing.T) storetest.Store { return b.New(t) })
+}
+
+// Behind PgBouncer the URL's session settings, which PgBouncer would
+// refuse as startup parameters, still hold for every statement, in a
+// transaction or not; a pooler value other than transaction is refused.
+func TestPoolerTransactionAppliesSettings(t *testing.T) {
+	if _, err := postgres.Open(context.Background(), "postgres://u@127.0.0.1/db?pooler=session"); err == nil || !strings.Contains(err.Error(), "pooler is transaction") {
+		t.Errorf("pooler=session: %v; want it refused", err)
+	}
+	b := pgtest.NewBouncer(t)
+	base := b.URL(t)
+	ctx := context.Background()
+	tests := []struct{ url, name, want string }{
+		{base, "statement_timeout", "5s"}, // Latch's default
+		{base + "&statement_timeout=1234", "statement_timeout", "1234ms"},
+		{base, "idle_in_transaction_session_timeout", "10s"},
+		{base, "TimeZone", "UTC"}, // forwarded by PgBouncer itself
+		{base + "&application_name=node-a", "application_name", "node-a"},
+	}
+	for _, tt := range tests {
+		s, err := postgres.Open(ctx, tt.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outside, inside, err := s.Setting(ctx, tt.name)
+		s.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if outside != tt.want || inside != tt.want {
+			t.Errorf("%s through PgBouncer: %q outside a transaction, %q inside; want %q", tt.name, outside, inside, tt.want)
+		}
+	}
+	s := b.New(t)
+	if _, err := s.Users(ctx); err != nil {
+		t.Fatalf("a query on the test's schema (search_path) through PgBouncer: %v", err)
+	}
+	if !s.TransactionPooled() || pgtest.New(t).TransactionPooled() {
+		t.Error("TransactionPooled does not follow pooler=transaction")
+	}
+}
+
+// Through PgBouncer a refresh is still two round trips: the settings
+// travel with BEGIN.
+func TestRefreshRoundTripsThroughPgBouncer(t *testing.T) {
+	tr := &tracer{}
+	st := pgtest.NewBouncer(t).New(t, postgres.WithTracer(tr))
+	env := testenv.New(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }})
+	rt := env.Login(t, "count@example.com").RefreshToken
+	env.Clock.Advance(time.Minute)
+	tr.reset()
+	if _, err := env.Sessions.Refresh(context.Background(), session.RefreshRequest{Token: rt, Client: env.Client}); err != nil {
+		t.Fatal(err)
+	}
+	trips, statements := tr.reset()
+	want := []string{"BEGIN", "SELECT", "SELECT", "UPDATE", "COMMIT"} // BEGIN, set_config, the lock, …
+	if trips != 2 || !slices.Equal(statements, want) {
+		t.Fatalf("a refresh through PgBouncer made %d round trips with %v; want 2 with %v", trips, statements, want)
+	}
+}
+
+// Behind a transaction-mode pooler the store does not LISTEN (the session
+// it would listen on is handed to other clients); the feed polls, and says
+// so once.
+func TestNoListenBehindPgBouncer(t *testing.T) {
+	s := pgtest.NewBouncer(t).New(t)
+	logs := new(testenv.LogBuffer)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var wakes atomic.Int64
+	go func() {
+		defer close(done)
+		s.ListenRevocations(ctx, func() { wakes.Add(1) }, slog.New(slog.NewJSONHandler(logs, nil)))
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "polling only") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no word that the feed only polls; log:\n%s", logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	<-done
+	if n := wakes.Load(); n != 0 {
+		t.Fatalf("%d wakes without a LISTEN", n)
 	}
 }

@@ -28,6 +28,13 @@ func URL(t testing.TB) string {
 	if base == "" {
 		t.Skip(Env + " is not set; skipping the PostgreSQL tests")
 	}
+	return schemaURL(t, base, base)
+}
+
+// schemaURL creates an empty schema through base and returns via with a
+// search_path selecting it; the schema is dropped when the test ends.
+func schemaURL(t testing.TB, base, via string) string {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
@@ -51,7 +58,7 @@ func URL(t testing.TB) string {
 			t.Errorf("dropping %s: %v", schema, err)
 		}
 	})
-	u, err := url.Parse(base)
+	u, err := url.Parse(via)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +71,13 @@ func URL(t testing.TB) string {
 // New returns a migrated store in a fresh schema.
 func New(t testing.TB, opts ...postgres.Option) *postgres.Store {
 	t.Helper()
-	s, err := postgres.Open(context.Background(), URL(t), opts...)
+	return open(t, URL(t), opts)
+}
+
+// open returns a migrated store at url, closed when the test ends.
+func open(t testing.TB, url string, opts []postgres.Option) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
