@@ -53,7 +53,7 @@ func newHarness(t *testing.T, o testenv.Options) *harness {
 	h := &harness{t: t, env: testenv.New(t, o)}
 	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
 	t.Cleanup(h.srv.Close)
-	h.api = httpapi.New(httpapi.Config{Issuer: h.srv.URL, DefaultClientID: "app"}, h.env.Sessions, h.env.Issuer, h.env.Store.Ping, nil)
+	h.api = httpapi.New(httpapi.Config{Issuer: h.srv.URL, AccountAudience: testenv.Issuer, DefaultClientID: "app"}, h.env.Sessions, h.env.Issuer, h.env.Store.Ping, nil)
 	return h
 }
 
@@ -159,7 +159,7 @@ func (h *harness) resource() http.RoundTripper {
 		var err error
 		if v, ok := h.verified.Load(tok); ok {
 			exp = v.(time.Time)
-		} else if claims, verr := h.env.Issuer.Verify(tok); verr != nil {
+		} else if claims, verr := h.env.Verify(tok); verr != nil {
 			err = verr
 		} else {
 			exp = claims.Expiry.Time()
@@ -205,7 +205,7 @@ func (h *harness) sessionActive(s *authclient.Session) bool {
 	if err != nil {
 		return false
 	}
-	claims, err := h.env.Issuer.Verify(tok)
+	claims, err := h.env.Verify(tok)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -138,7 +138,7 @@ func TestSessionEnded(t *testing.T) {
 	store := &authclient.MemoryStore{}
 	s := h.login(h.client(0, store))
 	tok, _ := s.AccessToken(ctx)
-	claims, err := h.env.Issuer.Verify(tok)
+	claims, err := h.env.Verify(tok)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ type latch struct {
 func startLatch(t testing.TB, o testenv.Options) *latch {
 	t.Helper()
 	env := testenv.New(t, o)
-	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: rsID, Name: rsID, Audience: "app",
+	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: rsID, Name: rsID, Audiences: []string{"app"},
 		AccessTTL: 15 * time.Minute, SecretHash: session.HashClientSecret(rsSecret)}); err != nil {
 		t.Fatal(err)
 	}

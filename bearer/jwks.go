@@ -89,7 +89,7 @@ func (c *keyCache) current() *keySet {
 // published reports whether k is still the key the current key set
 // publishes as kid (no I/O): a key withdrawn, or replaced by another under
 // the same kid, is not.
-func (c *keyCache) published(kid string, k *pinnedKey) bool {
+func (c *keyCache) published(_ context.Context, kid string, k *pinnedKey) bool {
 	return c.current().keys[kid] == k
 }
 
@@ -198,8 +198,13 @@ func sameKey(a, b any) bool {
 }
 
 // JWKSFetches returns how many times the key set has been fetched; tests and
-// metrics use it.
-func (v *Verifier) JWKSFetches() int64 { return v.keys.fetches.Load() }
+// metrics use it. It is 0 for a verifier with a [Config.Keys] source.
+func (v *Verifier) JWKSFetches() int64 {
+	if v.jwks == nil {
+		return 0
+	}
+	return v.jwks.fetches.Load()
+}
 
 // fits reports whether key is of the type its alg needs, and strong enough
 // (docs/security.md OPS-13, AT-09): a JWK whose kty does not match its

@@ -38,8 +38,9 @@ func TokenFromHeader(r *http.Request) (string, error) {
 // answer per RFC 6750 section 3: 401 with WWW-Authenticate "Bearer" (no
 // error code) when no token was sent, 401 with error="invalid_token" for
 // any rejected token, with no description of the cause; and, when the
-// revocation feed is too stale and the verifier fails closed, 503 with
-// Retry-After, since the token itself may be fine.
+// revocation feed is too stale and the verifier fails closed (or a
+// [KeySource] fails), 503 with Retry-After, since the token itself may be
+// fine.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	realm := `Bearer realm=` + strconv.Quote(v.cfg.Audience)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -51,7 +52,7 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 		}
 		c, err := v.Verify(r.Context(), tok)
 		if err != nil {
-			if errors.Is(err, ErrFeedStale) {
+			if !errors.Is(err, ErrInvalidToken) { // a stale feed, a key source that cannot tell
 				w.Header().Set("Retry-After", "5")
 				http.Error(w, "service unavailable", http.StatusServiceUnavailable)
 				return

@@ -36,8 +36,8 @@ type Rejections struct {
 	// Signature: an unknown kid, an algorithm other than the key's, or a
 	// signature that does not verify.
 	Signature uint64
-	// Claims: wrong iss or aud, no exp or sub, nbf or iat in the future,
-	// no sid while the feed is on.
+	// Claims: wrong iss or aud, no exp, sub or sid, nbf or iat in the
+	// future.
 	Claims uint64
 	// Expired: past exp plus the leeway ([ErrExpired]).
 	Expired uint64
@@ -73,8 +73,8 @@ func (v *Verifier) Stats() Stats {
 		FeedStaleness: v.Staleness(),
 		Revoked:       v.Revoked(),
 	}
-	if v.keys != nil {
-		st.JWKSFetches = uint64(v.keys.fetches.Load())
+	if v.jwks != nil {
+		st.JWKSFetches = uint64(v.jwks.fetches.Load())
 	}
 	return st
 }

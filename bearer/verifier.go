@@ -69,7 +69,13 @@ type Config struct {
 	Algorithms []string
 	// JWKSURL is where the keys are; empty means discovery: the jwks_uri of
 	// the RFC 8414 metadata at Issuer + "/.well-known/oauth-authorization-server".
+	// It is not used when Keys is set.
 	JWKSURL string
+	// Keys, if set, supplies the keys instead of the issuer's JWKS (no
+	// discovery, no key-set fetch); Latch itself uses it to verify its own
+	// tokens with the keys it holds. Keys still have to name an allowed
+	// algorithm and fit it.
+	Keys KeySource
 	// Leeway is the clock skew tolerated on exp, nbf and iat; 0 means
 	// DefaultLeeway (30s); negative means none; at most MaxLeeway.
 	Leeway time.Duration
@@ -108,17 +114,19 @@ type Verifier struct {
 	algs    []jose.SignatureAlgorithm
 	leeway  time.Duration
 	maxSize int
-	keys    *keyCache
+	keys    keys
+	jwks    *keyCache // the default keys; nil with Config.Keys
 	feed    *feed
 	cache   *tokenCache
 	log     *slog.Logger
 	stats   stats
 }
 
-// New returns a Verifier. It fetches the issuer metadata (unless JWKSURL is
-// set) and the key set, and, with Revocations set, loads the revocation
-// feed's current entries; any failure is returned, so a misconfiguration is
-// found at start-up. ctx bounds these first requests only.
+// New returns a Verifier. Unless Keys is set, it fetches the issuer
+// metadata (unless JWKSURL is set) and the key set, and, with Revocations
+// set, loads the revocation feed's current entries; any failure is
+// returned, so a misconfiguration is found at start-up. ctx bounds these
+// first requests only.
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.Issuer == "" {
 		return nil, errors.New("bearer: Config.Issuer is required")
@@ -177,19 +185,10 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	case cfg.CacheSize > 0:
 		v.cache = newTokenCache(cfg.CacheSize)
 	}
-	jwksURL := cfg.JWKSURL
-	if jwksURL == "" {
-		var err error
-		if jwksURL, err = discover(ctx, v.cfg.HTTPClient, cfg.Issuer); err != nil {
-			return nil, err
-		}
-	}
-	v.keys = newKeyCache(jwksURL, v)
-	if err := v.keys.fetch(ctx); err != nil {
+	if cfg.Keys != nil {
+		v.keys = &sourceKeys{src: cfg.Keys, algs: v.algs}
+	} else if err := v.fetchJWKS(ctx); err != nil {
 		return nil, err
-	}
-	if len(v.keys.set.Load().keys) == 0 {
-		return nil, fmt.Errorf("bearer: the JWKS at %s has no signing key for %s (a key must name its alg)", jwksURL, strings.Join(cfg.Algorithms, ", "))
 	}
 	if cfg.Revocations != nil {
 		f, err := startFeed(ctx, v, *cfg.Revocations)
@@ -199,6 +198,27 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		v.feed = f
 	}
 	return v, nil
+}
+
+// fetchJWKS sets up the default keys: the issuer's JWKS, found by
+// discovery unless JWKSURL is set, fetched once now.
+func (v *Verifier) fetchJWKS(ctx context.Context) error {
+	jwksURL := v.cfg.JWKSURL
+	if jwksURL == "" {
+		var err error
+		if jwksURL, err = discover(ctx, v.cfg.HTTPClient, v.cfg.Issuer); err != nil {
+			return err
+		}
+	}
+	v.jwks = newKeyCache(jwksURL, v)
+	v.keys = v.jwks
+	if err := v.jwks.fetch(ctx); err != nil {
+		return err
+	}
+	if len(v.jwks.set.Load().keys) == 0 {
+		return fmt.Errorf("bearer: the JWKS at %s has no signing key for %s (a key must name its alg)", jwksURL, strings.Join(v.cfg.Algorithms, ", "))
+	}
+	return nil
 }
 
 // Close stops the revocation-feed subscription, if any. Verify keeps
@@ -266,8 +286,8 @@ func invalid(format string, args ...any) error {
 // JSON serialization refused), the header (only alg, kid and typ; typ
 // at+jwt, RFC 9068 section 2.1), the key named by kid with the one
 // algorithm it is pinned to, the signature, then iss (exact), aud
-// (contains ours), exp (required), nbf and iat with the leeway, sub, and
-// the revocation feed when it is on. It does no I/O except a rate-limited
+// (contains ours), exp (required), nbf and iat with the leeway, sub, sid,
+// and the revocation feed when it is on. It does no I/O except a rate-limited
 // key-set fetch for an unknown kid. A token verified before is found in a
 // cache and only its time claims and the feed are checked again. The
 // returned Claims must not be modified.
@@ -282,7 +302,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (_ *Claims, err err
 		// A hit counts only while its key is still published: a key
 		// withdrawn from the JWKS (compromise, docs/security.md OPS-11)
 		// ends its cached tokens at the next key-set refresh.
-		if e := v.cache.get(sum); e != nil && v.keys.published(e.kid, e.key) {
+		if e := v.cache.get(sum); e != nil && v.keys.published(ctx, e.kid, e.key) {
 			v.stats.hits.Add(1)
 			return v.checkAgain(e.claims)
 		}
@@ -374,6 +394,10 @@ func (v *Verifier) checkClaims(c *Claims) error {
 		return invalid("iat in the future")
 	case c.Subject == "":
 		return invalid("no sub")
+	case c.SessionID == "":
+		// Every Latch access token names its session; one without cannot
+		// be ended by a logout (RFC 9068 leaves sid to the profile).
+		return invalid("no sid")
 	}
 	return nil
 }

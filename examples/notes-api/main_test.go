@@ -24,9 +24,9 @@ func TestNotesAPI(t *testing.T) {
 	ctx := context.Background()
 	// latch clients create notes-api --audience notes-api --confidential
 	// latch clients create notes-web --audience notes-api
-	web := session.Client{ID: "notes-web", Name: "notes-web", Audience: "notes-api", AccessTTL: 15 * time.Minute,
+	web := session.Client{ID: "notes-web", Name: "notes-web", Audiences: []string{"notes-api"}, AccessTTL: 15 * time.Minute,
 		Grants: []string{session.GrantPassword, session.GrantRefresh}}
-	for _, c := range []session.Client{web, {ID: "notes-api", Name: "notes-api", Audience: "notes-api",
+	for _, c := range []session.Client{web, {ID: "notes-api", Name: "notes-api", Audiences: []string{"notes-api"},
 		AccessTTL: 15 * time.Minute, SecretHash: session.HashClientSecret("s3cret")}} {
 		if err := env.Sessions.EnsureClient(ctx, c); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -352,13 +353,14 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		return err
 	}
 	var (
-		audience, grants, scopes *string
-		ttl                      *time.Duration
-		confidential             *bool
+		audiences      listFlag
+		grants, scopes *string
+		ttl            *time.Duration
+		confidential   *bool
 	)
 	d, svc, rest, err := admin(ctx, "clients "+sub, rest, s, func(f *flagSet) {
 		if sub == "create" {
-			audience = f.String("audience", "", "aud of the client's access tokens (required)")
+			f.Var(&audiences, "audience", "an aud of the client's access tokens (required; repeat for several, and give the account audience, --account-audience of latch serve, to a client that manages accounts)")
 			ttl = f.Duration("access-ttl", 15*time.Minute, "access-token lifetime, 1m to 24h")
 			grants = f.String("grants", "", `space- or comma-separated grant types: password, refresh_token, or "none" (default: both for public first-party apps, none for --confidential clients)`)
 			scopes = f.String("scopes", "", "space- or comma-separated scopes the client may request")
@@ -384,7 +386,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		}
 		// Confidential clients are resource servers and backends: no
 		// password grant unless asked for (docs/security.md LOGIN-13).
-		c := session.Client{ID: id, Name: id, Audience: *audience, AccessTTL: *ttl,
+		c := session.Client{ID: id, Name: id, Audiences: audiences, AccessTTL: *ttl,
 			Grants: g, Scopes: splitList(*scopes)}
 		if err := checkClient(c); err != nil {
 			return err
@@ -412,15 +414,27 @@ func runClients(ctx context.Context, args []string, s io3) error {
 			return err
 		}
 		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tAUDIENCE\tACCESS TTL\tGRANTS\tSCOPES")
+		fmt.Fprintln(tw, "ID\tTYPE\tAUDIENCES\tACCESS TTL\tGRANTS\tSCOPES")
 		for _, c := range clients {
 			typ := "public"
 			if c.Confidential() {
 				typ = "confidential"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, typ, c.Audience, c.AccessTTL, strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, typ, strings.Join(c.Audiences, " "), c.AccessTTL, strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "))
 		}
 		return tw.Flush()
+	}
+	return nil
+}
+
+// listFlag is a flag given once per value (--audience a --audience b).
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, " ") }
+
+func (l *listFlag) Set(v string) error {
+	if !slices.Contains(*l, v) {
+		*l = append(*l, v)
 	}
 	return nil
 }
@@ -431,13 +445,15 @@ func splitList(s string) []string {
 
 func checkClient(c session.Client) error {
 	var errs []error
-	switch {
-	case c.Audience == "":
+	if len(c.Audiences) == 0 {
 		errs = append(errs, errors.New("--audience is required"))
-	case c.Audience == "*" || strings.ContainsAny(c.Audience, " \t"):
-		// One resource server per audience (RFC 9068 section 5), never a
-		// wildcard.
-		errs = append(errs, fmt.Errorf("--audience %q: must name one resource server, without spaces or wildcards", c.Audience))
+	}
+	for _, a := range c.Audiences {
+		if a == "" || a == "*" || strings.ContainsAny(a, " \t\r\n") {
+			// One resource server per audience (RFC 9068 section 5), never a
+			// wildcard; spaces separate audiences in storage.
+			errs = append(errs, fmt.Errorf("--audience %q: must name one resource server, without spaces or wildcards", a))
+		}
 	}
 	if c.AccessTTL < config.MinAccessTTL || c.AccessTTL > config.MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, config.MinAccessTTL, config.MaxAccessTTL))

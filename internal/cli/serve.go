@@ -98,7 +98,9 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	if err := sessions.EnsureClient(ctx, session.Client{
-		ID: BuiltinClientID, Name: "built-in first-party client", Audience: c.Audience, AccessTTL: c.AccessTTL,
+		// First-party: the account audience beside its own, so its tokens
+		// can manage the account (docs/design.md "Audiences").
+		ID: BuiltinClientID, Name: "built-in first-party client", Audiences: c.BuiltinAudiences(), AccessTTL: c.AccessTTL,
 		Grants: []string{session.GrantPassword, session.GrantRefresh},
 	}); err != nil {
 		return fmt.Errorf("register built-in client: %w", err)
@@ -127,7 +129,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	defer closeThrottle()
 	proxies, _ := c.ParsedTrustedProxies() // validated already
-	apiCfg := httpapi.Config{Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, DefaultClientID: BuiltinClientID, Feed: hub,
+	apiCfg := httpapi.Config{Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, AccountAudience: c.AccountAudience, DefaultClientID: BuiltinClientID, Feed: hub,
 		MaxFeedSubscribers: config.MaxFeedStreams, FeedStreamsPerClient: c.FeedStreamsPerClient}
 	sm.api(&apiCfg)
 	api := httpapi.New(apiCfg, sessions, d.issuer, d.store.Ping, d.log)

@@ -24,6 +24,7 @@ type Config struct {
 	Database             string
 	Issuer               string
 	Audience             string
+	AccountAudience      string
 	AccessTTL            time.Duration
 	RefreshGrace         time.Duration
 	RefreshLostWindow    time.Duration
@@ -94,6 +95,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.AccessTTL, "access-ttl", 15*time.Minute, "access-token lifetime of the built-in client (1m to 24h)")
 	fs.StringVar(&c.Issuer, "issuer", "", "public base URL, the tokens' iss (default http://<addr>)")
 	fs.StringVar(&c.Audience, "audience", "app", "aud of the built-in client's access tokens")
+	fs.StringVar(&c.AccountAudience, "account-audience", "", "the aud an access token needs for the account endpoints; the built-in client gets it too (default: the issuer URL)")
 	fs.DurationVar(&c.RefreshGrace, "refresh-grace", 30*time.Second, "G: a repeat of the previous refresh token within G gets the identical current token (never later than L after its rotation, or G when L is 0)")
 	fs.DurationVar(&c.RefreshLostWindow, "refresh-lost-window", 24*time.Hour, "L: a repeat of the previous refresh token within L of its rotation gets a fresh successor (0 disables)")
 	fs.DurationVar(&c.SessionIdle, "session-idle", 30*24*time.Hour, "end sessions not refreshed for this long")
@@ -154,6 +156,15 @@ func Parse(fs *flag.FlagSet, args []string, c *Config) ([]string, error) {
 // EnvName is the environment twin of a flag.
 func EnvName(flagName string) string {
 	return "LATCH_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// BuiltinAudiences are the audiences of the built-in client: --audience
+// and the account audience (once, if they are the same).
+func (c *Config) BuiltinAudiences() []string {
+	if c.Audience == c.AccountAudience {
+		return []string{c.Audience}
+	}
+	return []string{c.Audience, c.AccountAudience}
 }
 
 // SQLitePath returns the file path of a sqlite: database URL, or "" when
@@ -262,8 +273,14 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--issuer %q: must be an http(s) URL without query or fragment", c.Issuer))
 	}
 	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
-	if c.Audience == "" {
-		errs = append(errs, errors.New("--audience must not be empty"))
+	if c.Audience == "" || strings.ContainsAny(c.Audience, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("--audience %q: must be one audience, without spaces", c.Audience))
+	}
+	if c.AccountAudience == "" {
+		c.AccountAudience = c.Issuer
+	}
+	if strings.ContainsAny(c.AccountAudience, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("--account-audience %q: must be one audience, without spaces", c.AccountAudience))
 	}
 	if c.RefreshGrace < 0 {
 		errs = append(errs, errors.New("--refresh-grace must not be negative"))

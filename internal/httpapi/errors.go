@@ -19,6 +19,7 @@ const (
 	CodeUnauthorizedClient     = "unauthorized_client"
 	CodeUnsupportedGrantType   = "unsupported_grant_type"
 	CodeInvalidScope           = "invalid_scope"
+	CodeInvalidTarget          = "invalid_target" // RFC 8707 section 2
 	CodeUnsupportedTokenType   = "unsupported_token_type"
 	CodeInvalidToken           = "invalid_token" // RFC 6750 section 3.1
 	CodeInvalidCredentials     = "invalid_credentials"
@@ -78,6 +79,8 @@ func toError(err error) *Error {
 		return wrap(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "request body too large")
 	case errors.Is(err, session.ErrInvalidScope):
 		return wrap(http.StatusBadRequest, CodeInvalidScope, "requested scope exceeds the grant")
+	case errors.Is(err, session.ErrInvalidTarget):
+		return wrap(http.StatusBadRequest, CodeInvalidTarget, "resource is not an audience of the client")
 	case session.IsInvalidGrant(err):
 		// One message for forged, expired, revoked and reused tokens, so the
 		// answer is no oracle (checklist RT-15); the audit log tells them apart.

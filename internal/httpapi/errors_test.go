@@ -24,8 +24,8 @@ func TestErrorShapes(t *testing.T) {
 	env, srv := newServer(t, testenv.Options{})
 	live := signup(t, srv, "user@example.com")
 	for _, c := range []session.Client{
-		{ID: "refresh-only", Audience: "api", AccessTTL: 15 * time.Minute, Grants: []string{session.GrantRefresh}},
-		{ID: "conf", Audience: "api", AccessTTL: 15 * time.Minute, Grants: []string{session.GrantPassword, session.GrantRefresh},
+		{ID: "refresh-only", Audiences: []string{"api"}, AccessTTL: 15 * time.Minute, Grants: []string{session.GrantRefresh}},
+		{ID: "conf", Audiences: []string{"api"}, AccessTTL: 15 * time.Minute, Grants: []string{session.GrantPassword, session.GrantRefresh},
 			SecretHash: session.HashClientSecret("s3cret")},
 	} {
 		if err := env.Sessions.EnsureClient(t.Context(), c); err != nil {

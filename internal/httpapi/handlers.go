@@ -15,6 +15,9 @@ type credentials struct {
 	Password string `json:"password"`
 	ClientID string `json:"client_id"`
 	Scope    string `json:"scope"`
+	// Resource narrows the access token's aud to one of the client's
+	// audiences (RFC 8707).
+	Resource string `json:"resource"`
 }
 
 func (c *credentials) check() error {
@@ -53,7 +56,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	u, t, err := s.sessions.Signup(r.Context(), session.SignupRequest{
-		Email: req.Email, Password: req.Password, Login: login, Client: c, Scope: req.Scope, Meta: m})
+		Email: req.Email, Password: req.Password, Login: login, Client: c, Scope: req.Scope, Resource: req.Resource, Meta: m})
 	if err != nil {
 		return err
 	}
@@ -76,6 +79,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		Password string `json:"password"`
 		ClientID string `json:"client_id"`
 		Scope    string `json:"scope"`
+		// Resource narrows the access token's aud to one of the
+		// client's audiences (RFC 8707).
+		Resource string `json:"resource"`
 		// DeviceToken is the device token of an earlier login
 		// (docs/design.md "Returning devices").
 		DeviceToken string `json:"device_token"`
@@ -93,7 +99,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if !c.Allows(session.GrantPassword) {
 		return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not log users in with a password")
 	}
-	t, err := s.passwordLogin(r.Context(), session.LoginRequest{Email: req.Email, Password: req.Password, Client: c, Scope: req.Scope, Meta: s.meta(r), DeviceToken: req.DeviceToken})
+	t, err := s.passwordLogin(r.Context(), session.LoginRequest{Email: req.Email, Password: req.Password, Client: c, Scope: req.Scope, Resource: req.Resource, Meta: s.meta(r), DeviceToken: req.DeviceToken})
 	if err != nil {
 		return err
 	}

@@ -3,10 +3,9 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-	"slices"
 
+	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/session"
-	"github.com/latchauth/latch/internal/token"
 )
 
 // POST /oauth/introspect (RFC 7662), for confidential clients. An access
@@ -28,15 +27,23 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("token is required")
 	}
 	inactive := func() error { return writeJSON(w, http.StatusOK, map[string]bool{"active": false}) }
-	claims, err := s.issuer.Verify(tok)
-	if err != nil {
-		return inactive()
+	// The token must be for one of the caller's audiences, by the checks
+	// its resource servers run (RFC 7662 section 4: a resource server
+	// learns nothing of another's tokens).
+	var claims *bearer.Claims
+	for _, aud := range c.Audiences {
+		if claims, err = s.verify(r.Context(), aud, tok); err == nil {
+			break
+		}
+		if !errors.Is(err, bearer.ErrInvalidToken) {
+			return err
+		}
 	}
-	if c.Audience != "" && !slices.Contains([]string(claims.Audience), c.Audience) {
+	if claims == nil {
 		return inactive()
 	}
 	if _, err := s.sessions.ActiveSession(r.Context(), claims.Subject, claims.SessionID); err != nil {
-		if errors.Is(err, session.ErrNotFound) || errors.Is(err, session.ErrRevoked) || errors.Is(err, session.ErrExpired) || errors.Is(err, token.ErrInvalid) {
+		if errors.Is(err, session.ErrNotFound) || errors.Is(err, session.ErrRevoked) || errors.Is(err, session.ErrExpired) {
 			return inactive()
 		}
 		return err // storage trouble: 503, not a verdict on the token

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/session"
 )
 
@@ -87,6 +88,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if !c.Allows(grant) {
 		return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not use grant type "+strconv.Quote(grant))
 	}
+	res, err := resource(form)
+	if err != nil {
+		return err
+	}
 	var t session.Tokens
 	switch grant {
 	case session.GrantPassword:
@@ -94,7 +99,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		if user == "" || pw == "" {
 			return badRequest("username and password are required")
 		}
-		t, err = s.passwordLogin(r.Context(), session.LoginRequest{Email: user, Password: pw, Client: c, Scope: form.Get("scope"), Meta: s.meta(r),
+		t, err = s.passwordLogin(r.Context(), session.LoginRequest{Email: user, Password: pw, Client: c, Scope: form.Get("scope"), Resource: res, Meta: s.meta(r),
 			DeviceToken: form.Get("device_token")})
 		if errors.Is(err, session.ErrBadCredential) {
 			// RFC 6749 section 5.2: wrong resource-owner credentials are
@@ -112,7 +117,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		t, err = s.sessions.Refresh(r.Context(), session.RefreshRequest{Token: rt, Client: c, Scope: form.Get("scope"), Meta: m})
+		t, err = s.sessions.Refresh(r.Context(), session.RefreshRequest{Token: rt, Client: c, Scope: form.Get("scope"), Resource: res, Meta: m})
 	}
 	if err != nil {
 		return err
@@ -120,8 +125,25 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	return writeTokens(w, http.StatusOK, t, form.Get("scope"))
 }
 
+// resource reads the RFC 8707 "resource" parameter. Latch narrows a
+// token to one audience, so it takes at most one value; the session
+// package checks that it is one of the client's audiences (compared
+// exactly, as aud is; an audience need not be a URI here).
+func resource(form url.Values) (string, error) {
+	vals := form["resource"]
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1 || vals[0] == "":
+		// RFC 8707 section 2: invalid_target.
+		return "", apiError(http.StatusBadRequest, CodeInvalidTarget, "name one resource, an audience of the client")
+	}
+	return vals[0], nil
+}
+
 // POST /oauth/revoke (RFC 7009). A refresh token ends its session; so does
-// an access token, which Latch can verify itself. Unknown or invalid tokens
+// an access token for the account audience, which Latch verifies itself.
+// Unknown or invalid tokens
 // get 200, as section 2.2 requires.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	form, c, err := s.oauthRequest(w, r)
@@ -133,7 +155,14 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("token is required")
 	}
 	// token_type_hint is only a hint (section 2.1); the token itself tells.
-	if claims, verr := s.issuer.Verify(tok); verr == nil {
+	// An access token ends its session only if it may manage the account:
+	// one for the account audience (docs/design.md "Audiences"); any other
+	// string is tried as a refresh token.
+	claims, verr := s.verify(r.Context(), s.cfg.AccountAudience, tok)
+	if verr != nil && !errors.Is(verr, bearer.ErrInvalidToken) {
+		return verr
+	}
+	if verr == nil {
 		if claims.ClientID != c.ID {
 			err = session.ErrWrongClient
 		} else if err = s.sessions.RevokeSession(r.Context(), claims.Subject, claims.SessionID, s.meta(r)); errors.Is(err, session.ErrNotFound) {

@@ -20,7 +20,7 @@ func TestRevocationStream(t *testing.T) {
 	t.Parallel()
 	env, srv := newServer(t, testenv.Options{RealClock: true, MaxFeedSubscribers: 1, FeedHeartbeat: 50 * time.Millisecond})
 	ctx := context.Background()
-	if err := env.Sessions.EnsureClient(ctx, session.Client{ID: "rs", Name: "rs", Audience: "app", AccessTTL: time.Minute,
+	if err := env.Sessions.EnsureClient(ctx, session.Client{ID: "rs", Name: "rs", Audiences: []string{"app"}, AccessTTL: time.Minute,
 		SecretHash: session.HashClientSecret("secret")}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -30,6 +31,9 @@ type Config struct {
 	Issuer string
 	// DefaultClientID is used when a request names no client.
 	DefaultClientID string
+	// AccountAudience is the aud an access token must hold to call the
+	// account endpoints (docs/design.md "Audiences"); default Issuer.
+	AccountAudience string
 	// Feed serves GET /v1/revocations; nil answers 404 there.
 	Feed *feed.Hub
 	// FeedHeartbeat is the interval of SSE heartbeat comments (default 15s),
@@ -101,6 +105,10 @@ type Server struct {
 
 	https bool
 
+	// verifiers holds one *bearer.Verifier per audience: the account
+	// audience and those of clients calling introspection.
+	verifiers sync.Map
+
 	feedSubs     atomic.Int64
 	feedMu       sync.Mutex
 	feedByClient map[string]int // open streams per client id
@@ -115,6 +123,9 @@ func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func
 	}
 	if cfg.DefaultClientID == "" {
 		cfg.DefaultClientID = "app"
+	}
+	if cfg.AccountAudience == "" {
+		cfg.AccountAudience = cfg.Issuer
 	}
 	if cfg.FeedHeartbeat <= 0 {
 		cfg.FeedHeartbeat = defaultFeedHeartbeat
@@ -300,31 +311,58 @@ type caller struct {
 	session session.Session
 }
 
-// authed checks the bearer access token (RFC 6750 section 2.1, header only)
-// and that its session is still active; Latch has the database at hand, so
-// its own endpoints refuse a revoked session's token at once.
+// verifier returns the verifier of Latch's access tokens for audience aud:
+// bearer's, the one resource servers run, with the keys from the issuer's
+// memory, so Latch and its resource servers apply one set of rules
+// (docs/design.md "Audiences"). One is built per audience and kept.
+func (s *Server) verifier(aud string) (*bearer.Verifier, error) {
+	if v, ok := s.verifiers.Load(aud); ok {
+		return v.(*bearer.Verifier), nil
+	}
+	// No I/O: with keys in memory and no feed, New only checks the config.
+	v, err := bearer.New(context.Background(), s.issuer.VerifierConfig(aud))
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: verifier for %q: %w", aud, err)
+	}
+	got, _ := s.verifiers.LoadOrStore(aud, v)
+	return got.(*bearer.Verifier), nil
+}
+
+// verify checks an access token for audience aud. A refused token wraps
+// bearer.ErrInvalidToken; any other error is the server's.
+func (s *Server) verify(ctx context.Context, aud, tok string) (*bearer.Claims, error) {
+	v, err := s.verifier(aud)
+	if err != nil {
+		return nil, err
+	}
+	return v.Verify(ctx, tok)
+}
+
+// authed checks the bearer access token (RFC 6750 section 2.1, header
+// only): bearer's checks for the account audience, then that its session is
+// still active; Latch has the database at hand, so its own endpoints refuse
+// a revoked session's token at once.
 func (s *Server) authed(fn func(http.ResponseWriter, *http.Request, *caller) error) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		authz := r.Header.Get("Authorization")
-		scheme, tok, ok := strings.Cut(authz, " ")
-		if authz == "" || !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		tok, err := bearer.TokenFromHeader(r)
+		if err != nil {
 			// RFC 6750 section 3.1: no error code when credentials are absent.
 			w.Header().Set("WWW-Authenticate", `Bearer realm="latch"`)
 			return apiError(http.StatusUnauthorized, CodeInvalidToken, "an access token is required")
 		}
-		claims, err := s.issuer.Verify(tok)
+		claims, err := s.verify(r.Context(), s.cfg.AccountAudience, tok)
 		var ses session.Session
 		if err == nil {
 			ses, err = s.sessions.ActiveSession(r.Context(), claims.Subject, claims.SessionID)
 		}
 		if err != nil {
-			if !errors.Is(err, token.ErrInvalid) && !errors.Is(err, session.ErrNotFound) &&
+			if !errors.Is(err, bearer.ErrInvalidToken) && !errors.Is(err, session.ErrNotFound) &&
 				!errors.Is(err, session.ErrRevoked) && !errors.Is(err, session.ErrExpired) {
 				return err // storage trouble: 503, not a verdict on the token
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="latch", error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
 			return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Message: "the access token is invalid, expired or revoked", Err: err}
 		}
-		return fn(w, r, &caller{claims: claims, session: ses})
+		return fn(w, r, &caller{claims: *claims, session: ses})
 	}
 }

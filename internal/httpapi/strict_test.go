@@ -68,7 +68,7 @@ func TestJSONProblemsSpeakJSON(t *testing.T) {
 // token issued to another client, and the session survives.
 func TestRevokeAnotherClientsToken(t *testing.T) {
 	env, srv := newServer(t, testenv.Options{})
-	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "other", Audience: "other",
+	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "other", Audiences: []string{"other"},
 		AccessTTL: time.Minute, Grants: []string{session.GrantRefresh}}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestMethodNotAllowed(t *testing.T) {
 // but never widen it, and the session keeps its scope (section 6).
 func TestScopes(t *testing.T) {
 	env, srv := newServer(t, testenv.Options{})
-	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "notes", Audience: "notes",
+	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "notes", Audiences: []string{"notes"},
 		AccessTTL: time.Minute, Grants: []string{session.GrantPassword, session.GrantRefresh}, Scopes: []string{"read", "write"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,9 @@ type SignupRequest struct {
 	Login    bool
 	Client   Client
 	Scope    string
+	// Resource optionally narrows the access token's aud to one of the
+	// client's audiences (RFC 8707).
+	Resource string
 	Meta     Meta
 }
 
@@ -30,6 +33,9 @@ type SignupRequest struct {
 func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, error) {
 	email, err := NormalizeEmail(req.Email)
 	if err != nil {
+		return User{}, Tokens{}, err
+	}
+	if req.Client, err = req.Client.Narrow(req.Resource); err != nil {
 		return User{}, Tokens{}, err
 	}
 	if err := password.CheckPolicy(req.Password, email); err != nil {
@@ -96,6 +102,9 @@ type LoginRequest struct {
 	Password string
 	Client   Client
 	Scope    string
+	// Resource optionally narrows the access token's aud to one of the
+	// client's audiences (RFC 8707).
+	Resource string
 	Meta     Meta
 	// DeviceToken is the device token the client sent, if any; a valid one
 	// keeps its device id in the token the login returns.
@@ -106,6 +115,12 @@ type LoginRequest struct {
 // password and disabled account all return ErrBadCredential after one
 // Argon2id run each, so neither answer nor timing tells them apart.
 func (s *Service) Login(ctx context.Context, req LoginRequest) (Tokens, User, error) {
+	// A resource the client has no audience for is refused before the
+	// password is looked at: the answer depends on the client alone.
+	var err error
+	if req.Client, err = req.Client.Narrow(req.Resource); err != nil {
+		return Tokens{}, User{}, err
+	}
 	t, u, err := s.login(ctx, req)
 	s.observeLogin(err)
 	return t, u, err

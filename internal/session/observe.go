@@ -121,7 +121,7 @@ func (s *Service) observeRefresh(out outcome, ses *Session, gen uint64, err erro
 		o = RefreshExpired
 	case errors.Is(err, ErrRevoked):
 		o = RefreshRevoked
-	case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrWrongClient), errors.Is(err, ErrInvalidScope):
+	case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrWrongClient), errors.Is(err, ErrInvalidScope), errors.Is(err, ErrInvalidTarget):
 		o = RefreshInvalid
 	default:
 		o = RefreshUnavailable

@@ -18,7 +18,10 @@ type RefreshRequest struct {
 	// Scope optionally narrows the new access token; the session keeps its
 	// scope (RFC 6749 section 6: it may not grow).
 	Scope string
-	Meta  Meta
+	// Resource optionally narrows the new access token's aud to one of the
+	// client's audiences (RFC 8707 section 2).
+	Resource string
+	Meta     Meta
 }
 
 type outcome int
@@ -71,6 +74,14 @@ func suspiciousGrace(s *Session, m Meta) bool {
 // Errors for which IsInvalidGrant is true mean the token is dead; ErrReused
 // additionally means the session was revoked because of it.
 func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, error) {
+	// A resource the client has no audience for is refused before the
+	// token is looked at: the answer depends on the client alone, so it
+	// tells nothing about the token.
+	var err error
+	if req.Client, err = req.Client.Narrow(req.Resource); err != nil {
+		s.observeRefresh(0, nil, 0, err)
+		return Tokens{}, err
+	}
 	// Malformed and forged tokens are refused before any database work.
 	raw, gen, err := s.codec.Decode(req.Token)
 	if err != nil {

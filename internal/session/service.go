@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -175,7 +176,7 @@ func (s *Service) mint(ses *Session, c *Client, scope string, now time.Time) (st
 	claims := bearer.Claims{
 		Issuer:    s.issuer.Issuer(),
 		Subject:   ses.UserID,
-		Audience:  jwt.Audience{c.Audience},
+		Audience:  jwt.Audience(slices.Clone(c.Audiences)),
 		Expiry:    jwt.NewNumericDate(exp),
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now),

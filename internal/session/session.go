@@ -32,6 +32,7 @@ var (
 	ErrInvalidToken  = errors.New("session: invalid refresh token")
 	ErrWrongClient   = errors.New("session: refresh token issued to another client")
 	ErrInvalidScope  = errors.New("session: requested scope exceeds the grant")
+	ErrInvalidTarget = errors.New("session: requested resource is not an audience of the client")
 	ErrEmailTaken    = errors.New("session: email already registered")
 	ErrInvalidEmail  = errors.New("session: invalid email address")
 	ErrBadCredential = errors.New("session: invalid email or password")
@@ -130,11 +131,16 @@ type Client struct {
 	// SecretHash is SHA-256 of the client secret; nil for public clients.
 	// Secrets are 256-bit random values, so a fast hash suffices.
 	SecretHash []byte
-	Audience   string
-	AccessTTL  time.Duration
-	Grants     []string
-	Scopes     []string
-	CreatedAt  time.Time
+	// Audiences are the resource servers the client's access tokens are
+	// for, each an exact "aud" value; a token carries all of them unless
+	// the request names one with RFC 8707 "resource". Only a client with
+	// the account audience among them can call Latch's account endpoints
+	// (docs/design.md "Audiences").
+	Audiences []string
+	AccessTTL time.Duration
+	Grants    []string
+	Scopes    []string
+	CreatedAt time.Time
 }
 
 // Grant types.
@@ -145,6 +151,21 @@ const (
 
 // Confidential reports whether the client authenticates with a secret.
 func (c *Client) Confidential() bool { return c.SecretHash != nil }
+
+// Narrow returns c with its audiences narrowed to resource, the RFC 8707
+// "resource" parameter of a token request (section 2): the access token
+// then carries that one audience. An empty resource keeps them all; one
+// that is not among them is ErrInvalidTarget.
+func (c Client) Narrow(resource string) (Client, error) {
+	if resource == "" {
+		return c, nil
+	}
+	if !slices.Contains(c.Audiences, resource) {
+		return c, ErrInvalidTarget
+	}
+	c.Audiences = []string{resource}
+	return c, nil
+}
 
 // Allows reports whether the client may use grant.
 func (c *Client) Allows(grant string) bool { return slices.Contains(c.Grants, grant) }

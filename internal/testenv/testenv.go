@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
@@ -207,7 +208,9 @@ func New(t testing.TB, o Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := session.Client{ID: "app", Name: "app", Audience: "app", AccessTTL: o.AccessTTL,
+	// The built-in client's own audience and the account audience (the
+	// issuer), as latch serve registers it.
+	client := session.Client{ID: "app", Name: "app", Audiences: []string{"app", Issuer}, AccessTTL: o.AccessTTL,
 		Grants: []string{session.GrantPassword, session.GrantRefresh}}
 	if err := svc.EnsureClient(ctx, client); err != nil {
 		t.Fatal(err)
@@ -235,6 +238,17 @@ func (e *Env) Login(t testing.TB, email string) session.Tokens {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// Verify checks an access token as Latch's account endpoints do: bearer's
+// verifier for the account audience (Issuer), keys from memory, the
+// stack's clock.
+func (e *Env) Verify(tok string) (*bearer.Claims, error) {
+	v, err := bearer.New(context.Background(), e.Issuer.VerifierConfig(Issuer))
+	if err != nil {
+		return nil, err
+	}
+	return v.Verify(context.Background(), tok)
 }
 
 // Password is the password Login uses.

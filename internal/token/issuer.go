@@ -37,9 +37,6 @@ var Algorithms = []string{string(jose.EdDSA), string(jose.ES256), string(jose.RS
 const TypeAccessToken = "at+jwt"
 
 var (
-	// ErrInvalid reports an access token that fails verification. The cause
-	// is wrapped for logs, never shown to clients.
-	ErrInvalid = errors.New("token: invalid access token")
 	// ErrTooSoon reports a rotation that would start signing with a key
 	// verifiers may not have fetched yet.
 	ErrTooSoon = errors.New("token: next key not yet published for a full JWKS cache lifetime")
@@ -59,7 +56,9 @@ type Config struct {
 	// LongestAccessTTL keeps retired keys published while tokens they
 	// signed can still be valid.
 	LongestAccessTTL time.Duration
-	// Leeway is the clock skew tolerated when Latch verifies its own tokens.
+	// Leeway is the clock skew tolerated on exp, nbf and iat when Latch
+	// verifies its own tokens (VerifierConfig), and the time a retired key
+	// stays published beyond the longest access TTL.
 	Leeway time.Duration
 	// ReloadInterval is how often Run re-reads the key set, so a rotation
 	// made by another node or the CLI is picked up without a restart.
@@ -249,56 +248,32 @@ func (i *Issuer) Issue(c bearer.Claims) (string, error) {
 	return jwt.Signed(cur.signer).Claims(c).Serialize()
 }
 
-// Verify checks an access token Latch issued: a published key by kid, the
-// key's own algorithm, typ at+jwt, exact iss, exp and nbf with leeway. It
-// does not check aud; callers that are resource servers must.
-func (i *Issuer) Verify(tok string) (bearer.Claims, error) {
-	var c bearer.Claims
-	if len(tok) > 8<<10 {
-		return c, fmt.Errorf("%w: too long", ErrInvalid)
-	}
-	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.RS256})
-	if err != nil {
-		return c, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if len(parsed.Headers) != 1 {
-		return c, fmt.Errorf("%w: want one signature", ErrInvalid)
-	}
-	h := parsed.Headers[0]
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !isAccessTokenType(typ) {
-		return c, fmt.Errorf("%w: typ %q", ErrInvalid, typ)
-	}
+var _ bearer.KeySource = (*Issuer)(nil)
+
+// Key returns the public key published under kid, retired keys included
+// while they are published: the keys of the JWKS, from memory. It makes the
+// Issuer the [bearer.KeySource] Latch verifies its own tokens with, so its
+// endpoints and resource servers run one verifier (docs/design.md
+// "Audiences").
+func (i *Issuer) Key(_ context.Context, kid string) (bearer.PublicKey, error) {
 	i.mu.RLock()
-	k := i.published[h.KeyID]
+	k := i.published[kid]
 	i.mu.RUnlock()
 	if k == nil {
-		return c, fmt.Errorf("%w: unknown kid", ErrInvalid)
+		return bearer.PublicKey{}, bearer.ErrUnknownKey
 	}
-	if h.Algorithm != k.Alg {
-		return c, fmt.Errorf("%w: alg %s for a %s key", ErrInvalid, h.Algorithm, k.Alg)
-	}
-	if err := parsed.Claims(k.pub.Key, &c); err != nil {
-		return c, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	now := i.clock()
-	switch {
-	case c.Issuer != i.cfg.Issuer:
-		return c, fmt.Errorf("%w: issuer", ErrInvalid)
-	case c.Expiry == nil || !now.Before(c.Expiry.Time().Add(i.cfg.Leeway)):
-		return c, fmt.Errorf("%w: expired", ErrInvalid)
-	case c.NotBefore != nil && now.Add(i.cfg.Leeway).Before(c.NotBefore.Time()):
-		return c, fmt.Errorf("%w: not yet valid", ErrInvalid)
-	case c.Subject == "" || c.SessionID == "":
-		return c, fmt.Errorf("%w: missing sub or sid", ErrInvalid)
-	}
-	return c, nil
+	return bearer.PublicKey{Key: k.pub.Key, Algorithm: k.Alg}, nil
 }
 
-// isAccessTokenType compares media types case-insensitively (RFC 9068
-// section 4 accepts at+jwt and application/at+jwt).
-func isAccessTokenType(typ string) bool {
-	t := strings.ToLower(typ)
-	return t == TypeAccessToken || t == "application/"+TypeAccessToken
+// VerifierConfig is the [bearer.Config] of a verifier of this issuer's
+// tokens for audience aud, with the keys from memory, the issuer's clock
+// and its leeway.
+func (i *Issuer) VerifierConfig(aud string) bearer.Config {
+	leeway := i.cfg.Leeway
+	if leeway == 0 {
+		leeway = -1 // bearer reads 0 as its default; Latch's 0 means none
+	}
+	return bearer.Config{Issuer: i.cfg.Issuer, Audience: aud, Algorithms: Algorithms, Keys: i, Leeway: leeway, Now: i.clock}
 }
 
 // KeyInfo describes a signing key for operators.

@@ -2,6 +2,7 @@ package token_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -121,14 +122,24 @@ func TestIssueEachAlgorithm(t *testing.T) {
 					t.Fatalf("JWKS key %s: use %q alg %q public %v", k.KeyID, k.Use, k.Algorithm, k.IsPublic())
 				}
 			}
-			if _, err := i.Verify(tok); err != nil {
-				t.Fatalf("Verify: %v", err)
+			if _, err := verifyOwn(i, tok); err != nil {
+				t.Fatalf("Verify with the issuer's keys: %v", err)
 			}
 		})
 	}
 }
 
-func TestVerifyRejects(t *testing.T) {
+// verifyOwn checks tok as Latch's endpoints do: bearer with the keys from
+// the issuer's memory, for audience "api".
+func verifyOwn(i *token.Issuer, tok string) (*bearer.Claims, error) {
+	v, err := bearer.New(ctx, i.VerifierConfig("api"))
+	if err != nil {
+		return nil, err
+	}
+	return v.Verify(ctx, tok)
+}
+
+func TestVerifierConfigRejects(t *testing.T) {
 	f := newFixture(t)
 	i := f.issuer(t, "EdDSA")
 	now := f.clock.Now()
@@ -153,8 +164,8 @@ func TestVerifyRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := i.Verify(tt.tok); !errors.Is(err, token.ErrInvalid) {
-				t.Fatalf("Verify error = %v, want ErrInvalid", err)
+			if _, err := verifyOwn(i, tt.tok); !errors.Is(err, bearer.ErrInvalidToken) {
+				t.Fatalf("Verify error = %v, want ErrInvalidToken", err)
 			}
 		})
 	}
@@ -195,6 +206,11 @@ func TestRotationLifeCycle(t *testing.T) {
 	if err := verifyWithJWKS(t, before, set); err != nil {
 		t.Fatalf("token of the retired key: %v", err)
 	}
+	// The keys from memory are the JWKS's: the retired key still verifies.
+	checkKeysMatchJWKS(t, i)
+	if _, err := verifyOwn(i, before); err != nil {
+		t.Fatalf("token of the retired key, keys from memory: %v", err)
+	}
 	// Past the longest access TTL plus leeway the retired key goes.
 	f.clock.Advance(15*time.Minute + 31*time.Second)
 	if err := i.Reload(ctx); err != nil {
@@ -203,8 +219,30 @@ func TestRotationLifeCycle(t *testing.T) {
 	if n := len(jwks(t, i).Keys); n != 2 {
 		t.Fatalf("JWKS has %d keys after retention, want 2", n)
 	}
+	checkKeysMatchJWKS(t, i)
+	if _, err := i.Key(ctx, r.RetireKID); !errors.Is(err, bearer.ErrUnknownKey) {
+		t.Fatalf("Key(retired past retention) = %v, want ErrUnknownKey", err)
+	}
 	if n, err := i.PruneRetired(ctx); err != nil || n != 1 {
 		t.Fatalf("PruneRetired = %d, %v; want 1", n, err)
+	}
+}
+
+// checkKeysMatchJWKS: Issuer.Key answers for exactly the keys of the
+// published JWKS, with their algorithm.
+func checkKeysMatchJWKS(t *testing.T, i *token.Issuer) {
+	t.Helper()
+	for _, k := range jwks(t, i).Keys {
+		got, err := i.Key(ctx, k.KeyID)
+		if err != nil {
+			t.Fatalf("Key(%s): %v", k.KeyID, err)
+		}
+		if got.Algorithm != k.Algorithm || !got.Key.(interface{ Equal(crypto.PublicKey) bool }).Equal(k.Key) {
+			t.Fatalf("Key(%s) = %s %v, want the JWKS key %s %v", k.KeyID, got.Algorithm, got.Key, k.Algorithm, k.Key)
+		}
+	}
+	if _, err := i.Key(ctx, "no-such-kid"); !errors.Is(err, bearer.ErrUnknownKey) {
+		t.Fatalf("Key(unknown) = %v, want ErrUnknownKey", err)
 	}
 }
 
@@ -295,7 +333,7 @@ func TestRewrap(t *testing.T) {
 	// The new key opens everything: same signing keys, same MAC key.
 	f.kek = newKEK
 	again := f.issuer(t, "EdDSA")
-	if _, err := again.Verify(tok); err != nil {
+	if _, err := verifyOwn(again, tok); err != nil {
 		t.Fatalf("a token signed before the rewrap does not verify after it: %v", err)
 	}
 	if mac2, err := token.RefreshKey(ctx, f.store, newKEK, f.clock.Now()); err != nil || string(mac2) != string(mac) {

@@ -46,7 +46,7 @@ func TestRunAgainstLatch(t *testing.T) {
 	srv := httptest.NewServer(env.Handler)
 	defer srv.Close()
 	const secret = "feed-secret-for-the-tradeoffs-test"
-	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "rs", Name: "rs", Audience: "rs",
+	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "rs", Name: "rs", Audiences: []string{"rs"},
 		AccessTTL: time.Minute, SecretHash: session.HashClientSecret(secret)}); err != nil {
 		t.Fatal(err)
 	}

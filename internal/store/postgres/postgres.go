@@ -579,11 +579,16 @@ func scanClient(r pgx.Row) (session.Client, error) {
 		c              session.Client
 		ttl            int64
 		grants, scopes string
+		audiences      string
 	)
-	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Audience, &ttl, &grants, &scopes, &c.CreatedAt); err != nil {
+	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &c.CreatedAt); err != nil {
 		return session.Client{}, translate(err)
 	}
 	c.AccessTTL = time.Duration(ttl) * time.Microsecond
+	// Audiences share the one audience column, space-separated (an
+	// audience has no spaces), so a row written before they were a list
+	// reads as a list of one.
+	c.Audiences = strings.Fields(audiences)
 	c.Grants, c.Scopes = strings.Fields(grants), strings.Fields(scopes)
 	c.CreatedAt = utc(c.CreatedAt)
 	return c, nil
@@ -812,6 +817,6 @@ func (t *txn) PutClient(ctx context.Context, c session.Client) error {
 	_, err := t.exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, audience = excluded.audience,
 		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes`,
-		c.ID, c.Name, c.SecretHash, c.Audience, c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), c.CreatedAt)
+		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), c.CreatedAt)
 	return translate(err)
 }

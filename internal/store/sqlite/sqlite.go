@@ -325,11 +325,16 @@ func scanClient(r rowScanner) (session.Client, error) {
 		c              session.Client
 		ttl, created   int64
 		grants, scopes string
+		audiences      string
 	)
-	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Audience, &ttl, &grants, &scopes, &created); err != nil {
+	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &created); err != nil {
 		return session.Client{}, translate(err)
 	}
 	c.AccessTTL = time.Duration(ttl) * time.Microsecond
+	// Audiences share the one audience column, space-separated (an
+	// audience has no spaces), so a row written before they were a list
+	// reads as a list of one.
+	c.Audiences = strings.Fields(audiences)
 	c.Grants, c.Scopes = strings.Fields(grants), strings.Fields(scopes)
 	c.CreatedAt = fromMicros(created)
 	return c, nil
@@ -459,7 +464,7 @@ func (t *txn) PutClient(ctx context.Context, c session.Client) error {
 	_, err := t.tx.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, audience = excluded.audience,
 		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes`,
-		c.ID, c.Name, c.SecretHash, c.Audience, c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt))
+		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt))
 	return translate(err)
 }
 

@@ -320,16 +320,20 @@ func testDeleteStale(t *testing.T, s Store) {
 }
 
 func testClients(t *testing.T, s Store) {
-	c := session.Client{ID: "svc", Name: "svc", SecretHash: session.HashClientSecret("s3cret"), Audience: "https://api",
+	c := session.Client{ID: "svc", Name: "svc", SecretHash: session.HashClientSecret("s3cret"), Audiences: []string{"https://api"},
 		AccessTTL: 90 * time.Second, Grants: []string{"refresh_token"}, Scopes: []string{"a", "b"}, CreatedAt: t0}
 	inTx(t, s, func(tx session.Tx) error { return tx.PutClient(ctx, c) })
 	got, err := s.Client(ctx, "svc")
 	if err != nil || got.AccessTTL != c.AccessTTL || !slices.Equal(got.Scopes, c.Scopes) || !got.CheckSecret("s3cret") || got.CheckSecret("other") {
 		t.Fatalf("Client = %+v, %v", got, err)
 	}
-	c.SecretHash, c.Audience = nil, "https://api2"
+	if !slices.Equal(got.Audiences, c.Audiences) {
+		t.Fatalf("Audiences = %q, want %q", got.Audiences, c.Audiences)
+	}
+	// Several audiences round-trip in order.
+	c.SecretHash, c.Audiences = nil, []string{"https://api2", "https://accounts.example"}
 	inTx(t, s, func(tx session.Tx) error { return tx.PutClient(ctx, c) })
-	if got, _ := s.Client(ctx, "svc"); got.Confidential() || got.Audience != "https://api2" {
+	if got, _ := s.Client(ctx, "svc"); got.Confidential() || !slices.Equal(got.Audiences, c.Audiences) {
 		t.Fatalf("after replace: %+v", got)
 	}
 	if _, err := s.Client(ctx, "nope"); !errors.Is(err, session.ErrNotFound) {
