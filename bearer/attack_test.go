@@ -44,6 +44,10 @@ type fakeIssuer struct {
 	fetches  atomic.Int64
 	requests atomic.Int64
 	down     atomic.Bool
+	// iss, aud, sub and sid are the claims of valid tokens: the fake's URL,
+	// "notes-api", "user-1" and "s1", unless the suite runs against
+	// Latch's own endpoints (TestAttacksOnLatch), which put Latch's there.
+	iss, aud, sub, sid string
 }
 
 var testRSA = func() *rsa.PrivateKey {
@@ -88,6 +92,7 @@ func newFakeIssuer(t cleaner) *fakeIssuer {
 		}
 	}))
 	t.Cleanup(f.srv.Close)
+	f.iss, f.aud, f.sub, f.sid = f.srv.URL, "notes-api", "user-1", "s1"
 	return f
 }
 
@@ -119,9 +124,9 @@ func (f *fakeIssuer) verifierWith(t testing.TB, cfg bearer.Config) *bearer.Verif
 // claims returns valid claims for f, to be edited by a case.
 func (f *fakeIssuer) claims() map[string]any {
 	return map[string]any{
-		"iss": f.srv.URL, "sub": "user-1", "aud": []string{"notes-api"},
+		"iss": f.iss, "sub": f.sub, "aud": []string{f.aud},
 		"exp": now.Add(10 * time.Minute).Unix(), "iat": now.Unix(), "nbf": now.Unix(),
-		"jti": "j1", "client_id": "app", "sid": "s1", "scope": "notes:read",
+		"jti": "j1", "client_id": "app", "sid": f.sid, "scope": "notes:read",
 	}
 }
 
@@ -185,13 +190,41 @@ func es256Raw(k *ecdsa.PrivateKey) func([]byte) []byte {
 	}
 }
 
-// TestAttacks is the attack suite: one case per line of the security
-// checklist, section C, that the verifier covers (RS-nn in the names).
+// target is one use of the verifier that the attack suite runs against.
+// It fails t unless tok is refused as that use refuses a bad token, or,
+// with accept, unless tok is accepted as the token of f.sub and f.sid.
+type target func(t *testing.T, tok string, accept bool)
+
+// TestAttacks runs the attack suite against bearer as resource servers use
+// it: keys from the JWKS of a fake issuer.
 func TestAttacks(t *testing.T) {
 	t.Parallel()
 	f := newFakeIssuer(t)
 	v := f.verifier(t)
+	attackSuite(t, f, func(t *testing.T, tok string, accept bool) {
+		c, err := v.Verify(context.Background(), tok)
+		switch {
+		case accept && err != nil:
+			t.Fatalf("Verify: %v", err)
+		case accept && (c.Subject != f.sub || c.SessionID != f.sid):
+			t.Fatalf("claims = %+v", c)
+		case !accept && err == nil:
+			t.Fatalf("Verify accepted the token: %+v", c)
+		case !accept && !errors.Is(err, bearer.ErrInvalidToken):
+			t.Fatalf("Verify error %v does not match ErrInvalidToken", err)
+		}
+	})
+	// RS-18: many unknown kids caused at most one JWKS refetch (rate limit).
+	if got := f.fetches.Load(); got > 2 {
+		t.Errorf("JWKS fetched %d times, want at most 2 (start + one rate-limited refetch)", got)
+	}
+}
 
+// attackSuite is the attack suite: one case per line of the security
+// checklist, section C, that the verifier covers (RS-nn in the names),
+// each a token signed with f's keys and claims, and then the tokens that
+// must be accepted. check judges each.
+func attackSuite(t *testing.T, f *fakeIssuer, check target) {
 	edPub := []byte(f.ed.Public().(ed25519.PublicKey))
 	rsaDER, _ := x509.MarshalPKIXPublicKey(f.rsa.Public())
 	rsaPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: rsaDER})
@@ -272,6 +305,11 @@ func TestAttacks(t *testing.T) {
 		{"RS-08 exp edited", h + "." + b64(mustJSON(with(f.claims(), "exp", now.Add(time.Hour).Unix()))) + "." + s},
 		// RS-09: non-canonical base64url.
 		{"RS-09 last char variant", h + "." + p + "." + s[:len(s)-1] + string(s[len(s)-1]+1)},
+		// The unused trailing bits of the signature flipped: the same
+		// bytes decoded, another string (an Ed25519 signature, 86
+		// characters, has 4 of them).
+		{"RS-09 unused signature bits", h + "." + p + "." + s[:len(s)-1] + string(b64chars[strings.IndexByte(b64chars, s[len(s)-1])|1])},
+		{"RS-09 CRLF", h + "." + p + "." + s[:20] + "\r\n" + s[20:]},
 		{"RS-09 padding", h + "." + p + "." + s + "=="},
 		{"RS-09 standard alphabet", strings.NewReplacer("-", "+", "_", "/").Replace(withURLChars(f))},
 		{"RS-09 whitespace", h + ".\n" + p + "." + s},
@@ -285,11 +323,11 @@ func TestAttacks(t *testing.T) {
 		// RS-11: iss variants.
 		{"RS-11 iss missing", f.token(goodHeader, without(f.claims(), "iss"))},
 		{"RS-11 iss other", f.token(goodHeader, with(f.claims(), "iss", "https://evil.example"))},
-		{"RS-11 iss trailing slash", f.token(goodHeader, with(f.claims(), "iss", f.srv.URL+"/"))},
-		{"RS-11 iss prefix", f.token(goodHeader, with(f.claims(), "iss", f.srv.URL[:len(f.srv.URL)-1]))},
-		{"RS-11 iss suffix", f.token(goodHeader, with(f.claims(), "iss", f.srv.URL+"0"))},
-		{"RS-11 iss case", f.token(goodHeader, with(f.claims(), "iss", strings.ToUpper(f.srv.URL)))},
-		{"RS-11 iss array", f.token(goodHeader, with(f.claims(), "iss", []string{f.srv.URL}))},
+		{"RS-11 iss trailing slash", f.token(goodHeader, with(f.claims(), "iss", f.iss+"/"))},
+		{"RS-11 iss prefix", f.token(goodHeader, with(f.claims(), "iss", f.iss[:len(f.iss)-1]))},
+		{"RS-11 iss suffix", f.token(goodHeader, with(f.claims(), "iss", f.iss+"0"))},
+		{"RS-11 iss case", f.token(goodHeader, with(f.claims(), "iss", strings.ToUpper(f.iss)))},
+		{"RS-11 iss array", f.token(goodHeader, with(f.claims(), "iss", []string{f.iss}))},
 		// RS-12: the right iss, signed by a key the issuer does not publish.
 		{"RS-12 foreign key same kid", raw(goodHeader, mustJSON(f.claims()), attackerSign)},
 		// RS-13: aud variants.
@@ -298,8 +336,11 @@ func TestAttacks(t *testing.T) {
 		{"RS-13 aud empty string", f.token(goodHeader, with(f.claims(), "aud", ""))},
 		{"RS-13 aud empty array", f.token(goodHeader, with(f.claims(), "aud", []string{}))},
 		{"RS-13 aud array without ours", f.token(goodHeader, with(f.claims(), "aud", []string{"a", "b"}))},
-		{"RS-13 aud case", f.token(goodHeader, with(f.claims(), "aud", "Notes-API"))},
-		{"RS-13 aud object", f.token(goodHeader, with(f.claims(), "aud", map[string]string{"notes-api": "x"}))},
+		{"RS-13 aud case", f.token(goodHeader, with(f.claims(), "aud", strings.ToUpper(f.aud)))},
+		{"RS-13 aud object", f.token(goodHeader, with(f.claims(), "aud", map[string]string{f.aud: "x"}))},
+		// Another resource server's audience, as a client registered for
+		// it gets (docs/design.md "Audiences").
+		{"RS-13 aud of a resource server", f.token(goodHeader, with(f.claims(), "aud", []string{"https://notes.example"}))},
 		// RS-14: exp.
 		{"RS-14 exp missing", f.token(goodHeader, without(f.claims(), "exp"))},
 		{"RS-14 expired past leeway", f.token(goodHeader, with(f.claims(), "exp", now.Add(-bearer.DefaultLeeway-time.Second).Unix()))},
@@ -310,9 +351,14 @@ func TestAttacks(t *testing.T) {
 		{"RS-15 nbf future", f.token(goodHeader, with(f.claims(), "nbf", now.Add(bearer.DefaultLeeway+time.Minute).Unix()))},
 		// RS-16: iat far in the future.
 		{"RS-16 iat future", f.token(goodHeader, with(f.claims(), "iat", now.Add(time.Hour).Unix()))},
+		{"RS-16 iat 10 minutes ahead", f.token(goodHeader, with(f.claims(), "iat", now.Add(10*time.Minute).Unix()))},
 		// RS-17: sub missing or empty.
 		{"RS-17 sub missing", f.token(goodHeader, without(f.claims(), "sub"))},
 		{"RS-17 sub empty", f.token(goodHeader, with(f.claims(), "sub", ""))},
+		// A Latch access token always names its session; without sid no
+		// logout could end it.
+		{"sid missing", f.token(goodHeader, without(f.claims(), "sid"))},
+		{"sid empty", f.token(goodHeader, with(f.claims(), "sid", ""))},
 		// RS-18: kid abuse.
 		{"RS-18 kid missing", f.token(`{"alg":"EdDSA","typ":"at+jwt"}`, f.claims())},
 		{"RS-18 kid unknown", f.token(`{"alg":"EdDSA","kid":"nope","typ":"at+jwt"}`, f.claims())},
@@ -352,7 +398,7 @@ func TestAttacks(t *testing.T) {
 		{"RS-25 duplicate alg", f.token(`{"alg":"EdDSA","alg":"none","kid":"ed","typ":"at+jwt"}`, f.claims())},
 		{"RS-25 duplicate kid", f.token(`{"alg":"EdDSA","kid":"nope","kid":"ed","typ":"at+jwt"}`, f.claims())},
 		{"RS-25 case variant ALG", f.token(`{"alg":"EdDSA","ALG":"none","kid":"ed","typ":"at+jwt"}`, f.claims())},
-		{"RS-25 duplicate sub", raw(goodHeader, []byte(strings.Replace(string(mustJSON(f.claims())), `"sub":"user-1"`, `"sub":"user-1","sub":"admin"`, 1)), f.edSign)},
+		{"RS-25 duplicate sub", raw(goodHeader, []byte(strings.Replace(string(mustJSON(f.claims())), `"sub":`+string(mustJSON(f.sub)), `"sub":`+string(mustJSON(f.sub))+`,"sub":"admin"`, 1)), f.edSign)},
 		// RS-26: encodings.
 		{"RS-26 BOM header", raw("\ufeff"+goodHeader, mustJSON(f.claims()), f.edSign)},
 		{"RS-26 invalid UTF-8 payload", raw(goodHeader, append(mustJSON(f.claims())[:len(mustJSON(f.claims()))-1], []byte(`,"x":"\xff"}`)...), f.edSign)},
@@ -374,19 +420,7 @@ func TestAttacks(t *testing.T) {
 		{"huge garbage", strings.Repeat("A", 1<<20)},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := v.Verify(context.Background(), tc.token)
-			if err == nil {
-				t.Fatalf("Verify accepted the token: %+v", c)
-			}
-			if !errors.Is(err, bearer.ErrInvalidToken) {
-				t.Fatalf("Verify error %v does not match ErrInvalidToken", err)
-			}
-		})
-	}
-	// RS-18: many unknown kids caused at most one JWKS refetch (rate limit).
-	if got := f.fetches.Load(); got > 2 {
-		t.Errorf("JWKS fetched %d times, want at most 2 (start + one rate-limited refetch)", got)
+		t.Run(tc.name, func(t *testing.T) { check(t, tc.token, false) })
 	}
 
 	accept := []struct {
@@ -402,27 +436,22 @@ func TestAttacks(t *testing.T) {
 		})},
 		{"RS-10 typ at+JWT", f.token(`{"alg":"EdDSA","kid":"ed","typ":"at+JWT"}`, f.claims())},
 		{"RS-10 typ application/at+jwt", f.token(`{"alg":"EdDSA","kid":"ed","typ":"application/at+jwt"}`, f.claims())},
-		{"RS-13 aud string", f.token(goodHeader, with(f.claims(), "aud", "notes-api"))},
-		{"RS-13 aud array with ours", f.token(goodHeader, with(f.claims(), "aud", []string{"other", "notes-api"}))},
+		{"RS-13 aud string", f.token(goodHeader, with(f.claims(), "aud", f.aud))},
+		{"RS-13 aud array with ours", f.token(goodHeader, with(f.claims(), "aud", []string{"https://notes.example", f.aud}))},
 		{"RS-14 exp within leeway", f.token(goodHeader, with(f.claims(), "exp", now.Add(-bearer.DefaultLeeway+time.Second).Unix()))},
 		{"RS-15 nbf within leeway", f.token(goodHeader, with(f.claims(), "nbf", now.Add(bearer.DefaultLeeway-time.Second).Unix()))},
 		// RS-25: claim names are case-sensitive (go-jose's JSON), so "EXP" is
 		// an unknown claim and the real exp governs: one reading only.
-		{"RS-25 EXP beside exp is ignored", raw(goodHeader, []byte(strings.Replace(string(mustJSON(f.claims())), `"sub":"user-1"`, `"sub":"user-1","EXP":99999999999`, 1)), f.edSign)},
+		{"RS-25 EXP beside exp is ignored", raw(goodHeader, []byte(strings.Replace(string(mustJSON(f.claims())), `"sub":`+string(mustJSON(f.sub)), `"sub":`+string(mustJSON(f.sub))+`,"EXP":99999999999`, 1)), f.edSign)},
 		{"header order", f.token(`{"typ":"at+jwt","kid":"ed","alg":"EdDSA"}`, f.claims())},
 	}
 	for _, tc := range accept {
-		t.Run("accept "+tc.name, func(t *testing.T) {
-			c, err := v.Verify(context.Background(), tc.token)
-			if err != nil {
-				t.Fatalf("Verify: %v", err)
-			}
-			if c.Subject != "user-1" || c.SessionID != "s1" {
-				t.Fatalf("claims = %+v", c)
-			}
-		})
+		t.Run("accept "+tc.name, func(t *testing.T) { check(t, tc.token, true) })
 	}
 }
+
+// b64chars is the base64url alphabet in value order.
+const b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 func split(tok string) (h, p, s string) {
 	parts := strings.Split(tok, ".")
