@@ -126,19 +126,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 }
 
 // resource reads the RFC 8707 "resource" parameter. Latch narrows a
-// token to one audience, so it takes at most one value; the session
-// package checks that it is one of the client's audiences (compared
-// exactly, as aud is; an audience need not be a URI here).
+// token to one audience, so it takes one value (decodeForm refuses a
+// repeated parameter); the session package checks that it is one of the
+// client's audiences, compared exactly as aud is (an audience need not be
+// a URI here).
 func resource(form url.Values) (string, error) {
-	vals := form["resource"]
-	switch {
-	case len(vals) == 0:
-		return "", nil
-	case len(vals) > 1 || vals[0] == "":
+	vals, ok := form["resource"]
+	if ok && vals[0] == "" {
 		// RFC 8707 section 2: invalid_target.
-		return "", apiError(http.StatusBadRequest, CodeInvalidTarget, "name one resource, an audience of the client")
+		return "", apiError(http.StatusBadRequest, CodeInvalidTarget, "resource must name one of the client's audiences")
 	}
-	return vals[0], nil
+	return form.Get("resource"), nil
 }
 
 // POST /oauth/revoke (RFC 7009). A refresh token ends its session; so does
