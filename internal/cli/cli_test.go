@@ -537,6 +537,41 @@ func TestClientsCreateDefaults(t *testing.T) {
 	}
 }
 
+// TestAccountAudienceFlag: --account-audience is the aud the account
+// endpoints require; the built-in client gets it, a client created with
+// repeated --audience flags has them all, and a client registered for a
+// resource server only is refused at GET /v1/sessions.
+func TestAccountAudienceFlag(t *testing.T) {
+	s := startServer(t, "--account-audience", "https://accounts.example")
+	s.mustLatch(t, "", "clients", "create", "notes", "--audience", "https://notes.example")
+	s.mustLatch(t, "", "clients", "create", "notes-web", "--audience", "https://notes.example", "--audience", "https://accounts.example")
+	out := s.mustLatch(t, "", "clients", "list")
+	if want := regexp.MustCompile(`(?m)^notes-web\s+public\s+https://notes\.example https://accounts\.example\s`); !want.MatchString(out) {
+		t.Fatalf("clients list does not match %s:\n%s", want, out)
+	}
+	s.mustLatch(t, "a long enough password\n", "users", "create", "ada@example.com", "--password-stdin")
+	for _, tc := range []struct {
+		client string
+		want   int
+	}{{"app", 200}, {"notes-web", 200}, {"notes", 401}} {
+		code, tok := passwordLoginAs(t, s, tc.client, "ada@example.com", "a long enough password")
+		at, _ := tok["access_token"].(string)
+		if code != 200 || at == "" {
+			t.Fatalf("login as %s: %d %v", tc.client, code, tok)
+		}
+		req, _ := http.NewRequest("GET", s.url+"/v1/sessions", nil)
+		req.Header.Set("Authorization", "Bearer "+at)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET /v1/sessions with a token of %s: %d, want %d", tc.client, resp.StatusCode, tc.want)
+		}
+	}
+}
+
 func passwordLoginAs(t *testing.T, s *server, client, email, pw string) (int, map[string]any) {
 	return post(t, s.url+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {email}, "password": {pw}, "client_id": {client}}.Encode())
 }

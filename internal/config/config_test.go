@@ -32,6 +32,35 @@ func TestDefaultsAreValid(t *testing.T) {
 		c.SessionIdle != 30*24*time.Hour || c.SessionMax != 0 || c.SigningAlg != "EdDSA" || c.Argon2.MemoryKiB != 19456 {
 		t.Fatalf("defaults differ from DESIGN: %+v", c)
 	}
+	// The account audience is the issuer URL; the built-in client gets it
+	// beside its own.
+	if c.AccountAudience != c.Issuer || !slices.Equal(c.BuiltinAudiences(), []string{"app", c.Issuer}) {
+		t.Fatalf("account audience %q, built-in audiences %q; want the issuer %q", c.AccountAudience, c.BuiltinAudiences(), c.Issuer)
+	}
+}
+
+func TestAccountAudience(t *testing.T) {
+	t.Setenv("LATCH_ACCOUNT_AUDIENCE", "https://accounts.example")
+	c, _, err := parseServe(t, "--issuer", "https://auth.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.AccountAudience != "https://accounts.example" || !slices.Equal(c.BuiltinAudiences(), []string{"app", "https://accounts.example"}) {
+		t.Fatalf("account audience %q, built-in audiences %q", c.AccountAudience, c.BuiltinAudiences())
+	}
+	// The same audience twice is one.
+	t.Setenv("LATCH_ACCOUNT_AUDIENCE", "")
+	c, _, _ = parseServe(t, "--audience", "https://auth.example", "--issuer", "https://auth.example")
+	if err := c.Validate(); err != nil || !slices.Equal(c.BuiltinAudiences(), []string{"https://auth.example"}) {
+		t.Fatalf("built-in audiences %q, %v", c.BuiltinAudiences(), err)
+	}
+	c, _, _ = parseServe(t, "--account-audience", "a b")
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--account-audience") {
+		t.Fatalf("an account audience with a space: %v", err)
+	}
 }
 
 func TestEnvTwins(t *testing.T) {
