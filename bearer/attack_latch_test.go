@@ -158,4 +158,3 @@ func do(t *testing.T, req *http.Request) (int, http.Header, []byte) {
 	}
 	return resp.StatusCode, resp.Header, b
 }
-

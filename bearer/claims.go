@@ -12,6 +12,11 @@
 // revocation feed and rejects tokens of sessions revoked since they were
 // issued, about a second after the logout, without a lookup per request.
 //
+// The keys come from the issuer's JWKS by default; [Config.Keys] takes
+// them from another [KeySource] instead. Latch itself verifies its own
+// tokens that way, with the keys it holds, so its endpoints and its
+// resource servers apply the same checks.
+//
 // The package imports only the standard library and go-jose.
 package bearer
 
