@@ -23,7 +23,7 @@ func TestStreamCursorPerTransaction(t *testing.T) {
 	st := pgtest.New(t)
 	env, srv := newServer(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }})
 	ctx := context.Background()
-	if err := env.Sessions.EnsureClient(ctx, session.Client{ID: "rs", Name: "rs", Audience: "app", AccessTTL: time.Minute,
+	if err := env.Sessions.EnsureClient(ctx, session.Client{ID: "rs", Name: "rs", Audiences: []string{"app"}, AccessTTL: time.Minute,
 		SecretHash: session.HashClientSecret("secret")}); err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func TestFeedStreamsPerClient(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, id := range []string{"greedy", "other", "third"} {
-		if err := env.Sessions.EnsureClient(ctx, session.Client{ID: id, Name: id, Audience: "app", AccessTTL: time.Minute,
+		if err := env.Sessions.EnsureClient(ctx, session.Client{ID: id, Name: id, Audiences: []string{"app"}, AccessTTL: time.Minute,
 			SecretHash: session.HashClientSecret(id + "-secret")}); err != nil {
 			t.Fatal(err)
 		}
