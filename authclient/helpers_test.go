@@ -53,7 +53,7 @@ func newHarness(t *testing.T, o testenv.Options) *harness {
 	h := &harness{t: t, env: testenv.New(t, o)}
 	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
 	t.Cleanup(h.srv.Close)
-	h.api = httpapi.New(httpapi.Config{Issuer: h.srv.URL, AccountAudience: testenv.Issuer, DefaultClientID: "app"}, h.env.Sessions, h.env.Issuer, h.env.Store.Ping, nil)
+	h.api = httpapi.New(httpapi.Config{Issuer: h.srv.URL, DefaultClientID: "app"}, h.env.Sessions, h.env.Issuer, h.env.Store.Ping, nil)
 	return h
 }
 

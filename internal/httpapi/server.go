@@ -32,7 +32,8 @@ type Config struct {
 	// DefaultClientID is used when a request names no client.
 	DefaultClientID string
 	// AccountAudience is the aud an access token must hold to call the
-	// account endpoints (docs/design.md "Audiences"); default Issuer.
+	// account endpoints (docs/design.md "Audiences"); default the token
+	// issuer's iss (the issuer URL).
 	AccountAudience string
 	// Feed serves GET /v1/revocations; nil answers 404 there.
 	Feed *feed.Hub
@@ -125,7 +126,8 @@ func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func
 		cfg.DefaultClientID = "app"
 	}
 	if cfg.AccountAudience == "" {
-		cfg.AccountAudience = cfg.Issuer
+		// The issuer URL, as the tokens' iss spells it.
+		cfg.AccountAudience = issuer.Issuer()
 	}
 	if cfg.FeedHeartbeat <= 0 {
 		cfg.FeedHeartbeat = defaultFeedHeartbeat
