@@ -291,7 +291,7 @@ func TestAncestorProbeIsReuse(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			env, srv := newServer(t, testenv.Options{})
-			if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "notes", Audience: "notes",
+			if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "notes", Audiences: []string{"notes"},
 				AccessTTL: time.Minute, Grants: []string{session.GrantPassword, session.GrantRefresh}, Scopes: []string{"read"}}); err != nil {
 				t.Fatal(err)
 			}
