@@ -285,3 +285,23 @@ func TestIntrospectionAudience(t *testing.T) {
 		}
 	}
 }
+
+// TestResourceAfterReuse: an ancestor refresh token sent with a resource
+// the client lacks is reuse all the same (the session ends), as with a
+// wider scope: no answer tells a probe whether the session lives.
+func TestResourceAfterReuse(t *testing.T) {
+	_, srv := newServer(t, testenv.Options{})
+	tr := signup(t, srv, "ada@example.com")
+	// Two rotations on: tr is an ancestor, not the parent in grace.
+	next := mustRefresh(t, srv, mustRefresh(t, srv, tr.RefreshToken).RefreshToken)
+	r := postForm(t, srv, "/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"app"},
+		"refresh_token": {tr.RefreshToken}, "resource": {"https://billing.example"}})
+	wantError(t, r, http.StatusBadRequest, "invalid_grant")
+	wantRefreshRejected(t, srv, next.RefreshToken)
+	// On a live session the same resource is invalid_target.
+	live := signup(t, srv, "bob@example.com")
+	r = postForm(t, srv, "/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"app"},
+		"refresh_token": {live.RefreshToken}, "resource": {"https://billing.example"}})
+	wantError(t, r, http.StatusBadRequest, "invalid_target")
+	mustRefresh(t, srv, live.RefreshToken)
+}

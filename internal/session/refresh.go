@@ -74,14 +74,6 @@ func suspiciousGrace(s *Session, m Meta) bool {
 // Errors for which IsInvalidGrant is true mean the token is dead; ErrReused
 // additionally means the session was revoked because of it.
 func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, error) {
-	// A resource the client has no audience for is refused before the
-	// token is looked at: the answer depends on the client alone, so it
-	// tells nothing about the token.
-	var err error
-	if req.Client, err = req.Client.Narrow(req.Resource); err != nil {
-		s.observeRefresh(0, nil, 0, err)
-		return Tokens{}, err
-	}
 	// Malformed and forged tokens are refused before any database work.
 	raw, gen, err := s.codec.Decode(req.Token)
 	if err != nil {
@@ -113,7 +105,7 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 			return err
 		}
 		// Reuse is decided before anything else about the request (client,
-		// scope): an ancestor sent with a bad scope or by another client
+		// scope, resource): an ancestor sent with a bad scope or by another client
 		// must not learn whether the session lives without revoking it.
 		out = decide(&ses, gen, now, s.cfg.Grace, s.cfg.LostWindow)
 		if out == outReuse {
@@ -133,6 +125,11 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 				return ErrInvalidScope
 			}
 			scope = req.Scope
+		}
+		// RFC 8707: resource narrows the access token to one of the
+		// client's audiences; decided after reuse, as scope is.
+		if req.Client, err = req.Client.Narrow(req.Resource); err != nil {
+			return err
 		}
 		switch out {
 		case outRotate:
