@@ -142,6 +142,17 @@ func (h *Hub) poll(ctx context.Context) (moved bool, err error) {
 		var page []session.FeedEntry
 		page, err = h.src.Revocations(ctx, after, pageSize)
 		if err != nil {
+			// The page before was full, so its last transaction may go on
+			// in the page that failed. Subscribers resume by transaction
+			// (Since), so publishing part of one would lose its rest for
+			// every subscriber given its cursor: keep it for the next poll.
+			if n := len(fresh); n > 0 {
+				txn := fresh[n-1].Txn
+				for n > 0 && fresh[n-1].Txn == txn {
+					n--
+				}
+				fresh = fresh[:n]
+			}
 			break
 		}
 		fresh = append(fresh, page...)

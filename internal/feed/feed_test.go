@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -194,5 +195,56 @@ func TestCursorAhead(t *testing.T) {
 		if len(got) != tt.want || cursor != tt.wantCursor {
 			t.Errorf("Since(%d) = %d entries, cursor %d; want %d, %d", tt.after, len(got), cursor, tt.want, tt.wantCursor)
 		}
+	}
+}
+
+// flaky fails every call after the first ok calls of one poll.
+type flaky struct {
+	*source
+	ok, calls int
+}
+
+func (f *flaky) Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error) {
+	f.calls++
+	if f.calls > f.ok {
+		return nil, errors.New("connection reset")
+	}
+	return f.source.Revocations(ctx, after, limit)
+}
+
+// TestHubPartialTransaction: a poll whose second page fails must not
+// publish the first part of a transaction larger than a page, since
+// subscribers resume by transaction: one given that transaction's cursor
+// would never be sent the rest of it.
+func TestHubPartialTransaction(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	src := &source{}
+	for i := range 1500 {
+		src.addTx(7, int64(i+1), "s"+strconv.Itoa(i), now.Add(time.Hour))
+	}
+	f := &flaky{source: src, ok: 1}
+	h, err := feed.New(f, feed.Config{Interval: time.Hour, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Poll(ctx); err == nil {
+		t.Fatal("Poll with a failing second page: no error")
+	}
+	seen := map[string]bool{}
+	got, cursor, _ := h.Since(0)
+	for _, e := range got {
+		seen[e.SessionID] = true
+	}
+	f.ok = 1 << 30 // storage is back
+	if err := h.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ = h.Since(cursor)
+	for _, e := range got {
+		seen[e.SessionID] = true
+	}
+	if len(seen) != 1500 {
+		t.Fatalf("a subscriber resuming from cursor %d saw %d of the transaction's 1500 revocations", cursor, len(seen))
 	}
 }
