@@ -73,9 +73,17 @@ func (s *Session) RevokeSession(ctx context.Context, id string) error {
 
 // ChangePassword changes the user's password (POST /v1/password). This
 // session stays; every other session of the user ends. A wrong current
-// password is an *Error with Code "invalid_credentials".
+// password is an *Error with Code "invalid_credentials". The session's
+// device token goes with it, so that guesses at the account's password from
+// elsewhere cannot throttle the owner's change (see [Saved]).
 func (s *Session) ChangePassword(ctx context.Context, current, next string) error {
-	return s.call(ctx, http.MethodPost, "/v1/password", map[string]string{"current_password": current, "new_password": next}, nil)
+	body := map[string]string{"current_password": current, "new_password": next}
+	s.mu.Lock()
+	if dt := s.cur.DeviceToken; dt != "" {
+		body["device_token"] = dt
+	}
+	s.mu.Unlock()
+	return s.call(ctx, http.MethodPost, "/v1/password", body, nil)
 }
 
 // call sends an authenticated JSON request to the Latch server through the

@@ -150,6 +150,15 @@ func TestDeviceTokenKept(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusTooManyRequests {
 		t.Fatalf("a login without a device token during the attack = %v, want 429", err)
 	}
+	// The owner, resumed on yet another network, changes the password: the
+	// change is a login for the throttle, and carries the device token too.
+	s, err = h.from("203.0.113.11", authclient.NewFileStore(path)).Resume(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ChangePassword(ctx, testenv.Password, "a brand new passphrase"); err != nil {
+		t.Fatalf("the owner's password change during the attack: %v", err)
+	}
 }
 
 // TestDeviceTokenStaysWithItsIssuer: a device token saved for one issuer

@@ -183,3 +183,36 @@ func TestDeviceTokenRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestPasswordChangeUnderAttack: a password change counts as a login, so
+// it takes from the account's bucket, which an attacker can keep empty with
+// wrong guesses from anywhere; the owner, signed in on a returning device
+// on a new network, must still be able to change the password (the first
+// thing to do under attack), so /v1/password takes the device token as the
+// logins do (docs/design.md "Returning devices"). Without one, or with an
+// access token alone, the change stays behind the account's limit.
+func TestPasswordChangeUnderAttack(t *testing.T) {
+	env, srv := throttled(t)
+	const owner = "owner@example.com"
+	env.Login(t, owner)
+	home := deviceLogin(t, srv, "192.0.2.50", owner, testenv.Password, "")
+	dt := deviceToken(t, home)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	home.decode(t, &tok)
+	drain(t, srv, owner, addrs(0))
+
+	change := func(ip, device, next string) reply {
+		body := map[string]string{"current_password": testenv.Password, "new_password": next}
+		if device != "" {
+			body["device_token"] = device
+		}
+		return send(t, srv, req{method: "POST", path: "/v1/password", contentType: "application/json", bearer: tok.AccessToken,
+			body: mustJSON(t, body), header: map[string]string{"X-Forwarded-For": ip}})
+	}
+	want429(t, change("198.51.100.7", "", "a brand new passphrase"), "a password change without a device token")
+	if r := change("198.51.100.8", dt, "a brand new passphrase"); r.Status != http.StatusNoContent {
+		t.Fatalf("the owner's password change with the device token, from a new network, under attack: %s", r)
+	}
+}

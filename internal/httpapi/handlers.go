@@ -173,11 +173,16 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, c *caller
 	return nil
 }
 
-// POST /v1/password {"current_password", "new_password"}
+// POST /v1/password {"current_password", "new_password", "device_token"}
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
 	req, err := decodeJSON[struct {
 		Current string `json:"current_password"`
 		New     string `json:"new_password"`
+		// DeviceToken, optional, is the device token of the caller's
+		// login: as for a login, a valid one takes its device's bucket
+		// instead of the account's, which an attacker can keep empty
+		// (docs/design.md "Returning devices").
+		DeviceToken string `json:"device_token"`
 	}](w, r)
 	if err != nil {
 		return err
@@ -191,7 +196,13 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return err
 	}
 	m := s.meta(r)
-	err = s.passwordCheck(r.Context(), "password change", Observer.PasswordChangeThrottled, u.Email, m.IP, "", func() error {
+	device := ""
+	if s.cfg.Throttle != nil {
+		if device, err = s.sessions.Device(r.Context(), u.Email, req.DeviceToken); err != nil {
+			return err
+		}
+	}
+	err = s.passwordCheck(r.Context(), "password change", Observer.PasswordChangeThrottled, u.Email, m.IP, device, func() error {
 		return s.sessions.ChangePassword(r.Context(), c.claims.Subject, c.claims.SessionID, req.Current, req.New, m)
 	})
 	if errors.Is(err, session.ErrBadCredential) {
