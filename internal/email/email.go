@@ -40,9 +40,13 @@ const maxLen = 254
 
 // domains converts a domain to its ASCII form for lookup (UTS #46 with
 // nontransitional processing, as browsers and registries use today: "ß"
-// stays "ß" and becomes xn--), checking label lengths and the
-// letter-digit-hyphen rule.
-var domains = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.VerifyDNSLength(true), idna.Transitional(false))
+// stays "ß" and becomes xn--), checking label lengths. The strict hostname rules are off (StrictDomainName,
+// CheckHyphens): mail domains such as "mail_srv.example.com" or
+// "ab--cd.example.com" exist and were accepted before normalisation came in,
+// and refusing them now would lock their users out; normalisation is about
+// one spelling per address, not about policing DNS.
+var domains = idna.New(idna.MapForLookup(), idna.StrictDomainName(false), idna.CheckHyphens(false),
+	idna.BidiRule(), idna.VerifyDNSLength(true), idna.Transitional(false))
 
 // Normalize returns the canonical form of addr, trimmed of surrounding
 // white space, or an error wrapping ErrInvalid.

@@ -40,7 +40,7 @@ func (m *Metrics) RegisterFeed(f Feed) error {
 	}
 	if f.Lag != nil {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "latch_feed_lag_seconds", Help: "Time since the revocation-feed hub last read storage successfully: the most another node's revocation can lag on this node's feed.",
+			Name: "latch_feed_lag_seconds", Help: "Time since the revocation-feed hub last read storage successfully. On PostgreSQL a writing transaction held open anywhere on the cluster also holds new entries back, which this gauge does not show: alert on long-open transactions too.",
 		}, func() float64 { return f.Lag().Seconds() }))
 	}
 	if f.Entries != nil {

@@ -50,13 +50,13 @@ const (
 // events (logins, logouts, signups, token revocation by a client) are left
 // out, and so is [audit.LoginFailed]: anyone can cause it in bulk, and a
 // flood of it would fill the queue and push out the theft events that matter.
-// [audit.RefreshSuspiciousGrace] is in: only a holder of a refresh token can
-// cause it, and only until L after a rotation.
+// [audit.RefreshSuspiciousGrace] is out for the same reason: every user holds
+// their own refresh token and can replay its parent within the grace window
+// with a new user agent each time, one event per request for up to L.
 func DefaultTypes() []string {
 	return []string{
 		audit.RefreshReuse,
 		audit.RefreshLost,
-		audit.RefreshSuspiciousGrace,
 		audit.PasswordChanged,
 		audit.UserDisabled,
 		audit.SessionRevoked,
