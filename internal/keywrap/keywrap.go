@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -75,9 +76,19 @@ func LoadOrCreateFile(path string) (k *KEK, created bool, err error) {
 		if err != nil {
 			return nil, false, fmt.Errorf("keywrap: create %s: %w", path, err)
 		}
+		// The key must be on disk before anything is sealed under it: a
+		// crash after the database commits but before the page cache is
+		// written back would leave data sealed under a key nobody has. So
+		// sync the file, and the directory that now names it.
 		_, werr := f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+		if werr == nil {
+			werr = f.Sync()
+		}
 		if cerr := f.Close(); werr == nil {
 			werr = cerr
+		}
+		if werr == nil {
+			werr = syncDir(filepath.Dir(path))
 		}
 		if werr != nil {
 			return nil, false, fmt.Errorf("keywrap: write %s: %w", path, werr)
@@ -111,4 +122,14 @@ func (k *KEK) Open(sealed []byte, context string) ([]byte, error) {
 		return nil, ErrOpen
 	}
 	return pt, nil
+}
+
+// syncDir makes a new directory entry durable (fsync(2) on the directory).
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
