@@ -200,8 +200,9 @@ func newThrottle(c *config.Config, log *slog.Logger) (httpapi.Throttle, func(), 
 	report := ratelimit.WithOnBackendError(func(err error) {
 		log.Warn("rate-limit store unreachable; limiting per process until it answers", "err", err)
 	})
+	policy := ratePolicy(c.Rates)
 	if c.Redis == "" {
-		t, err := ratelimit.New(ratelimit.NewMemory(), ratelimit.DefaultPolicy())
+		t, err := ratelimit.New(ratelimit.NewMemory(), policy)
 		return t, func() {}, err
 	}
 	opt, err := redis.ParseURL(c.Redis)
@@ -214,10 +215,25 @@ func newThrottle(c *config.Config, log *slog.Logger) (httpapi.Throttle, func(), 
 	opt.ContextTimeoutEnabled = true
 	opt.MaxRetries = 0
 	client := redis.NewClient(opt)
-	t, err := ratelimit.New(ratelimit.NewRedis(client, "latch:rl:"), ratelimit.DefaultPolicy(), report)
+	t, err := ratelimit.New(ratelimit.NewRedis(client, "latch:rl:"), policy, report)
 	if err != nil {
 		client.Close()
 		return nil, nil, err
 	}
 	return t, func() { client.Close() }, nil
+}
+
+// ratePolicy is the default policy with the buckets of the --rate-* flags.
+func ratePolicy(r config.Rates) ratelimit.Policy {
+	p := ratelimit.DefaultPolicy()
+	for _, b := range []struct {
+		dst *ratelimit.Bucket
+		src config.Rate
+	}{
+		{&p.LoginPerIP, r.LoginIP}, {&p.LoginPerAccount, r.LoginAccount}, {&p.LoginPerDevice, r.LoginDevice},
+		{&p.SignupPerIP, r.SignupIP}, {&p.RefreshPerIP, r.RefreshIP},
+	} {
+		*b.dst = ratelimit.Bucket{Every: b.src.Every(), Burst: b.src.Burst}
+	}
+	return p
 }
