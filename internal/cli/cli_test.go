@@ -283,7 +283,11 @@ func TestServeRejectsBadConfig(t *testing.T) {
 
 func TestAdminWithoutKEKExplains(t *testing.T) {
 	var out bytes.Buffer
-	err := cli.Run(context.Background(), []string{"keys", "list", "--database", "sqlite:" + filepath.Join(t.TempDir(), "x.db")}, nil, &out, &out)
+	db := "sqlite:" + filepath.Join(t.TempDir(), "x.db")
+	if err := cli.Run(context.Background(), []string{"migrate", "--database", db}, nil, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	err := cli.Run(context.Background(), []string{"keys", "list", "--database", db}, nil, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "key-encryption key") {
 		t.Fatalf("Run = %v, want an error about the key-encryption key", err)
 	}
