@@ -3,7 +3,10 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -169,5 +172,56 @@ func TestClientsDeleteAndRotateSecret(t *testing.T) {
 	}
 	if n := auditCount(t, s, "client.secret_rotated"); n != 1 {
 		t.Fatalf("%d client.secret_rotated events, want 1", n)
+	}
+}
+
+func readyz(t *testing.T, s *server) (int, map[string]string) {
+	t.Helper()
+	resp, err := http.Get(s.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]string
+	json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+// TestReadyzNamesRedis: with --redis pointing nowhere, /readyz stays 200
+// (the node serves, limiting per process) but says "degraded" and names
+// redis; logins are still throttled; every line on stderr is JSON. With a
+// live Redis it says ready and redis ok.
+func TestReadyzNamesRedis(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "redis://" + ln.Addr().String() + "/0"
+	ln.Close() // nothing listens there now
+	s := startServer(t, "--redis", nowhere, "--rate-login-ip", "2/1m")
+	if code, body := readyz(t, s); code != 200 || body["status"] != "degraded" || body["redis"] != "unreachable" {
+		t.Fatalf("/readyz with Redis down: %d %v, want 200 degraded, redis unreachable", code, body)
+	}
+	for i, want := range []int{400, 400, 429} {
+		if code, body := passwordLogin(t, s, "nobody@example.com", "not the password"); code != want {
+			t.Fatalf("attempt %d with Redis down: %d %v, want %d", i+1, code, body, want)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(s.logs.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("stderr line is not JSON: %q", line)
+		}
+	}
+	if !strings.Contains(s.logs.String(), `"dependency":"redis"`) {
+		t.Errorf("the log does not say why readiness is degraded:\n%s", s.logs)
+	}
+
+	live := os.Getenv("LATCH_TEST_REDIS")
+	if live == "" {
+		t.Skip("LATCH_TEST_REDIS is not set: the live half is skipped")
+	}
+	s = startServer(t, "--redis", live)
+	if code, body := readyz(t, s); code != 200 || body["status"] != "ready" || body["redis"] != "ok" {
+		t.Fatalf("/readyz with Redis up: %d %v, want 200 ready, redis ok", code, body)
 	}
 }
