@@ -626,6 +626,9 @@ func TestAdminMessages(t *testing.T) {
 		args = append(args, "--database", "sqlite:"+db, "--key-encryption-key", kek, "--argon2-memory", "8192", "--argon2-iterations", "1")
 		return cli.Run(context.Background(), args, strings.NewReader(stdin), io.Discard, io.Discard)
 	}
+	if err := cli.Run(context.Background(), []string{"migrate", "--database", "sqlite:" + db}, nil, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
 	for _, addr := range []string{"ada@example.com", "jos\u00e9@example.com", "user@xn--bcher-kva.de"} {
 		if err := run("", "users", "create", addr); err != nil {
 			t.Fatal(err)
