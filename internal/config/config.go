@@ -310,6 +310,9 @@ func (c *Config) Validate() error {
 	if c.Redis != "" && !c.RateLimit {
 		errs = append(errs, errors.New("--redis shares rate limits, but --rate-limit is off"))
 	}
+	if set := c.Rates.changed(); len(set) > 0 && !c.RateLimit {
+		errs = append(errs, fmt.Errorf("%s set a rate limit, but --rate-limit is off", strings.Join(set, ", ")))
+	}
 	if (c.WebhookURL == "") != (c.WebhookSecret == "") {
 		errs = append(errs, errors.New("--webhook-url and --webhook-secret go together"))
 	}

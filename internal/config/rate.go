@@ -102,20 +102,37 @@ type Rates struct {
 	LoginIP, LoginAccount, LoginDevice, SignupIP, RefreshIP Rate
 }
 
-func rateFlags(fs *flag.FlagSet, r *Rates) {
-	for _, f := range []struct {
-		name  string
-		r     *Rate
-		def   string
-		usage string
-	}{
+type rateFlag struct {
+	name  string
+	r     *Rate
+	def   string
+	usage string
+}
+
+func (r *Rates) flags() []rateFlag {
+	return []rateFlag{
 		{"rate-login-ip", &r.LoginIP, "30/1m", "login attempts per client IP (IPv6: per /64); raise it for many users behind one carrier-grade NAT"},
 		{"rate-login-account", &r.LoginAccount, "90/1h,burst=10", "login attempts per account from addresses that are not a known device: the password-guessing cap"},
 		{"rate-login-device", &r.LoginDevice, "90/1h,burst=10", "login attempts per device token (a returning device's own bucket)"},
 		{"rate-signup-ip", &r.SignupIP, "10/1m", "signups per client IP"},
 		{"rate-refresh-ip", &r.RefreshIP, "600/1m,burst=200", "refreshes per client IP"},
-	} {
+	}
+}
+
+func rateFlags(fs *flag.FlagSet, r *Rates) {
+	for _, f := range r.flags() {
 		*f.r, _ = ParseRate(f.def)
 		fs.Var(rateValue{f.r}, f.name, f.usage+" (N/PERIOD[,burst=B])")
 	}
+}
+
+// changed names the rate flags whose value is not the default.
+func (r *Rates) changed() []string {
+	var out []string
+	for _, f := range r.flags() {
+		if def, _ := ParseRate(f.def); *f.r != def {
+			out = append(out, "--"+f.name)
+		}
+	}
+	return out
 }

@@ -58,6 +58,11 @@ func TestRateFlags(t *testing.T) {
 			t.Errorf("%q: error %v, want one naming the flag and the form", args, err)
 		}
 	}
+	// A limit given with the limiter off is a mistake, said so.
+	c, _, _ = parseServe(t, "--rate-limit=false", "--rate-signup-ip", "1/1m")
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--rate-signup-ip") || !strings.Contains(err.Error(), "--rate-limit is off") {
+		t.Errorf("Validate = %v, want an error naming --rate-signup-ip and --rate-limit", err)
+	}
 	t.Setenv("LATCH_RATE_REFRESH_IP", "lots")
 	if _, _, err := parseServe(t); err == nil || !strings.Contains(err.Error(), "LATCH_RATE_REFRESH_IP") || !strings.Contains(err.Error(), "600/1m,burst=200") {
 		t.Errorf("env error %v, want one naming LATCH_RATE_REFRESH_IP and an example", err)
