@@ -5,18 +5,21 @@ import "time"
 
 // Event types. They are stable strings: operators filter on them.
 const (
-	LoginSucceeded  = "login.succeeded"
-	LoginFailed     = "login.failed"
-	Signup          = "user.signup"
-	RefreshLost     = "refresh.lost_response"
-	RefreshReuse    = "refresh.reuse"
-	Logout          = "session.logout"
-	SessionRevoked  = "session.revoked"
-	PasswordChanged = "user.password_changed"
-	UserDisabled    = "user.disabled"
-	TokenRevoked    = "token.revoked"
-	KeysRotated     = "keys.rotated"
-	KeysRewrapped   = "keys.rewrapped"
+	LoginSucceeded      = "login.succeeded"
+	LoginFailed         = "login.failed"
+	Signup              = "user.signup"
+	RefreshLost         = "refresh.lost_response"
+	RefreshReuse        = "refresh.reuse"
+	Logout              = "session.logout"
+	SessionRevoked      = "session.revoked"
+	PasswordChanged     = "user.password_changed"
+	UserDisabled        = "user.disabled"
+	UserEnabled         = "user.enabled"
+	ClientDeleted       = "client.deleted"
+	ClientSecretRotated = "client.secret_rotated"
+	TokenRevoked        = "token.revoked"
+	KeysRotated         = "keys.rotated"
+	KeysRewrapped       = "keys.rewrapped"
 )
 
 // RefreshSuspiciousGrace: the parent refresh token, within the grace window,

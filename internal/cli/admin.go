@@ -106,7 +106,7 @@ func runMigrate(ctx context.Context, args []string, s io3) error {
 }
 
 func runUsers(ctx context.Context, args []string, s io3) error {
-	sub, rest, err := subcommand(args, s, "users", "create", "list", "disable")
+	sub, rest, err := subcommand(args, s, "users", "create", "list", "disable", "enable")
 	if err != nil {
 		return err
 	}
@@ -179,6 +179,24 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 			return err
 		}
 		fmt.Fprintf(s.stdout, "disabled %s; all sessions revoked\n", u.Email)
+	case "enable":
+		arg, err := oneArg(rest, s, "EMAIL or user id")
+		if err != nil {
+			return err
+		}
+		u, err := findUser(ctx, svc, arg)
+		if err != nil {
+			return err
+		}
+		changed, err := svc.EnableUser(ctx, u.ID, session.Meta{UserAgent: "latch-cli"})
+		if err != nil {
+			return err
+		}
+		if !changed {
+			fmt.Fprintf(s.stdout, "%s is not disabled; nothing changed\n", u.Email)
+			return nil
+		}
+		fmt.Fprintf(s.stdout, "enabled %s; they can log in again (their old sessions stay ended)\n", u.Email)
 	}
 	return nil
 }
@@ -210,10 +228,16 @@ func runSessions(ctx context.Context, args []string, s io3) error {
 	if err != nil {
 		return err
 	}
-	var all *bool
+	var (
+		all  *bool
+		user *string
+	)
 	d, svc, rest, err := admin(ctx, "sessions "+sub, rest, s, func(f *flagSet) {
-		if sub == "list" {
+		switch sub {
+		case "list":
 			all = f.Bool("all", false, "include revoked and expired sessions not yet swept")
+		case "revoke":
+			user = f.String("user", "", "revoke every session of this user (EMAIL or user id) instead of one SESSION_ID; the user can log in again")
 		}
 	})
 	if err != nil {
@@ -248,7 +272,22 @@ func runSessions(ctx context.Context, args []string, s io3) error {
 		}
 		return tw.Flush()
 	case "revoke":
-		id, err := oneArg(rest, s, "SESSION_ID")
+		if *user != "" {
+			if len(rest) > 0 {
+				return fmt.Errorf("%w: sessions revoke takes either SESSION_ID or --user, not both", ErrUsage)
+			}
+			u, err := findUser(ctx, svc, *user)
+			if err != nil {
+				return err
+			}
+			ids, err := svc.RevokeUserSessions(ctx, u.ID, session.Meta{UserAgent: "latch-cli"})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.stdout, "revoked %d sessions of %s\n", len(ids), u.Email)
+			return nil
+		}
+		id, err := oneArg(rest, s, "SESSION_ID (or --user EMAIL)")
 		if err != nil {
 			return err
 		}
@@ -348,7 +387,7 @@ func (d *deps) audit(ctx context.Context, e audit.Event) error {
 }
 
 func runClients(ctx context.Context, args []string, s io3) error {
-	sub, rest, err := subcommand(args, s, "clients", "create", "list")
+	sub, rest, err := subcommand(args, s, "clients", "create", "list", "delete", "rotate-secret")
 	if err != nil {
 		return err
 	}
@@ -423,6 +462,38 @@ func runClients(ctx context.Context, args []string, s io3) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, typ, strings.Join(c.Audiences, " "), c.AccessTTL, strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "))
 		}
 		return tw.Flush()
+	case "delete":
+		id, err := oneArg(rest, s, "CLIENT_ID")
+		if err != nil {
+			return err
+		}
+		if id == BuiltinClientID {
+			// serve registers it again at every start.
+			return fmt.Errorf("clients delete: %s is the built-in client, which latch serve registers at every start; it cannot be deleted", id)
+		}
+		n, err := svc.DeleteClient(ctx, id, session.Meta{UserAgent: "latch-cli"})
+		if errors.Is(err, session.ErrNotFound) {
+			return fmt.Errorf("clients delete: no client %s (latch clients list shows them)", id)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stdout, "deleted client %s; %d of its sessions revoked\n", id, n)
+	case "rotate-secret":
+		id, err := oneArg(rest, s, "CLIENT_ID")
+		if err != nil {
+			return err
+		}
+		secret, err := svc.RotateClientSecret(ctx, id, session.Meta{UserAgent: "latch-cli"})
+		switch {
+		case errors.Is(err, session.ErrNotFound):
+			return fmt.Errorf("clients rotate-secret: no client %s (latch clients list shows them)", id)
+		case errors.Is(err, session.ErrPublicClient):
+			return fmt.Errorf("clients rotate-secret: %s is a public client, which has no secret", id)
+		case err != nil:
+			return err
+		}
+		fmt.Fprintf(s.stdout, "rotated the secret of client %s; the old secret no longer works\nclient secret (shown once): %s\n", id, secret)
 	}
 	return nil
 }

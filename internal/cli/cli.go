@@ -50,13 +50,13 @@ Usage:
                                       --database postgres://… for PostgreSQL)
   latch migrate [flags]               apply database migrations
   latch users create EMAIL [--password-stdin]
-  latch users list | disable EMAIL
-  latch sessions list EMAIL | revoke SESSION_ID
+  latch users list | disable EMAIL | enable EMAIL
+  latch sessions list EMAIL | revoke SESSION_ID | revoke --user EMAIL
   latch keys list | rotate [--force]
   latch keys rewrap --new-key-encryption-key K | --new-key-encryption-key-file F
   latch clients create ID --audience A [--access-ttl D] [--grants G] [--scopes S] [--confidential]
-  latch clients list
-  latch audit [--since 24h] [--type T] [--user EMAIL] [--limit N] [--json]
+  latch clients list | delete ID | rotate-secret ID
+  latch audit [--since 24h] [--until T] [--type T] [--user EMAIL] [--limit N] [--json]
 
   latch login [--issuer URL] [--email E] [--password-stdin]   log in; the session is kept in a file
   latch whoami                        show the logged-in user and session
@@ -220,7 +220,16 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...
 	if c.IsPostgres() {
 		d.store, err = postgres.Open(ctx, c.Database, pgOpts...)
 	} else {
-		d.store, err = sqlite.Open(ctx, path)
+		var opts []sqlite.Option
+		if mode == kekLoad {
+			// Admin commands act on a database that exists; a mistyped
+			// --database must not leave an empty one behind.
+			opts = append(opts, sqlite.MustExist())
+		}
+		d.store, err = sqlite.Open(ctx, path, opts...)
+	}
+	if errors.Is(err, sqlite.ErrNoDatabase) {
+		return nil, fmt.Errorf("no database at %s: check --database, or create it with latch migrate --database sqlite:%s (latch serve creates it too)", path, path)
 	}
 	if err != nil {
 		return nil, err

@@ -283,7 +283,11 @@ func TestServeRejectsBadConfig(t *testing.T) {
 
 func TestAdminWithoutKEKExplains(t *testing.T) {
 	var out bytes.Buffer
-	err := cli.Run(context.Background(), []string{"keys", "list", "--database", "sqlite:" + filepath.Join(t.TempDir(), "x.db")}, nil, &out, &out)
+	db := "sqlite:" + filepath.Join(t.TempDir(), "x.db")
+	if err := cli.Run(context.Background(), []string{"migrate", "--database", db}, nil, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	err := cli.Run(context.Background(), []string{"keys", "list", "--database", db}, nil, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "key-encryption key") {
 		t.Fatalf("Run = %v, want an error about the key-encryption key", err)
 	}
@@ -621,6 +625,9 @@ func TestAdminMessages(t *testing.T) {
 	run := func(stdin string, args ...string) error {
 		args = append(args, "--database", "sqlite:"+db, "--key-encryption-key", kek, "--argon2-memory", "8192", "--argon2-iterations", "1")
 		return cli.Run(context.Background(), args, strings.NewReader(stdin), io.Discard, io.Discard)
+	}
+	if err := cli.Run(context.Background(), []string{"migrate", "--database", "sqlite:" + db}, nil, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
 	}
 	for _, addr := range []string{"ada@example.com", "jos\u00e9@example.com", "user@xn--bcher-kva.de"} {
 		if err := run("", "users", "create", addr); err != nil {

@@ -123,14 +123,14 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	defer func() { stopBG(); <-hooksDone }()
 
-	throttle, closeThrottle, err := newThrottle(c, d.log)
+	throttle, optional, closeThrottle, err := newThrottle(c, d.log)
 	if err != nil {
 		return err
 	}
 	defer closeThrottle()
 	proxies, _ := c.ParsedTrustedProxies() // validated already
 	apiCfg := httpapi.Config{Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, AccountAudience: c.AccountAudience, DefaultClientID: BuiltinClientID, Feed: hub,
-		MaxFeedSubscribers: config.MaxFeedStreams, FeedStreamsPerClient: c.FeedStreamsPerClient}
+		MaxFeedSubscribers: config.MaxFeedStreams, FeedStreamsPerClient: c.FeedStreamsPerClient, Optional: optional}
 	sm.api(&apiCfg)
 	api := httpapi.New(apiCfg, sessions, d.issuer, d.store.Ping, d.log)
 	if err := sm.running(api, hub, hooks); err != nil {
@@ -191,33 +191,61 @@ func sweep(ctx context.Context, d *deps, sessions *session.Service, c *config.Co
 }
 
 // newThrottle builds the rate limiter: per process, or shared through Redis
-// with a per-process fallback while Redis is unreachable.
-func newThrottle(c *config.Config, log *slog.Logger) (httpapi.Throttle, func(), error) {
+// with a per-process fallback while Redis is unreachable. With Redis it
+// also returns Redis's readiness check.
+func newThrottle(c *config.Config, log *slog.Logger) (httpapi.Throttle, []httpapi.Dependency, func(), error) {
 	if !c.RateLimit {
 		log.Warn("rate limiting is off (--rate-limit=false): logins are limited only by password-hash capacity")
-		return nil, func() {}, nil
+		return nil, nil, func() {}, nil
 	}
 	report := ratelimit.WithOnBackendError(func(err error) {
 		log.Warn("rate-limit store unreachable; limiting per process until it answers", "err", err)
 	})
+	policy := ratePolicy(c.Rates)
 	if c.Redis == "" {
-		t, err := ratelimit.New(ratelimit.NewMemory(), ratelimit.DefaultPolicy())
-		return t, func() {}, err
+		t, err := ratelimit.New(ratelimit.NewMemory(), policy)
+		return t, nil, func() {}, err
 	}
 	opt, err := redis.ParseURL(c.Redis)
 	if err != nil {
-		return nil, nil, errors.New("--redis: not a redis:// URL")
+		return nil, nil, nil, errors.New("--redis: not a redis:// URL")
 	}
+	// go-redis logs through a process-wide logger, by default as plain
+	// text on stderr; send it through slog so that stderr stays JSON.
+	redis.SetLogger(redisLogger{log})
 	// Short timeouts: a slow Redis must not slow logins; the throttle
 	// falls back to per-process limits instead.
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 250*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond
 	opt.ContextTimeoutEnabled = true
 	opt.MaxRetries = 0
 	client := redis.NewClient(opt)
-	t, err := ratelimit.New(ratelimit.NewRedis(client, "latch:rl:"), ratelimit.DefaultPolicy(), report)
+	t, err := ratelimit.New(ratelimit.NewRedis(client, "latch:rl:"), policy, report)
 	if err != nil {
 		client.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return t, func() { client.Close() }, nil
+	ready := httpapi.Dependency{Name: "redis", Check: func(ctx context.Context) error { return client.Ping(ctx).Err() }}
+	return t, []httpapi.Dependency{ready}, func() { client.Close() }, nil
+}
+
+// redisLogger is go-redis's logger on slog.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
+}
+
+// ratePolicy is the default policy with the buckets of the --rate-* flags.
+func ratePolicy(r config.Rates) ratelimit.Policy {
+	p := ratelimit.DefaultPolicy()
+	for _, b := range []struct {
+		dst *ratelimit.Bucket
+		src config.Rate
+	}{
+		{&p.LoginPerIP, r.LoginIP}, {&p.LoginPerAccount, r.LoginAccount}, {&p.LoginPerDevice, r.LoginDevice},
+		{&p.SignupPerIP, r.SignupIP}, {&p.RefreshPerIP, r.RefreshIP},
+	} {
+		*b.dst = ratelimit.Bucket{Every: b.src.Every(), Burst: b.src.Burst}
+	}
+	return p
 }

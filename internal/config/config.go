@@ -37,6 +37,7 @@ type Config struct {
 	Retention            time.Duration
 	AuditRetention       time.Duration
 	RateLimit            bool
+	Rates                Rates
 	Redis                string
 	TrustedProxies       string
 	CORSOrigins          string
@@ -104,6 +105,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.AuditRetention, "audit-retention", 90*24*time.Hour, "keep audit events this long (0: forever)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 10*time.Minute, "how often the sweeper runs")
 	fs.BoolVar(&c.RateLimit, "rate-limit", true, "throttle logins, signups and refreshes per account and per IP (see docs/security.md)")
+	rateFlags(fs, &c.Rates)
 	fs.StringVar(&c.Redis, "redis", "", "redis://HOST:PORT/DB to share rate limits between nodes (default: per process)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client IP")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated exact origins (https://app.example.com) allowed to call the API from a browser")
@@ -307,6 +309,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis != "" && !c.RateLimit {
 		errs = append(errs, errors.New("--redis shares rate limits, but --rate-limit is off"))
+	}
+	if set := c.Rates.changed(); len(set) > 0 && !c.RateLimit {
+		errs = append(errs, fmt.Errorf("%s set a rate limit, but --rate-limit is off", strings.Join(set, ", ")))
 	}
 	if (c.WebhookURL == "") != (c.WebhookSecret == "") {
 		errs = append(errs, errors.New("--webhook-url and --webhook-secret go together"))

@@ -2,6 +2,8 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/testenv"
 )
 
@@ -229,5 +232,34 @@ func TestReadyzWhenStorageIsDown(t *testing.T) {
 	// Liveness does not depend on storage.
 	if r := get(t, srv, "/healthz", ""); r.Status != http.StatusOK {
 		t.Errorf("GET /healthz = %s, want 200", r)
+	}
+}
+
+// TestReadyzOptionalDependency: a failing optional dependency makes
+// /readyz say "degraded" and name it, with status 200 (the node still
+// serves); a working one is "ok". The error is not shown.
+func TestReadyzOptionalDependency(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		err        error
+		status, st string
+	}{
+		{"down", errors.New("dial tcp 10.0.0.7:6379: connection refused"), "degraded", "unreachable"},
+		{"up", nil, "ready", "ok"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, srv := newServer(t, testenv.Options{API: func(c *httpapi.Config) {
+				c.Optional = []httpapi.Dependency{{Name: "redis", Check: func(context.Context) error { return tc.err }}}
+			}})
+			r := get(t, srv, "/readyz", "")
+			var body map[string]string
+			if err := json.Unmarshal(r.Body, &body); err != nil || r.Status != http.StatusOK || body["status"] != tc.status || body["redis"] != tc.st {
+				t.Fatalf("GET /readyz = %s %s, want 200 with status %q, redis %q", r, r.Body, tc.status, tc.st)
+			}
+			if strings.Contains(string(r.Body), "10.0.0.7") {
+				t.Fatalf("/readyz shows the dependency's error: %s", r.Body)
+			}
+		})
 	}
 }

@@ -256,5 +256,16 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.ready(ctx); err != nil {
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Message: "storage unreachable", Err: err}
 	}
-	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	body := map[string]string{"status": "ready"}
+	for _, d := range s.cfg.Optional {
+		// The error itself goes to the log, not to this unauthenticated
+		// endpoint: it may name internal addresses.
+		if err := d.Check(ctx); err != nil {
+			body[d.Name], body["status"] = "unreachable", "degraded"
+			s.log.Warn("readiness: optional dependency unreachable", "dependency", d.Name, "err", err)
+		} else {
+			body[d.Name] = "ok"
+		}
+	}
+	return writeJSON(w, http.StatusOK, body)
 }

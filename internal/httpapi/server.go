@@ -65,6 +65,19 @@ type Config struct {
 	// Metrics, if set, is served at GET /metrics without authentication;
 	// operators keep that path off the public network.
 	Metrics http.Handler
+	// Optional are dependencies the node can serve without, degraded (the
+	// Redis of shared rate limits: each node limits on its own while it is
+	// down). GET /readyz names each one's state, and a failing one makes
+	// the status "degraded" but not 503: taking every node out of the load
+	// balancer because a dependency it can do without is down would turn
+	// a degraded service into an outage.
+	Optional []Dependency
+}
+
+// Dependency is a named check of an optional dependency for GET /readyz.
+type Dependency struct {
+	Name  string
+	Check func(context.Context) error
 }
 
 // Observer receives measurements of the API. Its methods are called on the

@@ -188,8 +188,11 @@ func HashClientSecret(secret string) []byte {
 // Revocation selects sessions to revoke in RevokeSessions.
 type Revocation struct {
 	// UserID limits the revocation to one user's sessions; required unless
-	// Scope is ScopeOne.
+	// Scope is ScopeOne, or ScopeAll with ClientID.
 	UserID string
+	// ClientID, with ScopeAll, limits the revocation to the sessions of
+	// one client (deleting a client ends them all).
+	ClientID string
 	// SessionID is the session revoked (ScopeOne) or spared (ScopeOthers).
 	SessionID string
 	Scope     Scope
@@ -229,6 +232,8 @@ type Tx interface {
 	RevokeSessions(ctx context.Context, r Revocation) ([]string, error)
 	AppendAudit(ctx context.Context, e audit.Event) error
 	PutClient(ctx context.Context, c Client) error
+	// DeleteClient deletes a client; ErrNotFound if there is none.
+	DeleteClient(ctx context.Context, id string) error
 }
 
 // Store is the storage the service needs.

@@ -776,8 +776,17 @@ func (t *txn) RevokeSessions(ctx context.Context, r session.Revocation) ([]strin
 		where += `user_id = $4 AND id <> $5`
 		args = append(args, r.UserID, r.SessionID)
 	case session.ScopeAll:
-		where += `user_id = $4`
-		args = append(args, r.UserID)
+		switch {
+		case r.UserID != "" && r.ClientID != "":
+			where += `user_id = $4 AND client_id = $5`
+			args = append(args, r.UserID, r.ClientID)
+		case r.ClientID != "":
+			where += `client_id = $4`
+			args = append(args, r.ClientID)
+		default:
+			where += `user_id = $4`
+			args = append(args, r.UserID)
+		}
 	default:
 		return nil, fmt.Errorf("postgres: unknown revocation scope %q", r.Scope)
 	}
@@ -811,6 +820,10 @@ func (t *txn) AppendAudit(ctx context.Context, e audit.Event) error {
 	t.later(anyTag, `INSERT INTO audit_events (at, type, user_id, session_id, client_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		e.At, e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail)
 	return nil
+}
+
+func (t *txn) DeleteClient(ctx context.Context, id string) error {
+	return oneRow(t.exec(ctx, `DELETE FROM clients WHERE id = $1`, id))
 }
 
 func (t *txn) PutClient(ctx context.Context, c session.Client) error {

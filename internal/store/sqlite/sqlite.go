@@ -40,25 +40,54 @@ type Store struct {
 	r *sql.DB // readers
 }
 
-// Open opens (creating if needed) the database file at path. It does not
-// migrate; call Migrate.
-func Open(ctx context.Context, path string) (*Store, error) {
+// ErrNoDatabase is returned by Open with [MustExist] when the file does
+// not exist.
+var ErrNoDatabase = errors.New("sqlite: no database file")
+
+// Option configures [Open].
+type Option func(*options)
+
+type options struct{ mustExist bool }
+
+// MustExist makes Open refuse to create the database file: it opens an
+// existing file read-write (SQLite's mode=rw, sqlite.org/uri.html section
+// 3.3) and returns an error wrapping [ErrNoDatabase] otherwise, so that a
+// mistyped path does not become an empty database.
+func MustExist() Option { return func(o *options) { o.mustExist = true } }
+
+// Open opens (creating if needed, unless [MustExist]) the database file at
+// path. It does not migrate; call Migrate.
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if path == "" || strings.HasPrefix(path, ":memory:") {
 		return nil, errors.New("sqlite: a file path is required (in-memory databases are not shared between connections)")
+	}
+	var o options
+	for _, f := range opts {
+		f(&o)
 	}
 	q := url.Values{}
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "foreign_keys(ON)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
 	}
-	// SQLite creates a database file with mode 0644 and gives its -wal and
-	// -shm files the database file's mode: create it 0600 first, so other
-	// local users cannot read sessions, the audit trail or sealed keys. An
-	// existing file keeps the mode its operator gave it.
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	if o.mustExist {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s", ErrNoDatabase, path)
+		}
+		// Also the driver's own open: the file may vanish after the
+		// check, and SQLite must not create it then either.
+		q.Set("mode", "rw")
+	} else {
+		// SQLite creates a database file with mode 0644 and gives its -wal
+		// and -shm files the database file's mode: create it 0600 first,
+		// so other local users cannot read sessions, the audit trail or
+		// sealed keys. An existing file keeps the mode its operator gave
+		// it.
+		f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		}
+		f.Close()
 	}
-	f.Close()
 	// The name is the path of an SQLite URI (sqlite.org/uri.html section
 	// 3.1): an unescaped '?' or '#' would end it and turn the rest of the
 	// file name into driver and SQLite parameters, so escape them (and '%').
@@ -424,8 +453,17 @@ func (t *txn) RevokeSessions(ctx context.Context, r session.Revocation) ([]strin
 		q += `user_id = ? AND id <> ?`
 		args = append(args, r.UserID, r.SessionID)
 	case session.ScopeAll:
-		q += `user_id = ?`
-		args = append(args, r.UserID)
+		switch {
+		case r.UserID != "" && r.ClientID != "":
+			q += `user_id = ? AND client_id = ?`
+			args = append(args, r.UserID, r.ClientID)
+		case r.ClientID != "":
+			q += `client_id = ?`
+			args = append(args, r.ClientID)
+		default:
+			q += `user_id = ?`
+			args = append(args, r.UserID)
+		}
 	default:
 		return nil, fmt.Errorf("sqlite: unknown revocation scope %q", r.Scope)
 	}
@@ -458,6 +496,10 @@ func (t *txn) AppendAudit(ctx context.Context, e audit.Event) error {
 	_, err := t.tx.ExecContext(ctx, `INSERT INTO audit_events (at, type, user_id, session_id, client_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		micros(e.At), e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail)
 	return translate(err)
+}
+
+func (t *txn) DeleteClient(ctx context.Context, id string) error {
+	return oneRow(t.tx.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id))
 }
 
 func (t *txn) PutClient(ctx context.Context, c session.Client) error {

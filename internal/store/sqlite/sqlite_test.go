@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -128,5 +129,34 @@ func TestPathIsNotAURI(t *testing.T) {
 				t.Fatalf("files created %q, want %q", names, want)
 			}
 		})
+	}
+}
+
+// TestMustExist: with MustExist a missing file is ErrNoDatabase and is not
+// created; an existing database opens read-write.
+func TestMustExist(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "typo.db")
+	if s, err := sqlite.Open(ctx, path, sqlite.MustExist()); !errors.Is(err, sqlite.ErrNoDatabase) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open(missing, MustExist) = %v, want ErrNoDatabase", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file was created (stat: %v)", err)
+	}
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = sqlite.Open(ctx, path, sqlite.MustExist())
+	if err != nil {
+		t.Fatalf("Open(existing, MustExist): %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatalf("an existing database opened with MustExist is not writable: %v", err)
 	}
 }

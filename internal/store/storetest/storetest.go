@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"LockSerialisesWriters", testLockSerialises},
 		{"DeleteStale", testDeleteStale},
 		{"Clients", testClients},
+		{"DeleteClientEndsItsSessions", testDeleteClient},
 		{"SigningKeys", testSigningKeys},
 		{"Secrets", testSecrets},
 		{"FeedPaging", testFeedPaging},
@@ -338,6 +339,45 @@ func testClients(t *testing.T, s Store) {
 	}
 	if _, err := s.Client(ctx, "nope"); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("missing client: %v", err)
+	}
+}
+
+// testDeleteClient: a client is deleted once, and a ScopeAll revocation
+// by ClientID ends that client's sessions of every user and no others.
+func testDeleteClient(t *testing.T, s Store) {
+	inTx(t, s, func(tx session.Tx) error {
+		return tx.PutClient(ctx, session.Client{ID: "gone", Audiences: []string{"x"}, AccessTTL: time.Minute, CreatedAt: t0})
+	})
+	u, v := newUser(t, s, "a@example.com"), newUser(t, s, "b@example.com")
+	keep := newSession(t, s, u, t0)
+	var ofClient []string
+	for _, owner := range []session.User{u, v} {
+		ses := session.Session{ID: session.NewID(), UserID: owner.ID, ClientID: "gone", CreatedAt: t0, LastUsedAt: t0,
+			IdleExpiresAt: t0.Add(time.Hour), Gen: 1, HandedAt: t0, RotatedAt: t0}
+		inTx(t, s, func(tx session.Tx) error { return tx.InsertSession(ctx, ses) })
+		ofClient = append(ofClient, ses.ID)
+	}
+	var ids []string
+	inTx(t, s, func(tx session.Tx) error {
+		if err := tx.DeleteClient(ctx, "gone"); err != nil {
+			return err
+		}
+		var err error
+		ids, err = tx.RevokeSessions(ctx, session.Revocation{ClientID: "gone", Scope: session.ScopeAll, Reason: "admin", At: t0, Until: t0.Add(time.Hour)})
+		return err
+	})
+	if slices.Sort(ids); !slices.Equal(ids, sorted(ofClient...)) {
+		t.Fatalf("revoked %v, want the client's sessions %v", ids, sorted(ofClient...))
+	}
+	if got, _ := s.Session(ctx, keep.ID); !got.RevokedAt.IsZero() {
+		t.Fatal("a session of another client was revoked")
+	}
+	if _, err := s.Client(ctx, "gone"); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("deleted client: %v", err)
+	}
+	err := s.InTx(ctx, func(tx session.Tx) error { return tx.DeleteClient(ctx, "gone") })
+	if !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("second delete: %v, want ErrNotFound", err)
 	}
 }
 
