@@ -146,7 +146,7 @@ func TestRevocationsWaitForOpenTransactions(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	got, err = st.Revocations(ctx, session.FeedCursor{}, 100)
+	got, err = revocationsAtLeast(t, st, session.FeedCursor{}, 2)
 	if err != nil || len(got) != 2 || got[0].SessionID != held.SessionID || got[1].SessionID != later.SessionID {
 		t.Fatalf("after it ended: %+v, %v; want held then later", got, err)
 	}
@@ -247,6 +247,23 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// revocationsAtLeast reads the feed after cursor until it has n entries or
+// 20 s pass. A committed entry is withheld while an older writing
+// transaction anywhere on the cluster is open (another package's slow-commit
+// test, say), so a read that expects entries must wait for them, not read
+// once.
+func revocationsAtLeast(t *testing.T, st *postgres.Store, after session.FeedCursor, n int) ([]session.FeedEntry, error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := st.Revocations(context.Background(), after, 100)
+		if err != nil || len(got) >= n || time.Now().After(deadline) {
+			return got, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestRestoredFeedEntries: entries restored from a dump of another cluster
 // carry transaction ids this server has not reached. Migrate (run at every
 // start) moves them to the front, so a new revocation still sorts after
@@ -273,7 +290,7 @@ func TestRestoredFeedEntries(t *testing.T) {
 	if err := env.Sessions.RevokeSession(ctx, "", fresh.SessionID, session.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	next, err := st.Revocations(ctx, got[0].Cursor(), 100)
+	next, err := revocationsAtLeast(t, st, got[0].Cursor(), 1)
 	if err != nil || len(next) != 1 || next[0].SessionID != fresh.SessionID {
 		t.Fatalf("after the restored entry: %v, %v; want the new revocation", next, err)
 	}
