@@ -49,7 +49,7 @@ type feed struct {
 	auth string
 
 	mu      sync.RWMutex
-	revoked map[string]int64 // sid → until (Unix seconds)
+	revoked revokedSet
 
 	cursor   atomic.Int64
 	lastSeen atomic.Int64 // Unix nanoseconds of the last event or heartbeat
@@ -84,7 +84,7 @@ func startFeed(ctx context.Context, v *Verifier, cfg FeedConfig) (*feed, error) 
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(cfg.MinBackoff, 30*time.Second)
 	}
-	f := &feed{v: v, cfg: cfg, revoked: map[string]int64{}, done: make(chan struct{})}
+	f := &feed{v: v, cfg: cfg, revoked: newRevokedSet(), done: make(chan struct{})}
 	// RFC 6749 section 2.3.1: form-urlencode, then Basic.
 	req, _ := http.NewRequest(http.MethodGet, "http://x", nil)
 	req.SetBasicAuth(url.QueryEscape(cfg.ClientID), url.QueryEscape(cfg.ClientSecret))
@@ -133,7 +133,7 @@ func (f *feed) poll(ctx context.Context) error {
 	}
 	f.mu.Lock()
 	for _, e := range page.Entries {
-		f.revoked[e.SID] = e.Until
+		f.revoked.add(e.SID, e.Until)
 	}
 	f.mu.Unlock()
 	f.cursor.Store(cur)
@@ -251,7 +251,7 @@ func (f *feed) dispatch(id, event, data string) error {
 			return fmt.Errorf("bad revoke event %q", data)
 		}
 		f.mu.Lock()
-		f.revoked[e.SID] = e.Until
+		f.revoked.add(e.SID, e.Until)
 		f.mu.Unlock()
 	}
 	if seq > f.cursor.Load() {
@@ -267,11 +267,7 @@ func (f *feed) prune() {
 	now := f.v.cfg.Now().Add(-f.v.leeway).Unix()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for sid, until := range f.revoked {
-		if until < now {
-			delete(f.revoked, sid)
-		}
-	}
+	f.revoked.prune(now)
 }
 
 // check rejects a token whose session is revoked, and applies the
@@ -281,7 +277,7 @@ func (f *feed) check(c *Claims) error {
 		return invalid("no sid: the token cannot be checked against the revocation feed")
 	}
 	f.mu.RLock()
-	_, revoked := f.revoked[c.SessionID]
+	revoked := f.revoked.has(c.SessionID)
 	f.mu.RUnlock()
 	if revoked {
 		return fmt.Errorf("%w: %w", ErrInvalidToken, ErrRevoked)
@@ -318,5 +314,5 @@ func (v *Verifier) Revoked() int {
 	}
 	v.feed.mu.RLock()
 	defer v.feed.mu.RUnlock()
-	return len(v.feed.revoked)
+	return v.feed.revoked.len()
 }

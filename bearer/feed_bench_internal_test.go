@@ -12,9 +12,9 @@ import (
 func BenchmarkRevocationCheck(b *testing.B) {
 	now := time.Now()
 	v := &Verifier{cfg: Config{Now: func() time.Time { return now }}, log: slog.New(slog.DiscardHandler)}
-	f := &feed{v: v, cfg: FeedConfig{MaxStaleness: time.Hour}, revoked: map[string]int64{}}
+	f := &feed{v: v, cfg: FeedConfig{MaxStaleness: time.Hour}, revoked: newRevokedSet()}
 	for i := range 100_000 {
-		f.revoked[fmt.Sprintf("session-id-%011d", i)] = now.Add(time.Hour).Unix()
+		f.revoked.add(fmt.Sprintf("session-id-%011d", i), now.Add(time.Hour).Unix())
 	}
 	f.lastSeen.Store(now.UnixNano())
 	ok := &Claims{SessionID: "AAAAAAAAAAAAAAAAAAAAAA"}

@@ -1,0 +1,130 @@
+package bearer
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"math"
+	"runtime"
+	"testing"
+)
+
+func randomSID() string {
+	var b [sidSize]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func TestRevokedSet(t *testing.T) {
+	canonical := randomSID()
+	// The same 16 bytes in a non-canonical spelling (the last character's
+	// unused bits set) is a different sid and must not match.
+	b, _ := base64.RawURLEncoding.DecodeString(canonical)
+	last := base64.RawURLEncoding.EncodeToString(b)[21]
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := 0
+	for alphabet[i] != last {
+		i++
+	}
+	variant := canonical[:21] + string(alphabet[i|1])
+	for _, tc := range []struct {
+		name, add string
+		until     int64
+		check     string
+		want      bool
+	}{
+		{"a Latch sid", canonical, 2_000_000_000, canonical, true},
+		{"another sid is not revoked", canonical, 2_000_000_000, randomSID(), false},
+		{"a non-canonical spelling of the same bytes is another sid", canonical, 2_000_000_000, variant, false},
+		{"a sid in another format", "session-42", 2_000_000_000, "session-42", true},
+		{"a 22-character sid that is not base64url", "session.id.0000000042!", 2_000_000_000, "session.id.0000000042!", true},
+		{"until past 2106 is kept", canonical, math.MaxInt64, canonical, true},
+		{"the empty sid", "", 2_000_000_000, canonical, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newRevokedSet()
+			s.add(tc.add, tc.until)
+			if got := s.has(tc.check); got != tc.want {
+				t.Fatalf("has(%q) after add(%q) = %v, want %v", tc.check, tc.add, got, tc.want)
+			}
+			if s.len() != 1 {
+				t.Fatalf("len = %d, want 1", s.len())
+			}
+		})
+	}
+}
+
+func TestRevokedSetPrune(t *testing.T) {
+	s := newRevokedSet()
+	old, live := randomSID(), randomSID()
+	s.add(old, 100)
+	s.add(live, 300)
+	s.add("other-old", 100)
+	s.add("other-live", 300)
+	// A repeat with an earlier until keeps the later one.
+	s.add(live, 50)
+	s.prune(200)
+	for sid, want := range map[string]bool{old: false, live: true, "other-old": false, "other-live": true} {
+		if s.has(sid) != want {
+			t.Errorf("after prune, has(%q) = %v, want %v", sid, !want, want)
+		}
+	}
+	if s.len() != 2 {
+		t.Errorf("after prune len = %d, want 2", s.len())
+	}
+}
+
+// heapBytesPerEntry fills a revoked set with n Latch sids and returns the
+// heap it holds per entry.
+func heapBytesPerEntry(n int) float64 {
+	sids := make([]string, n)
+	for i := range sids {
+		sids[i] = randomSID()
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := newRevokedSet()
+	for _, sid := range sids {
+		// The feed decodes each sid into a fresh string; so does this.
+		s.add(string([]byte(sid)), 2_000_000_000)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(sids)
+	if s.len() != n {
+		panic("lost entries")
+	}
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+}
+
+// The set a resource server keeps grows with logouts: at a million
+// entries it must stay within 64 bytes each (issue 17). A
+// map[string]int64 took 80.
+func TestRevokedSetMemory(t *testing.T) {
+	n := 1_000_000
+	if testing.Short() {
+		n = 100_000
+	}
+	per := heapBytesPerEntry(n)
+	t.Logf("revoked set: %d entries, %.1f bytes per entry, %.1f MiB", n, per, per*float64(n)/(1<<20))
+	if per > 64 {
+		t.Fatalf("%.1f bytes per revoked session, want at most 64", per)
+	}
+}
+
+// BenchmarkRevokedSetMemory reports the heap per entry at several sizes:
+//
+//	go test -run '^$' -bench RevokedSetMemory -benchtime 1x ./bearer
+func BenchmarkRevokedSetMemory(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			var per float64
+			for b.Loop() {
+				per = heapBytesPerEntry(n)
+			}
+			b.ReportMetric(per, "bytes/entry")
+			b.ReportMetric(per*float64(n)/(1<<20), "MiB")
+		})
+	}
+}
