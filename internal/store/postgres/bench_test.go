@@ -16,23 +16,31 @@ import (
 	"github.com/latchauth/latch/internal/testenv"
 )
 
-// LargeEnv turns on the 1,000,000-session variant of BenchmarkRefreshTableSize.
-const LargeEnv = "LATCH_BENCH_LARGE"
+// LargeEnv turns on the 1,000,000-session variants of BenchmarkRefreshTableSize
+// and BenchmarkSweep; HugeEnv, with it, the 10,000,000-session ones.
+const (
+	LargeEnv = "LATCH_BENCH_LARGE"
+	HugeEnv  = "LATCH_BENCH_HUGE"
+)
 
 // BenchmarkRefreshTableSize measures refresh latency (the service's
 // Refresh: lock the session row, rotate, sign) with 16 concurrent callers
-// when the sessions table holds 1,000 rows and, with LATCH_BENCH_LARGE=1,
-// 1,000,000. The rows beyond the refreshed ones are filler loaded with
+// when the sessions table holds 1,000 and 10,000 rows and, with
+// LATCH_BENCH_LARGE=1, 1,000,000 (and with LATCH_BENCH_HUGE=1 too,
+// 10,000,000). The rows beyond the refreshed ones are filler loaded with
 // SQL, for table and index size; the refreshed sessions are created
 // through the service, so their tokens are valid. Compare the p99s:
 //
 //	LATCH_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable LATCH_BENCH_LARGE=1 \
 //	  go test -run '^$' -bench RefreshTableSize -benchtime 20000x ./internal/store/postgres
 func BenchmarkRefreshTableSize(b *testing.B) {
-	for _, total := range []int{1_000, 1_000_000} {
+	for _, total := range []int{1_000, 10_000, 1_000_000, 10_000_000} {
 		b.Run(fmt.Sprintf("sessions=%d", total), func(b *testing.B) {
 			if total > 10_000 && os.Getenv(LargeEnv) == "" {
 				b.Skip(LargeEnv + " is not set")
+			}
+			if total > 1_000_000 && os.Getenv(HugeEnv) == "" {
+				b.Skip(HugeEnv + " is not set")
 			}
 			benchRefresh(b, total, func(t testing.TB) *postgres.Store { return pgtest.New(t) })
 		})
