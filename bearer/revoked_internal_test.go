@@ -77,6 +77,12 @@ func TestRevokedSetPrune(t *testing.T) {
 // heapBytesPerEntry fills a revoked set with n Latch sids and returns the
 // heap it holds per entry.
 func heapBytesPerEntry(n int) float64 {
+	s := newRevokedSet()
+	return heapPerEntry(n, func(sid string) { s.add(sid, 2_000_000_000) }, func() int { return s.len() })
+}
+
+// heapPerEntry measures the heap that n calls of add hold, per call.
+func heapPerEntry(n int, add func(sid string), size func() int) float64 {
 	sids := make([]string, n)
 	for i := range sids {
 		sids[i] = randomSID()
@@ -84,15 +90,14 @@ func heapBytesPerEntry(n int) float64 {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	s := newRevokedSet()
 	for _, sid := range sids {
 		// The feed decodes each sid into a fresh string; so does this.
-		s.add(string([]byte(sid)), 2_000_000_000)
+		add(string([]byte(sid)))
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(sids)
-	if s.len() != n {
+	if size() != n {
 		panic("lost entries")
 	}
 	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
@@ -113,18 +118,26 @@ func TestRevokedSetMemory(t *testing.T) {
 	}
 }
 
-// BenchmarkRevokedSetMemory reports the heap per entry at several sizes:
+// BenchmarkRevokedSetMemory reports the heap per entry at several sizes,
+// and that of the map[string]int64 the set replaced:
 //
 //	go test -run '^$' -bench RevokedSetMemory -benchtime 1x ./bearer
 func BenchmarkRevokedSetMemory(b *testing.B) {
 	for _, n := range []int{10_000, 100_000, 1_000_000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			var per float64
-			for b.Loop() {
-				per = heapBytesPerEntry(n)
-			}
-			b.ReportMetric(per, "bytes/entry")
-			b.ReportMetric(per*float64(n)/(1<<20), "MiB")
-		})
+		for _, kind := range []string{"revokedSet", "map[string]int64"} {
+			b.Run(fmt.Sprintf("%s/%d", kind, n), func(b *testing.B) {
+				var per float64
+				for b.Loop() {
+					if kind == "revokedSet" {
+						per = heapBytesPerEntry(n)
+						continue
+					}
+					m := map[string]int64{}
+					per = heapPerEntry(n, func(sid string) { m[sid] = 2_000_000_000 }, func() int { return len(m) })
+				}
+				b.ReportMetric(per, "bytes/entry")
+				b.ReportMetric(per*float64(n)/(1<<20), "MiB")
+			})
+		}
 	}
 }
