@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/store/postgres"
 	"github.com/latchauth/latch/internal/store/postgres/pgtest"
@@ -141,43 +143,49 @@ func fillSessions(b *testing.B, s *postgres.Store, n int) {
 	if n <= 0 {
 		return
 	}
-	ctx := context.Background()
 	t0 := time.Now()
 	users := (n + 3) / 4
-	// One transaction without the store's statement timeout.
-	tx, err := s.Pool().Begin(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
-		b.Fatal(err)
-	}
-	for _, st := range []struct {
-		q    string
-		args []any
-	}{
-		{`INSERT INTO users (id, email, password_hash, created_at, password_changed_at)
+	fillChunks(b, s, users, `INSERT INTO users (id, email, password_hash, created_at, password_changed_at)
 		 SELECT 'fu' || g, 'filler' || g || '@example.com', '$argon2id$filler', now(), now()
-		 FROM generate_series(1, $1::int) g`, []any{users}},
-		{`INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip,
+		 FROM generate_series($1::int, $2::int) g`)
+	fillChunks(b, s, n, `INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip,
 		   idle_expires_at, gen, parent_gen, handed_at, rotated_at)
-		 SELECT md5(g::text), 'fu' || (1 + g % $1::int), 'app', 'profile', now() - interval '1 day', now(), 'bench/1.0', '127.0.0.1',
+		 SELECT md5(g::text), 'fu' || (1 + g % `+fmt.Sprint(users)+`), 'app', 'profile', now() - interval '1 day', now(), 'bench/1.0', '127.0.0.1',
 		   now() + interval '30 days', 1 + g % 7, g % 7, now(), now()
-		 FROM generate_series(1, $2::int) g`, []any{users, n}},
-		{`ANALYZE users`, nil},
-		{`ANALYZE sessions`, nil},
-	} {
-		if _, err := tx.Exec(ctx, st.q, st.args...); err != nil {
-			b.Fatalf("filling %d sessions: %v", n, err)
+		 FROM generate_series($1::int, $2::int) g`)
+	ctx := context.Background()
+	for _, q := range []string{`ANALYZE users`, `ANALYZE sessions`} {
+		if _, err := s.Pool().Exec(ctx, q); err != nil {
+			b.Fatal(err)
 		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		b.Fatal(err)
 	}
 	var rows int64
 	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM sessions`).Scan(&rows); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("sessions table: %d rows (filled in %s)", rows, time.Since(t0).Round(time.Millisecond))
+}
+
+// fillChunks runs insert, an INSERT … SELECT over generate_series($1, $2),
+// for 1..n in transactions of 100,000 rows without the store's statement
+// timeout. Not one transaction: the database server is shared, and a
+// transaction open for minutes would hold back the revocation feed of
+// every other test on it (a feed reader returns only entries below its
+// snapshot's xmin).
+func fillChunks(t testing.TB, s *postgres.Store, n int, insert string) {
+	t.Helper()
+	ctx := context.Background()
+	const chunk = 100_000
+	for from := 1; from <= n; from += chunk {
+		err := pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, insert, from, min(from+chunk-1, n))
+			return err
+		})
+		if err != nil {
+			t.Fatalf("filling rows %d–%d: %v", from, min(from+chunk-1, n), err)
+		}
+	}
 }

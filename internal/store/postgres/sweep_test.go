@@ -18,25 +18,14 @@ import (
 func fillSweepable(t testing.TB, s *postgres.Store, n, staleEvery int) int {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := s.Pool().Begin(ctx)
-	if err != nil {
+	if _, err := s.Pool().Exec(ctx, `INSERT INTO users (id, email, password_hash, created_at, password_changed_at) VALUES ('sweep', 'sweep@example.com', '$argon2id$filler', now(), now())`); err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(ctx)
-	for _, q := range []string{
-		`SET LOCAL statement_timeout = 0`,
-		`INSERT INTO users (id, email, password_hash, created_at, password_changed_at) VALUES ('sweep', 'sweep@example.com', '$argon2id$filler', now(), now())`,
-		fmt.Sprintf(`INSERT INTO sessions (id, user_id, client_id, created_at, last_used_at, idle_expires_at, gen, handed_at, rotated_at)
+	fillChunks(t, s, n, fmt.Sprintf(`INSERT INTO sessions (id, user_id, client_id, created_at, last_used_at, idle_expires_at, gen, handed_at, rotated_at)
 		 SELECT md5(g::text), 'sweep', 'app', now() - interval '90 days', now(),
 		   CASE WHEN g %% %d = 0 THEN now() - interval '60 days' ELSE now() + interval '30 days' END, 1, now(), now()
-		 FROM generate_series(1, %d) g`, staleEvery, n),
-		`ANALYZE sessions`,
-	} {
-		if _, err := tx.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
+		 FROM generate_series($1::int, $2::int) g`, staleEvery))
+	if _, err := s.Pool().Exec(ctx, `ANALYZE sessions`); err != nil {
 		t.Fatal(err)
 	}
 	return n / staleEvery
