@@ -54,6 +54,39 @@ func TestRevokedSet(t *testing.T) {
 	}
 }
 
+// key decodes exactly what encoding/base64's strict base64url decodes, for
+// Latch sids, near misses and noise.
+func TestKeyMatchesBase64(t *testing.T) {
+	strict := base64.RawURLEncoding.Strict()
+	check := func(sid string) {
+		t.Helper()
+		var want [sidSize]byte
+		wantOK := false
+		if len(sid) == 22 {
+			n, err := strict.Decode(want[:], []byte(sid))
+			wantOK = err == nil && n == sidSize
+		}
+		got, ok := key(sid)
+		if ok != wantOK || (ok && got != want) {
+			t.Fatalf("key(%q) = %x, %v; encoding/base64: %x, %v", sid, got, ok, want, wantOK)
+		}
+	}
+	for _, sid := range []string{"", "A", "AAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAAAB", "_____________________w",
+		"_____________________x", "AAAAAAAAAAAAAAAAAAAA=A", "AAAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAA+AAAAAAAAAAA", "AAAAAAAAAA\xffAAAAAAAAAAA"} {
+		check(sid)
+	}
+	for range 10_000 {
+		sid := []byte(randomSID())
+		check(string(sid))
+		// One byte changed to any value: another sid, a non-canonical
+		// spelling, or not base64url.
+		var r [2]byte
+		rand.Read(r[:])
+		sid[int(r[0])%len(sid)] = r[1]
+		check(string(sid))
+	}
+}
+
 func TestRevokedSetPrune(t *testing.T) {
 	s := newRevokedSet()
 	old, live := randomSID(), randomSID()
