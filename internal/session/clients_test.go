@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -25,7 +26,8 @@ func (s *countingStore) Client(ctx context.Context, id string) (session.Client, 
 }
 
 // TestClientCache: the service reads a client from storage once per
-// session.ClientCacheTTL; a change through the service is seen at once,
+// session.ClientCacheTTL; a change through the service (EnsureClient,
+// RotateClientSecret, DeleteClient) is seen at once,
 // unknown ids are never cached, and a caller changing the client it got
 // changes nothing for the next.
 func TestClientCache(t *testing.T) {
@@ -75,6 +77,11 @@ func TestClientCache(t *testing.T) {
 			}
 		}, 1, 7 * time.Minute, c.Audiences},
 	}
+	confidential := session.Client{ID: "rs", Name: "rs", Audiences: []string{"api"}, AccessTTL: time.Minute,
+		SecretHash: session.HashClientSecret("old")}
+	if err := env.Sessions.EnsureClient(ctx, confidential); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range tests {
 		tt.do()
 		st.reads.Store(0)
@@ -83,6 +90,24 @@ func TestClientCache(t *testing.T) {
 			t.Errorf("%s: %d storage reads, AccessTTL %s, audiences %v; want %d, %s, %v",
 				tt.name, n, got.AccessTTL, got.Audiences, tt.reads, tt.wantTTL, tt.audiences)
 		}
+	}
+	// Rotating the secret and deleting the client, through the service,
+	// are seen at once on this node: the cached copy is forgotten.
+	if _, err := env.Sessions.Client(ctx, "rs"); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := env.Sessions.RotateClientSecret(ctx, "rs", session.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := env.Sessions.Client(ctx, "rs"); err != nil || got.CheckSecret("old") || !got.CheckSecret(secret) {
+		t.Fatalf("after rotate-secret: err %v, old secret accepted %v, new accepted %v", err, got.CheckSecret("old"), got.CheckSecret(secret))
+	}
+	if _, err := env.Sessions.DeleteClient(ctx, "rs", session.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Sessions.Client(ctx, "rs"); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("after delete: %v, want ErrNotFound", err)
 	}
 	// Unknown ids reach storage every time: nothing is cached for them.
 	for range 2 {
