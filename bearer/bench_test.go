@@ -119,7 +119,7 @@ func fakeFeed(t cleaner, sids ...string) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Accept") == "text/event-stream" {
 			w.Header().Set("Content-Type", "text/event-stream")
-			w.Write([]byte(": ok\n\n"))
+			w.Write([]byte("event: ready\ndata: {\"time\":0}\n\n"))
 			w.(http.Flusher).Flush()
 			<-r.Context().Done()
 			return

@@ -217,7 +217,9 @@ func (f *feed) stream(ctx context.Context) (got bool, err error) {
 			}
 			id, event, data = "", "", ""
 		case strings.HasPrefix(line, ":"):
-			f.seen() // heartbeat or "ok": the stream is live
+			// A comment: how Latch sent heartbeats and "ok" before they
+			// were named events; still a sign that the stream is live.
+			f.seen()
 		default:
 			name, val, _ := strings.Cut(line, ":")
 			val = strings.TrimPrefix(val, " ")
@@ -238,6 +240,12 @@ func (f *feed) stream(ctx context.Context) (got bool, err error) {
 }
 
 func (f *feed) dispatch(id, event, data string) error {
+	if event == "heartbeat" || event == "ready" {
+		// Named and id-less (docs/revocation-feed.md): the stream is live,
+		// and after "ready" the backlog is in.
+		f.seen()
+		return nil
+	}
 	if id == "" {
 		return nil // retry: or other id-less fields
 	}

@@ -31,6 +31,12 @@ func TestMetadata(t *testing.T) {
 		IntrospectEndpoint string   `json:"introspection_endpoint"`
 		JWKSURI            string   `json:"jwks_uri"`
 		GrantTypes         []string `json:"grant_types_supported"`
+		Signup             string   `json:"latch_signup_endpoint"`
+		Login              string   `json:"latch_login_endpoint"`
+		Logout             string   `json:"latch_logout_endpoint"`
+		Sessions           string   `json:"latch_sessions_endpoint"`
+		Password           string   `json:"latch_password_endpoint"`
+		Feed               string   `json:"latch_revocation_feed_endpoint"`
 	}
 	r.decode(t, &m)
 	if m.Issuer != testenv.Issuer {
@@ -44,6 +50,12 @@ func TestMetadata(t *testing.T) {
 		{"revocation_endpoint", m.RevocationEndpoint, testenv.Issuer + "/oauth/revoke", "POST"},
 		{"jwks_uri", m.JWKSURI, testenv.Issuer + "/.well-known/jwks.json", "GET"},
 		{"introspection_endpoint", m.IntrospectEndpoint, testenv.Issuer + "/oauth/introspect", "POST"},
+		{"latch_signup_endpoint", m.Signup, testenv.Issuer + "/v1/signup", "POST"},
+		{"latch_login_endpoint", m.Login, testenv.Issuer + "/v1/login", "POST"},
+		{"latch_logout_endpoint", m.Logout, testenv.Issuer + "/v1/logout", "POST"},
+		{"latch_sessions_endpoint", m.Sessions, testenv.Issuer + "/v1/sessions", "GET"},
+		{"latch_password_endpoint", m.Password, testenv.Issuer + "/v1/password", "POST"},
+		{"latch_revocation_feed_endpoint", m.Feed, testenv.Issuer + "/v1/revocations", "GET"},
 	}
 	for _, e := range endpoints {
 		t.Run(e.name, func(t *testing.T) {

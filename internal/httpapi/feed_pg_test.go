@@ -50,7 +50,7 @@ func TestStreamCursorPerTransaction(t *testing.T) {
 		id  int64
 		sid string
 	}
-	// read returns the revoke events before ": ok" of a stream resumed
+	// read returns the revoke events before "event: ready" of a stream resumed
 	// from lastID.
 	read := func(lastID string) []event {
 		t.Helper()
@@ -68,7 +68,7 @@ func TestStreamCursorPerTransaction(t *testing.T) {
 		var out []event
 		var cur event
 		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() && sc.Text() != ": ok" {
+		for sc.Scan() && sc.Text() != "event: ready" {
 			line := sc.Text()
 			switch {
 			case strings.HasPrefix(line, "id: "):

@@ -230,7 +230,7 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	iss := strings.TrimSuffix(s.cfg.Issuer, "/")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	return writeJSON(w, http.StatusOK, map[string]any{
+	m := map[string]any{
 		"issuer":                                        iss,
 		"token_endpoint":                                iss + "/oauth/token",
 		"revocation_endpoint":                           iss + "/oauth/revoke",
@@ -241,7 +241,21 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 		"token_endpoint_auth_methods_supported":         authMethods,
 		"revocation_endpoint_auth_methods_supported":    authMethods,
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-	})
+		// Latch's own endpoints, as extension fields (RFC 8414 section 2:
+		// "Additional authorization server metadata parameters MAY also be
+		// used"), named latch_* so they cannot meet a registered name;
+		// docs/design.md "HTTP API" lists them.
+		"latch_signup_endpoint":   iss + "/v1/signup",
+		"latch_login_endpoint":    iss + "/v1/login",
+		"latch_logout_endpoint":   iss + "/v1/logout",
+		"latch_sessions_endpoint": iss + "/v1/sessions",
+		"latch_password_endpoint": iss + "/v1/password",
+	}
+	if s.cfg.Feed != nil {
+		// Named only where it is served (otherwise 404).
+		m["latch_revocation_feed_endpoint"] = iss + "/v1/revocations"
+	}
+	return writeJSON(w, http.StatusOK, m)
 }
 
 var authMethods = []string{"none", "client_secret_basic", "client_secret_post"}

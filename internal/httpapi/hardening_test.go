@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/latchauth/latch/internal/httpapi"
@@ -52,10 +53,13 @@ func TestCORS(t *testing.T) {
 			c.CORSCredentials = creds
 		}})
 		pre := send(t, srv, req{method: "OPTIONS", path: "/v1/login", header: map[string]string{
-			"Origin": app, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}})
+			"Origin": app, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type, dpop"}})
 		if pre.Status != http.StatusNoContent || pre.Header.Get("Access-Control-Allow-Origin") != app ||
 			pre.Header.Get("Access-Control-Allow-Methods") == "" || pre.Header.Get("Access-Control-Allow-Headers") == "" {
 			t.Fatalf("preflight from %s: %s %v", app, pre, pre.Header)
+		}
+		if !headerListHas(pre.Header.Get("Access-Control-Allow-Headers"), "DPoP") {
+			t.Fatalf("preflight asking for DPoP: Access-Control-Allow-Headers = %q", pre.Header.Get("Access-Control-Allow-Headers"))
 		}
 		if got := pre.Header.Get("Access-Control-Allow-Credentials"); (got == "true") != creds {
 			t.Fatalf("credentials %v: Access-Control-Allow-Credentials = %q", creds, got)
@@ -64,6 +68,13 @@ func TestCORS(t *testing.T) {
 			body: `{"email":"x@example.com","password":"wrong one!"}`, header: map[string]string{"Origin": app}})
 		if r.Header.Get("Access-Control-Allow-Origin") != app || r.Header.Get("Vary") != "Origin" {
 			t.Fatalf("actual request from %s: ACAO %q, Vary %q", app, r.Header.Get("Access-Control-Allow-Origin"), r.Header.Get("Vary"))
+		}
+		// Clients estimate the server's clock from Date; a browser hides it
+		// unless exposed.
+		for _, h := range []string{"Date", "Retry-After", "WWW-Authenticate"} {
+			if !headerListHas(r.Header.Get("Access-Control-Expose-Headers"), h) {
+				t.Errorf("Access-Control-Expose-Headers = %q, want %s in it", r.Header.Get("Access-Control-Expose-Headers"), h)
+			}
 		}
 		for _, evil := range []string{"https://evil.example.com", "https://app.example.com.evil.example", "http://app.example.com", "null"} {
 			pre := send(t, srv, req{method: "OPTIONS", path: "/v1/login", header: map[string]string{"Origin": evil, "Access-Control-Request-Method": "POST"}})
@@ -146,4 +157,15 @@ func TestQueryParametersIgnored(t *testing.T) {
 		body: "grant_type=refresh_token&client_id=app&refresh_token=" + tok.RefreshToken}); r.Status != http.StatusOK {
 		t.Fatalf("the refresh token after the refused query: %s", r)
 	}
+}
+
+// headerListHas reports whether a comma-separated header value names h
+// (case-insensitive, as header names are).
+func headerListHas(list, h string) bool {
+	for _, v := range strings.Split(list, ",") {
+		if strings.EqualFold(strings.TrimSpace(v), h) {
+			return true
+		}
+	}
+	return false
 }

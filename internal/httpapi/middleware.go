@@ -162,12 +162,17 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 		h.Add("Vary", "Access-Control-Request-Method")
 		h.Add("Vary", "Access-Control-Request-Headers")
 		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id")
+		// DPoP (RFC 9449 section 4.1): a browser client sending a proof
+		// header must be allowed to, or its preflight fails.
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP, X-Request-Id")
 		h.Set("Access-Control-Max-Age", "600")
 		w.WriteHeader(http.StatusNoContent)
 		return false
 	}
-	h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate, X-Request-Id")
+	// Date is not CORS-safelisted (Fetch, "CORS-safelisted response-header
+	// name"); clients estimate the server's clock from it (token expiry
+	// under clock skew), so it is exposed.
+	h.Set("Access-Control-Expose-Headers", "Date, Retry-After, WWW-Authenticate, X-Request-Id")
 	return true
 }
 

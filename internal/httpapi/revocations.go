@@ -59,6 +59,11 @@ func (s *Server) confidentialClient(ctx context.Context, w http.ResponseWriter, 
 func (s *Server) revocations(w http.ResponseWriter, r *http.Request) error {
 	client, err := s.confidentialClient(r.Context(), w, r, url.Values{})
 	if err != nil {
+		if toError(err).Status == http.StatusUnauthorized {
+			// RFC 7235 section 4.1: a 401 carries a challenge. The feed
+			// takes one scheme, Basic, also when the request sent none.
+			w.Header().Set("WWW-Authenticate", `Basic realm="latch"`)
+		}
 		return err
 	}
 	if s.cfg.Feed == nil {
@@ -113,7 +118,11 @@ func (s *Server) feedSlot(client string) (release func(), err error) {
 			Err:     errors.New("httpapi: per-client feed stream cap reached")}
 	}
 	if s.feedSubs.Load() >= int64(s.cfg.MaxFeedSubscribers) {
-		return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Message: "too many feed subscribers", Err: errors.New("httpapi: feed subscriber cap reached")}
+		// A node-wide slot frees only when some stream ends: as for the
+		// per-client cap, ask for a pause that lets one end (RFC 9110
+		// section 10.2.3).
+		return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, RetryAfter: feedRetryAfter,
+			Message: "too many feed subscribers", Err: errors.New("httpapi: feed subscriber cap reached")}
 	}
 	s.feedByClient[client]++
 	s.feedSubs.Add(1)
@@ -175,8 +184,9 @@ func (s *Server) streamRevocations(w http.ResponseWriter, r *http.Request, after
 		}
 		after = next
 		if first {
-			// The backlog is written: the subscriber is now up to date.
-			b.WriteString(": ok\n\n")
+			// The backlog is written: the subscriber is now up to date. A
+			// named event, not a comment, so EventSource shows it.
+			b.WriteString(feedSignal("ready"))
 			first = false
 		}
 		if b.Len() > 0 {
@@ -191,11 +201,22 @@ func (s *Server) streamRevocations(w http.ResponseWriter, r *http.Request, after
 			return nil
 		case <-changed:
 		case <-tick.C:
-			if err := write(w, rc, extend, ": heartbeat\n\n"); err != nil {
+			if err := write(w, rc, extend, feedSignal("heartbeat")); err != nil {
 				return nil
 			}
 		}
 	}
+}
+
+// feedSignal is a "ready" or "heartbeat" event: named, so a browser's
+// EventSource dispatches it (comments never reach a listener) and any
+// subscriber can measure staleness from it; data is required for the event
+// to be dispatched at all (WHATWG HTML, "dispatch the event": an empty data
+// buffer dispatches nothing), so it carries the server's time in Unix
+// seconds. No id: line, so the subscriber's Last-Event-ID stays the
+// cursor of the last entry.
+func feedSignal(name string) string {
+	return fmt.Sprintf("event: %s\ndata: {\"time\":%d}\n\n", name, time.Now().Unix())
 }
 
 func write(w http.ResponseWriter, rc *http.ResponseController, extend func() error, s string) error {

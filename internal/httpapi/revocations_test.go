@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,12 +15,14 @@ import (
 )
 
 // TestRevocationStream reads the SSE form of the feed: the backlog, the
-// "ok" marker, a live entry, resumption with Last-Event-ID, and the cap on
+// ready and heartbeat events, a live entry, resumption with Last-Event-ID, and the cap on
 // concurrent streams.
 func TestRevocationStream(t *testing.T) {
 	t.Parallel()
 	env, srv := newServer(t, testenv.Options{RealClock: true, MaxFeedSubscribers: 1, FeedHeartbeat: 50 * time.Millisecond})
-	ctx := context.Background()
+	// Bounds every stream, so a missing "event: ready" fails, not hangs.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	if err := env.Sessions.EnsureClient(ctx, session.Client{ID: "rs", Name: "rs", Audiences: []string{"app"}, AccessTTL: time.Minute,
 		SecretHash: session.HashClientSecret("secret")}); err != nil {
 		t.Fatal(err)
@@ -72,11 +75,23 @@ func TestRevocationStream(t *testing.T) {
 		}
 	}
 	expect(first.SessionID)
-	expect(": ok")
-	expect(": heartbeat")
-	// A second stream is over the cap.
-	if r2 := open(""); r2.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("second stream with a cap of 1: %d", r2.StatusCode)
+	// "Caught up" and heartbeats are named events with data, so a browser's
+	// EventSource dispatches them (it never shows comments).
+	expect("event: ready")
+	expectData := func() {
+		t.Helper()
+		var d struct{ Time int64 }
+		l := expect("data: ")
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(l, "data: ")), &d); err != nil || time.Since(time.Unix(d.Time, 0)).Abs() > time.Minute {
+			t.Fatalf("signal data %q: want {\"time\": the server's Unix seconds}", l)
+		}
+	}
+	expectData()
+	expect("event: heartbeat")
+	expectData()
+	// A second stream is over the cap: 503 with Retry-After.
+	if r2 := open(""); r2.StatusCode != http.StatusServiceUnavailable || r2.Header.Get("Retry-After") == "" {
+		t.Fatalf("second stream with a cap of 1: %d, Retry-After %q", r2.StatusCode, r2.Header.Get("Retry-After"))
 	} else {
 		r2.Body.Close()
 	}
@@ -93,7 +108,7 @@ func TestRevocationStream(t *testing.T) {
 	defer r3.Body.Close()
 	sc := bufio.NewScanner(r3.Body)
 	var got []string
-	for sc.Scan() && sc.Text() != ": ok" {
+	for sc.Scan() && sc.Text() != "event: ready" {
 		got = append(got, sc.Text())
 	}
 	all := strings.Join(got, "\n")
@@ -179,5 +194,45 @@ func TestFeedStreamsPerClient(t *testing.T) {
 			t.Fatalf("greedy still refused (%d) after closing a stream", resp.StatusCode)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestFeedUnauthorized: every refused credential on the feed answers 401
+// with a Basic challenge (RFC 7235 section 4.1), also when the request
+// sent no credentials at all, so a client knows how to authenticate.
+func TestFeedUnauthorized(t *testing.T) {
+	t.Parallel()
+	env, srv := newServer(t, testenv.Options{})
+	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "rs", Name: "rs", Audiences: []string{"app"}, AccessTTL: time.Minute,
+		SecretHash: session.HashClientSecret("secret")}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		id, secret string // id "" sends no Authorization
+	}{
+		{"no credentials", "", ""},
+		{"wrong secret", "rs", "wrong"},
+		{"unknown client", "nobody", "secret"},
+		{"public client", "app", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, accept := range []string{"application/json", "text/event-stream"} {
+				r, _ := http.NewRequest("GET", srv.URL+"/v1/revocations", nil)
+				r.Header.Set("Accept", accept)
+				if tt.id != "" {
+					r.SetBasicAuth(tt.id, tt.secret)
+				}
+				resp, err := http.DefaultClient.Do(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if got := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != http.StatusUnauthorized || got != `Basic realm="latch"` {
+					t.Errorf("%s: %d, WWW-Authenticate %q; want 401 with Basic realm=\"latch\"", accept, resp.StatusCode, got)
+				}
+			}
+		})
 	}
 }

@@ -83,6 +83,8 @@ type Service struct {
 	// devices mints and checks device tokens (device.go).
 	devices  *dtoken.Codec
 	epochKey []byte
+	// clients caches client lookups (clients.go).
+	clients clientCache
 }
 
 // Committed is what one committed transaction recorded. Hooks use it to
@@ -220,16 +222,14 @@ func (s *Service) revocation(r Revocation, now time.Time) Revocation {
 	return r
 }
 
-// Client returns a registered client.
-func (s *Service) Client(ctx context.Context, id string) (Client, error) {
-	return s.store.Client(ctx, id)
-}
-
 // EnsureClient creates or replaces client c (used for the built-in client).
 func (s *Service) EnsureClient(ctx context.Context, c Client) error {
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = s.now()
 	}
+	// After the commit (or a failure that may have committed): a lookup
+	// that read the old value meanwhile does not store it (clientCache.gen).
+	defer s.forgetClient(c.ID)
 	return s.store.InTx(ctx, func(tx Tx) error { return tx.PutClient(ctx, c) })
 }
 

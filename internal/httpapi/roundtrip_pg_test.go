@@ -1,0 +1,118 @@
+package httpapi_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/store/postgres"
+	"github.com/latchauth/latch/internal/store/postgres/pgtest"
+	"github.com/latchauth/latch/internal/testenv"
+)
+
+// pgTracer counts round trips to PostgreSQL (a lone statement or a batch)
+// and the statements sent, BEGIN and COMMIT included, as
+// internal/store/postgres's TestRefreshStatementCount does.
+type pgTracer struct {
+	mu         sync.Mutex
+	trips      int
+	statements []string
+}
+
+func (tr *pgTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	tr.mu.Lock()
+	tr.trips++
+	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
+	tr.mu.Unlock()
+	return ctx
+}
+func (tr *pgTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (tr *pgTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	tr.mu.Lock()
+	tr.trips++
+	tr.mu.Unlock()
+	return ctx
+}
+func (tr *pgTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	tr.mu.Lock()
+	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
+	tr.mu.Unlock()
+}
+func (tr *pgTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+func (tr *pgTracer) reset() (int, []string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	trips, st := tr.trips, tr.statements
+	tr.trips, tr.statements = 0, nil
+	return trips, st
+}
+
+// TestRefreshRoundTripsThroughEndpoint: a refresh through POST /oauth/token
+// on PostgreSQL is the two round trips of its transaction (BEGIN with
+// SELECT … FOR UPDATE, then UPDATE with COMMIT): the client is read from
+// the service's cache. Past session.ClientCacheTTL, or after the client
+// changed through the service, the client is read again: one more.
+func TestRefreshRoundTripsThroughEndpoint(t *testing.T) {
+	tr := &pgTracer{}
+	st := pgtest.New(t, postgres.WithTracer(tr))
+	// The feed's poll would share the tracer: make it rare.
+	env, srv := newServer(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }, FeedInterval: time.Minute})
+	rt := env.Login(t, "trips@example.com").RefreshToken
+	refresh := func() {
+		t.Helper()
+		r := send(t, srv, req{method: "POST", path: "/oauth/token", contentType: formType,
+			body: "grant_type=refresh_token&client_id=app&refresh_token=" + url.QueryEscape(rt)})
+		if r.Status != http.StatusOK {
+			t.Fatalf("refresh: %s", r)
+		}
+		var tok struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		r.decode(t, &tok)
+		rt = tok.RefreshToken
+	}
+	transaction := []string{"BEGIN", "SELECT", "UPDATE", "COMMIT"}
+	withClientRead := append([]string{"SELECT"}, transaction...)
+	tests := []struct {
+		name   string
+		before func()
+		trips  int
+		want   []string
+	}{
+		{"client cached", func() { env.Clock.Advance(time.Second) }, 2, transaction},
+		{"cache expired", func() { env.Clock.Advance(session.ClientCacheTTL) }, 3, withClientRead},
+		{"cached again", func() { env.Clock.Advance(time.Second) }, 2, transaction},
+		{"client changed", func() {
+			c, err := env.Sessions.Client(context.Background(), "app")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := env.Sessions.EnsureClient(context.Background(), c); err != nil {
+				t.Fatal(err)
+			}
+		}, 3, withClientRead},
+	}
+	for range 3 { // warm the statement cache and the client cache
+		env.Clock.Advance(time.Second)
+		refresh()
+	}
+	for _, tt := range tests {
+		tt.before()
+		tr.reset()
+		refresh()
+		trips, statements := tr.reset()
+		if trips != tt.trips || !slices.Equal(statements, tt.want) {
+			t.Errorf("%s: a refresh through POST /oauth/token made %d round trips with %v; want %d with %v",
+				tt.name, trips, statements, tt.trips, tt.want)
+		}
+	}
+}
