@@ -5,12 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/store/postgres"
@@ -18,51 +14,13 @@ import (
 	"github.com/latchauth/latch/internal/testenv"
 )
 
-// pgTracer counts round trips to PostgreSQL (a lone statement or a batch)
-// and the statements sent, BEGIN and COMMIT included, as
-// internal/store/postgres's TestRefreshStatementCount does.
-type pgTracer struct {
-	mu         sync.Mutex
-	trips      int
-	statements []string
-}
-
-func (tr *pgTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	tr.mu.Lock()
-	tr.trips++
-	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
-	tr.mu.Unlock()
-	return ctx
-}
-func (tr *pgTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (tr *pgTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	tr.mu.Lock()
-	tr.trips++
-	tr.mu.Unlock()
-	return ctx
-}
-func (tr *pgTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
-	tr.mu.Lock()
-	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
-	tr.mu.Unlock()
-}
-func (tr *pgTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-
-func (tr *pgTracer) reset() (int, []string) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	trips, st := tr.trips, tr.statements
-	tr.trips, tr.statements = 0, nil
-	return trips, st
-}
-
 // TestRefreshRoundTripsThroughEndpoint: a refresh through POST /oauth/token
 // on PostgreSQL is the two round trips of its transaction (BEGIN with
 // SELECT … FOR UPDATE, then UPDATE with COMMIT): the client is read from
 // the service's cache. Past session.ClientCacheTTL, or after the client
 // changed through the service, the client is read again: one more.
 func TestRefreshRoundTripsThroughEndpoint(t *testing.T) {
-	tr := &pgTracer{}
+	tr := &pgtest.Tracer{}
 	st := pgtest.New(t, postgres.WithTracer(tr))
 	// The feed's poll would share the tracer: make it rare.
 	env, srv := newServer(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }, FeedInterval: time.Minute})
@@ -107,9 +65,9 @@ func TestRefreshRoundTripsThroughEndpoint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		tt.before()
-		tr.reset()
+		tr.Reset()
 		refresh()
-		trips, statements := tr.reset()
+		trips, statements := tr.Reset()
 		if trips != tt.trips || !slices.Equal(statements, tt.want) {
 			t.Errorf("%s: a refresh through POST /oauth/token made %d round trips with %v; want %d with %v",
 				tt.name, trips, statements, tt.trips, tt.want)

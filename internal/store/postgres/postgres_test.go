@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,47 +156,10 @@ func TestSweeperBoundsTables(t *testing.T) {
 	}
 }
 
-// tracer counts round trips (a lone statement or a batch) and the SQL
-// statements sent, BEGIN and COMMIT included.
-type tracer struct {
-	mu         sync.Mutex
-	trips      int
-	statements []string
-}
-
-func (tr *tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	tr.mu.Lock()
-	tr.trips++
-	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
-	tr.mu.Unlock()
-	return ctx
-}
-func (tr *tracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (tr *tracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	tr.mu.Lock()
-	tr.trips++
-	tr.mu.Unlock()
-	return ctx
-}
-func (tr *tracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
-	tr.mu.Lock()
-	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
-	tr.mu.Unlock()
-}
-func (tr *tracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-
-func (tr *tracer) reset() (int, []string) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	trips, st := tr.trips, tr.statements
-	tr.trips, tr.statements = 0, nil
-	return trips, st
-}
-
 // A refresh costs two statements in two round trips: BEGIN and SELECT …
 // FOR UPDATE together, then UPDATE and COMMIT together.
 func TestRefreshStatementCount(t *testing.T) {
-	tr := &tracer{}
+	tr := &pgtest.Tracer{}
 	st := pgtest.New(t, postgres.WithTracer(tr))
 	env := testenv.New(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }})
 	tok := env.Login(t, "count@example.com")
@@ -210,12 +172,12 @@ func TestRefreshStatementCount(t *testing.T) {
 		}
 		rt = next.RefreshToken
 	}
-	tr.reset()
+	tr.Reset()
 	env.Clock.Advance(time.Minute)
 	if _, err := env.Sessions.Refresh(context.Background(), session.RefreshRequest{Token: rt, Client: env.Client}); err != nil {
 		t.Fatal(err)
 	}
-	trips, statements := tr.reset()
+	trips, statements := tr.Reset()
 	want := []string{"BEGIN", "SELECT", "UPDATE", "COMMIT"}
 	if trips != 2 || !slices.Equal(statements, want) {
 		t.Fatalf("a refresh made %d round trips with %v; want 2 with %v", trips, statements, want)
@@ -273,16 +235,16 @@ func TestPoolerTransactionAppliesSettings(t *testing.T) {
 // Through PgBouncer a refresh is still two round trips: the settings
 // travel with BEGIN.
 func TestRefreshRoundTripsThroughPgBouncer(t *testing.T) {
-	tr := &tracer{}
+	tr := &pgtest.Tracer{}
 	st := pgtest.NewBouncer(t).New(t, postgres.WithTracer(tr))
 	env := testenv.New(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }})
 	rt := env.Login(t, "count@example.com").RefreshToken
 	env.Clock.Advance(time.Minute)
-	tr.reset()
+	tr.Reset()
 	if _, err := env.Sessions.Refresh(context.Background(), session.RefreshRequest{Token: rt, Client: env.Client}); err != nil {
 		t.Fatal(err)
 	}
-	trips, statements := tr.reset()
+	trips, statements := tr.Reset()
 	want := []string{"BEGIN", "SELECT", "SELECT", "UPDATE", "COMMIT"} // BEGIN, set_config, the lock, …
 	if trips != 2 || !slices.Equal(statements, want) {
 		t.Fatalf("a refresh through PgBouncer made %d round trips with %v; want 2 with %v", trips, statements, want)

@@ -1,0 +1,59 @@
+package pgtest
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Tracer counts round trips to PostgreSQL (a lone statement or a batch)
+// and the SQL statements sent, BEGIN and COMMIT included, by their first
+// word. Pass it to postgres.WithTracer; tests that promise a number of
+// round trips per operation assert on what Reset returns.
+type Tracer struct {
+	mu         sync.Mutex
+	trips      int
+	statements []string
+}
+
+// TraceQueryStart counts a lone statement as one round trip.
+func (tr *Tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	tr.mu.Lock()
+	tr.trips++
+	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
+	tr.mu.Unlock()
+	return ctx
+}
+
+// TraceQueryEnd is part of pgx.QueryTracer.
+func (tr *Tracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TraceBatchStart counts a batch as one round trip.
+func (tr *Tracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	tr.mu.Lock()
+	tr.trips++
+	tr.mu.Unlock()
+	return ctx
+}
+
+// TraceBatchQuery records a statement of a batch.
+func (tr *Tracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	tr.mu.Lock()
+	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
+	tr.mu.Unlock()
+}
+
+// TraceBatchEnd is part of pgx.BatchTracer.
+func (tr *Tracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// Reset returns the round trips and statements counted since the last
+// Reset and starts counting afresh.
+func (tr *Tracer) Reset() (trips int, statements []string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	trips, statements = tr.trips, tr.statements
+	tr.trips, tr.statements = 0, nil
+	return trips, statements
+}
