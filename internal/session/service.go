@@ -8,9 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/go-jose/go-jose/v4/jwt"
-
-	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/dtoken"
 	"github.com/latchauth/latch/internal/email"
@@ -21,7 +18,7 @@ import (
 // Issuer signs access tokens. token.Issuer implements it.
 type Issuer interface {
 	// Issue signs c as an RFC 9068 access token.
-	Issue(c bearer.Claims) (string, error)
+	Issue(c AccessClaims) (string, error)
 	// Issuer returns the "iss" value.
 	Issuer() string
 }
@@ -175,13 +172,13 @@ func (s *Service) mint(ses *Session, c *Client, scope string, now time.Time) (st
 	if !ses.ExpiresAt.IsZero() && ses.ExpiresAt.Before(exp) {
 		exp = ses.ExpiresAt
 	}
-	claims := bearer.Claims{
+	claims := AccessClaims{
 		Issuer:    s.issuer.Issuer(),
 		Subject:   ses.UserID,
-		Audience:  jwt.Audience(slices.Clone(c.Audiences)),
-		Expiry:    jwt.NewNumericDate(exp),
-		IssuedAt:  jwt.NewNumericDate(now),
-		NotBefore: jwt.NewNumericDate(now),
+		Audience:  slices.Clone(c.Audiences),
+		Expiry:    exp,
+		IssuedAt:  now,
+		NotBefore: now,
 		ID:        NewID(),
 		ClientID:  c.ID,
 		SessionID: ses.ID,

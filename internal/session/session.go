@@ -4,7 +4,9 @@
 // Every multi-step change runs in one storage transaction (Store.InTx), and
 // every decision about a refresh token is taken on a row the transaction has
 // locked, so many server processes sharing one database agree. The package
-// does not import net/http; the HTTP layer maps its errors.
+// links neither net/http nor a JOSE library (CI checks it with go list
+// -deps): the HTTP layer maps its errors, and package token encodes its
+// AccessClaims as a JWT.
 package session
 
 import (

@@ -26,6 +26,7 @@ import (
 
 	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/keywrap"
+	"github.com/latchauth/latch/internal/session"
 )
 
 // Algorithms Latch signs with. EdDSA is the default; ES256 and RS256 serve
@@ -238,14 +239,33 @@ func (i *Issuer) JWKS() ([]byte, time.Duration) {
 
 // Issue signs c with the current key. The header carries kid and typ
 // at+jwt; no other header is set (RFC 8725 section 3.10: no jku, x5u, jwk).
-func (i *Issuer) Issue(c bearer.Claims) (string, error) {
+// The claims are encoded as bearer.Claims, the type the verifier decodes,
+// so the two cannot drift apart.
+func (i *Issuer) Issue(c session.AccessClaims) (string, error) {
 	i.mu.RLock()
 	cur := i.current
 	i.mu.RUnlock()
 	if cur == nil {
 		return "", ErrNoKey
 	}
-	return jwt.Signed(cur.signer).Claims(c).Serialize()
+	return jwt.Signed(cur.signer).Claims(JWTClaims(c)).Serialize()
+}
+
+// JWTClaims is c as the JWT claims set of RFC 9068 section 2.2. NumericDate
+// has whole seconds (RFC 7519 section 2); a zero time is left out.
+func JWTClaims(c session.AccessClaims) bearer.Claims {
+	return bearer.Claims{
+		Issuer:    c.Issuer,
+		Subject:   c.Subject,
+		Audience:  jwt.Audience(slices.Clone(c.Audience)),
+		Expiry:    jwt.NewNumericDate(c.Expiry),
+		IssuedAt:  jwt.NewNumericDate(c.IssuedAt),
+		NotBefore: jwt.NewNumericDate(c.NotBefore),
+		ID:        c.ID,
+		ClientID:  c.ClientID,
+		SessionID: c.SessionID,
+		Scope:     c.Scope,
+	}
 }
 
 var _ bearer.KeySource = (*Issuer)(nil)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/keywrap"
+	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/store/sqlite"
 	"github.com/latchauth/latch/internal/testenv"
 	"github.com/latchauth/latch/internal/token"
@@ -61,9 +62,9 @@ func (f *fixture) issuer(t *testing.T, alg string) *token.Issuer {
 	return i
 }
 
-func claims(now time.Time) bearer.Claims {
-	return bearer.Claims{Issuer: "https://auth.example", Subject: "user", Audience: jwt.Audience{"api"},
-		Expiry: jwt.NewNumericDate(now.Add(15 * time.Minute)), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
+func claims(now time.Time) session.AccessClaims {
+	return session.AccessClaims{Issuer: "https://auth.example", Subject: "user", Audience: []string{"api"},
+		Expiry: now.Add(15 * time.Minute), IssuedAt: now, NotBefore: now,
 		ID: "jti", ClientID: "app", SessionID: "sid"}
 }
 

@@ -6,12 +6,13 @@ import (
 	"fmt"
 
 	"github.com/latchauth/latch/internal/keywrap"
+	"github.com/latchauth/latch/internal/signingkey"
 )
 
 // Sealed value kinds passed to a Resealer's function.
 const (
-	SealedSigningKey = "signing-key"
-	SealedSecret     = "secret"
+	SealedSigningKey = signingkey.SealedSigningKey
+	SealedSecret     = signingkey.SealedSecret
 )
 
 // Resealer is storage that can replace every sealed value in one

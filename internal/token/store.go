@@ -2,46 +2,32 @@ package token
 
 import (
 	"context"
-	"errors"
 	"time"
+
+	"github.com/latchauth/latch/internal/signingkey"
 )
 
-// Key states, in life-cycle order.
+// The stored forms live in package signingkey, which the stores import
+// without linking go-jose or net/http; these names keep the token API.
 const (
-	StateNext    = "next"
-	StateCurrent = "current"
-	StateRetired = "retired"
+	StateNext    = signingkey.StateNext
+	StateCurrent = signingkey.StateCurrent
+	StateRetired = signingkey.StateRetired
 )
 
 var (
 	// ErrNotFound reports a missing key or secret.
-	ErrNotFound = errors.New("token: not found")
-	// ErrConflict reports that the key set changed underneath a rotation
-	// (another node or command rotated first).
-	ErrConflict = errors.New("token: signing keys changed concurrently")
+	ErrNotFound = signingkey.ErrNotFound
+	// ErrConflict reports that the key set changed underneath a rotation.
+	ErrConflict = signingkey.ErrConflict
 )
 
-// StoredKey is a signing key as storage holds it: the private key sealed
-// with the key-encryption key.
-type StoredKey struct {
-	KID         string
-	Alg         string
-	State       string
-	Sealed      []byte
-	PublicJWK   []byte
-	CreatedAt   time.Time
-	ActivatedAt time.Time
-	RetiredAt   time.Time
-}
-
-// Rotation retires the current key, promotes the next one and adds a new
-// next key, atomically.
-type Rotation struct {
-	RetireKID  string
-	PromoteKID string
-	Next       StoredKey
-	At         time.Time
-}
+type (
+	// StoredKey is a signing key as storage holds it.
+	StoredKey = signingkey.StoredKey
+	// Rotation retires, promotes and adds a key atomically.
+	Rotation = signingkey.Rotation
+)
 
 // Store is the storage the issuer needs.
 type Store interface {

@@ -8,14 +8,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/latchauth/latch/internal/token"
+	"github.com/latchauth/latch/internal/signingkey"
 )
 
-// SigningKeys implements token.Store.
-func (s *Store) SigningKeys(ctx context.Context) ([]token.StoredKey, error) {
-	return collect(ctx, s.db, func(r pgx.Row) (token.StoredKey, error) {
+// SigningKeys implements the token package's Store.
+func (s *Store) SigningKeys(ctx context.Context) ([]signingkey.StoredKey, error) {
+	return collect(ctx, s.db, func(r pgx.Row) (signingkey.StoredKey, error) {
 		var (
-			k                  token.StoredKey
+			k                  signingkey.StoredKey
 			activated, retired *time.Time
 			jwk                string
 		)
@@ -28,17 +28,17 @@ func (s *Store) SigningKeys(ctx context.Context) ([]token.StoredKey, error) {
 	}, `SELECT kid, alg, state, private_key, public_jwk, created_at, activated_at, retired_at FROM signing_keys ORDER BY created_at, kid`)
 }
 
-func insertKey(ctx context.Context, tx pgx.Tx, k token.StoredKey) error {
+func insertKey(ctx context.Context, tx pgx.Tx, k signingkey.StoredKey) error {
 	_, err := tx.Exec(ctx, `INSERT INTO signing_keys (kid, alg, state, private_key, public_jwk, created_at, activated_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		k.KID, k.Alg, k.State, k.Sealed, string(k.PublicJWK), k.CreatedAt, nullTime(k.ActivatedAt), nullTime(k.RetiredAt))
 	if isUnique(err) {
-		return token.ErrConflict
+		return signingkey.ErrConflict
 	}
 	return translate(err)
 }
 
-// InsertSigningKeys implements token.Store.
-func (s *Store) InsertSigningKeys(ctx context.Context, keys ...token.StoredKey) error {
+// InsertSigningKeys implements the token package's Store.
+func (s *Store) InsertSigningKeys(ctx context.Context, keys ...signingkey.StoredKey) error {
 	return s.tx(ctx, func(tx pgx.Tx) error {
 		for _, k := range keys {
 			if err := insertKey(ctx, tx, k); err != nil {
@@ -49,10 +49,10 @@ func (s *Store) InsertSigningKeys(ctx context.Context, keys ...token.StoredKey) 
 	})
 }
 
-// RotateSigningKeys implements token.Store. The state conditions make it a
+// RotateSigningKeys implements the token package's Store. The state conditions make it a
 // compare-and-swap: of two nodes rotating at once, one wins and the other
 // gets ErrConflict.
-func (s *Store) RotateSigningKeys(ctx context.Context, r token.Rotation) error {
+func (s *Store) RotateSigningKeys(ctx context.Context, r signingkey.Rotation) error {
 	return s.tx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE kid = $2 AND state = 'current'`, r.At, r.RetireKID)
 		if err := changed(tag, err); err != nil {
@@ -68,18 +68,18 @@ func (s *Store) RotateSigningKeys(ctx context.Context, r token.Rotation) error {
 
 func changed(tag pgconn.CommandTag, err error) error {
 	if isUnique(err) {
-		return token.ErrConflict
+		return signingkey.ErrConflict
 	}
 	if err != nil {
 		return translate(err)
 	}
 	if tag.RowsAffected() != 1 {
-		return token.ErrConflict
+		return signingkey.ErrConflict
 	}
 	return nil
 }
 
-// DeleteRetiredKeys implements token.Store.
+// DeleteRetiredKeys implements the token package's Store.
 func (s *Store) DeleteRetiredKeys(ctx context.Context, cutoff time.Time) (int64, error) {
 	tag, err := s.db.Exec(ctx, `DELETE FROM signing_keys WHERE state = 'retired' AND retired_at < $1`, cutoff)
 	if err != nil {
@@ -88,17 +88,17 @@ func (s *Store) DeleteRetiredKeys(ctx context.Context, cutoff time.Time) (int64,
 	return tag.RowsAffected(), nil
 }
 
-// Secret implements token.Store.
+// Secret implements the token package's Store.
 func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 	var v []byte
 	err := s.db.QueryRow(ctx, `SELECT value FROM secrets WHERE name = $1`, name).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, token.ErrNotFound
+		return nil, signingkey.ErrNotFound
 	}
 	return v, translate(err)
 }
 
-// PutSecretIfAbsent implements token.Store.
+// PutSecretIfAbsent implements the token package's Store.
 func (s *Store) PutSecretIfAbsent(ctx context.Context, name string, value []byte, at time.Time) ([]byte, error) {
 	// Insert unless present, then read whichever won. When another node's
 	// insert commits while ours waits on it, our statement's snapshot does
@@ -113,14 +113,14 @@ func (s *Store) PutSecretIfAbsent(ctx context.Context, name string, value []byte
 	return v, translate(err)
 }
 
-// Reseal implements token.Resealer. It locks the rows it rewrites, so a
+// Reseal implements the token package's Resealer. It locks the rows it rewrites, so a
 // rotation on another node waits for it.
 func (s *Store) Reseal(ctx context.Context, fn func(kind, name string, sealed []byte) ([]byte, error)) (int, error) {
 	n := 0
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		for _, q := range []struct{ kind, sel, upd string }{
-			{token.SealedSigningKey, `SELECT kid, private_key FROM signing_keys FOR UPDATE`, `UPDATE signing_keys SET private_key = $1 WHERE kid = $2`},
-			{token.SealedSecret, `SELECT name, value FROM secrets FOR UPDATE`, `UPDATE secrets SET value = $1 WHERE name = $2`},
+			{signingkey.SealedSigningKey, `SELECT kid, private_key FROM signing_keys FOR UPDATE`, `UPDATE signing_keys SET private_key = $1 WHERE kid = $2`},
+			{signingkey.SealedSecret, `SELECT name, value FROM secrets FOR UPDATE`, `UPDATE secrets SET value = $1 WHERE name = $2`},
 		} {
 			type row struct {
 				name   string

@@ -28,14 +28,13 @@ import (
 
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/session"
-	"github.com/latchauth/latch/internal/token"
+	"github.com/latchauth/latch/internal/signingkey"
 	"github.com/latchauth/latch/migrations"
 )
 
-var (
-	_ session.Store = (*Store)(nil)
-	_ token.Store   = (*Store)(nil)
-)
+// The store also implements token.Store and token.Resealer; that is
+// asserted in a test, since importing token would link go-jose and net/http.
+var _ session.Store = (*Store)(nil)
 
 // Defaults applied unless the URL sets them (pgx passes unknown URL
 // parameters to the server as run-time parameters, so an operator can write
@@ -306,7 +305,7 @@ func translated(err error) bool {
 	if errors.As(err, &ie) {
 		return true
 	}
-	for _, s := range []error{session.ErrUnavailable, session.ErrNotFound, session.ErrEmailTaken, session.ErrConflict, token.ErrConflict} {
+	for _, s := range []error{session.ErrUnavailable, session.ErrNotFound, session.ErrEmailTaken, session.ErrConflict, signingkey.ErrConflict} {
 		if errors.Is(err, s) {
 			return true
 		}

@@ -6,20 +6,20 @@ import (
 	"errors"
 	"time"
 
-	"github.com/latchauth/latch/internal/token"
+	"github.com/latchauth/latch/internal/signingkey"
 )
 
-// SigningKeys implements token.Store.
-func (s *Store) SigningKeys(ctx context.Context) ([]token.StoredKey, error) {
+// SigningKeys implements the token package's Store.
+func (s *Store) SigningKeys(ctx context.Context) ([]signingkey.StoredKey, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT kid, alg, state, private_key, public_jwk, created_at, activated_at, retired_at FROM signing_keys ORDER BY created_at, kid`)
 	if err != nil {
 		return nil, translate(err)
 	}
 	defer rows.Close()
-	var out []token.StoredKey
+	var out []signingkey.StoredKey
 	for rows.Next() {
 		var (
-			k                  token.StoredKey
+			k                  signingkey.StoredKey
 			created            int64
 			activated, retired sql.NullInt64
 			jwk                string
@@ -34,17 +34,17 @@ func (s *Store) SigningKeys(ctx context.Context) ([]token.StoredKey, error) {
 	return out, translate(rows.Err())
 }
 
-func insertKey(ctx context.Context, tx *sql.Tx, k token.StoredKey) error {
+func insertKey(ctx context.Context, tx *sql.Tx, k signingkey.StoredKey) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, alg, state, private_key, public_jwk, created_at, activated_at, retired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.KID, k.Alg, k.State, k.Sealed, string(k.PublicJWK), micros(k.CreatedAt), nullMicros(k.ActivatedAt), nullMicros(k.RetiredAt))
 	if isUnique(err) {
-		return token.ErrConflict
+		return signingkey.ErrConflict
 	}
 	return translate(err)
 }
 
-// InsertSigningKeys implements token.Store.
-func (s *Store) InsertSigningKeys(ctx context.Context, keys ...token.StoredKey) error {
+// InsertSigningKeys implements the token package's Store.
+func (s *Store) InsertSigningKeys(ctx context.Context, keys ...signingkey.StoredKey) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, k := range keys {
 			if err := insertKey(ctx, tx, k); err != nil {
@@ -55,8 +55,8 @@ func (s *Store) InsertSigningKeys(ctx context.Context, keys ...token.StoredKey) 
 	})
 }
 
-// RotateSigningKeys implements token.Store.
-func (s *Store) RotateSigningKeys(ctx context.Context, r token.Rotation) error {
+// RotateSigningKeys implements the token package's Store.
+func (s *Store) RotateSigningKeys(ctx context.Context, r signingkey.Rotation) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		at := micros(r.At)
 		res, err := tx.ExecContext(ctx, `UPDATE signing_keys SET state = 'retired', retired_at = ? WHERE kid = ? AND state = 'current'`, at, r.RetireKID)
@@ -76,12 +76,12 @@ func changed(res sql.Result, err error) error {
 		return translate(err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return token.ErrConflict
+		return signingkey.ErrConflict
 	}
 	return nil
 }
 
-// DeleteRetiredKeys implements token.Store.
+// DeleteRetiredKeys implements the token package's Store.
 func (s *Store) DeleteRetiredKeys(ctx context.Context, cutoff time.Time) (int64, error) {
 	res, err := s.w.ExecContext(ctx, `DELETE FROM signing_keys WHERE state = 'retired' AND retired_at < ?`, micros(cutoff))
 	if err != nil {
@@ -90,17 +90,17 @@ func (s *Store) DeleteRetiredKeys(ctx context.Context, cutoff time.Time) (int64,
 	return res.RowsAffected()
 }
 
-// Secret implements token.Store.
+// Secret implements the token package's Store.
 func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 	var v []byte
 	err := s.r.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, token.ErrNotFound
+		return nil, signingkey.ErrNotFound
 	}
 	return v, translate(err)
 }
 
-// PutSecretIfAbsent implements token.Store.
+// PutSecretIfAbsent implements the token package's Store.
 func (s *Store) PutSecretIfAbsent(ctx context.Context, name string, value []byte, at time.Time) ([]byte, error) {
 	var v []byte
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -112,13 +112,13 @@ func (s *Store) PutSecretIfAbsent(ctx context.Context, name string, value []byte
 	return v, err
 }
 
-// Reseal implements token.Resealer.
+// Reseal implements the token package's Resealer.
 func (s *Store) Reseal(ctx context.Context, fn func(kind, name string, sealed []byte) ([]byte, error)) (int, error) {
 	n := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for _, q := range []struct{ kind, sel, upd string }{
-			{token.SealedSigningKey, `SELECT kid, private_key FROM signing_keys`, `UPDATE signing_keys SET private_key = ? WHERE kid = ?`},
-			{token.SealedSecret, `SELECT name, value FROM secrets`, `UPDATE secrets SET value = ? WHERE name = ?`},
+			{signingkey.SealedSigningKey, `SELECT kid, private_key FROM signing_keys`, `UPDATE signing_keys SET private_key = ? WHERE kid = ?`},
+			{signingkey.SealedSecret, `SELECT name, value FROM secrets`, `UPDATE secrets SET value = ? WHERE name = ?`},
 		} {
 			type row struct {
 				name   string
