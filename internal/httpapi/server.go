@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
@@ -223,7 +222,10 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handle adapts an error-returning handler: it sets the headers every
-// response shares and writes the one error shape.
+// response shares and writes the one error shape. A client that left gets
+// no answer (there is nobody to read it); it is logged below ERROR and
+// recorded as StatusClientClosedRequest, so a client hanging up never
+// counts as a server failure.
 func (s *Server) handle(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -231,24 +233,46 @@ func (s *Server) handle(fn func(http.ResponseWriter, *http.Request) error) http.
 		if err == nil {
 			return
 		}
-		e := toError(err)
-		id := requestIDFrom(r.Context())
-		if e.Status >= 500 {
-			s.log.Error("request failed", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
-		} else {
-			s.log.Debug("request rejected", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code)
+		if clientGone(r) && !errors.Is(err, errClientGone) {
+			err = fmt.Errorf("%w: %w", errClientGone, err)
 		}
+		e := toError(r.Pattern, err)
+		id := requestIDFrom(r.Context())
 		switch {
-		case e.RetryAfter > 0:
-			w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
-		case e.Status == http.StatusServiceUnavailable:
-			w.Header().Set("Retry-After", "1")
+		case e.Status == StatusClientClosedRequest:
+			s.log.Info("client gone", "request_id", id, "method", r.Method, "path", r.URL.Path, "err", err)
+			if sw, ok := w.(*statusWriter); ok {
+				sw.status = StatusClientClosedRequest
+			}
+			return
+		case e.Status >= 500:
+			s.log.Error("request failed", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+		case e.Status == http.StatusRequestTimeout || errors.Is(err, errTruncatedBody):
+			s.log.Info("request body not received", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+		default:
+			s.log.Debug("request rejected", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code)
 		}
 		writeError(w, e)
 	})
 }
 
+// clientGone reports whether r's client closed its connection: net/http
+// cancels the request's context then (and at server shutdown, when the
+// answer no longer matters either).
+func clientGone(r *http.Request) bool {
+	return errors.Is(r.Context().Err(), context.Canceled)
+}
+
 func writeError(w http.ResponseWriter, e *Error) {
+	switch {
+	case e.RetryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	case e.Status == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+	}
+	if e.Challenge != "" {
+		w.Header().Set("WWW-Authenticate", e.Challenge)
+	}
 	// RFC 6749 section 5.2 error object; used by every endpoint so clients
 	// parse one shape.
 	writeJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Message})
@@ -301,83 +325,4 @@ func writeTokens(w http.ResponseWriter, status int, t session.Tokens, requested 
 		resp.Scope = &t.Scope
 	}
 	return writeJSON(w, status, resp)
-}
-
-// clientByID loads a client named in a JSON request (first-party endpoints).
-func (s *Server) clientByID(ctx context.Context, id string) (session.Client, error) {
-	if id == "" {
-		id = s.cfg.DefaultClientID
-	}
-	c, err := s.sessions.Client(ctx, id)
-	if errors.Is(err, session.ErrNotFound) {
-		return c, apiError(http.StatusUnauthorized, CodeInvalidClient, "unknown client")
-	}
-	if err == nil && c.Confidential() {
-		// Confidential clients authenticate at /oauth/token.
-		return c, apiError(http.StatusUnauthorized, CodeInvalidClient, "confidential clients must use /oauth/token with client authentication")
-	}
-	return c, err
-}
-
-// ---- authenticated account endpoints ----
-
-type caller struct {
-	claims  bearer.Claims
-	session session.Session
-}
-
-// verifier returns the verifier of Latch's access tokens for audience aud:
-// bearer's, the one resource servers run, with the keys from the issuer's
-// memory, so Latch and its resource servers apply one set of rules
-// (docs/design.md "Audiences"). One is built per audience and kept.
-func (s *Server) verifier(aud string) (*bearer.Verifier, error) {
-	if v, ok := s.verifiers.Load(aud); ok {
-		return v.(*bearer.Verifier), nil
-	}
-	// No I/O: with keys in memory and no feed, New only checks the config.
-	v, err := bearer.New(context.Background(), s.issuer.VerifierConfig(aud))
-	if err != nil {
-		return nil, fmt.Errorf("httpapi: verifier for %q: %w", aud, err)
-	}
-	got, _ := s.verifiers.LoadOrStore(aud, v)
-	return got.(*bearer.Verifier), nil
-}
-
-// verify checks an access token for audience aud. A refused token wraps
-// bearer.ErrInvalidToken; any other error is the server's.
-func (s *Server) verify(ctx context.Context, aud, tok string) (*bearer.Claims, error) {
-	v, err := s.verifier(aud)
-	if err != nil {
-		return nil, err
-	}
-	return v.Verify(ctx, tok)
-}
-
-// authed checks the bearer access token (RFC 6750 section 2.1, header
-// only): bearer's checks for the account audience, then that its session is
-// still active; Latch has the database at hand, so its own endpoints refuse
-// a revoked session's token at once.
-func (s *Server) authed(fn func(http.ResponseWriter, *http.Request, *caller) error) func(http.ResponseWriter, *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		tok, err := bearer.TokenFromHeader(r)
-		if err != nil {
-			// RFC 6750 section 3.1: no error code when credentials are absent.
-			w.Header().Set("WWW-Authenticate", `Bearer realm="latch"`)
-			return apiError(http.StatusUnauthorized, CodeInvalidToken, "an access token is required")
-		}
-		claims, err := s.verify(r.Context(), s.cfg.AccountAudience, tok)
-		var ses session.Session
-		if err == nil {
-			ses, err = s.sessions.ActiveSession(r.Context(), claims.Subject, claims.SessionID)
-		}
-		if err != nil {
-			if !errors.Is(err, bearer.ErrInvalidToken) && !errors.Is(err, session.ErrNotFound) &&
-				!errors.Is(err, session.ErrRevoked) && !errors.Is(err, session.ErrExpired) {
-				return err // storage trouble: 503, not a verdict on the token
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="latch", error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
-			return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Message: "the access token is invalid, expired or revoked", Err: err}
-		}
-		return fn(w, r, &caller{claims: *claims, session: ses})
-	}
 }

@@ -10,14 +10,15 @@
 //
 // The metrics and their label values:
 //
-//	latch_logins_total{outcome}                success | bad_credentials | throttled | error
+//	latch_logins_total{outcome}                success | bad_credentials | throttled | error | client_gone
 //	latch_password_changes_total{outcome}      success | bad_credentials | weak_password | throttled | error
 //	latch_refreshes_total{outcome}             rotated | grace_duplicate | lost_response | reuse |
-//	                                           expired | revoked | invalid | unavailable
+//	                                           expired | revoked | invalid | unavailable | client_gone
 //	latch_refresh_reuse_total{cause}           ancestor | abandoned_successor | late_parent | unknown_generation
 //	latch_revocations_total{reason}            sessions revoked: logout | remote_logout | password_change |
 //	                                           user_disabled | refresh_token_reuse | token_revoked | admin
-//	latch_http_request_duration_seconds{route,method,code}   histogram; route is the mux pattern
+//	latch_http_request_duration_seconds{route,method,code}   histogram; route is the mux pattern;
+//	                                           code is the status, or client_gone (no answer sent)
 //	latch_storage_query_duration_seconds{op}   histogram; see Tracer and ObserveStorage
 //	latch_storage_pool_*{pool}                 connection-pool state, read at scrape time
 //	latch_feed_subscribers                     open revocation-feed SSE streams
@@ -50,9 +51,9 @@ const (
 // Values the counters are created with, so that every series exists (at
 // 0) from the first scrape and rate() works from the first event.
 var (
-	loginOutcomes   = []string{"success", "bad_credentials", LoginThrottled, "error"}
+	loginOutcomes   = []string{"success", "bad_credentials", LoginThrottled, "error", "client_gone"}
 	pwOutcomes      = []string{"success", "bad_credentials", "weak_password", PasswordChangeThrottled, "error"}
-	refreshOutcomes = []string{"rotated", "grace_duplicate", "lost_response", "reuse", "expired", "revoked", "invalid", "unavailable"}
+	refreshOutcomes = []string{"rotated", "grace_duplicate", "lost_response", "reuse", "expired", "revoked", "invalid", "unavailable", "client_gone"}
 	reuseCauses     = []string{"ancestor", "abandoned_successor", "late_parent", "unknown_generation"}
 	revokeReasons   = []string{"logout", "remote_logout", "password_change", "user_disabled", "refresh_token_reuse", "token_revoked", "admin"}
 )
@@ -85,7 +86,7 @@ func New() *Metrics {
 		reg: prometheus.NewRegistry(),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_logins_total",
-			Help: "Password logins by outcome: success, bad_credentials (unknown email, wrong password or disabled account), throttled (refused by the rate limiter), error (storage, hashing capacity).",
+			Help: "Password logins by outcome: success, bad_credentials (unknown email, wrong password or disabled account), throttled (refused by the rate limiter), error (storage, hashing capacity), client_gone (the client closed the connection first).",
 		}, []string{"outcome"}),
 		pwChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_password_changes_total",
@@ -93,7 +94,7 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_refreshes_total",
-			Help: "Refresh-token grants by outcome: rotated, grace_duplicate (the parent within the grace window), lost_response (a fresh successor within the lost-response window), reuse (the session was revoked), expired, revoked, invalid (malformed, forged, unknown, another client's, or a wider scope), unavailable (storage failure).",
+			Help: "Refresh-token grants by outcome: rotated, grace_duplicate (the parent within the grace window), lost_response (a fresh successor within the lost-response window), reuse (the session was revoked), expired, revoked, invalid (malformed, forged, unknown, another client's, or a wider scope), unavailable (storage failure), client_gone (the client closed the connection first: not a storage failure).",
 		}, []string{"outcome"}),
 		reuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_refresh_reuse_total",
@@ -192,8 +193,21 @@ func (m *Metrics) Revoked(reason string, n int) {
 // another value from a small fixed set), never the request path, so the
 // number of series stays bounded; method is reduced to the standard ones.
 func (m *Metrics) Request(route, method string, code int, d time.Duration) {
-	m.requests.WithLabelValues(route, knownMethod(method), strconv.Itoa(code)).Observe(d.Seconds())
+	c := strconv.Itoa(code)
+	if code == statusClientGone {
+		c = CodeClientGone
+	}
+	m.requests.WithLabelValues(route, knownMethod(method), c).Observe(d.Seconds())
 }
+
+// statusClientGone is httpapi.StatusClientClosedRequest: the status the API
+// records (and never sends) for a request whose client left first.
+const statusClientGone = 499
+
+// CodeClientGone is the code label of requests whose client closed the
+// connection before the answer: counted apart, so an alert on 5xx (or on
+// "unavailable") does not fire for clients that gave up.
+const CodeClientGone = "client_gone"
 
 func knownMethod(m string) string {
 	switch m {
