@@ -19,6 +19,7 @@
 //	                                           user_disabled | refresh_token_reuse | token_revoked | admin
 //	latch_http_request_duration_seconds{route,method,code}   histogram; route is the mux pattern;
 //	                                           code is the status, or client_gone (no answer sent)
+//	latch_http_shed_total{reason}              in_flight | connections
 //	latch_storage_query_duration_seconds{op}   histogram; see Tracer and ObserveStorage
 //	latch_storage_pool_*{pool}                 connection-pool state, read at scrape time
 //	latch_feed_subscribers                     open revocation-feed SSE streams
@@ -68,6 +69,7 @@ type Metrics struct {
 	reuse       *prometheus.CounterVec
 	revocations *prometheus.CounterVec
 	requests    *prometheus.HistogramVec
+	shed        *prometheus.CounterVec
 	storage     *prometheus.HistogramVec
 	pools       *poolCollector
 
@@ -110,6 +112,10 @@ func New() *Metrics {
 			// From a cached verification to an Argon2id login.
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method", "code"}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "latch_http_shed_total",
+			Help: "Requests refused for overload before any work, by reason: in_flight (the cap on requests in flight, --max-in-flight), connections (the cap on open connections, --max-connections). Requests refused because no storage connection came free within --db-acquire-timeout are 503s of latch_http_request_duration_seconds, logged as \"request shed\".",
+		}, []string{"reason"}),
 		storage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "latch_storage_query_duration_seconds",
 			Help:    "Storage latency by operation. PostgreSQL: each statement by its first keyword (select, insert, update, delete, begin, commit, rollback, with, other) and each pipelined batch (batch). SQLite: each transaction (tx, including the wait for the single writer), each read outside a transaction (read), each sweeper delete (write).",
@@ -136,10 +142,13 @@ func New() *Metrics {
 	for _, r := range revokeReasons {
 		m.revocations.WithLabelValues(r)
 	}
+	for _, r := range []string{"in_flight", "connections"} {
+		m.shed.WithLabelValues(r)
+	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.logins, m.pwChanges, m.refreshes, m.reuse, m.revocations, m.requests, m.storage, m.pools,
+		m.logins, m.pwChanges, m.refreshes, m.reuse, m.revocations, m.requests, m.shed, m.storage, m.pools,
 	)
 	return m
 }
@@ -188,6 +197,9 @@ func (m *Metrics) Refreshed(outcome, cause string) {
 func (m *Metrics) Revoked(reason string, n int) {
 	m.revocations.WithLabelValues(reason).Add(float64(n))
 }
+
+// Shed implements httpapi.Observer.
+func (m *Metrics) Shed(reason string) { m.shed.WithLabelValues(reason).Inc() }
 
 // Request implements httpapi.Observer. route must be a mux pattern (or
 // another value from a small fixed set), never the request path, so the

@@ -46,6 +46,10 @@ var (
 	// the storage's, counted apart from ErrUnavailable. It may wrap
 	// ErrUnavailable too (the store saw the cancellation as a failure).
 	ErrCanceled = errors.New("session: canceled by the caller")
+	// ErrBusy reports that no storage connection came free within the
+	// store's wait bound: the node is at capacity and sheds the request
+	// (503, retry). Stores return it wrapped with ErrUnavailable.
+	ErrBusy = errors.New("session: storage busy: no connection free in time")
 )
 
 // canceled marks err with ErrCanceled when ctx was canceled: stores report
