@@ -218,9 +218,10 @@ func open(ctx context.Context, c *config.Config, s io3, mode kekMode, pgOpts ...
 	path := c.SQLitePath()
 	var err error
 	if c.IsPostgres() {
+		pgOpts = append(pgOpts, postgres.WithLimits(postgres.Limits{AcquireWait: c.DBAcquireTimeout}))
 		d.store, err = postgres.Open(ctx, c.Database, pgOpts...)
 	} else {
-		var opts []sqlite.Option
+		opts := []sqlite.Option{sqlite.WithLimits(sqlite.Limits{AcquireWait: c.DBAcquireTimeout})}
 		if mode == kekLoad {
 			// Admin commands act on a database that exists; a mistyped
 			// --database must not leave an empty one behind.

@@ -66,6 +66,14 @@ func (sm *serveMetrics) api(cfg *httpapi.Config) {
 	cfg.Metrics = sm.m.Handler()
 }
 
+// shedConnection counts connections the listener refused.
+func (sm *serveMetrics) shedConnection() func() {
+	if sm == nil {
+		return nil
+	}
+	return func() { sm.m.Shed(httpapi.ShedConnections) }
+}
+
 // running exports the gauges of the parts built last.
 func (sm *serveMetrics) running(api *httpapi.Server, hub *feed.Hub, hooks *webhook.Sender) error {
 	if sm == nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchauth/latch/internal/admission"
 	"github.com/latchauth/latch/internal/config"
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
@@ -55,6 +56,26 @@ func runServe(ctx context.Context, args []string, s io3) error {
 	return serve(ctx, &c, ln, s)
 }
 
+// poolSizer is a store that knows its connection count (both do).
+type poolSizer interface{ MaxConns() int }
+
+// admissionLimits are the flags' caps, or where a flag is 0 the defaults
+// derived from the machine and the store's pool.
+func admissionLimits(c *config.Config, st any) admission.Limits {
+	pool := 8
+	if p, ok := st.(poolSizer); ok {
+		pool = p.MaxConns()
+	}
+	l := admission.Defaults(pool)
+	if c.MaxConnections > 0 {
+		l.MaxConnections = c.MaxConnections
+	}
+	if c.MaxInFlight > 0 {
+		l.MaxInFlight = c.MaxInFlight
+	}
+	return l
+}
+
 // serve runs the server on ln until ctx is done, then shuts down
 // gracefully.
 func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error {
@@ -64,6 +85,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	defer d.Close()
+	limits := admissionLimits(c, d.store) // before instrument wraps the store
 	sm.instrument(d)
 	hub, err := feed.New(d.store, feed.Config{Interval: c.FeedPollInterval, Log: d.log})
 	if err != nil {
@@ -129,26 +151,20 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	defer closeThrottle()
 	proxies, _ := c.ParsedTrustedProxies() // validated already
-	apiCfg := httpapi.Config{Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, AccountAudience: c.AccountAudience, DefaultClientID: BuiltinClientID, Feed: hub,
+	apiCfg := httpapi.Config{MaxInFlight: limits.MaxInFlight, RequestTimeout: c.RequestTimeout, Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, AccountAudience: c.AccountAudience, DefaultClientID: BuiltinClientID, Feed: hub,
 		MaxFeedSubscribers: config.MaxFeedStreams, FeedStreamsPerClient: c.FeedStreamsPerClient, Optional: optional}
 	sm.api(&apiCfg)
 	api := httpapi.New(apiCfg, sessions, d.issuer, d.store.Ping, d.log)
 	if err := sm.running(api, hub, hooks); err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          nil,
-	}
+	capped := admission.NewListener(ln, limits.MaxConnections, sm.shedConnection())
+	srv := newHTTPServer(api, c, capped)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(capped) }()
 	d.log.Info("latch serving", "addr", ln.Addr().String(), "issuer", c.Issuer, "database", c.RedactedDatabase(),
-		"access_ttl", c.AccessTTL.String(), "refresh_grace", c.RefreshGrace.String(), "refresh_lost_window", c.RefreshLostWindow.String())
+		"access_ttl", c.AccessTTL.String(), "refresh_grace", c.RefreshGrace.String(), "refresh_lost_window", c.RefreshLostWindow.String(),
+		"max_connections", limits.MaxConnections, "max_in_flight", limits.MaxInFlight, "db_acquire_timeout", c.DBAcquireTimeout.String())
 	select {
 	case err := <-errc:
 		return err
@@ -165,6 +181,33 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	return nil
+}
+
+// newHTTPServer is the server of the API, with the timeouts that make a
+// slow client the client's problem: the headers within 5 s (or the read
+// timeout, if shorter) and the whole request within --read-timeout (a
+// body still arriving then is answered 408), the answer within the
+// request timeout plus a margin, and idle keep-alive connections closed
+// after 2 minutes (or sooner, by the listener, when it needs room).
+func newHTTPServer(h http.Handler, c *config.Config, ln *admission.Listener) *http.Server {
+	read := c.ReadTimeout
+	if read <= 0 {
+		read = 10 * time.Second
+	}
+	req := c.RequestTimeout
+	if req <= 0 {
+		req = httpapi.DefaultRequestTimeout
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(5*time.Second, read),
+		ReadTimeout:       read,
+		WriteTimeout:      read + req + 5*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ConnState:         ln.ConnState,
+		ErrorLog:          nil,
+	}
 }
 
 // sweep deletes stale sessions, feed entries and retired keys every

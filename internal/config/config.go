@@ -48,6 +48,11 @@ type Config struct {
 	SweepInterval        time.Duration
 	FeedPollInterval     time.Duration
 	FeedStreamsPerClient int
+	MaxConnections       int
+	MaxInFlight          int
+	DBAcquireTimeout     time.Duration
+	RequestTimeout       time.Duration
+	ReadTimeout          time.Duration
 	Metrics              bool
 	LogLevel             string
 	Argon2               password.Params
@@ -80,6 +85,7 @@ func Storage(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.KEKFile, "key-encryption-key-file", "", "file holding the key-encryption key (default for SQLite: the database path + .kek, created if missing; PostgreSQL needs one of the two)")
 	fs.StringVar(&c.SigningAlg, "signing-alg", "EdDSA", "algorithm of new signing keys: EdDSA, ES256 or RS256")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.DBAcquireTimeout, "db-acquire-timeout", 250*time.Millisecond, "longest wait for a storage connection; past it the request is shed with 503 and Retry-After (1ms to 10s)")
 	mem, it, par := fs.Uint("argon2-memory", uint(password.OWASP.MemoryKiB), "Argon2id memory in KiB"),
 		fs.Uint("argon2-iterations", uint(password.OWASP.Iterations), "Argon2id iterations"),
 		fs.Uint("argon2-parallelism", uint(password.OWASP.Parallelism), "Argon2id lanes")
@@ -115,6 +121,10 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.WebhookEvents, "webhook-events", "", "comma-separated event types to send (default: reuse, lost response, password change, user disabled, session revoked)")
 	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often the revocation feed reads storage for other nodes' revocations (10ms to 1m)")
 	fs.IntVar(&c.FeedStreamsPerClient, "feed-streams-per-client", 16, "most revocation-feed streams one client may hold open at once (more answer 429), so one credential cannot take every slot")
+	fs.IntVar(&c.MaxConnections, "max-connections", 0, "most open client connections; at the cap an idle keep-alive connection makes room, else 503 (0: from the descriptor limit, see docs/operations.md)")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", 0, "most requests served at once; more answer 503 with Retry-After at once (0: from GOMAXPROCS and the storage pool size)")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "bound on each request's work, storage calls included; past it 503 (1s to 1m)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", 10*time.Second, "time a client has to send a request's headers and body; a slower body is answered 408 (1s to 5m)")
 	fs.BoolVar(&c.Metrics, "metrics", true, "serve Prometheus metrics at GET /metrics, without authentication: keep that path off the public network")
 }
 
@@ -251,6 +261,9 @@ func (c *Config) ValidateStorage() error {
 	if err := c.Argon2.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.DBAcquireTimeout != 0 && (c.DBAcquireTimeout < time.Millisecond || c.DBAcquireTimeout > 10*time.Second) {
+		errs = append(errs, fmt.Errorf("--db-acquire-timeout %s: must be between 1ms and 10s", c.DBAcquireTimeout))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -330,6 +343,15 @@ func (c *Config) Validate() error {
 	}
 	if c.AccessTTL < MinAccessTTL || c.AccessTTL > MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, MinAccessTTL, MaxAccessTTL))
+	}
+	if c.MaxConnections < 0 || c.MaxInFlight < 0 {
+		errs = append(errs, errors.New("--max-connections and --max-in-flight must not be negative (0 derives them from the machine)"))
+	}
+	if c.RequestTimeout != 0 && (c.RequestTimeout < time.Second || c.RequestTimeout > time.Minute) {
+		errs = append(errs, fmt.Errorf("--request-timeout %s: must be between 1s and 1m", c.RequestTimeout))
+	}
+	if c.ReadTimeout != 0 && (c.ReadTimeout < time.Second || c.ReadTimeout > 5*time.Minute) {
+		errs = append(errs, fmt.Errorf("--read-timeout %s: must be between 1s and 5m", c.ReadTimeout))
 	}
 	return errors.Join(errs...)
 }

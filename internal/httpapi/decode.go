@@ -7,14 +7,33 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"reflect"
 	"strings"
 )
 
 // maxBody bounds every request body; Latch's requests are small.
 const maxBody = 64 << 10
+
+// readBody reads the request body, at most maxBody bytes. A failure to
+// read it is the client's: too large (413), not received within the
+// server's read timeout (408: a stalled or one-byte-a-second sender), or
+// cut short (400: the connection ended before Content-Length, or broke).
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var tooLarge *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case err == nil, errors.As(err, &tooLarge):
+		return body, err
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return nil, fmt.Errorf("%w after %d bytes: %w", errBodyTimeout, len(body), err)
+	}
+	return nil, fmt.Errorf("%w after %d bytes: %w", errTruncatedBody, len(body), err)
+}
 
 // decodeJSON reads a JSON object into a T: it requires the JSON media type,
 // limits the body, and rejects unknown, duplicate and case-variant keys and
@@ -24,7 +43,7 @@ func decodeJSON[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 	if err := requireType(r, "application/json"); err != nil {
 		return v, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	body, err := readBody(w, r)
 	if err != nil {
 		return v, err
 	}
@@ -164,7 +183,7 @@ func decodeForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 		// ordinary invalid_request on the OAuth endpoints.
 		return nil, badRequest("Content-Type must be application/x-www-form-urlencoded")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	body, err := readBody(w, r)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -31,6 +32,7 @@ const (
 	CodeMethodNotAllowed       = "method_not_allowed"
 	CodeUnsupportedMediaType   = "unsupported_media_type"
 	CodeRequestTooLarge        = "request_too_large"
+	CodeRequestTimeout         = "request_timeout"
 	CodeTemporarilyUnavailable = "temporarily_unavailable"
 	CodeServerError            = "server_error"
 	CodeTooManyRequests        = "too_many_requests"
@@ -46,6 +48,9 @@ type Error struct {
 	Err     error
 	// RetryAfter, when set, is sent as Retry-After (429 and 503).
 	RetryAfter time.Duration
+	// Challenge, when set, is sent as WWW-Authenticate (RFC 7235 section
+	// 4.1: a 401 carries one).
+	Challenge string
 }
 
 func (e *Error) Error() string {
@@ -63,49 +68,130 @@ func apiError(status int, code, msg string) *Error {
 
 func badRequest(msg string) *Error { return apiError(http.StatusBadRequest, CodeInvalidRequest, msg) }
 
-// toError maps any error to the one API error a client sees. It is the
-// single place where domain errors become statuses.
-func toError(err error) *Error {
+// Verdicts of the authenticate step (auth.go), mapped below.
+var (
+	// errNoAccessToken: the request carries no access token.
+	errNoAccessToken = errors.New("httpapi: no access token")
+	// errAccessToken: the access token is invalid, expired, for another
+	// audience, or its session is no longer active. It wraps the reason.
+	errAccessToken = errors.New("httpapi: access token refused")
+	// errBodyTimeout: the client did not send its body within the
+	// server's read timeout (a slow or stalled sender).
+	errBodyTimeout = errors.New("httpapi: request body not received in time")
+	// errTruncatedBody: the connection ended before the body its
+	// Content-Length announced.
+	errTruncatedBody = errors.New("httpapi: request body truncated")
+	// errClientGone: the client closed its connection before the answer;
+	// nothing is sent (handle).
+	errClientGone = errors.New("httpapi: client closed the connection")
+)
+
+// Challenges sent with 401 answers (RFC 6750 section 3, RFC 6749 section
+// 5.2).
+const (
+	bearerChallenge        = `Bearer realm="latch"`
+	invalidTokenChallenge  = `Bearer realm="latch", error="invalid_token", error_description="the access token is invalid, expired or revoked"`
+	basicChallenge         = `Basic realm="latch"`
+	invalidTokenMessage    = "the access token is invalid, expired or revoked"
+	invalidRefreshMessage  = "refresh token is invalid, expired or revoked"
+	storageUnavailableText = "storage unavailable; retry shortly"
+)
+
+// rule is one row of the error table: the errors it matches and the answer
+// they get.
+type rule struct {
+	match     func(error) bool
+	status    int
+	code, msg string
+	challenge string
+}
+
+func is(targets ...error) func(error) bool {
+	return func(err error) bool {
+		for _, t := range targets {
+			if errors.Is(err, t) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func isMaxBytes(err error) bool {
+	var e *http.MaxBytesError
+	return errors.As(err, &e)
+}
+
+// errorRules map every error a handler returns to the one answer a client
+// sees; the first row that matches wins, and an error no row matches is a
+// 500 (a bug, which clients must not retry). routeRules come first for
+// their route.
+var errorRules = []rule{
+	{match: is(errClientGone, session.ErrCanceled), status: StatusClientClosedRequest, code: CodeInvalidRequest, msg: "the client closed the connection"},
+	{match: isMaxBytes, status: http.StatusRequestEntityTooLarge, code: CodeRequestTooLarge, msg: "request body too large"},
+	// RFC 9110 section 15.5.9: the server timed out waiting for the body.
+	{match: is(errBodyTimeout), status: http.StatusRequestTimeout, code: CodeRequestTimeout, msg: "the request body did not arrive in time"},
+	{match: is(errTruncatedBody), status: http.StatusBadRequest, code: CodeInvalidRequest, msg: "the request body is shorter than its Content-Length"},
+	// RFC 6750 section 3.1: no error code when credentials are absent.
+	{match: is(errNoAccessToken), status: http.StatusUnauthorized, code: CodeInvalidToken, msg: "an access token is required", challenge: bearerChallenge},
+	{match: is(errAccessToken), status: http.StatusUnauthorized, code: CodeInvalidToken, msg: invalidTokenMessage, challenge: invalidTokenChallenge},
+	{match: is(session.ErrInvalidScope), status: http.StatusBadRequest, code: CodeInvalidScope, msg: "requested scope exceeds the grant"},
+	{match: is(session.ErrInvalidTarget), status: http.StatusBadRequest, code: CodeInvalidTarget, msg: "resource is not an audience of the client"},
+	// One message for forged, expired, revoked and reused tokens, so the
+	// answer is no oracle (checklist RT-15); the audit log tells them apart.
+	{match: session.IsInvalidGrant, status: http.StatusBadRequest, code: CodeInvalidGrant, msg: invalidRefreshMessage},
+	{match: is(session.ErrNotFound), status: http.StatusNotFound, code: CodeNotFound, msg: "not found"},
+	{match: is(session.ErrConflict), status: http.StatusConflict, code: CodeConflict, msg: "changed concurrently; retry"},
+	{match: is(session.ErrBadCredential), status: http.StatusUnauthorized, code: CodeInvalidCredentials, msg: "invalid email or password"},
+	{match: is(session.ErrEmailTaken), status: http.StatusConflict, code: CodeEmailTaken, msg: "an account with this email already exists"},
+	{match: is(email.ErrInvisible), status: http.StatusBadRequest, code: CodeInvalidEmail, msg: "email contains an invisible or control character"},
+	{match: is(session.ErrInvalidEmail), status: http.StatusBadRequest, code: CodeInvalidEmail, msg: "email is not a valid address"},
+	{match: password.IsPolicy, status: http.StatusBadRequest, code: CodeWeakPassword}, // message: the policy's own
+	{match: is(password.ErrBusy), status: http.StatusServiceUnavailable, code: CodeTemporarilyUnavailable, msg: "server busy; retry shortly"},
+	{match: is(session.ErrUnavailable, context.DeadlineExceeded), status: http.StatusServiceUnavailable, code: CodeTemporarilyUnavailable, msg: storageUnavailableText},
+}
+
+// routeRules give a domain error another answer on one route, where a
+// standard or the endpoint's meaning says so.
+var routeRules = map[string][]rule{
+	// RFC 6749 section 5.2: wrong resource-owner credentials are
+	// invalid_grant on the token endpoint.
+	"POST /oauth/token": {{match: is(session.ErrBadCredential), status: http.StatusBadRequest, code: CodeInvalidGrant, msg: "invalid username or password"}},
+	// RFC 7009 section 2.1: a token of another client is refused, with an
+	// RFC 6749 section 5.2 error.
+	"POST /oauth/revoke": {{match: is(session.ErrWrongClient), status: http.StatusBadRequest, code: CodeInvalidRequest, msg: "the token was not issued to this client"}},
+	// The caller is authenticated: a wrong current password is forbidden,
+	// not a failed authentication.
+	"POST /v1/password":        {{match: is(session.ErrBadCredential), status: http.StatusForbidden, code: CodeInvalidCredentials, msg: "current password is wrong"}},
+	"DELETE /v1/sessions/{id}": {{match: is(session.ErrNotFound), status: http.StatusNotFound, code: CodeNotFound, msg: "no such session"}},
+}
+
+// StatusClientClosedRequest is what the access log and metrics record for
+// a request whose client left before the answer (nginx's 499; never sent,
+// there is nobody to send it to).
+const StatusClientClosedRequest = 499
+
+// toError maps any error a handler of route returns to the one API error a
+// client sees. It is the single place where errors become statuses: an
+// *Error a handler built passes through; every other error goes through
+// routeRules[route], then errorRules.
+func toError(route string, err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
-	var maxBytes *http.MaxBytesError
-	wrap := func(status int, code, msg string) *Error {
-		return &Error{Status: status, Code: code, Message: msg, Err: err}
+	for _, rules := range [][]rule{routeRules[route], errorRules} {
+		for _, r := range rules {
+			if r.match(err) {
+				msg := r.msg
+				if msg == "" {
+					msg = trimPrefix(err)
+				}
+				return &Error{Status: r.status, Code: r.code, Message: msg, Err: err, Challenge: r.challenge}
+			}
+		}
 	}
-	switch {
-	case errors.As(err, &maxBytes):
-		return wrap(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "request body too large")
-	case errors.Is(err, session.ErrInvalidScope):
-		return wrap(http.StatusBadRequest, CodeInvalidScope, "requested scope exceeds the grant")
-	case errors.Is(err, session.ErrInvalidTarget):
-		return wrap(http.StatusBadRequest, CodeInvalidTarget, "resource is not an audience of the client")
-	case session.IsInvalidGrant(err):
-		// One message for forged, expired, revoked and reused tokens, so the
-		// answer is no oracle (checklist RT-15); the audit log tells them apart.
-		return wrap(http.StatusBadRequest, CodeInvalidGrant, "refresh token is invalid, expired or revoked")
-	case errors.Is(err, session.ErrNotFound):
-		return wrap(http.StatusNotFound, CodeNotFound, "not found")
-	case errors.Is(err, session.ErrConflict):
-		return wrap(http.StatusConflict, CodeConflict, "changed concurrently; retry")
-	case errors.Is(err, session.ErrBadCredential):
-		return wrap(http.StatusUnauthorized, CodeInvalidCredentials, "invalid email or password")
-	case errors.Is(err, session.ErrEmailTaken):
-		return wrap(http.StatusConflict, CodeEmailTaken, "an account with this email already exists")
-	case errors.Is(err, email.ErrInvisible):
-		return wrap(http.StatusBadRequest, CodeInvalidEmail, "email contains an invisible or control character")
-	case errors.Is(err, session.ErrInvalidEmail):
-		return wrap(http.StatusBadRequest, CodeInvalidEmail, "email is not a valid address")
-	case errors.Is(err, password.ErrTooShort), errors.Is(err, password.ErrTooLong),
-		errors.Is(err, password.ErrCommon), errors.Is(err, password.ErrInvalid):
-		return wrap(http.StatusBadRequest, CodeWeakPassword, trimPrefix(err))
-	case errors.Is(err, password.ErrBusy):
-		return wrap(http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "server busy; retry shortly")
-	case errors.Is(err, session.ErrUnavailable):
-		return wrap(http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "storage unavailable; retry shortly")
-	}
-	return wrap(http.StatusInternalServerError, CodeServerError, "internal error")
+	return &Error{Status: http.StatusInternalServerError, Code: CodeServerError, Message: "internal error", Err: err}
 }
 
 // trimPrefix drops the "password: " package prefix from policy errors,

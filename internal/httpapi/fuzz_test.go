@@ -26,7 +26,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		r.Header.Set("Content-Type", "application/json")
 		v, err := decodeJSON[credentials](httptest.NewRecorder(), r)
 		if err != nil {
-			if e := toError(err); e.Status < 400 || e.Status > 499 {
+			if e := toError("", err); e.Status < 400 || e.Status > 499 {
 				t.Fatalf("body %q: status %d (%v), want a 4xx", body, e.Status, err)
 			}
 			return
@@ -52,7 +52,7 @@ func FuzzDecodeForm(f *testing.F) {
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		form, err := decodeForm(httptest.NewRecorder(), r)
 		if err != nil {
-			if e := toError(err); e.Status < 400 || e.Status > 499 {
+			if e := toError("", err); e.Status < 400 || e.Status > 499 {
 				t.Fatalf("body %q: status %d (%v), want a 4xx", body, e.Status, err)
 			}
 			return

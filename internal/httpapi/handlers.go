@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -162,11 +161,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, c *caller)
 
 // DELETE /v1/sessions/{id}
 func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, c *caller) error {
-	err := s.sessions.RevokeSession(r.Context(), c.claims.Subject, r.PathValue("id"), s.meta(r))
-	if errors.Is(err, session.ErrNotFound) {
-		return apiError(http.StatusNotFound, CodeNotFound, "no such session")
-	}
-	if err != nil {
+	if err := s.sessions.RevokeSession(r.Context(), c.claims.Subject, r.PathValue("id"), s.meta(r)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -205,9 +200,6 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 	err = s.passwordCheck(r.Context(), "password change", Observer.PasswordChangeThrottled, u.Email, m.IP, device, func() error {
 		return s.sessions.ChangePassword(r.Context(), c.claims.Subject, c.claims.SessionID, req.Current, req.New, m)
 	})
-	if errors.Is(err, session.ErrBadCredential) {
-		return apiError(http.StatusForbidden, CodeInvalidCredentials, "current password is wrong")
-	}
 	if err != nil {
 		return err
 	}

@@ -3,9 +3,6 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-
-	"github.com/latchauth/latch/bearer"
-	"github.com/latchauth/latch/internal/session"
 )
 
 // POST /oauth/introspect (RFC 7662), for confidential clients. An access
@@ -18,7 +15,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c, err := s.confidentialClient(r.Context(), w, r, form)
+	c, err := s.confidentialClient(r.Context(), r, form)
 	if err != nil {
 		return err
 	}
@@ -26,28 +23,17 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 	if tok == "" {
 		return badRequest("token is required")
 	}
-	inactive := func() error { return writeJSON(w, http.StatusOK, map[string]bool{"active": false}) }
 	// The token must be for one of the caller's audiences, by the checks
 	// its resource servers run (RFC 7662 section 4: a resource server
-	// learns nothing of another's tokens).
-	var claims *bearer.Claims
-	for _, aud := range c.Audiences {
-		if claims, err = s.verify(r.Context(), aud, tok); err == nil {
-			break
-		}
-		if !errors.Is(err, bearer.ErrInvalidToken) {
-			return err
-		}
+	// learns nothing of another's tokens), and its session active.
+	who, err := s.authenticate(r.Context(), tok, c.Audiences...)
+	if errors.Is(err, errAccessToken) {
+		return writeJSON(w, http.StatusOK, map[string]bool{"active": false})
 	}
-	if claims == nil {
-		return inactive()
-	}
-	if _, err := s.sessions.ActiveSession(r.Context(), claims.Subject, claims.SessionID); err != nil {
-		if errors.Is(err, session.ErrNotFound) || errors.Is(err, session.ErrRevoked) || errors.Is(err, session.ErrExpired) {
-			return inactive()
-		}
+	if err != nil {
 		return err // storage trouble: 503, not a verdict on the token
 	}
+	claims := &who.claims
 	resp := map[string]any{
 		"active": true, "sub": claims.Subject, "client_id": claims.ClientID, "sid": claims.SessionID,
 		"aud": claims.Audience, "iss": claims.Issuer, "token_type": "Bearer", "jti": claims.ID,

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -11,48 +10,6 @@ import (
 	"github.com/latchauth/latch/internal/session"
 )
 
-// authenticateClient identifies the client of an OAuth request (RFC 6749
-// section 2.3.1): HTTP Basic or client_secret in the body for confidential
-// clients, client_id alone for public ones. A request naming no client at
-// all is taken as the built-in first-party client.
-func (s *Server) authenticateClient(ctx context.Context, w http.ResponseWriter, r *http.Request, form url.Values) (session.Client, error) {
-	id, secret, basic := r.BasicAuth()
-	if basic {
-		// RFC 6749 section 2.3.1: credentials are form-urlencoded first.
-		var err1, err2 error
-		id, err1 = url.QueryUnescape(id)
-		secret, err2 = url.QueryUnescape(secret)
-		if err1 != nil || err2 != nil {
-			return session.Client{}, s.invalidClient(w, basic)
-		}
-		if form.Get("client_secret") != "" {
-			return session.Client{}, badRequest("use one client authentication method, not two")
-		}
-		if fid := form.Get("client_id"); fid != "" && fid != id {
-			return session.Client{}, badRequest("client_id does not match the authenticated client")
-		}
-	} else {
-		id, secret = form.Get("client_id"), form.Get("client_secret")
-	}
-	if id == "" {
-		id = s.cfg.DefaultClientID
-	}
-	c, err := s.sessions.Client(ctx, id)
-	if errors.Is(err, session.ErrNotFound) {
-		return c, s.invalidClient(w, basic)
-	}
-	if err != nil {
-		return c, err
-	}
-	switch {
-	case c.Confidential() && !c.CheckSecret(secret):
-		return c, s.invalidClient(w, basic)
-	case !c.Confidential() && secret != "":
-		return c, s.invalidClient(w, basic)
-	}
-	return c, nil
-}
-
 // oauthRequest decodes the form body of an OAuth endpoint and
 // authenticates its client.
 func (s *Server) oauthRequest(w http.ResponseWriter, r *http.Request) (url.Values, session.Client, error) {
@@ -60,16 +17,8 @@ func (s *Server) oauthRequest(w http.ResponseWriter, r *http.Request) (url.Value
 	if err != nil {
 		return nil, session.Client{}, err
 	}
-	c, err := s.authenticateClient(r.Context(), w, r, form)
+	c, err := s.authenticateClient(r.Context(), r, form)
 	return form, c, err
-}
-
-func (s *Server) invalidClient(w http.ResponseWriter, basic bool) error {
-	if basic {
-		// RFC 6749 section 5.2: 401 with the scheme the client used.
-		w.Header().Set("WWW-Authenticate", `Basic realm="latch"`)
-	}
-	return apiError(http.StatusUnauthorized, CodeInvalidClient, "client authentication failed")
 }
 
 // POST /oauth/token (RFC 6749 sections 4.3 and 6)
@@ -101,11 +50,6 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		}
 		t, err = s.passwordLogin(r.Context(), session.LoginRequest{Email: user, Password: pw, Client: c, Scope: form.Get("scope"), Resource: res, Meta: s.meta(r),
 			DeviceToken: form.Get("device_token")})
-		if errors.Is(err, session.ErrBadCredential) {
-			// RFC 6749 section 5.2: wrong resource-owner credentials are
-			// invalid_grant on the token endpoint.
-			return &Error{Status: http.StatusBadRequest, Code: CodeInvalidGrant, Message: "invalid username or password", Err: err}
-		}
 	case session.GrantRefresh:
 		rt := form.Get("refresh_token")
 		if rt == "" {
@@ -141,8 +85,9 @@ func resource(form url.Values) (string, error) {
 
 // POST /oauth/revoke (RFC 7009). A refresh token ends its session; so does
 // an access token for the account audience, which Latch verifies itself.
-// Unknown or invalid tokens
-// get 200, as section 2.2 requires.
+// The session service decides the rest (session.Service.RevokeToken):
+// unknown or invalid tokens get 200, as section 2.2 requires; a token of
+// another client is refused.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	form, c, err := s.oauthRequest(w, r)
 	if err != nil {
@@ -156,24 +101,15 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	// An access token ends its session only if it may manage the account:
 	// one for the account audience (docs/design.md "Audiences"); any other
 	// string is tried as a refresh token.
-	claims, verr := s.verify(r.Context(), s.cfg.AccountAudience, tok)
-	if verr != nil && !errors.Is(verr, bearer.ErrInvalidToken) {
-		return verr
+	req := session.RevokeTokenRequest{Token: tok, Client: c, Meta: s.meta(r)}
+	claims, err := s.verify(r.Context(), s.cfg.AccountAudience, tok)
+	switch {
+	case err == nil:
+		req.Access = &session.AccessToken{UserID: claims.Subject, SessionID: claims.SessionID, ClientID: claims.ClientID}
+	case !errors.Is(err, bearer.ErrInvalidToken):
+		return err
 	}
-	if verr == nil {
-		if claims.ClientID != c.ID {
-			err = session.ErrWrongClient
-		} else if err = s.sessions.RevokeSession(r.Context(), claims.Subject, claims.SessionID, s.meta(r)); errors.Is(err, session.ErrNotFound) {
-			err = nil
-		}
-	} else {
-		err = s.sessions.RevokeRefreshToken(r.Context(), tok, c, s.meta(r))
-	}
-	if errors.Is(err, session.ErrWrongClient) {
-		// RFC 7009 section 2.1: refused, with an RFC 6749 section 5.2 error.
-		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: "the token was not issued to this client", Err: err}
-	}
-	if err != nil {
+	if err := s.sessions.RevokeToken(r.Context(), req); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -37,33 +36,13 @@ func toFeedJSON(e session.FeedEntry) feedEntryJSON {
 	return feedEntryJSON{SID: e.SessionID, RevokedAt: e.RevokedAt.Unix(), Until: e.Until.Unix()}
 }
 
-// confidentialClient authenticates a confidential client with HTTP Basic
-// (RFC 6749 section 2.3.1). Public clients and bad secrets are
-// invalid_client.
-func (s *Server) confidentialClient(ctx context.Context, w http.ResponseWriter, r *http.Request, form url.Values) (session.Client, error) {
-	c, err := s.authenticateClient(ctx, w, r, form)
-	if err != nil {
-		return c, err
-	}
-	if !c.Confidential() {
-		_, _, basic := r.BasicAuth()
-		return c, s.invalidClient(w, basic)
-	}
-	return c, nil
-}
-
 // GET /v1/revocations: the revocation feed, for confidential clients. With
 // Accept: text/event-stream (or ?stream=1) it is a Server-Sent Events
 // stream resuming after Last-Event-ID (or ?since=); otherwise a JSON page
 // of every live entry after ?since= and the cursor to poll with next.
 func (s *Server) revocations(w http.ResponseWriter, r *http.Request) error {
-	client, err := s.confidentialClient(r.Context(), w, r, url.Values{})
+	client, err := s.confidentialClient(r.Context(), r, url.Values{})
 	if err != nil {
-		if toError(err).Status == http.StatusUnauthorized {
-			// RFC 7235 section 4.1: a 401 carries a challenge. The feed
-			// takes one scheme, Basic, also when the request sent none.
-			w.Header().Set("WWW-Authenticate", `Basic realm="latch"`)
-		}
 		return err
 	}
 	if s.cfg.Feed == nil {

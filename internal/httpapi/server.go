@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
@@ -65,6 +64,15 @@ type Config struct {
 	// Metrics, if set, is served at GET /metrics without authentication;
 	// operators keep that path off the public network.
 	Metrics http.Handler
+	// MaxInFlight caps the requests served at once (revocation-feed
+	// streams, /healthz and /metrics aside, which have their own bounds or
+	// cost nothing); one more is answered 503 with Retry-After at once, so
+	// overload is shed rather than queued. 0: no cap.
+	MaxInFlight int
+	// RequestTimeout bounds each request's work, every storage call it
+	// makes included: a frozen database answers 503 after it rather than
+	// holding the request forever (default 10s; feed streams aside).
+	RequestTimeout time.Duration
 	// Optional are dependencies the node can serve without, degraded (the
 	// Redis of shared rate limits: each node limits on its own while it is
 	// down). GET /readyz names each one's state, and a failing one makes
@@ -92,7 +100,17 @@ type Observer interface {
 	// PasswordChangeThrottled reports a password change refused by the
 	// throttle.
 	PasswordChangeThrottled()
+	// Shed reports a request refused for overload before any work: reason
+	// is ShedInFlight (MaxInFlight reached) or ShedConnections (the
+	// connection cap, reported by the server's listener).
+	Shed(reason string)
 }
+
+// Reasons reported to Observer.Shed.
+const (
+	ShedInFlight    = "in_flight"
+	ShedConnections = "connections"
+)
 
 // Throttle is the rate limiting the API needs (internal/ratelimit provides
 // it). Decisions are keyed on what the client sent, never on whether an
@@ -123,6 +141,9 @@ type Server struct {
 	// audience and those of clients calling introspection.
 	verifiers sync.Map
 
+	// inflight holds one token per request being served (MaxInFlight).
+	inflight chan struct{}
+
 	feedSubs     atomic.Int64
 	feedMu       sync.Mutex
 	feedByClient map[string]int // open streams per client id
@@ -151,11 +172,25 @@ func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func
 	if cfg.FeedStreamsPerClient <= 0 {
 		cfg.FeedStreamsPerClient = DefaultFeedStreamsPerClient
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
 	s := &Server{cfg: cfg, sessions: sessions, issuer: issuer, ready: ready, log: log, mux: http.NewServeMux(), done: make(chan struct{}), feedByClient: map[string]int{},
 		https: strings.HasPrefix(cfg.Issuer, "https://")}
+	if cfg.MaxInFlight > 0 {
+		s.inflight = make(chan struct{}, cfg.MaxInFlight)
+	}
 	s.routes()
 	return s
 }
+
+// DefaultRequestTimeout is Config.RequestTimeout's default: above the
+// storage's own bounds (PostgreSQL's statement timeout, 5s), so they
+// answer first, and below the server's write timeout.
+const DefaultRequestTimeout = 10 * time.Second
+
+// InFlight returns the number of requests being served under MaxInFlight.
+func (s *Server) InFlight() int { return len(s.inflight) }
 
 // FeedSubscribers returns the number of open revocation-feed streams.
 func (s *Server) FeedSubscribers() int64 { return s.feedSubs.Load() }
@@ -188,14 +223,14 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /oauth/token", h(s.token))
 	s.mux.Handle("POST /oauth/revoke", h(s.revoke))
 	s.mux.Handle("POST /oauth/introspect", h(s.introspect))
-	s.mux.Handle("GET /v1/revocations", h(s.revocations))
+	s.mux.Handle("GET /v1/revocations", s.stream(s.revocations))
 	s.mux.Handle("POST /v1/logout", h(s.authed(s.logout)))
 	s.mux.Handle("GET /v1/sessions", h(s.authed(s.listSessions)))
 	s.mux.Handle("DELETE /v1/sessions/{id}", h(s.authed(s.deleteSession)))
 	s.mux.Handle("POST /v1/password", h(s.authed(s.changePassword)))
 	s.mux.Handle("GET /.well-known/jwks.json", h(s.jwks))
 	s.mux.Handle("GET /.well-known/oauth-authorization-server", h(s.metadata))
-	s.mux.Handle("GET /healthz", h(s.healthz))
+	s.mux.Handle("GET /healthz", s.stream(s.healthz)) // not shed: liveness must answer under load
 	s.mux.Handle("GET /readyz", h(s.readyz))
 	if s.cfg.Metrics != nil {
 		s.mux.Handle(metricsRoute, s.cfg.Metrics)
@@ -223,32 +258,101 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handle adapts an error-returning handler: it sets the headers every
-// response shares and writes the one error shape.
+// response shares and writes the one error shape. A client that left gets
+// no answer (there is nobody to read it); it is logged below ERROR and
+// recorded as StatusClientClosedRequest, so a client hanging up never
+// counts as a server failure.
 func (s *Server) handle(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		err := fn(w, r)
-		if err == nil {
-			return
+		if s.inflight != nil {
+			select {
+			case s.inflight <- struct{}{}:
+				defer func() { <-s.inflight }()
+			default:
+				s.shed(w, r)
+				return
+			}
 		}
-		e := toError(err)
-		id := requestIDFrom(r.Context())
-		if e.Status >= 500 {
-			s.log.Error("request failed", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
-		} else {
-			s.log.Debug("request rejected", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code)
-		}
-		switch {
-		case e.RetryAfter > 0:
-			w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
-		case e.Status == http.StatusServiceUnavailable:
-			w.Header().Set("Retry-After", "1")
-		}
-		writeError(w, e)
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		s.serve(w, r.WithContext(ctx), fn)
 	})
 }
 
+// stream adapts a handler that is neither capped by MaxInFlight nor bound
+// by RequestTimeout: the revocation feed's long-lived streams (capped
+// apart) and liveness.
+func (s *Server) stream(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, fn) })
+}
+
+// overloaded is the answer to a request over MaxInFlight.
+var overloaded = &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable,
+	Message: "server overloaded; retry shortly", RetryAfter: time.Second, Err: errors.New("httpapi: requests in flight at the cap")}
+
+// shed refuses a request over MaxInFlight before reading it: no storage,
+// no hashing, one counter. It is not logged per request beyond the access
+// log: under overload that would add work where there is none to spare.
+func (s *Server) shed(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Shed(ShedInFlight)
+	}
+	// The body is not read: close the connection after the answer rather
+	// than drain it.
+	w.Header().Set("Connection", "close")
+	w.Header().Set("Cache-Control", "no-store")
+	writeError(w, overloaded)
+}
+
+// serve runs fn and answers its error in the one shape.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, fn func(http.ResponseWriter, *http.Request) error) {
+	w.Header().Set("Cache-Control", "no-store")
+	err := fn(w, r)
+	if err == nil {
+		return
+	}
+	if clientGone(r) && !errors.Is(err, errClientGone) {
+		err = fmt.Errorf("%w: %w", errClientGone, err)
+	}
+	e := toError(r.Pattern, err)
+	id := requestIDFrom(r.Context())
+	switch {
+	case e.Status == StatusClientClosedRequest:
+		s.log.Info("client gone", "request_id", id, "method", r.Method, "path", r.URL.Path, "err", err)
+		if sw, ok := w.(*statusWriter); ok {
+			sw.status = StatusClientClosedRequest
+		}
+		return
+	case errors.Is(err, session.ErrBusy):
+		// Shed for overload: a node at capacity, not a failure.
+		s.log.Warn("request shed", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+	case e.Status >= 500:
+		s.log.Error("request failed", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+	case e.Status == http.StatusRequestTimeout || errors.Is(err, errTruncatedBody):
+		s.log.Info("request body not received", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+	default:
+		s.log.Debug("request rejected", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code)
+	}
+	writeError(w, e)
+}
+
+// clientGone reports whether r's client closed its connection: net/http
+// cancels the request's context then (and at server shutdown, when the
+// answer no longer matters either).
+func clientGone(r *http.Request) bool {
+	return errors.Is(r.Context().Err(), context.Canceled)
+}
+
 func writeError(w http.ResponseWriter, e *Error) {
+	switch {
+	case e.RetryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	case e.Status == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+	}
+	if e.Challenge != "" {
+		w.Header().Set("WWW-Authenticate", e.Challenge)
+	}
 	// RFC 6749 section 5.2 error object; used by every endpoint so clients
 	// parse one shape.
 	writeJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Message})
@@ -301,83 +405,4 @@ func writeTokens(w http.ResponseWriter, status int, t session.Tokens, requested 
 		resp.Scope = &t.Scope
 	}
 	return writeJSON(w, status, resp)
-}
-
-// clientByID loads a client named in a JSON request (first-party endpoints).
-func (s *Server) clientByID(ctx context.Context, id string) (session.Client, error) {
-	if id == "" {
-		id = s.cfg.DefaultClientID
-	}
-	c, err := s.sessions.Client(ctx, id)
-	if errors.Is(err, session.ErrNotFound) {
-		return c, apiError(http.StatusUnauthorized, CodeInvalidClient, "unknown client")
-	}
-	if err == nil && c.Confidential() {
-		// Confidential clients authenticate at /oauth/token.
-		return c, apiError(http.StatusUnauthorized, CodeInvalidClient, "confidential clients must use /oauth/token with client authentication")
-	}
-	return c, err
-}
-
-// ---- authenticated account endpoints ----
-
-type caller struct {
-	claims  bearer.Claims
-	session session.Session
-}
-
-// verifier returns the verifier of Latch's access tokens for audience aud:
-// bearer's, the one resource servers run, with the keys from the issuer's
-// memory, so Latch and its resource servers apply one set of rules
-// (docs/design.md "Audiences"). One is built per audience and kept.
-func (s *Server) verifier(aud string) (*bearer.Verifier, error) {
-	if v, ok := s.verifiers.Load(aud); ok {
-		return v.(*bearer.Verifier), nil
-	}
-	// No I/O: with keys in memory and no feed, New only checks the config.
-	v, err := bearer.New(context.Background(), s.issuer.VerifierConfig(aud))
-	if err != nil {
-		return nil, fmt.Errorf("httpapi: verifier for %q: %w", aud, err)
-	}
-	got, _ := s.verifiers.LoadOrStore(aud, v)
-	return got.(*bearer.Verifier), nil
-}
-
-// verify checks an access token for audience aud. A refused token wraps
-// bearer.ErrInvalidToken; any other error is the server's.
-func (s *Server) verify(ctx context.Context, aud, tok string) (*bearer.Claims, error) {
-	v, err := s.verifier(aud)
-	if err != nil {
-		return nil, err
-	}
-	return v.Verify(ctx, tok)
-}
-
-// authed checks the bearer access token (RFC 6750 section 2.1, header
-// only): bearer's checks for the account audience, then that its session is
-// still active; Latch has the database at hand, so its own endpoints refuse
-// a revoked session's token at once.
-func (s *Server) authed(fn func(http.ResponseWriter, *http.Request, *caller) error) func(http.ResponseWriter, *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		tok, err := bearer.TokenFromHeader(r)
-		if err != nil {
-			// RFC 6750 section 3.1: no error code when credentials are absent.
-			w.Header().Set("WWW-Authenticate", `Bearer realm="latch"`)
-			return apiError(http.StatusUnauthorized, CodeInvalidToken, "an access token is required")
-		}
-		claims, err := s.verify(r.Context(), s.cfg.AccountAudience, tok)
-		var ses session.Session
-		if err == nil {
-			ses, err = s.sessions.ActiveSession(r.Context(), claims.Subject, claims.SessionID)
-		}
-		if err != nil {
-			if !errors.Is(err, bearer.ErrInvalidToken) && !errors.Is(err, session.ErrNotFound) &&
-				!errors.Is(err, session.ErrRevoked) && !errors.Is(err, session.ErrExpired) {
-				return err // storage trouble: 503, not a verdict on the token
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="latch", error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
-			return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Message: "the access token is invalid, expired or revoked", Err: err}
-		}
-		return fn(w, r, &caller{claims: *claims, session: ses})
-	}
 }

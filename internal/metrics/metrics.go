@@ -10,14 +10,16 @@
 //
 // The metrics and their label values:
 //
-//	latch_logins_total{outcome}                success | bad_credentials | throttled | error
+//	latch_logins_total{outcome}                success | bad_credentials | throttled | error | client_gone
 //	latch_password_changes_total{outcome}      success | bad_credentials | weak_password | throttled | error
 //	latch_refreshes_total{outcome}             rotated | grace_duplicate | lost_response | reuse |
-//	                                           expired | revoked | invalid | unavailable
+//	                                           expired | revoked | invalid | unavailable | client_gone
 //	latch_refresh_reuse_total{cause}           ancestor | abandoned_successor | late_parent | unknown_generation
 //	latch_revocations_total{reason}            sessions revoked: logout | remote_logout | password_change |
 //	                                           user_disabled | refresh_token_reuse | token_revoked | admin
-//	latch_http_request_duration_seconds{route,method,code}   histogram; route is the mux pattern
+//	latch_http_request_duration_seconds{route,method,code}   histogram; route is the mux pattern;
+//	                                           code is the status, or client_gone (no answer sent)
+//	latch_http_shed_total{reason}              in_flight | connections
 //	latch_storage_query_duration_seconds{op}   histogram; see Tracer and ObserveStorage
 //	latch_storage_pool_*{pool}                 connection-pool state, read at scrape time
 //	latch_feed_subscribers                     open revocation-feed SSE streams
@@ -50,9 +52,9 @@ const (
 // Values the counters are created with, so that every series exists (at
 // 0) from the first scrape and rate() works from the first event.
 var (
-	loginOutcomes   = []string{"success", "bad_credentials", LoginThrottled, "error"}
+	loginOutcomes   = []string{"success", "bad_credentials", LoginThrottled, "error", "client_gone"}
 	pwOutcomes      = []string{"success", "bad_credentials", "weak_password", PasswordChangeThrottled, "error"}
-	refreshOutcomes = []string{"rotated", "grace_duplicate", "lost_response", "reuse", "expired", "revoked", "invalid", "unavailable"}
+	refreshOutcomes = []string{"rotated", "grace_duplicate", "lost_response", "reuse", "expired", "revoked", "invalid", "unavailable", "client_gone"}
 	reuseCauses     = []string{"ancestor", "abandoned_successor", "late_parent", "unknown_generation"}
 	revokeReasons   = []string{"logout", "remote_logout", "password_change", "user_disabled", "refresh_token_reuse", "token_revoked", "admin"}
 )
@@ -67,6 +69,7 @@ type Metrics struct {
 	reuse       *prometheus.CounterVec
 	revocations *prometheus.CounterVec
 	requests    *prometheus.HistogramVec
+	shed        *prometheus.CounterVec
 	storage     *prometheus.HistogramVec
 	pools       *poolCollector
 
@@ -85,7 +88,7 @@ func New() *Metrics {
 		reg: prometheus.NewRegistry(),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_logins_total",
-			Help: "Password logins by outcome: success, bad_credentials (unknown email, wrong password or disabled account), throttled (refused by the rate limiter), error (storage, hashing capacity).",
+			Help: "Password logins by outcome: success, bad_credentials (unknown email, wrong password or disabled account), throttled (refused by the rate limiter), error (storage, hashing capacity), client_gone (the client closed the connection first).",
 		}, []string{"outcome"}),
 		pwChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_password_changes_total",
@@ -93,7 +96,7 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_refreshes_total",
-			Help: "Refresh-token grants by outcome: rotated, grace_duplicate (the parent within the grace window), lost_response (a fresh successor within the lost-response window), reuse (the session was revoked), expired, revoked, invalid (malformed, forged, unknown, another client's, or a wider scope), unavailable (storage failure).",
+			Help: "Refresh-token grants by outcome: rotated, grace_duplicate (the parent within the grace window), lost_response (a fresh successor within the lost-response window), reuse (the session was revoked), expired, revoked, invalid (malformed, forged, unknown, another client's, or a wider scope), unavailable (storage failure), client_gone (the client closed the connection first: not a storage failure).",
 		}, []string{"outcome"}),
 		reuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_refresh_reuse_total",
@@ -109,6 +112,10 @@ func New() *Metrics {
 			// From a cached verification to an Argon2id login.
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method", "code"}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "latch_http_shed_total",
+			Help: "Requests refused for overload before any work, by reason: in_flight (the cap on requests in flight, --max-in-flight), connections (the cap on open connections, --max-connections). Requests refused because no storage connection came free within --db-acquire-timeout are 503s of latch_http_request_duration_seconds, logged as \"request shed\".",
+		}, []string{"reason"}),
 		storage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "latch_storage_query_duration_seconds",
 			Help:    "Storage latency by operation. PostgreSQL: each statement by its first keyword (select, insert, update, delete, begin, commit, rollback, with, other) and each pipelined batch (batch). SQLite: each transaction (tx, including the wait for the single writer), each read outside a transaction (read), each sweeper delete (write).",
@@ -135,10 +142,13 @@ func New() *Metrics {
 	for _, r := range revokeReasons {
 		m.revocations.WithLabelValues(r)
 	}
+	for _, r := range []string{"in_flight", "connections"} {
+		m.shed.WithLabelValues(r)
+	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.logins, m.pwChanges, m.refreshes, m.reuse, m.revocations, m.requests, m.storage, m.pools,
+		m.logins, m.pwChanges, m.refreshes, m.reuse, m.revocations, m.requests, m.shed, m.storage, m.pools,
 	)
 	return m
 }
@@ -188,12 +198,28 @@ func (m *Metrics) Revoked(reason string, n int) {
 	m.revocations.WithLabelValues(reason).Add(float64(n))
 }
 
+// Shed implements httpapi.Observer.
+func (m *Metrics) Shed(reason string) { m.shed.WithLabelValues(reason).Inc() }
+
 // Request implements httpapi.Observer. route must be a mux pattern (or
 // another value from a small fixed set), never the request path, so the
 // number of series stays bounded; method is reduced to the standard ones.
 func (m *Metrics) Request(route, method string, code int, d time.Duration) {
-	m.requests.WithLabelValues(route, knownMethod(method), strconv.Itoa(code)).Observe(d.Seconds())
+	c := strconv.Itoa(code)
+	if code == statusClientGone {
+		c = CodeClientGone
+	}
+	m.requests.WithLabelValues(route, knownMethod(method), c).Observe(d.Seconds())
 }
+
+// statusClientGone is httpapi.StatusClientClosedRequest: the status the API
+// records (and never sends) for a request whose client left first.
+const statusClientGone = 499
+
+// CodeClientGone is the code label of requests whose client closed the
+// connection before the answer: counted apart, so an alert on 5xx (or on
+// "unavailable") does not fire for clients that gave up.
+const CodeClientGone = "client_gone"
 
 func knownMethod(m string) string {
 	switch m {

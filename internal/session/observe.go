@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"errors"
 
 	"github.com/latchauth/latch/internal/password"
@@ -39,6 +40,8 @@ const (
 	// LoginError is anything else: storage unavailable, hashing capacity
 	// exhausted (password.ErrBusy), a signing failure.
 	LoginError = "error"
+	// LoginClientGone: the client left before the login finished.
+	LoginClientGone = "client_gone"
 )
 
 // Password change outcomes reported to [Observer.PasswordChanged].
@@ -69,6 +72,9 @@ const (
 	// RefreshUnavailable is a storage failure: nothing changed and the
 	// client retries.
 	RefreshUnavailable = "unavailable"
+	// RefreshClientGone: the client left before the refresh finished
+	// (ErrCanceled), a client's fault that must not look like an outage.
+	RefreshClientGone = "client_gone"
 )
 
 // Reuse causes reported with RefreshReuse: which token came back.
@@ -123,6 +129,8 @@ func (s *Service) observeRefresh(out outcome, ses *Session, gen uint64, err erro
 		o = RefreshRevoked
 	case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrWrongClient), errors.Is(err, ErrInvalidScope), errors.Is(err, ErrInvalidTarget):
 		o = RefreshInvalid
+	case errors.Is(err, ErrCanceled), errors.Is(err, context.Canceled):
+		o = RefreshClientGone
 	default:
 		o = RefreshUnavailable
 	}
@@ -139,6 +147,8 @@ func (s *Service) observeLogin(err error) {
 		s.obs.LoggedIn(LoginSuccess)
 	case errors.Is(err, ErrBadCredential):
 		s.obs.LoggedIn(LoginBadCredentials)
+	case errors.Is(err, ErrCanceled), errors.Is(err, context.Canceled):
+		s.obs.LoggedIn(LoginClientGone)
 	default:
 		s.obs.LoggedIn(LoginError)
 	}

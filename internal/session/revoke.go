@@ -68,33 +68,68 @@ func (s *Service) RevokeSession(ctx context.Context, userID, target string, m Me
 	return nil
 }
 
-// RevokeRefreshToken implements RFC 7009 for refresh tokens: a valid token
-// of client c ends its session. Per section 2.2 an invalid or unknown token
-// is not an error; a token of another client is ErrWrongClient.
-func (s *Service) RevokeRefreshToken(ctx context.Context, tok string, c Client, m Meta) error {
-	raw, _, err := s.codec.Decode(tok)
-	if err != nil {
-		return nil
+// RevokeTokenRequest is an RFC 7009 revocation request.
+type RevokeTokenRequest struct {
+	// Token is the token as presented: a refresh token, or an access token
+	// the caller has verified (then Access is set).
+	Token string
+	// Access, when set, is what the verified access token Token names.
+	// The session package does not verify access tokens: the HTTP layer
+	// does, with the verifier resource servers run.
+	Access *AccessToken
+	// Client is the authenticated client asking.
+	Client Client
+	Meta   Meta
+}
+
+// AccessToken is what a verified access token names.
+type AccessToken struct {
+	UserID    string // sub
+	SessionID string // sid
+	ClientID  string // client_id
+}
+
+// RevokeToken implements RFC 7009 for both kinds of token: a valid token
+// issued to req.Client ends its session. Per section 2.2 an invalid or
+// unknown token, or one whose session has ended already, is not an error
+// (and records nothing); per section 2.1 a token issued to another client
+// is refused with ErrWrongClient, the one place that rule lives for
+// revocation (Refresh applies it to grants).
+func (s *Service) RevokeToken(ctx context.Context, req RevokeTokenRequest) error {
+	sid, issuedTo := "", ""
+	if a := req.Access; a != nil {
+		sid, issuedTo = a.SessionID, a.ClientID
+	} else {
+		raw, _, err := s.codec.Decode(req.Token)
+		if err != nil {
+			return nil
+		}
+		sid = idString(raw)
 	}
-	sid := idString(raw)
 	now := s.now()
-	err = s.inTx(ctx, func(tx Tx) error {
+	err := s.inTx(ctx, func(tx Tx) error {
 		ses, err := tx.LockSession(ctx, sid)
 		if err != nil {
 			return err
 		}
-		if ses.ClientID != c.ID {
+		if req.Access != nil && ses.UserID != req.Access.UserID {
+			return ErrNotFound // not this token's session
+		}
+		if issuedTo == "" {
+			issuedTo = ses.ClientID // a refresh token belongs to its session's client
+		}
+		if issuedTo != req.Client.ID {
 			// RFC 7009 section 2.1: the token must have been issued to the
 			// client asking; otherwise the request is refused.
 			return ErrWrongClient
 		}
 		if !ses.RevokedAt.IsZero() {
-			return nil
+			return nil // already ended: nothing to audit or announce
 		}
 		if _, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: ses.UserID, SessionID: sid, Scope: ScopeOne, Reason: ReasonTokenRevoked}, now)); err != nil {
 			return err
 		}
-		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.TokenRevoked, UserID: ses.UserID, SessionID: sid, ClientID: c.ID}, m))
+		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.TokenRevoked, UserID: ses.UserID, SessionID: sid, ClientID: req.Client.ID}, req.Meta))
 	})
 	if errors.Is(err, ErrNotFound) {
 		return nil

@@ -240,7 +240,7 @@ func (s *Service) audit(e audit.Event, m Meta) audit.Event {
 // is reported for a transaction that rolled back.
 func (s *Service) inTx(ctx context.Context, fn func(Tx) error) error {
 	if len(s.committed) == 0 && s.obs == nil {
-		return s.store.InTx(ctx, fn)
+		return canceled(ctx, s.store.InTx(ctx, fn))
 	}
 	var rec *recordingTx
 	err := s.store.InTx(ctx, func(tx Tx) error {
@@ -248,7 +248,7 @@ func (s *Service) inTx(ctx context.Context, fn func(Tx) error) error {
 		return fn(rec)
 	})
 	if err != nil || rec == nil {
-		return err
+		return canceled(ctx, err)
 	}
 	if s.obs != nil {
 		for _, r := range rec.reasons {

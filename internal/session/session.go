@@ -16,6 +16,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -42,7 +43,26 @@ var (
 	// ErrUnavailable reports that storage could not be reached or timed out;
 	// the operation did not happen and may be retried.
 	ErrUnavailable = errors.New("session: storage unavailable")
+	// ErrCanceled reports that the caller's context was canceled (its
+	// client left) before the operation finished: a client's fault, not
+	// the storage's, counted apart from ErrUnavailable. It may wrap
+	// ErrUnavailable too (the store saw the cancellation as a failure).
+	ErrCanceled = errors.New("session: canceled by the caller")
+	// ErrBusy reports that no storage connection came free within the
+	// store's wait bound: the node is at capacity and sheds the request
+	// (503, retry). Stores return it wrapped with ErrUnavailable.
+	ErrBusy = errors.New("session: storage busy: no connection free in time")
 )
+
+// canceled marks err with ErrCanceled when ctx was canceled: stores report
+// a cancellation in their own terms (PostgreSQL as a broken query, SQLite
+// as an interrupt), and only the context tells that the caller left.
+func canceled(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, ErrCanceled) || !errors.Is(ctx.Err(), context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrCanceled, err)
+}
 
 // IsInvalidGrant reports whether err means the presented refresh token can
 // no longer be used: the RFC 6749 section 5.2 "invalid_grant" cases.

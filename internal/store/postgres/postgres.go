@@ -58,6 +58,7 @@ type Store struct {
 	// transaction-mode pooler; "" otherwise.
 	setup    string
 	txPooled bool
+	limits   Limits
 }
 
 // Open connects to the database at url (postgres://…). It does not migrate;
@@ -91,29 +92,54 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range opts {
-		o(cfg)
+	o := options{cfg: cfg, limits: Limits{AcquireWait: DefaultAcquireWait, CallTimeout: DefaultCallTimeout}}
+	for _, f := range opts {
+		f(&o)
 	}
+	// Every acquisition, in InTx and in the pool's own Query, Exec and
+	// Begin, waits at most AcquireWait (limits.go).
+	cfg.ConnConfig.Tracer = acquireBound(cfg.ConnConfig.Tracer, o.limits.AcquireWait)
 	cfg.HealthCheckPeriod = 5 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, db: pool, setup: setup, txPooled: txPooled}
+	s := &Store{pool: pool, db: pool, setup: setup, txPooled: txPooled, limits: o.limits}
 	if setup != "" {
 		s.db = &pooled{pool: pool, setup: setup}
 	}
 	return s, nil
 }
 
-// Option adjusts the pool configuration.
-type Option func(*pgxpool.Config)
+// Option adjusts the pool configuration or the store's limits.
+type Option func(*options)
+
+type options struct {
+	cfg    *pgxpool.Config
+	limits Limits
+}
 
 // WithTracer traces every statement and batch (tests count round trips;
 // metrics can time queries).
 func WithTracer(t pgx.QueryTracer) Option {
-	return func(c *pgxpool.Config) { c.ConnConfig.Tracer = t }
+	return func(o *options) { o.cfg.ConnConfig.Tracer = t }
 }
+
+// WithLimits sets the store's admission bounds; a zero field keeps its
+// default.
+func WithLimits(l Limits) Option {
+	return func(o *options) {
+		if l.AcquireWait > 0 {
+			o.limits.AcquireWait = l.AcquireWait
+		}
+		if l.CallTimeout > 0 {
+			o.limits.CallTimeout = l.CallTimeout
+		}
+	}
+}
+
+// MaxConns is the pool's size.
+func (s *Store) MaxConns() int { return int(s.pool.Config().MaxConns) }
 
 // Close closes the pool.
 func (s *Store) Close() error { s.pool.Close(); return nil }
@@ -200,9 +226,11 @@ func (s *Store) healFeedXIDs(ctx context.Context) error {
 // BEGIN + SELECT … FOR UPDATE, then UPDATE + COMMIT, and holds its row lock
 // for one round trip plus the decision in Go.
 func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.CallTimeout)
+	defer cancel()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return translate(err)
+		return acquireFailed(ctx, err)
 	}
 	// The pool closes, rather than reuses, a connection released inside a
 	// transaction, so a failed ROLLBACK leaves nothing behind.

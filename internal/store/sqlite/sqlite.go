@@ -34,9 +34,50 @@ var _ session.Store = (*Store)(nil)
 
 // Store is a SQLite database. It is safe for concurrent use.
 type Store struct {
-	w *sql.DB // one connection; all transactions
-	r *sql.DB // readers
+	w      *sql.DB // one connection; all transactions
+	r      *sql.DB // readers
+	limits Limits
 }
+
+// Limits bound how long a caller waits on the database, so that a node at
+// capacity answers fast instead of queueing requests until their clients
+// give up.
+type Limits struct {
+	// AcquireWait bounds the wait for the single writer connection; past
+	// it InTx fails with session.ErrBusy (wrapped with ErrUnavailable: 503
+	// with Retry-After).
+	AcquireWait time.Duration
+	// CallTimeout bounds each InTx transaction, the wait included. Reads
+	// run on their caller's deadline (every HTTP request has one).
+	CallTimeout time.Duration
+}
+
+// Defaults of Limits: a transaction holds the writer for well under a
+// millisecond, so 250 ms is hundreds deep; a longer queue only adds
+// latency the client times out on.
+const (
+	DefaultAcquireWait = 250 * time.Millisecond
+	DefaultCallTimeout = 10 * time.Second
+)
+
+// WithLimits sets the store's admission bounds; a zero field keeps its
+// default.
+func WithLimits(l Limits) Option {
+	return func(o *options) {
+		if l.AcquireWait > 0 {
+			o.limits.AcquireWait = l.AcquireWait
+		}
+		if l.CallTimeout > 0 {
+			o.limits.CallTimeout = l.CallTimeout
+		}
+	}
+}
+
+// MaxConns is the number of connections the store holds: the writer and
+// the readers.
+func (s *Store) MaxConns() int { return 1 + maxReaders }
+
+const maxReaders = 4
 
 // ErrNoDatabase is returned by Open with [MustExist] when the file does
 // not exist.
@@ -45,7 +86,10 @@ var ErrNoDatabase = errors.New("sqlite: no database file")
 // Option configures [Open].
 type Option func(*options)
 
-type options struct{ mustExist bool }
+type options struct {
+	mustExist bool
+	limits    Limits
+}
 
 // MustExist makes Open refuse to create the database file: it opens an
 // existing file read-write (SQLite's mode=rw, sqlite.org/uri.html section
@@ -59,7 +103,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if path == "" || strings.HasPrefix(path, ":memory:") {
 		return nil, errors.New("sqlite: a file path is required (in-memory databases are not shared between connections)")
 	}
-	var o options
+	o := options{limits: Limits{AcquireWait: DefaultAcquireWait, CallTimeout: DefaultCallTimeout}}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -101,8 +145,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	r.SetMaxOpenConns(4)
-	s := &Store{w: w, r: r}
+	r.SetMaxOpenConns(maxReaders)
+	s := &Store{w: w, r: r, limits: o.limits}
 	if err := w.PingContext(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -165,7 +209,14 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 }
 
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	ctx, cancel := context.WithTimeout(ctx, s.limits.CallTimeout)
+	defer cancel()
+	conn, err := s.writer(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close() // back to the pool
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return translate(err)
 	}
@@ -174,6 +225,20 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return err
 	}
 	return translate(tx.Commit())
+}
+
+// writer takes the writer connection, waiting at most AcquireWait.
+func (s *Store) writer(ctx context.Context) (*sql.Conn, error) {
+	wctx, cancel := context.WithTimeout(ctx, s.limits.AcquireWait)
+	defer cancel()
+	conn, err := s.w.Conn(wctx)
+	switch {
+	case err == nil:
+		return conn, nil
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return nil, fmt.Errorf("%w: %w: sqlite: the writer was not free within %s", session.ErrUnavailable, session.ErrBusy, s.limits.AcquireWait)
+	}
+	return nil, translate(err)
 }
 
 // InTx implements session.Store.
@@ -192,11 +257,15 @@ func translate(err error) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN:
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+			sqlite3.SQLITE_INTERRUPT: // the driver interrupts a statement whose context ended
 			return fmt.Errorf("%w: %w", session.ErrUnavailable, err)
 		}
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	// A context that ended (a deadline, or a caller that left: the session
+	// service tells the two apart) is no answer from the database, as on
+	// PostgreSQL, rather than an internal error.
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%w: %w", session.ErrUnavailable, err)
 	}
 	return err

@@ -1,0 +1,160 @@
+// Package admission bounds the work a node takes on, so that overload is
+// shed (a fast 503 with Retry-After) rather than queued until clients time
+// out: a cap on open connections, where an idle keep-alive connection is
+// closed to make room for a new one, and defaults derived from the
+// machine.
+package admission
+
+import (
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Limits are a node's admission limits.
+type Limits struct {
+	// MaxConnections caps open client connections (Listener).
+	MaxConnections int
+	// MaxInFlight caps requests being served at once (httpapi).
+	MaxInFlight int
+}
+
+// Reserved descriptors: what a node needs besides client connections
+// (database files or connections, Redis, webhook deliveries, logs, the
+// listener itself), kept free of client connections so that a flood of
+// them never starves the node's own I/O.
+const reservedFDs = 256
+
+// Defaults derives limits from the machine: connections from the
+// descriptor limit (RLIMIT_NOFILE, which Go raises to the hard limit at
+// start), less the storage pool's connections and a reserve, and at most
+// 8,192 per core (an idle connection costs about 10 KiB); requests in
+// flight from the pool size and GOMAXPROCS: enough to keep every storage
+// connection and every core busy, few enough that a request admitted gets
+// a connection within the pool's wait bound instead of queueing.
+func Defaults(poolSize int) Limits {
+	procs := runtime.GOMAXPROCS(0)
+	conns := 8192 * procs
+	if fds, ok := descriptorLimit(); ok {
+		conns = min(conns, int(min(fds, 1<<30))-poolSize-reservedFDs)
+	}
+	return Limits{
+		MaxConnections: max(conns, 64),
+		MaxInFlight:    max(64, 8*poolSize+16*procs),
+	}
+}
+
+// Listener is a net.Listener that holds at most max connections open. At
+// the cap, a new connection takes the place of an idle keep-alive one
+// (closed, as IdleTimeout would); when none is idle it is answered 503
+// with Retry-After and closed, at once, rather than left in the kernel's
+// backlog. Install ConnState as the http.Server's ConnState hook, or no
+// connection is ever known idle.
+type Listener struct {
+	net.Listener
+	max    int
+	onShed func()
+
+	mu   sync.Mutex
+	open map[*conn]bool // open connections: idle or not
+}
+
+// NewListener caps ln at max open connections; onShed, if set, is called
+// for each connection refused (metrics).
+func NewListener(ln net.Listener, max int, onShed func()) *Listener {
+	return &Listener{Listener: ln, max: max, onShed: onShed, open: map[*conn]bool{}}
+}
+
+// Open returns the number of open connections.
+func (l *Listener) Open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.open)
+}
+
+// Accept implements net.Listener.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		wc := &conn{Conn: c, l: l}
+		l.mu.Lock()
+		var victim *conn
+		if len(l.open) >= l.max {
+			for o, idle := range l.open {
+				if idle {
+					victim = o
+					delete(l.open, o)
+					break
+				}
+			}
+			if victim == nil {
+				l.mu.Unlock()
+				l.refuse(c)
+				continue
+			}
+		}
+		l.open[wc] = false
+		l.mu.Unlock()
+		if victim != nil {
+			victim.Close()
+		}
+		return wc, nil
+	}
+}
+
+// refusal is the whole answer to a connection over the cap (RFC 9110
+// section 15.6.4, with Retry-After, section 10.2.3).
+var refusal = func() string {
+	body := `{"error":"temporarily_unavailable","error_description":"too many connections; retry"}` + "\n"
+	return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nCache-Control: no-store\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}()
+
+func (l *Listener) refuse(c net.Conn) {
+	if l.onShed != nil {
+		l.onShed()
+	}
+	// The request is not read: a client that sent one sees the answer and
+	// the close; the write cannot block the accept loop for long.
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	c.Write([]byte(refusal))
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	c.Close()
+}
+
+// ConnState is the http.Server ConnState hook that tells the listener
+// which connections are idle between requests.
+func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
+	wc, ok := c.(*conn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, open := l.open[wc]; open && (s == http.StateIdle || s == http.StateActive) {
+		l.open[wc] = s == http.StateIdle
+	}
+}
+
+type conn struct {
+	net.Conn
+	l    *Listener
+	once sync.Once
+}
+
+func (c *conn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.open, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
