@@ -138,6 +138,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	srv := &http.Server{
 		Handler:           api,
+		ConnContext:       httpapi.ConnContext, // a refresh checks whether its client left
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -102,6 +102,13 @@ func toError(err error) *Error {
 		return wrap(http.StatusBadRequest, CodeWeakPassword, trimPrefix(err))
 	case errors.Is(err, password.ErrBusy):
 		return wrap(http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "server busy; retry shortly")
+	case errors.Is(err, session.ErrStale):
+		// Retryable, never invalid_grant: the request came too late to be
+		// decided (abandoned, or sent more than G ago) and changed nothing;
+		// a client still waiting sends a new one (docs/design.md
+		// "Abandoned and late requests").
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Err: err, RetryAfter: time.Second,
+			Message: "the refresh request was abandoned or sent too long ago; nothing changed; send a new request"}
 	case errors.Is(err, session.ErrUnavailable):
 		return wrap(http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "storage unavailable; retry shortly")
 	}

@@ -233,7 +233,9 @@ func (s *Server) handle(fn func(http.ResponseWriter, *http.Request) error) http.
 		}
 		e := toError(err)
 		id := requestIDFrom(r.Context())
-		if e.Status >= 500 {
+		// A stale refresh is a client that left, not a server fault; the
+		// session service logs it at Info.
+		if e.Status >= 500 && !errors.Is(err, session.ErrStale) {
 			s.log.Error("request failed", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
 		} else {
 			s.log.Debug("request rejected", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code)
