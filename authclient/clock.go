@@ -29,6 +29,14 @@ func (s *skew) get() time.Duration {
 	return s.offset
 }
 
+// serverNow returns the estimated server time at local time now, and
+// whether any offset has been learnt or restored yet.
+func (s *skew) serverNow(now time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Add(s.offset), s.known
+}
+
 func (s *skew) set(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -266,6 +267,14 @@ func (s *Session) refresh(cur Saved) error {
 		return s.failed(err)
 	}
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cur.RefreshToken}, "client_id": {s.c.cfg.ClientID}}
+	// request_time: when this attempt is sent, in server time (Unix ms).
+	// The server never lets an attempt it reaches more than G later, or
+	// after this client gave up on it, abandon a token or revoke the
+	// session (docs/design.md "Abandoned and late requests"). Sent only
+	// once the offset is known: the local clock alone may be minutes off.
+	if at, ok := s.c.skew.serverNow(s.c.cfg.Now()); ok {
+		form.Set("request_time", strconv.FormatInt(at.UnixMilli(), 10))
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, meta.TokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return s.failed(err)

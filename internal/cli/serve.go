@@ -200,6 +200,7 @@ func newHTTPServer(h http.Handler, c *config.Config, ln *admission.Listener) *ht
 	}
 	return &http.Server{
 		Handler:           h,
+		ConnContext:       httpapi.ConnContext, // a refresh checks whether its client left
 		ReadHeaderTimeout: min(5*time.Second, read),
 		ReadTimeout:       read,
 		WriteTimeout:      read + req + 5*time.Second,

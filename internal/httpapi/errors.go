@@ -104,6 +104,8 @@ type rule struct {
 	status    int
 	code, msg string
 	challenge string
+	// retryAfter, when set, is sent as Retry-After (RFC 9110 section 10.2.3).
+	retryAfter time.Duration
 }
 
 func is(targets ...error) func(error) bool {
@@ -148,6 +150,12 @@ var errorRules = []rule{
 	{match: is(session.ErrInvalidEmail), status: http.StatusBadRequest, code: CodeInvalidEmail, msg: "email is not a valid address"},
 	{match: password.IsPolicy, status: http.StatusBadRequest, code: CodeWeakPassword}, // message: the policy's own
 	{match: is(password.ErrBusy), status: http.StatusServiceUnavailable, code: CodeTemporarilyUnavailable, msg: "server busy; retry shortly"},
+	// Retryable, never invalid_grant: the refresh came too late to be
+	// decided (abandoned, or sent more than G ago) and changed nothing; a
+	// client still waiting sends a new one (docs/design.md "Abandoned and
+	// late requests").
+	{match: is(session.ErrStale), status: http.StatusServiceUnavailable, code: CodeTemporarilyUnavailable, retryAfter: time.Second,
+		msg: "the refresh request was abandoned or sent too long ago; nothing changed; send a new request"},
 	{match: is(session.ErrUnavailable, context.DeadlineExceeded), status: http.StatusServiceUnavailable, code: CodeTemporarilyUnavailable, msg: storageUnavailableText},
 }
 
@@ -187,7 +195,7 @@ func toError(route string, err error) *Error {
 				if msg == "" {
 					msg = trimPrefix(err)
 				}
-				return &Error{Status: r.status, Code: r.code, Message: msg, Err: err, Challenge: r.challenge}
+				return &Error{Status: r.status, Code: r.code, Message: msg, Err: err, Challenge: r.challenge, RetryAfter: r.retryAfter}
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/session"
@@ -61,7 +62,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		t, err = s.sessions.Refresh(r.Context(), session.RefreshRequest{Token: rt, Client: c, Scope: form.Get("scope"), Resource: res, Meta: m})
+		// DPoP (RFC 9449): once the token endpoint verifies proofs, pass
+		// the verified proof's iat here instead of the zero time.
+		sent, serr := requestSentAt(form, time.Time{})
+		if serr != nil {
+			return serr
+		}
+		// A request its client has abandoned (Gone) or sent more than G ago
+		// (SentAt) never abandons a token or revokes the session: the
+		// service checks both just before the commit.
+		t, err = s.sessions.Refresh(r.Context(), session.RefreshRequest{Token: rt, Client: c, Scope: form.Get("scope"), Resource: res, Meta: m,
+			SentAt: sent, Gone: clientGone(r)})
 	}
 	if err != nil {
 		return err

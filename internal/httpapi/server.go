@@ -311,7 +311,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fn func(http.Resp
 	if err == nil {
 		return
 	}
-	if clientGone(r) && !errors.Is(err, errClientGone) {
+	if requestCanceled(r) && !errors.Is(err, errClientGone) {
 		err = fmt.Errorf("%w: %w", errClientGone, err)
 	}
 	e := toError(r.Pattern, err)
@@ -326,6 +326,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fn func(http.Resp
 	case errors.Is(err, session.ErrBusy):
 		// Shed for overload: a node at capacity, not a failure.
 		s.log.Warn("request shed", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+	case errors.Is(err, session.ErrStale):
+		// A client that left or sent its refresh too long ago, not a server
+		// fault; the session service logs it at Info.
+		s.log.Debug("request stale", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status)
 	case e.Status >= 500:
 		s.log.Error("request failed", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
 	case e.Status == http.StatusRequestTimeout || errors.Is(err, errTruncatedBody):
@@ -336,10 +340,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fn func(http.Resp
 	writeError(w, e)
 }
 
-// clientGone reports whether r's client closed its connection: net/http
+// requestCanceled reports whether r's client closed its connection: net/http
 // cancels the request's context then (and at server shutdown, when the
 // answer no longer matters either).
-func clientGone(r *http.Request) bool {
+func requestCanceled(r *http.Request) bool {
 	return errors.Is(r.Context().Err(), context.Canceled)
 }
 

@@ -13,7 +13,7 @@
 //	latch_logins_total{outcome}                success | bad_credentials | throttled | error | client_gone
 //	latch_password_changes_total{outcome}      success | bad_credentials | weak_password | throttled | error
 //	latch_refreshes_total{outcome}             rotated | grace_duplicate | lost_response | reuse |
-//	                                           expired | revoked | invalid | unavailable | client_gone
+//	                                           expired | revoked | stale | invalid | unavailable | client_gone
 //	latch_refresh_reuse_total{cause}           ancestor | abandoned_successor | late_parent | unknown_generation
 //	latch_revocations_total{reason}            sessions revoked: logout | remote_logout | password_change |
 //	                                           user_disabled | refresh_token_reuse | token_revoked | admin
@@ -36,6 +36,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/latchauth/latch/internal/session"
 )
 
 // Label values used by the HTTP API; the session package's outcome,
@@ -52,11 +54,11 @@ const (
 // Values the counters are created with, so that every series exists (at
 // 0) from the first scrape and rate() works from the first event.
 var (
-	loginOutcomes   = []string{"success", "bad_credentials", LoginThrottled, "error", "client_gone"}
-	pwOutcomes      = []string{"success", "bad_credentials", "weak_password", PasswordChangeThrottled, "error"}
-	refreshOutcomes = []string{"rotated", "grace_duplicate", "lost_response", "reuse", "expired", "revoked", "invalid", "unavailable", "client_gone"}
-	reuseCauses     = []string{"ancestor", "abandoned_successor", "late_parent", "unknown_generation"}
-	revokeReasons   = []string{"logout", "remote_logout", "password_change", "user_disabled", "refresh_token_reuse", "token_revoked", "admin"}
+	loginOutcomes   = append(session.LoginOutcomes(), LoginThrottled)
+	pwOutcomes      = append(session.PasswordChangeOutcomes(), PasswordChangeThrottled)
+	refreshOutcomes = session.RefreshOutcomes()
+	reuseCauses     = session.ReuseCauses()
+	revokeReasons   = session.Reasons()
 )
 
 // Metrics holds Latch's collectors. It is safe for concurrent use.
@@ -96,7 +98,7 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_refreshes_total",
-			Help: "Refresh-token grants by outcome: rotated, grace_duplicate (the parent within the grace window), lost_response (a fresh successor within the lost-response window), reuse (the session was revoked), expired, revoked, invalid (malformed, forged, unknown, another client's, or a wider scope), unavailable (storage failure), client_gone (the client closed the connection first: not a storage failure).",
+			Help: "Refresh-token grants by outcome: rotated, grace_duplicate (the parent within the grace window), lost_response (a fresh successor within the lost-response window), reuse (the session was revoked), expired, revoked, stale (abandoned by its client or sent more than the grace window earlier, and refused rather than abandon a token or revoke; nothing changed), invalid (malformed, forged, unknown, another client's, or a wider scope), unavailable (storage failure), client_gone (the client closed the connection first: not a storage failure).",
 		}, []string{"outcome"}),
 		reuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_refresh_reuse_total",

@@ -66,6 +66,10 @@ const (
 	RefreshReuse          = "reuse"           // the session was revoked (see the Reuse causes)
 	RefreshExpired        = "expired"         // the session had expired (idle or absolute)
 	RefreshRevoked        = "revoked"         // the session had been revoked before
+	// RefreshStale: the request was abandoned by its client or sent more
+	// than G before the server acted, and would have abandoned a token or
+	// revoked the session; nothing changed (ErrStale).
+	RefreshStale = "stale"
 	// RefreshInvalid covers malformed, forged and unknown (swept) tokens, a
 	// token of another client and a scope wider than the grant.
 	RefreshInvalid = "invalid"
@@ -76,6 +80,34 @@ const (
 	// (ErrCanceled), a client's fault that must not look like an outage.
 	RefreshClientGone = "client_gone"
 )
+
+// RefreshOutcomes returns every Refresh outcome, for metrics that create
+// their series up front.
+func RefreshOutcomes() []string {
+	return []string{RefreshRotated, RefreshGraceDuplicate, RefreshLostResponse, RefreshReuse,
+		RefreshExpired, RefreshRevoked, RefreshStale, RefreshInvalid, RefreshUnavailable, RefreshClientGone}
+}
+
+// ReuseCauses returns every Reuse cause.
+func ReuseCauses() []string {
+	return []string{ReuseAncestor, ReuseAbandoned, ReuseLateParent, ReuseUnknownGeneration}
+}
+
+// Reasons returns every revocation reason (the Reason constants).
+func Reasons() []string {
+	return []string{ReasonLogout, ReasonRemoteLogout, ReasonPasswordChange, ReasonUserDisabled, ReasonReuse, ReasonTokenRevoked, ReasonAdmin}
+}
+
+// LoginOutcomes returns every login outcome the service reports.
+func LoginOutcomes() []string {
+	return []string{LoginSuccess, LoginBadCredentials, LoginError, LoginClientGone}
+}
+
+// PasswordChangeOutcomes returns every password-change outcome the service
+// reports.
+func PasswordChangeOutcomes() []string {
+	return []string{PasswordChangeSuccess, PasswordChangeBadCredentials, PasswordChangeWeak, PasswordChangeError}
+}
 
 // Reuse causes reported with RefreshReuse: which token came back.
 const (
@@ -93,36 +125,21 @@ const (
 	ReuseUnknownGeneration = "unknown_generation"
 )
 
-// reuseCause tells which rule of decide made gen a reuse.
-func reuseCause(s *Session, gen uint64) string {
-	switch {
-	case gen > s.Gen || s.ParentGen == 0:
-		return ReuseUnknownGeneration
-	case gen < s.ParentGen:
-		return ReuseAncestor
-	case gen > s.ParentGen:
-		return ReuseAbandoned
-	default:
-		return ReuseLateParent
-	}
-}
-
-// observeRefresh reports one refresh: out when err is nil or ErrReused,
-// else the class of err.
-func (s *Service) observeRefresh(out outcome, ses *Session, gen uint64, err error) {
+// observeRefresh reports one refresh: rot's outcome when it committed (err
+// is nil), else the class of err.
+func (s *Service) observeRefresh(rot rotation, err error) {
 	if s.obs == nil {
 		return
 	}
 	var o, cause string
 	switch {
-	case err == nil && out == outRotate:
-		o = RefreshRotated
-	case err == nil && out == outGrace:
-		o = RefreshGraceDuplicate
-	case err == nil && out == outLost:
-		o = RefreshLostResponse
-	case err == nil && out == outReuse:
-		o, cause = RefreshReuse, reuseCause(ses, gen)
+	case err == nil:
+		o = rot.Outcome
+		if o == RefreshReuse {
+			cause = rot.Cause
+		}
+	case errors.Is(err, ErrStale):
+		o = RefreshStale
 	case errors.Is(err, ErrExpired):
 		o = RefreshExpired
 	case errors.Is(err, ErrRevoked):

@@ -40,6 +40,12 @@ var (
 	ErrInvalidEmail  = errors.New("session: invalid email address")
 	ErrBadCredential = errors.New("session: invalid email or password")
 	ErrConflict      = errors.New("session: changed concurrently; retry")
+	// ErrStale reports a refresh that its client had abandoned, or sent
+	// more than the grace window before the server acted on it, and that
+	// would have abandoned a token or revoked the session: nothing
+	// changed, and a new request (if anyone still waits) is decided
+	// afresh. It is not an invalid_grant.
+	ErrStale = errors.New("session: refresh request abandoned or sent too long ago; nothing changed")
 	// ErrUnavailable reports that storage could not be reached or timed out;
 	// the operation did not happen and may be retried.
 	ErrUnavailable = errors.New("session: storage unavailable")

@@ -1,0 +1,66 @@
+package httpapi
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+type connKey struct{}
+
+// ConnContext is for http.Server.ConnContext: it keeps each request's
+// connection in its context, so that a refresh can tell, just before it
+// commits, whether its client has closed the connection (clientGone).
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// clientGone returns a function reporting whether the client of r has
+// stopped waiting: r's context is done, or the connection has been closed
+// by the peer. net/http notices a closed peer only by a background read
+// that starts once the body has been read, on a goroutine of its own, so a
+// node that resumes after a pause can run a queued request before it has
+// noticed; the peek on the socket (peerClosed) sees the FIN at once. A
+// connection of a client that vanished without a FIN (a phone whose
+// network changed) looks open: the request time covers that case.
+func clientGone(r *http.Request) func() bool {
+	ctx := r.Context()
+	c, _ := ctx.Value(connKey{}).(net.Conn)
+	return func() bool {
+		if ctx.Err() != nil {
+			return true
+		}
+		if nc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+			c = nc.NetConn()
+		}
+		return c != nil && peerClosed(c)
+	}
+}
+
+// RequestTimeParam is the token-request parameter in which a client says
+// when it sent a refresh: Unix time in milliseconds, in the server's
+// clock (the client's clock plus its estimate of the offset to the
+// server's, from Date). docs/design.md "Abandoned and late requests".
+const RequestTimeParam = "request_time"
+
+// requestSentAt is when the client sent the token request, in server time:
+// the request_time parameter, else the iat of the request's DPoP proof
+// (RFC 9449 section 4.2; pass the zero time when there is none), else
+// zero (unknown). request_time comes first because the client corrects it
+// by its server-clock offset, and iat is the client's own clock in whole
+// seconds. A client gains nothing by lying: a request found stale is
+// refused and yields no tokens.
+func requestSentAt(form url.Values, dpopIAT time.Time) (time.Time, error) {
+	v := form.Get(RequestTimeParam)
+	if v == "" {
+		return dpopIAT, nil
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 {
+		return time.Time{}, badRequest(RequestTimeParam + " must be Unix time in milliseconds (a positive integer)")
+	}
+	return time.UnixMilli(ms), nil
+}

@@ -1,0 +1,159 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/latchauth/latch/internal/audit"
+)
+
+// The rotation table of docs/design.md ("Sessions and rotation") lives
+// here, and only here: rotate is the one pure function that reads a locked
+// session row and a presented generation and says what happens (outcome,
+// cause, audit event, next row). Refresh applies its result; the Observer,
+// the audit log and the metrics use its constants.
+
+// rotationIn is everything rotate decides on.
+type rotationIn struct {
+	// Row is the session as locked by the transaction.
+	Row Session
+	// Gen is the generation of the presented refresh token.
+	Gen uint64
+	// Now is the time, read once the row is locked.
+	Now time.Time
+	// Awaited is false when the request is stale: its client no longer
+	// waits for the answer (the connection closed) or sent it more than G
+	// before Now. A stale request may not abandon a token or revoke a
+	// session (docs/design.md "Abandoned and late requests").
+	Awaited bool
+	// Meta is who presents the token.
+	Meta Meta
+}
+
+// rotation is rotate's result.
+type rotation struct {
+	// Outcome is one of the Refresh outcome constants: RefreshRotated,
+	// RefreshGraceDuplicate, RefreshLostResponse, RefreshReuse,
+	// RefreshRevoked, RefreshExpired or RefreshStale.
+	Outcome string
+	// Cause is the Reuse cause when Outcome is RefreshReuse; for
+	// RefreshStale, the outcome the request would have had.
+	Cause string
+	// Err is the error Refresh returns for an outcome that issues nothing
+	// (ErrReused, ErrRevoked, ErrExpired, ErrStale); nil otherwise.
+	Err error
+	// Audit is the audit event type to append (audit.Refresh*), or "";
+	// Detail is its detail.
+	Audit, Detail string
+	// Next is the row to write when Write is set. Write is false for every
+	// outcome that leaves the row alone (reuse changes only the revoked
+	// columns, which RevokeSessions writes).
+	Next  Session
+	Write bool
+}
+
+// issues reports whether the outcome hands out tokens.
+func (r rotation) issues() bool { return r.Err == nil }
+
+// needsAwaited reports whether the outcome may only be committed for a
+// request its client still awaits: abandoning a token (a lost-response
+// successor) and revoking a session (reuse).
+func (r rotation) needsAwaited() bool {
+	return r.Outcome == RefreshLostResponse || r.Outcome == RefreshReuse
+}
+
+// rotate applies the rotation table to a locked session. The windows are
+// inclusive: a repeat exactly G after the hand-out is still a duplicate.
+// Grace answers restart G but never outlast L from the rotation (G from it
+// when L is 0): otherwise a holder of the parent could replay it every < G
+// and be answered for ever. Only cfg.Grace, cfg.LostWindow and cfg.Idle
+// are read.
+func rotate(in rotationIn, cfg Config) rotation {
+	s, gen, now := in.Row, in.Gen, in.Now
+	if err := s.state(now); err != nil {
+		out := RefreshExpired
+		if errors.Is(err, ErrRevoked) {
+			out = RefreshRevoked
+		}
+		return rotation{Outcome: out, Err: err, Next: s}
+	}
+	r := table(&s, gen, now, cfg.Grace, cfg.LostWindow)
+	if r.needsAwaited() && !in.Awaited {
+		// Nothing changes; the client, if it still listens, sends a new
+		// request, which is decided afresh.
+		return rotation{Outcome: RefreshStale, Cause: r.Outcome, Err: ErrStale, Next: s}
+	}
+	next := s
+	switch r.Outcome {
+	case RefreshReuse:
+		r.Err, r.Audit = ErrReused, audit.RefreshReuse
+		r.Detail = fmt.Sprintf("generation %d presented; current %d, parent %d; parent rotated %s ago", gen, s.Gen, s.ParentGen, now.Sub(s.RotatedAt))
+		r.Next = s
+		return r
+	case RefreshRotated:
+		next.ParentGen, next.Gen = s.Gen, s.Gen+1
+		next.RotatedAt = now
+		next.RotatedIP, next.RotatedUserAgent = in.Meta.IP, in.Meta.UserAgent
+	case RefreshLostResponse:
+		// The unused current token is abandoned; the parent stays the
+		// parent and L keeps running from the original rotation.
+		next.Gen = s.Gen + 1
+		r.Audit = audit.RefreshLost
+		r.Detail = fmt.Sprintf("parent %d repeated %s after rotation; generation %d abandoned, %d issued", gen, now.Sub(s.RotatedAt), s.Gen, next.Gen)
+	case RefreshGraceDuplicate:
+		// Nothing rotates: the identical current token is returned. The
+		// same token from another device within G is either a client that
+		// changed networks mid-retry or a copy.
+		if in.Meta.IP != s.RotatedIP || in.Meta.UserAgent != s.RotatedUserAgent {
+			r.Audit = audit.RefreshSuspiciousGrace
+			r.Detail = fmt.Sprintf("parent %d repeated %s after rotation from another IP or user agent than the rotation's (%s, %q); current %d handed out again",
+				gen, now.Sub(s.RotatedAt), s.RotatedIP, s.RotatedUserAgent, s.Gen)
+		}
+	}
+	// A clock stepping back (or a node whose clock lags) must not move the
+	// grace window's anchor backwards.
+	next.HandedAt = laterOf(now, s.HandedAt)
+	next.LastUsedAt = now
+	next.IdleExpiresAt = now.Add(cfg.Idle)
+	next.IP, next.UserAgent = in.Meta.IP, in.Meta.UserAgent
+	r.Next, r.Write = next, true
+	return r
+}
+
+// table is the rotation table proper, for a live session: the outcome,
+// and the Reuse cause when it is reuse.
+func table(s *Session, gen uint64, now time.Time, grace, lost time.Duration) rotation {
+	graceEnd := s.RotatedAt.Add(lost)
+	if lost == 0 {
+		graceEnd = s.RotatedAt.Add(grace)
+	}
+	reuse := func(cause string) rotation { return rotation{Outcome: RefreshReuse, Cause: cause} }
+	switch {
+	case gen == s.Gen:
+		return rotation{Outcome: RefreshRotated}
+	case gen > s.Gen || s.ParentGen == 0:
+		// Never handed out: only a restored database or a leaked MAC key
+		// explains it.
+		return reuse(ReuseUnknownGeneration)
+	case gen < s.ParentGen:
+		return reuse(ReuseAncestor)
+	case gen > s.ParentGen:
+		// Between the parent and the current one: a successor abandoned
+		// when a lost-response successor replaced it.
+		return reuse(ReuseAbandoned)
+	case !now.After(s.HandedAt.Add(grace)) && !now.After(graceEnd):
+		return rotation{Outcome: RefreshGraceDuplicate}
+	case lost > 0 && !now.After(s.RotatedAt.Add(lost)):
+		return rotation{Outcome: RefreshLostResponse}
+	default:
+		return reuse(ReuseLateParent)
+	}
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
+}
