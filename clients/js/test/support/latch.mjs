@@ -30,19 +30,21 @@ export async function freePort() {
 }
 
 /**
- * Starts `latch serve` with the given extra flags. Returns
+ * Starts `latch serve` with the given extra flags. Every test signs up
+ * from 127.0.0.1, so the rate limits are off unless rateLimit is true.
+ * Returns
  * { url, port, database, dir, log(), admin(...args), stop() }.
  * `admin` runs an admin command (`clients create web --web …`) on the same
  * database; run those before requests that need them (the server reads
  * clients from storage on each request).
  */
-export async function startLatch({ flags = [], env = {} } = {}) {
+export async function startLatch({ flags = [], env = {}, rateLimit = false } = {}) {
   const bin = latchBin()
   const dir = await mkdtemp(join(tmpdir(), 'latch-js-'))
   const database = 'sqlite:' + join(dir, 'latch.db')
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
-  const args = ['serve', '--addr', `127.0.0.1:${port}`, '--database', database, ...flags]
+  const args = ['serve', '--addr', `127.0.0.1:${port}`, '--database', database, ...(rateLimit ? [] : ['--rate-limit=false']), ...flags]
   let output = ''
   const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout.on('data', (b) => { output += b })
