@@ -228,7 +228,9 @@ export function createClient(opts) {
             // The token cannot have been issued before the request was sent, and
             // exp has whole seconds: this is never later than the real exp.
             expiresAt: sent + offset + lifetime - 1000,
-            receivedAt: serverNow(),
+            // Strictly after its predecessor, so that "newer" is an order along
+            // the session even when the offset estimate moved between them.
+            receivedAt: Math.max(serverNow(), prev ? prev.receivedAt + 1 : 0),
             offset,
         };
         if (t.refresh_token)
