@@ -396,6 +396,8 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		grants, scopes *string
 		ttl            *time.Duration
 		confidential   *bool
+		web            *bool
+		origins        *string
 	)
 	d, svc, rest, err := admin(ctx, "clients "+sub, rest, s, func(f *flagSet) {
 		if sub == "create" {
@@ -404,6 +406,8 @@ func runClients(ctx context.Context, args []string, s io3) error {
 			grants = f.String("grants", "", `space- or comma-separated grant types: password, refresh_token, or "none" (default: both for public first-party apps, none for --confidential clients)`)
 			scopes = f.String("scopes", "", "space- or comma-separated scopes the client may request")
 			confidential = f.Bool("confidential", false, "give the client a secret (resource servers, backends)")
+			web = f.Bool("web", false, "a browser app in cookie mode: the refresh token only in an HttpOnly cookie, requests only from --origins (docs/design.md \"Browser clients: cookie mode\")")
+			origins = f.String("origins", "", "with --web: space- or comma-separated exact origins of the app (https://app.example.com; http only on localhost)")
 		}
 	})
 	if err != nil {
@@ -426,7 +430,11 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		// Confidential clients are resource servers and backends: no
 		// password grant unless asked for (docs/security.md LOGIN-13).
 		c := session.Client{ID: id, Name: id, Audiences: audiences, AccessTTL: *ttl,
-			Grants: g, Scopes: splitList(*scopes)}
+			Grants: g, Scopes: splitList(*scopes), Web: *web, Origins: splitList(*origins)}
+		if *confidential && *web {
+			// A page cannot keep a secret; cookie mode is for public clients.
+			return errors.New("clients create: --web and --confidential exclude each other: a browser app cannot keep a client secret")
+		}
 		if err := checkClient(c); err != nil {
 			return err
 		}
@@ -453,13 +461,16 @@ func runClients(ctx context.Context, args []string, s io3) error {
 			return err
 		}
 		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tAUDIENCES\tACCESS TTL\tGRANTS\tSCOPES")
+		fmt.Fprintln(tw, "ID\tTYPE\tAUDIENCES\tACCESS TTL\tGRANTS\tSCOPES\tORIGINS")
 		for _, c := range clients {
 			typ := "public"
-			if c.Confidential() {
+			switch {
+			case c.Confidential():
 				typ = "confidential"
+			case c.Web:
+				typ = "web"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, typ, strings.Join(c.Audiences, " "), c.AccessTTL, strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, typ, strings.Join(c.Audiences, " "), c.AccessTTL, strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), strings.Join(c.Origins, " "))
 		}
 		return tw.Flush()
 	case "delete":
@@ -524,6 +535,17 @@ func checkClient(c session.Client) error {
 			// One resource server per audience (RFC 9068 section 5), never a
 			// wildcard; spaces separate audiences in storage.
 			errs = append(errs, fmt.Errorf("--audience %q: must name one resource server, without spaces or wildcards", a))
+		}
+	}
+	switch {
+	case c.Web && len(c.Origins) == 0:
+		errs = append(errs, errors.New("--web needs --origins: the browser origins allowed to use the refresh cookie"))
+	case !c.Web && len(c.Origins) > 0:
+		errs = append(errs, errors.New("--origins is for --web clients"))
+	}
+	for _, o := range c.Origins {
+		if err := session.CheckOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("--origins: %w", err))
 		}
 	}
 	if c.AccessTTL < config.MinAccessTTL || c.AccessTTL > config.MaxAccessTTL {

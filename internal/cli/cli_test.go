@@ -541,6 +541,33 @@ func TestClientsCreateDefaults(t *testing.T) {
 	}
 }
 
+// TestClientsCreateWeb: --web needs exact origins (https, or http on a
+// loopback host), excludes --confidential, and is listed as a web client.
+func TestClientsCreateWeb(t *testing.T) {
+	s := startServer(t)
+	s.mustLatch(t, "", "clients", "create", "web", "--audience", "web", "--web", "--origins", "https://app.example,http://localhost:5173")
+	out := s.mustLatch(t, "", "clients", "list")
+	if !regexp.MustCompile(`(?m)^web\s+web\s+web\s+\S+\s+password refresh_token\s+https://app.example http://localhost:5173\s*$`).MatchString(out) {
+		t.Fatalf("clients list:\n%s", out)
+	}
+	for _, bad := range [][]string{
+		{"--web"},
+		{"--origins", "https://app.example"},
+		{"--web", "--origins", "https://app.example/"},
+		{"--web", "--origins", "https://app.example/path"},
+		{"--web", "--origins", "http://app.example"},
+		{"--web", "--origins", "https://App.example"},
+		{"--web", "--origins", "https://app.example:443"},
+		{"--web", "--origins", "*"},
+		{"--web", "--origins", "https://app.example", "--confidential"},
+	} {
+		args := append([]string{"clients", "create", "bad", "--audience", "bad"}, bad...)
+		if out, err := s.latch(t, "", args...); err == nil {
+			t.Errorf("clients create %q was accepted:\n%s", bad, out)
+		}
+	}
+}
+
 // TestAccountAudienceFlag: --account-audience is the aud the account
 // endpoints require; the built-in client gets it, a client created with
 // repeated --audience flags has them all, and a client registered for a

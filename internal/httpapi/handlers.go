@@ -53,6 +53,9 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 		if !c.Allows(session.GrantPassword) {
 			return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not log users in with a password")
 		}
+		if err := checkOrigin(r, c); err != nil {
+			return err
+		}
 	}
 	u, t, err := s.sessions.Signup(r.Context(), session.SignupRequest{
 		Email: req.Email, Password: req.Password, Login: login, Client: c, Scope: req.Scope, Resource: req.Resource, Meta: m})
@@ -61,6 +64,9 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !login {
 		return writeJSON(w, http.StatusCreated, userJSON(u))
+	}
+	if c.Web {
+		s.setSessionCookies(w, c, &t)
 	}
 	return writeTokens(w, http.StatusCreated, t, req.Scope)
 }
@@ -98,9 +104,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if !c.Allows(session.GrantPassword) {
 		return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not log users in with a password")
 	}
+	if err := checkOrigin(r, c); err != nil {
+		return err
+	}
+	if c.Web && req.DeviceToken == "" {
+		req.DeviceToken = s.readCookie(r, deviceCookie, c.ID)
+	}
 	t, err := s.passwordLogin(r.Context(), session.LoginRequest{Email: req.Email, Password: req.Password, Client: c, Scope: req.Scope, Resource: req.Resource, Meta: s.meta(r), DeviceToken: req.DeviceToken})
 	if err != nil {
 		return err
+	}
+	if c.Web {
+		s.setSessionCookies(w, c, &t)
 	}
 	return writeTokens(w, http.StatusOK, t, req.Scope)
 }
@@ -129,6 +144,9 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *caller) error
 	ids, err := s.sessions.Logout(r.Context(), c.claims.Subject, c.claims.SessionID, scope, s.meta(r))
 	if err != nil {
 		return err
+	}
+	if scope != session.ScopeOthers {
+		s.clearWebCookie(r.Context(), w, c.claims.ClientID)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": len(ids)})
 }
@@ -163,6 +181,9 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, c *caller)
 func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := s.sessions.RevokeSession(r.Context(), c.claims.Subject, r.PathValue("id"), s.meta(r)); err != nil {
 		return err
+	}
+	if r.PathValue("id") == c.claims.SessionID {
+		s.clearWebCookie(r.Context(), w, c.claims.ClientID)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -140,12 +140,18 @@ func securityHeaders(h http.Header, https bool) {
 // requests; it returns false when the request has been answered.
 func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" || len(s.cfg.CORSOrigins) == 0 {
-		return true
+	if origin == "" || origin == s.origin {
+		return true // not a cross-origin request: CORS does not apply
 	}
 	h := w.Header()
 	h.Add("Vary", "Origin")
-	allowed := slices.Contains(s.cfg.CORSOrigins, origin)
+	// A web client's origins get CORS with credentials, so that its page
+	// can send and receive the refresh cookie (cookie.go); the handlers
+	// check that a cookie-mode request comes from that client's own
+	// origins. Other listed origins get CORS without credentials unless
+	// --cors-allow-credentials.
+	web := s.webOrigin(r.Context(), origin)
+	allowed := web || slices.Contains(s.cfg.CORSOrigins, origin)
 	preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 	if !allowed {
 		if preflight {
@@ -155,7 +161,7 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 		return true // no CORS headers: the browser withholds the response
 	}
 	h.Set("Access-Control-Allow-Origin", origin)
-	if s.cfg.CORSCredentials {
+	if web || s.cfg.CORSCredentials {
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}
 	if preflight {

@@ -28,6 +28,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := checkOrigin(r, c); err != nil {
+		return err
+	}
 	grant := form.Get("grant_type")
 	if grant == "" {
 		return badRequest("grant_type is required")
@@ -49,11 +52,24 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		if user == "" || pw == "" {
 			return badRequest("username and password are required")
 		}
+		dt := form.Get("device_token")
+		if c.Web && dt == "" {
+			dt = s.readCookie(r, deviceCookie, c.ID)
+		}
 		t, err = s.passwordLogin(r.Context(), session.LoginRequest{Email: user, Password: pw, Client: c, Scope: form.Get("scope"), Resource: res, Meta: s.meta(r),
-			DeviceToken: form.Get("device_token")})
+			DeviceToken: dt})
 	case session.GrantRefresh:
 		rt := form.Get("refresh_token")
-		if rt == "" {
+		switch {
+		case c.Web && rt != "":
+			// A page never holds a web client's refresh token; one sent in
+			// the body was taken from somewhere it should not have been.
+			return badRequest("a web client's refresh token travels in its cookie; send no refresh_token parameter")
+		case c.Web:
+			if rt = s.readCookie(r, refreshCookie, c.ID); rt == "" {
+				return &Error{Status: http.StatusBadRequest, Code: CodeInvalidGrant, Message: "no refresh cookie: sign in again"}
+			}
+		case rt == "":
 			return badRequest("refresh_token is required")
 		}
 		m := s.meta(r)
@@ -73,9 +89,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		// service checks both just before the commit.
 		t, err = s.sessions.Refresh(r.Context(), session.RefreshRequest{Token: rt, Client: c, Scope: form.Get("scope"), Resource: res, Meta: m,
 			SentAt: sent, Gone: clientGone(r)})
+		if c.Web && session.IsInvalidGrant(err) {
+			s.clearRefreshCookie(w, c.ID) // the session is over: drop the dead cookie
+		}
 	}
 	if err != nil {
 		return err
+	}
+	if c.Web {
+		s.setSessionCookies(w, c, &t)
 	}
 	return writeTokens(w, http.StatusOK, t, form.Get("scope"))
 }
@@ -104,7 +126,22 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := checkOrigin(r, c); err != nil {
+		return err
+	}
 	tok := form.Get("token")
+	if c.Web {
+		// A web client signs out by revoking its cookie's token (or an
+		// access token of the session); either way the cookie goes.
+		s.clearRefreshCookie(w, c.ID)
+		if tok == "" {
+			tok = s.readCookie(r, refreshCookie, c.ID)
+			if tok == "" {
+				w.WriteHeader(http.StatusOK) // nothing to revoke (RFC 7009 section 2.2)
+				return nil
+			}
+		}
+	}
 	if tok == "" {
 		return badRequest("token is required")
 	}

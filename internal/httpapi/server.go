@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +56,9 @@ type Config struct {
 	// cookies).
 	CORSOrigins     []string
 	CORSCredentials bool
+	// RefreshCookieMaxAge is the Max-Age of a web client's refresh cookie
+	// (default: the sessions' idle lifetime).
+	RefreshCookieMaxAge time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For is believed when
 	// taking the client IP for rate limits and audit.
 	TrustedProxies []netip.Prefix
@@ -135,7 +140,11 @@ type Server struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 
-	https bool
+	https  bool
+	origin string // the issuer's own origin (scheme://host[:port])
+
+	cookies    cookieMode // web clients' refresh cookie (cookie.go)
+	webOrigins webOrigins
 
 	// verifiers holds one *bearer.Verifier per audience: the account
 	// audience and those of clients calling introspection.
@@ -176,9 +185,15 @@ func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	s := &Server{cfg: cfg, sessions: sessions, issuer: issuer, ready: ready, log: log, mux: http.NewServeMux(), done: make(chan struct{}), feedByClient: map[string]int{},
-		https: strings.HasPrefix(cfg.Issuer, "https://")}
+		https: strings.HasPrefix(cfg.Issuer, "https://"), cookies: newCookieMode(cfg.Issuer, cmp.Or(cfg.RefreshCookieMaxAge, sessions.Config().Idle))}
 	if cfg.MaxInFlight > 0 {
 		s.inflight = make(chan struct{}, cfg.MaxInFlight)
+	}
+	if u, err := url.Parse(cfg.Issuer); err == nil {
+		s.origin = u.Scheme + "://" + u.Host
+	}
+	if !s.cookies.secure {
+		log.Info("cookie mode on an http:// loopback issuer (development): web clients' refresh cookies are sent without Secure and the __Host- prefix, which browsers refuse over http; use an https issuer anywhere else")
 	}
 	s.routes()
 	return s

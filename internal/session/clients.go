@@ -80,5 +80,13 @@ func cloneClient(c Client) Client {
 	c.Audiences = slices.Clone(c.Audiences)
 	c.Grants = slices.Clone(c.Grants)
 	c.Scopes = slices.Clone(c.Scopes)
+	c.Origins = slices.Clone(c.Origins)
 	return c
+}
+
+// Clients returns every registered client, from storage (uncached: the
+// server reads it at most every few seconds, for the web clients' CORS
+// origins).
+func (s *Service) Clients(ctx context.Context) ([]Client, error) {
+	return s.store.Clients(ctx)
 }

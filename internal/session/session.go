@@ -17,6 +17,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -168,7 +170,47 @@ type Client struct {
 	AccessTTL time.Duration
 	Grants    []string
 	Scopes    []string
+	// Web marks a browser client in cookie mode (docs/design.md "Browser
+	// clients: cookie mode"): its refresh token is set as an HttpOnly
+	// cookie and never put in a response body, and every request that
+	// carries that cookie must come from one of Origins (exact
+	// scheme://host[:port] values; CORS with credentials for them only).
+	Web       bool
+	Origins   []string
 	CreatedAt time.Time
+}
+
+// CheckOrigin reports whether o can be a web client's origin: an exact
+// serialized origin (RFC 6454 section 6.2: lower-case scheme and host, a
+// port only when not the default, no path or slash), https, or http on a
+// loopback host for development. A browser's Origin header is compared
+// with it byte for byte.
+func CheckOrigin(o string) error {
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" ||
+		u.Scheme+"://"+u.Host != o || strings.ToLower(o) != o || strings.HasSuffix(o, ":") {
+		return fmt.Errorf("origin %q: must be an exact origin like https://app.example.com (lower case, no path or trailing slash)", o)
+	}
+	if (u.Scheme == "https" && u.Port() == "443") || (u.Scheme == "http" && u.Port() == "80") {
+		return fmt.Errorf("origin %q: a browser sends it without the default port", o)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		h := u.Hostname()
+		if ip, err := netip.ParseAddr(h); h == "localhost" || (err == nil && ip.IsLoopback()) {
+			return nil
+		}
+		return fmt.Errorf("origin %q: http only on a loopback host (localhost, 127.0.0.1) for development; use https", o)
+	}
+	return fmt.Errorf("origin %q: scheme must be https", o)
+}
+
+// AllowsOrigin reports whether origin is one of the web client's origins
+// (exact match; an Origin header is already serialized, RFC 6454 section 6).
+func (c *Client) AllowsOrigin(origin string) bool {
+	return c.Web && origin != "" && slices.Contains(c.Origins, origin)
 }
 
 // Grant types.

@@ -414,7 +414,7 @@ func (s *Store) Users(ctx context.Context) ([]session.User, error) {
 
 // ---- clients ----
 
-const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at`
+const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at, web, origins`
 
 func scanClient(r rowScanner) (session.Client, error) {
 	var (
@@ -422,8 +422,9 @@ func scanClient(r rowScanner) (session.Client, error) {
 		ttl, created   int64
 		grants, scopes string
 		audiences      string
+		origins        string
 	)
-	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &created); err != nil {
+	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &created, &c.Web, &origins); err != nil {
 		return session.Client{}, translate(err)
 	}
 	c.AccessTTL = time.Duration(ttl) * time.Microsecond
@@ -432,6 +433,7 @@ func scanClient(r rowScanner) (session.Client, error) {
 	// reads as a list of one.
 	c.Audiences = strings.Fields(audiences)
 	c.Grants, c.Scopes = strings.Fields(grants), strings.Fields(scopes)
+	c.Origins = strings.Fields(origins)
 	c.CreatedAt = fromMicros(created)
 	return c, nil
 }
@@ -570,10 +572,11 @@ func (t *txn) DeleteClient(ctx context.Context, id string) error {
 }
 
 func (t *txn) PutClient(ctx context.Context, c session.Client) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, audience = excluded.audience,
-		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes`,
-		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt))
+		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes,
+		web = excluded.web, origins = excluded.origins`,
+		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt), c.Web, strings.Join(c.Origins, " "))
 	return translate(err)
 }
 

@@ -337,6 +337,12 @@ func testClients(t *testing.T, s Store) {
 	if got, _ := s.Client(ctx, "svc"); got.Confidential() || !slices.Equal(got.Audiences, c.Audiences) {
 		t.Fatalf("after replace: %+v", got)
 	}
+	// A web client keeps its flag and origins in order.
+	c.Web, c.Origins = true, []string{"https://app.example", "http://localhost:3000"}
+	inTx(t, s, func(tx session.Tx) error { return tx.PutClient(ctx, c) })
+	if got, _ := s.Client(ctx, "svc"); !got.Web || !slices.Equal(got.Origins, c.Origins) || !got.AllowsOrigin("https://app.example") || got.AllowsOrigin("https://evil.example") {
+		t.Fatalf("web client: %+v", got)
+	}
 	if _, err := s.Client(ctx, "nope"); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("missing client: %v", err)
 	}

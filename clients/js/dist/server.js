@@ -1,0 +1,252 @@
+// Resource-server helper for Node (the "./server" subpath): verifies Latch
+// access tokens (RFC 9068) with the issuer's published keys and keeps the
+// revocation feed's set of revoked sessions in memory, with the staleness
+// rules of the Go `bearer` package. Signatures and JWKS handling are jose's
+// (a peer dependency of this subpath only; the client stays
+// dependency-free). For Express and plain node:http.
+import { createRemoteJWKSet, jwtVerify, errors as joseErrors } from 'jose';
+/** The token is not acceptable: answer 401 invalid_token. */
+export class InvalidTokenError extends Error {
+    constructor(message, options) {
+        super(message, options);
+        this.name = 'InvalidTokenError';
+    }
+}
+/** The feed is staler than maxStaleness and the verifier fails closed: answer 503. */
+export class FeedStaleError extends Error {
+    constructor(ms) {
+        super(`revocation feed too stale: last heard ${ms} ms ago`);
+        this.name = 'FeedStaleError';
+    }
+}
+const ASYMMETRIC = new Set(['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
+/** createVerifier discovers the issuer's keys and, if asked, loads and follows the revocation feed. */
+export async function createVerifier(opts) {
+    const doFetch = opts.fetch ?? globalThis.fetch;
+    const issuer = opts.issuer.replace(/\/+$/, '');
+    const algorithms = opts.algorithms ?? ['EdDSA', 'ES256', 'RS256'];
+    for (const a of algorithms)
+        if (!ASYMMETRIC.has(a))
+            throw new Error(`latch/server: algorithm ${a} is not an asymmetric JWS algorithm`);
+    const leeway = opts.leewaySeconds ?? 30;
+    const warn = opts.warn ?? ((m) => console.warn(m));
+    // RFC 8414: the jwks_uri from the metadata, whose issuer must match.
+    const mres = await doFetch(issuer + '/.well-known/oauth-authorization-server', { redirect: 'error' });
+    if (!mres.ok)
+        throw new Error(`latch/server: metadata: ${mres.status}`);
+    const meta = (await mres.json());
+    if (meta.issuer !== issuer || !meta.jwks_uri)
+        throw new Error(`latch/server: metadata names issuer ${meta.issuer}, not ${issuer}`);
+    const jwks = createRemoteJWKSet(new URL(meta.jwks_uri), { cooldownDuration: 30_000, cacheMaxAge: 3_600_000 });
+    const feed = opts.revocations ? await startFeed(doFetch, issuer, opts.revocations, warn) : null;
+    async function verify(token) {
+        if (!token || token.length > 8192)
+            throw new InvalidTokenError('missing or oversized token');
+        let payload;
+        try {
+            // RFC 9068 section 4: typ at+jwt, iss exact, aud contains ours,
+            // exp and nbf with the leeway; jose ignores jku, x5u and embedded
+            // keys, and takes the algorithm only from the allow-list.
+            ;
+            ({ payload } = await jwtVerify(token, jwks, {
+                issuer,
+                audience: opts.audience,
+                algorithms,
+                typ: 'at+jwt',
+                clockTolerance: leeway,
+                requiredClaims: ['exp', 'sub', 'iat'],
+            }));
+        }
+        catch (e) {
+            if (e instanceof joseErrors.JOSEError)
+                throw new InvalidTokenError(e.message, { cause: e });
+            throw e;
+        }
+        const claims = payload;
+        if (feed)
+            feed.check(claims); // throws when revoked, or stale and failing closed
+        return claims;
+    }
+    function middleware() {
+        return async (req, res, next) => {
+            const h = req.headers.authorization ?? '';
+            const m = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(h);
+            try {
+                if (!m) {
+                    // RFC 6750 section 3.1: no error code when credentials are absent.
+                    res.statusCode = 401;
+                    res.setHeader('WWW-Authenticate', 'Bearer realm="api"');
+                    res.end();
+                    return null;
+                }
+                const claims = await verify(m[1]);
+                req.auth = claims;
+                next?.();
+                return claims;
+            }
+            catch (e) {
+                if (e instanceof InvalidTokenError) {
+                    res.statusCode = 401;
+                    res.setHeader('WWW-Authenticate', 'Bearer realm="api", error="invalid_token", error_description="the access token is invalid, expired or revoked"');
+                    res.end();
+                    return null;
+                }
+                if (e instanceof FeedStaleError) {
+                    res.statusCode = 503;
+                    res.setHeader('Retry-After', '5');
+                    res.end();
+                    return null;
+                }
+                if (next)
+                    next(e);
+                else
+                    throw e;
+                return null;
+            }
+        };
+    }
+    return {
+        verify,
+        middleware,
+        staleness: () => feed?.staleness() ?? 0,
+        revoked: () => feed?.size() ?? 0,
+        close: () => feed?.close(),
+    };
+}
+/** The revocation feed (docs/revocation-feed.md): one poll, then the SSE stream. */
+async function startFeed(doFetch, issuer, o, warn) {
+    const url = o.url ?? issuer + '/v1/revocations';
+    const maxStale = o.maxStalenessMs ?? 45_000;
+    // RFC 6749 section 2.3.1: form-urlencode, then Basic.
+    const auth = 'Basic ' + btoa(encodeURIComponent(o.clientId) + ':' + encodeURIComponent(o.clientSecret));
+    const revoked = new Map(); // sid → until (Unix seconds)
+    let cursor = '0';
+    let lastSeen = Date.now();
+    let lastPrune = 0;
+    let warned = 0;
+    const abort = new AbortController();
+    const seen = () => {
+        lastSeen = Date.now();
+        if (lastSeen - lastPrune > 60_000) {
+            lastPrune = lastSeen;
+            const now = Date.now() / 1000 - 30;
+            for (const [sid, until] of revoked)
+                if (until < now)
+                    revoked.delete(sid);
+        }
+    };
+    // The first poll: a bad credential fails createVerifier.
+    const res = await doFetch(url + '?since=0', { headers: { Authorization: auth, Accept: 'application/json' }, redirect: 'error' });
+    if (!res.ok)
+        throw new Error(`latch/server: revocation feed: ${res.status}`);
+    const page = (await res.json());
+    for (const e of page.entries)
+        revoked.set(e.sid, e.until);
+    cursor = page.cursor;
+    seen();
+    async function stream() {
+        let got = false;
+        const ctl = new AbortController();
+        const stop = () => ctl.abort();
+        abort.signal.addEventListener('abort', stop);
+        // Watchdog: a stream silent longer than maxStale is dead (heartbeats come every 15 s).
+        let watch = setTimeout(stop, maxStale);
+        try {
+            const r = await doFetch(url, { headers: { Authorization: auth, Accept: 'text/event-stream', 'Last-Event-ID': cursor }, signal: ctl.signal, redirect: 'error' });
+            if (!r.ok || !r.body || !(r.headers.get('Content-Type') ?? '').startsWith('text/event-stream'))
+                throw new Error(`stream: ${r.status}`);
+            got = true;
+            const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+            let buf = '';
+            let id = '', event = '', data = '';
+            for (;;) {
+                const { value, done } = await reader.read();
+                if (done)
+                    break;
+                clearTimeout(watch);
+                watch = setTimeout(stop, maxStale);
+                buf += value;
+                let nl;
+                while ((nl = buf.indexOf('\n')) >= 0) {
+                    const line = buf.slice(0, nl).replace(/\r$/, '');
+                    buf = buf.slice(nl + 1);
+                    if (line === '') {
+                        dispatch(id, event, data);
+                        id = event = data = '';
+                    }
+                    else if (line.startsWith(':')) {
+                        seen();
+                    }
+                    else {
+                        const i = line.indexOf(':');
+                        const name = i < 0 ? line : line.slice(0, i);
+                        const val = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+                        if (name === 'id')
+                            id = val;
+                        else if (name === 'event')
+                            event = val;
+                        else if (name === 'data')
+                            data += val;
+                    }
+                }
+            }
+        }
+        finally {
+            clearTimeout(watch);
+            abort.signal.removeEventListener('abort', stop);
+        }
+        return got;
+    }
+    function dispatch(id, event, data) {
+        if (event === 'heartbeat' || event === 'ready')
+            return seen();
+        if (!id)
+            return;
+        if (event === 'revoke') {
+            const e = JSON.parse(data);
+            if (e.sid)
+                revoked.set(e.sid, e.until);
+        }
+        if (BigInt(id) > BigInt(cursor))
+            cursor = id;
+        seen();
+    }
+    void (async () => {
+        let backoff = 250;
+        while (!abort.signal.aborted) {
+            let got = false;
+            try {
+                got = await stream();
+            }
+            catch (e) {
+                if (abort.signal.aborted)
+                    return;
+                warn(`latch/server: revocation feed disconnected (${e.message}); reconnecting`);
+            }
+            if (got)
+                backoff = 250;
+            await new Promise((r) => setTimeout(r, backoff / 2 + Math.random() * (backoff / 2)));
+            backoff = Math.min(backoff * 2, 30_000);
+        }
+    })();
+    return {
+        check(c) {
+            if (!c.sid)
+                throw new InvalidTokenError('no sid: the token cannot be checked against the revocation feed');
+            if (revoked.has(c.sid))
+                throw new InvalidTokenError('the session is revoked');
+            const stale = Date.now() - lastSeen;
+            if (stale > maxStale) {
+                if (o.failClosed)
+                    throw new FeedStaleError(stale);
+                if (Date.now() - warned > 10_000) {
+                    warned = Date.now();
+                    warn(`latch/server: revocation feed stale (${stale} ms); accepting tokens (fail open)`);
+                }
+            }
+        },
+        staleness: () => Date.now() - lastSeen,
+        size: () => revoked.size,
+        close: () => abort.abort(),
+    };
+}

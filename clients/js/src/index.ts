@@ -1,0 +1,792 @@
+// Latch client for browsers, React Native and Node 20+ (anything with
+// fetch). No runtime dependencies. It keeps the client contract of
+// docs/client.md rule for rule, as the Go reference client (authclient)
+// does; the comments name the rule each piece follows. See
+// clients/js/README.md for use.
+
+import { sha256 } from './sha256.js'
+import { memoryStorage, type Storage } from './storage.js'
+
+export { memoryStorage, localStorageAdapter, secureStoreAdapter } from './storage.js'
+export type { Storage, SecureStoreLike } from './storage.js'
+
+/** Options of createClient. */
+export interface ClientOptions {
+  /** The issuer URL of the Latch server, e.g. https://auth.example.com. */
+  issuer: string
+  /** The client id registered with Latch (default "app", the built-in client). */
+  clientId?: string
+  /**
+   * Where the session is kept in token mode (default: memory). Unused in
+   * cookie mode, which keeps nothing a script can read.
+   */
+  storage?: Storage
+  /** fetch to use (default globalThis.fetch). */
+  fetch?: typeof globalThis.fetch
+  /**
+   * Cookie mode: the client is registered with --web, the refresh token
+   * lives in an HttpOnly cookie set by Latch, and requests to Latch carry
+   * credentials. Default: true in a browser page, false elsewhere.
+   */
+  cookies?: boolean
+  /**
+   * Coordinate with the other tabs of this origin (Web Locks and
+   * BroadcastChannel): one refresh per token across tabs, shared results
+   * and sign-outs. Default: true in a browser page.
+   */
+  tabs?: boolean
+  /**
+   * Refresh in the background when the token is due, so requests do not
+   * wait for it (authclient's KeepFresh). Default: true in a browser page.
+   * The check on every use stays.
+   */
+  autoRefresh?: boolean
+  /** The local clock (default Date.now); tests move it. */
+  now?: () => number
+  /** The server's grace window G (--refresh-grace), default 30 s. */
+  graceMs?: number
+  /**
+   * How long to wait for the cross-tab refresh lock before taking it from
+   * its holder (a frozen tab), default 5 s. A closed tab's lock is freed
+   * by the browser at once.
+   */
+  lockTimeoutMs?: number
+}
+
+/** One signed-in session, as handed to onChange listeners. */
+export interface Session {
+  /** The server's session id (the `id` of this device in sessions()). */
+  sessionId: string
+  /** Local time (ms since the epoch) at which the access token expires. */
+  expiresAt: number
+}
+
+/** A device of the user: one session, as GET /v1/sessions lists it. */
+export interface DeviceSession {
+  id: string
+  createdAt: string
+  lastUsedAt: string
+  userAgent: string
+  ip: string
+  clientId: string
+  /** This session: the one the client is signed in with. */
+  current: boolean
+}
+
+/** A refusal from the Latch server: HTTP status, machine code, message. */
+export class LatchError extends Error {
+  readonly status: number
+  readonly code: string
+  constructor(status: number, code: string, message: string) {
+    super(message)
+    this.name = 'LatchError'
+    this.status = status
+    this.code = code
+  }
+}
+
+/** The session is over (signed out, revoked, expired): sign in again. */
+export class SessionEndedError extends Error {
+  readonly reason: string
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super('latch: the session has ended (' + reason + '); sign in again', options)
+    this.name = 'SessionEndedError'
+    this.reason = reason
+  }
+}
+
+/** Latch could not be reached, or is overloaded; the session is kept. */
+export class UnavailableError extends Error {
+  /** Milliseconds before the next refresh attempt. */
+  readonly retryAfterMs: number
+  constructor(retryAfterMs: number, options?: { cause?: unknown }) {
+    super('latch: the server is unavailable; retry in ' + Math.ceil(retryAfterMs / 1000) + ' s', options)
+    this.name = 'UnavailableError'
+    this.retryAfterMs = retryAfterMs
+  }
+}
+
+/** Saving the session to storage failed; no token is handed out until it succeeds. */
+export class PersistError extends Error {
+  constructor(options?: { cause?: unknown }) {
+    super('latch: could not save the session', options)
+    this.name = 'PersistError'
+  }
+}
+
+export interface LatchClient {
+  signUp(credentials: { email: string; password: string }): Promise<Session>
+  signIn(credentials: { email: string; password: string }): Promise<Session>
+  signOut(options?: { scope?: 'current' | 'others' | 'all' }): Promise<void>
+  /** A fresh access token (refreshed ahead of expiry), or null when signed out. */
+  getAccessToken(): Promise<string | null>
+  /** fetch with the access token; one refresh and retry on a 401 invalid_token. */
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>
+  sessions(): Promise<DeviceSession[]>
+  revokeSession(id: string): Promise<void>
+  changePassword(p: { currentPassword: string; newPassword: string }): Promise<void>
+  /** Called on sign-in, refresh and sign-out (also from another tab); returns the unsubscribe function. */
+  onChange(listener: (session: Session | null) => void): () => void
+  /** Forces one refresh now (joins one in flight). Apps rarely need it. */
+  refresh(): Promise<void>
+  /** The current session, without any request; null when signed out or not known yet. */
+  readonly session: Session | null
+}
+
+// The schedule of authclient (docs/client.md "When to refresh").
+const MARGIN_MIN = 0.25
+const MARGIN_MAX = 1 / 3
+const MIN_MARGIN = 5_000
+const SAFETY = 2_000 // a token with less than this left is not sent
+const BACKOFF_BASE = 1_000
+const BACKOFF_MAX = 60_000
+const RETRY_AFTER_CAP = 3_600_000
+const ASK_WAIT = 150 // how long a new tab waits for another tab's tokens
+
+/** What the client holds of a session; times are server time (ms). */
+interface State {
+  v: 1
+  issuer: string
+  clientId: string
+  sessionId: string
+  access: string
+  /** Only in token mode. */
+  refresh?: string
+  deviceToken?: string
+  lifetime: number
+  expiresAt: number
+  receivedAt: number
+  offset: number
+}
+
+interface TokenResponse {
+  access_token: string
+  token_type: string
+  expires_in: number
+  refresh_token?: string
+  session_id: string
+  device_token?: string
+}
+
+interface Metadata {
+  issuer: string
+  token_endpoint: string
+  revocation_endpoint?: string
+  latch_login_endpoint?: string
+  latch_signup_endpoint?: string
+  latch_logout_endpoint?: string
+  latch_sessions_endpoint?: string
+  latch_password_endpoint?: string
+}
+
+type Message =
+  | { type: 'tokens'; state: State }
+  | { type: 'signedOut'; sessionId: string }
+  | { type: 'ask' }
+
+const inBrowser = typeof window !== 'undefined' && typeof document !== 'undefined'
+
+/** createClient returns a client of one Latch server and one client id. */
+export function createClient(opts: ClientOptions): LatchClient {
+  const issuer = opts.issuer.replace(/\/+$/, '')
+  const clientId = opts.clientId ?? 'app'
+  const doFetch: typeof fetch = opts.fetch ?? ((input, init) => globalThis.fetch(input, init))
+  const cookies = opts.cookies ?? inBrowser
+  const storage = opts.storage ?? memoryStorage()
+  const now = opts.now ?? Date.now
+  const grace = opts.graceMs ?? 30_000
+  const lockTimeout = opts.lockTimeoutMs ?? 5_000
+  const key = 'latch:' + issuer + ':' + clientId
+  const tabs = (opts.tabs ?? inBrowser) && typeof BroadcastChannel !== 'undefined'
+  const autoRefresh = opts.autoRefresh ?? inBrowser
+  const locks: LockManager | undefined = tabs && typeof navigator !== 'undefined' ? navigator.locks : undefined
+  const credentials: RequestCredentials = cookies ? 'include' : 'same-origin'
+
+  let state: State | null = null
+  let deviceToken: string | undefined // kept past the session (docs/client.md "Persistence")
+  let loaded = false // token mode: storage read; cookie mode: restore tried
+  let loading: Promise<void> | null = null
+  let ended: SessionEndedError | null = null
+  let unsaved = false
+  let flight: Promise<void> | null = null
+  let failures = 0
+  let retryAt = 0 // local ms
+  let lastErr: unknown = null
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let metadata: Promise<Metadata> | null = null
+  // Clock offset (server − local, ms), docs/client.md "Time".
+  let offset = 0
+  let offsetKnown = false
+  const listeners = new Set<(s: Session | null) => void>()
+
+  const channel = tabs ? new BroadcastChannel(key) : null
+
+  const serverNow = () => now() + offset
+
+  function observeDate(res: Response, sent: number, recv: number) {
+    const date = Date.parse(res.headers.get('Date') ?? '')
+    if (Number.isNaN(date) || recv < sent) return
+    const rtt = recv - sent
+    const sample = date + 500 - (sent + rtt / 2)
+    const diff = sample - offset
+    const tol = 1000 + rtt / 2
+    if (!offsetKnown || Math.abs(diff) > tol) offset = sample
+    else offset += diff / 8
+    offsetKnown = true
+  }
+
+  /** The margin drawn from the token, as authclient draws it. */
+  function refreshAt(s: State): number {
+    // authclient hashes the refresh token; in cookie mode the page never
+    // sees it, and the access token is what every tab shares.
+    const sum = sha256(new TextEncoder().encode(s.refresh ?? s.access))
+    const hi = new DataView(sum.buffer).getUint32(0)
+    const lo = new DataView(sum.buffer).getUint32(4)
+    const frac = (hi * 2 ** 21 + Math.floor(lo / 2 ** 11)) / 2 ** 53 // top 53 bits, uniform in [0, 1)
+    let margin = s.lifetime * (MARGIN_MIN + frac * (MARGIN_MAX - MARGIN_MIN))
+    margin = Math.min(Math.max(margin, MIN_MARGIN), s.lifetime / 2)
+    return Math.max(s.expiresAt - margin, s.receivedAt + grace)
+  }
+
+  const usable = (s: State, now: number) => now < s.expiresAt - SAFETY
+
+  function publicSession(s: State | null): Session | null {
+    return s && { sessionId: s.sessionId, expiresAt: s.expiresAt - offset }
+  }
+
+  function emit() {
+    const s = publicSession(ended ? null : state)
+    for (const l of listeners) {
+      try {
+        l(s)
+      } catch (e) {
+        setTimeout(() => {
+          throw e
+        })
+      }
+    }
+  }
+
+  function schedule() {
+    if (!autoRefresh) return
+    clearTimeout(timer)
+    if (!state || ended) return
+    const wait = Math.max(refreshAt(state) - serverNow(), retryAt - now(), 10)
+    timer = setTimeout(() => {
+      getAccessToken().catch(() => {}) // failures back off; the next use reports them
+    }, Math.min(wait, 2 ** 31 - 1))
+    ;(timer as { unref?: () => void }).unref?.()
+  }
+
+  function broadcast(m: Message) {
+    channel?.postMessage(m)
+  }
+
+  /** Adopt s if it is newer than what we hold (from another tab or storage). */
+  function adopt(s: State): boolean {
+    if (s.issuer !== issuer || s.clientId !== clientId) return false
+    if (state && state.sessionId === s.sessionId && s.receivedAt <= state.receivedAt) return false
+    state = s
+    ended = null
+    schedule()
+    return true
+  }
+
+  channel?.addEventListener('message', (ev: MessageEvent<Message>) => {
+    const m = ev.data
+    switch (m.type) {
+      case 'tokens':
+        if (adopt(m.state)) emit()
+        break
+      case 'signedOut':
+        if (state && state.sessionId === m.sessionId) endLocal('signed out in another tab', false)
+        break
+      case 'ask':
+        if (state && !ended && usable(state, serverNow())) broadcast({ type: 'tokens', state })
+        break
+    }
+  })
+
+  // ---- requests to Latch ----
+
+  async function latchFetch(url: string, init: RequestInit, timeoutMs?: number): Promise<{ res: Response; body: any; sent: number }> {
+    const sent = now()
+    const signal = timeoutMs ? AbortSignal.timeout(timeoutMs) : init.signal
+    // Calls to Latch follow no redirect, so a password or token is never
+    // resent elsewhere (docs/client.md "Objects").
+    const res = await doFetch(url, { ...init, credentials, redirect: 'error', signal: signal ?? null })
+    observeDate(res, sent, now())
+    const text = await res.text()
+    let body: any = null
+    if (text) {
+      try {
+        body = JSON.parse(text)
+      } catch {
+        body = null
+      }
+    }
+    return { res, body, sent }
+  }
+
+  function errorOf(res: Response, body: any): LatchError {
+    return new LatchError(res.status, body?.error ?? 'http_' + res.status, body?.error_description ?? res.statusText)
+  }
+
+  function discover(): Promise<Metadata> {
+    if (!metadata) {
+      metadata = (async () => {
+        const { res, body } = await latchFetch(issuer + '/.well-known/oauth-authorization-server', { method: 'GET' })
+        if (!res.ok) throw errorOf(res, body)
+        // RFC 8414 section 3.3: the metadata must name the issuer asked for.
+        if (body?.issuer !== issuer) throw new Error(`latch: metadata issuer ${body?.issuer} is not ${issuer}`)
+        return body as Metadata
+      })()
+      metadata.catch(() => {
+        metadata = null
+      })
+    }
+    return metadata
+  }
+
+  function stateFrom(t: TokenResponse, sent: number, prev: State | null): State {
+    if (!t.access_token || !/^bearer$/i.test(t.token_type) || !(t.expires_in > 0)) throw new Error('latch: malformed token response')
+    if (!cookies && !t.refresh_token) throw new Error('latch: the token response has no refresh token; is this a --web client? (use cookies: true in a browser)')
+    const lifetime = t.expires_in * 1000
+    const s: State = {
+      v: 1,
+      issuer,
+      clientId,
+      sessionId: t.session_id || prev?.sessionId || '',
+      access: t.access_token,
+      lifetime,
+      // The token cannot have been issued before the request was sent, and
+      // exp has whole seconds: this is never later than the real exp.
+      expiresAt: sent + offset + lifetime - 1000,
+      // Strictly after its predecessor, so that "newer" is an order along
+      // the session even when the offset estimate moved between them.
+      receivedAt: Math.max(serverNow(), prev ? prev.receivedAt + 1 : 0),
+      offset,
+    }
+    if (t.refresh_token) s.refresh = t.refresh_token
+    const dt = t.device_token || prev?.deviceToken
+    if (dt) s.deviceToken = dt
+    return s
+  }
+
+  // ---- storage (token mode) ----
+
+  async function load(): Promise<void> {
+    if (loaded) return
+    if (!loading) {
+      loading = (async () => {
+        if (!cookies) {
+          try {
+            const raw = await storage.getItem(key)
+            const s = raw ? (JSON.parse(raw) as State) : null
+            if (s && s.v === 1 && s.access && s.refresh) {
+              offset = s.offset
+              adopt(s)
+            } else if (s?.deviceToken) {
+              deviceToken = s.deviceToken
+            }
+          } catch {
+            // unreadable storage: start signed out
+          }
+        } else if (!state && channel) {
+          // A new tab: another tab may hold the session's tokens already.
+          await new Promise<void>((resolve) => {
+            const onMsg = (ev: MessageEvent<Message>) => {
+              if (ev.data.type === 'tokens') done()
+            }
+            const done = () => {
+              channel.removeEventListener('message', onMsg)
+              clearTimeout(t)
+              resolve()
+            }
+            const t = setTimeout(done, ASK_WAIT)
+            channel.addEventListener('message', onMsg)
+            broadcast({ type: 'ask' })
+          })
+        }
+        loaded = true
+      })()
+    }
+    await loading
+  }
+
+  async function save(s: State): Promise<void> {
+    if (cookies) return // the browser keeps the cookie; nothing else to keep
+    await storage.setItem(key, JSON.stringify(s))
+  }
+
+  async function forget(rt: string | undefined) {
+    if (cookies) return
+    try {
+      // Another session saved since (a later sign-in elsewhere) is kept.
+      const raw = await storage.getItem(key)
+      const saved = raw ? (JSON.parse(raw) as State) : null
+      if (saved && saved.refresh && saved.refresh !== rt) return
+      const dt = state?.deviceToken ?? deviceToken
+      if (dt) {
+        deviceToken = dt
+        await storage.setItem(key, JSON.stringify({ v: 1, issuer, clientId, deviceToken: dt }))
+      } else await storage.removeItem(key)
+    } catch {
+      // best effort: the server has ended the session anyway
+    }
+  }
+
+  /** End the session here; tell other tabs when `tell`. */
+  function endLocal(reason: string, tell: boolean) {
+    const had = state
+    ended = new SessionEndedError(reason)
+    clearTimeout(timer)
+    if (had) {
+      void forget(had.refresh)
+      if (tell) broadcast({ type: 'signedOut', sessionId: had.sessionId })
+    }
+    if (had?.deviceToken) deviceToken = had.deviceToken
+    state = null
+    emit()
+  }
+
+  // ---- refresh ----
+
+  /** Runs fn holding the cross-tab refresh lock (or just fn without tabs). */
+  async function withLock<T>(fn: () => Promise<T>): Promise<T> {
+    if (!locks) return fn()
+    const name = key + ':refresh'
+    let running: Promise<T> | null = null
+    const run = () => (running = fn())
+    try {
+      return await locks.request(name, { signal: AbortSignal.timeout(lockTimeout) }, run)
+    } catch (e) {
+      // Another tab took the lock from us while fn ran: fn still finishes.
+      if (running) return running
+      const n = (e as Error)?.name
+      if (n !== 'TimeoutError' && n !== 'AbortError') throw e
+      // The holder has not let go within the timeout: a frozen or hung
+      // tab (a closed tab's lock is freed at once). Take the lock from it,
+      // so that no tab waits on it forever and later tabs queue behind
+      // us. A duplicate refresh within G is harmless: the server answers
+      // it with the identical token.
+      return await locks.request(name, { steal: true }, run)
+    }
+  }
+
+  /** One refresh of due, under the lock; adopts a newer state instead if one arrived. */
+  async function refresh(due: State | null, forced: boolean): Promise<void> {
+    await withLock(async () => {
+      // Another tab, or another process sharing storage, may have
+      // refreshed while we waited: keep only the newest token.
+      if (!cookies) {
+        try {
+          const raw = await storage.getItem(key)
+          const saved = raw ? (JSON.parse(raw) as State) : null
+          if (saved?.refresh && saved.sessionId === due?.sessionId && saved.receivedAt > (state?.receivedAt ?? 0)) adopt(saved)
+        } catch {}
+      }
+      if (state && due && state.access !== due.access) {
+        const t = serverNow()
+        if (usable(state, t) && (t < refreshAt(state) || forced)) return // fresh already
+      }
+      if (ended && due) return
+      const cur = state
+      if (!cookies && !cur?.refresh) throw new SessionEndedError('no session')
+      let meta: Metadata
+      try {
+        meta = await discover()
+      } catch (e) {
+        throw failed(e)
+      }
+      const form = new URLSearchParams({ grant_type: 'refresh_token', client_id: clientId })
+      if (!cookies) form.set('refresh_token', cur!.refresh!) // cookie mode: the cookie carries it
+      let r
+      try {
+        // One attempt, bounded well within G, never replayed.
+        r = await latchFetch(meta.token_endpoint, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: form.toString() }, (grace * 2) / 3)
+      } catch (e) {
+        throw failed(e)
+      }
+      if (!r.res.ok) throw failed(errorOf(r.res, r.body), r.res)
+      let next: State
+      try {
+        next = stateFrom(r.body as TokenResponse, r.sent, cur)
+      } catch (e) {
+        throw failed(e)
+      }
+      // Saved before it is handed out (docs/client.md "Persistence").
+      let saveErr: unknown = null
+      try {
+        await save(next)
+      } catch (e) {
+        saveErr = e
+      }
+      state = next // the newest token only, kept even if unsaved
+      ended = null
+      failures = 0
+      retryAt = 0
+      lastErr = null
+      unsaved = saveErr !== null
+      if (unsaved) throw new PersistError({ cause: saveErr })
+      broadcast({ type: 'tokens', state: next })
+      schedule()
+      emit()
+      // Give the other tabs' message handlers a moment before the lock
+      // passes, so the next holder sees this token instead of refreshing.
+      if (locks) await new Promise((res) => setTimeout(res, 50))
+    })
+  }
+
+  function retryAfterOf(res: Response | undefined): number {
+    const h = res?.headers.get('Retry-After')
+    if (!h) return 0
+    const secs = Number(h)
+    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(h) - serverNow()
+    return Math.min(Math.max(ms, 0), RETRY_AFTER_CAP)
+  }
+
+  /** Classifies a failed refresh (docs/client.md "Failures"). */
+  function failed(err: unknown, res?: Response): Error {
+    if (err instanceof LatchError && err.code === 'invalid_grant') {
+      endLocal('invalid_grant', true)
+      return new SessionEndedError('invalid_grant', { cause: err })
+    }
+    failures++
+    const backoff = Math.min(BACKOFF_BASE * 2 ** Math.min(failures - 1, 10), BACKOFF_MAX)
+    let wait = backoff / 2 + Math.random() * (backoff / 2)
+    wait = Math.max(wait, retryAfterOf(res))
+    retryAt = now() + wait
+    lastErr = err
+    schedule()
+    if (err instanceof LatchError && err.status !== 429 && err.status < 500) return err // a refusal, not an outage
+    return new UnavailableError(wait, { cause: err })
+  }
+
+  /**
+   * The access token to send. seen, when set, is a token a resource server
+   * refused with invalid_token: if it is still the current one, a refresh
+   * is forced; a newer one is returned as is. Callers that find the token
+   * due join the refresh in flight, or start it (single flight).
+   */
+  async function token(seen?: string): Promise<string | null> {
+    await load()
+    if (ended || (!state && !cookies)) return null
+    const cur = state
+    const at = serverNow()
+    const forced = seen !== undefined && cur?.access === seen
+    // In cookie mode with nothing in memory (a page load), the first
+    // refresh restores the session from the cookie, or finds none.
+    const due = !cur || forced || at >= refreshAt(cur) || !usable(cur, at)
+    if (!unsaved && !due) return cur!.access
+    if (!flight) {
+      if (!unsaved && now() < retryAt) {
+        // Backing off after a failure: no new attempt yet.
+        if (cur && usable(cur, at) && !forced) return cur.access
+        throw new UnavailableError(retryAt - now(), { cause: lastErr })
+      }
+      const f = unsaved && cur ? retrySave(cur) : refresh(cur, forced)
+      flight = f
+      f.then(
+        () => void (flight === f && (flight = null)),
+        () => void (flight === f && (flight = null)),
+      )
+    }
+    try {
+      await flight
+    } catch (e) {
+      if (e instanceof SessionEndedError) return null
+      if (e instanceof PersistError) throw e
+      // The current token still works: use it; the refresh is retried
+      // after the backoff.
+      const s = state
+      if (s && usable(s, serverNow()) && s.access !== seen && !unsaved) return s.access
+      throw e
+    }
+    return ended || !state ? null : state.access
+  }
+
+  async function retrySave(cur: State): Promise<void> {
+    try {
+      await save(cur)
+    } catch (e) {
+      throw new PersistError({ cause: e })
+    }
+    if (state === cur) unsaved = false
+  }
+
+  async function getAccessToken(): Promise<string | null> {
+    return token()
+  }
+
+  // ---- sign-in ----
+
+  async function start(endpoint: 'latch_login_endpoint' | 'latch_signup_endpoint', fallback: string, c: { email: string; password: string }, status: number) {
+    await load()
+    const meta = await discover()
+    const body: Record<string, unknown> = { email: c.email, password: c.password, client_id: clientId }
+    // A returning device's token (docs/design.md "Returning devices"); in
+    // cookie mode the server reads it from its own HttpOnly cookie.
+    const dt = state?.deviceToken ?? deviceToken
+    if (dt && endpoint === 'latch_login_endpoint') body.device_token = dt
+    const r = await latchFetch(meta[endpoint] ?? issuer + fallback, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+    if (r.res.status !== status && !r.res.ok) throw errorOf(r.res, r.body)
+    const prevSession = state
+    const next = stateFrom(r.body as TokenResponse, r.sent, null)
+    if (!next.deviceToken && dt) next.deviceToken = dt
+    try {
+      await save(next)
+    } catch (e) {
+      throw new PersistError({ cause: e })
+    }
+    if (prevSession && prevSession.sessionId !== next.sessionId) broadcast({ type: 'signedOut', sessionId: prevSession.sessionId })
+    state = next
+    ended = null
+    unsaved = false
+    failures = 0
+    retryAt = 0
+    loaded = true
+    broadcast({ type: 'tokens', state: next })
+    schedule()
+    emit()
+    return publicSession(next)!
+  }
+
+  const signIn = (c: { email: string; password: string }) => start('latch_login_endpoint', '/v1/login', c, 200)
+  const signUp = (c: { email: string; password: string }) => start('latch_signup_endpoint', '/v1/signup', c, 201)
+
+  // ---- account calls ----
+
+  /** A request to an account endpoint with the token; one forced refresh on 401. */
+  async function account(endpoint: keyof Metadata, fallback: string, init: RequestInit, suffix = ''): Promise<{ res: Response; body: any }> {
+    const meta = await discover()
+    const url = (meta[endpoint] ?? issuer + fallback) + suffix
+    let seen: string | undefined
+    for (let i = 0; i < 2; i++) {
+      const at = await token(seen)
+      if (!at) throw ended ?? new SessionEndedError('signed out')
+      const r = await latchFetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), Authorization: 'Bearer ' + at } })
+      if (r.res.status === 401 && i === 0) {
+        seen = at
+        continue
+      }
+      if (r.res.status === 401) {
+        // The session is gone on the server (revoked elsewhere).
+        endLocal('revoked', true)
+        throw new SessionEndedError('revoked', { cause: errorOf(r.res, r.body) })
+      }
+      if (!r.res.ok) throw errorOf(r.res, r.body)
+      return r
+    }
+    throw new Error('unreachable')
+  }
+
+  async function signOut(o?: { scope?: 'current' | 'others' | 'all' }): Promise<void> {
+    const scope = o?.scope ?? 'current'
+    await load()
+    if (!state && !cookies) return
+    try {
+      await account('latch_logout_endpoint', '/v1/logout', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ scope }) })
+    } catch (e) {
+      if (!(e instanceof SessionEndedError)) {
+        if (scope === 'others') throw e
+        // Signing out must not fail here because Latch is unreachable:
+        // forget the session locally; its cookie or token dies on its own.
+        if (!(e instanceof LatchError) && !(e instanceof UnavailableError)) throw e
+      }
+    }
+    if (scope !== 'others') endLocal('signed out', true)
+  }
+
+  async function sessions(): Promise<DeviceSession[]> {
+    const { body } = await account('latch_sessions_endpoint', '/v1/sessions', { method: 'GET' })
+    return (body as any[]).map((s) => ({
+      id: s.id,
+      createdAt: s.created_at,
+      lastUsedAt: s.last_used_at,
+      userAgent: s.user_agent,
+      ip: s.ip,
+      clientId: s.client_id,
+      current: s.current,
+    }))
+  }
+
+  async function revokeSession(id: string): Promise<void> {
+    const own = state?.sessionId === id
+    await account('latch_sessions_endpoint', '/v1/sessions', { method: 'DELETE' }, '/' + encodeURIComponent(id))
+    if (own) endLocal('signed out', true)
+  }
+
+  async function changePassword(p: { currentPassword: string; newPassword: string }): Promise<void> {
+    const body: Record<string, string> = { current_password: p.currentPassword, new_password: p.newPassword }
+    const dt = state?.deviceToken ?? deviceToken
+    if (dt) body.device_token = dt
+    await account('latch_password_endpoint', '/v1/password', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) })
+  }
+
+  // ---- fetch for resource servers ----
+
+  async function latchFetchAPI(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+    const template = new Request(input, init)
+    // A request whose body is a stream cannot be replayed; anything else
+    // can, from a copy taken before the first attempt.
+    const stream = typeof ReadableStream !== 'undefined' && init?.body instanceof ReadableStream
+    const spare = stream ? null : template.clone()
+    const at = await token()
+    if (!at) throw ended ?? new SessionEndedError('signed out')
+    const res = await doFetch(withToken(template, at))
+    if (res.status !== 401 || !spare) return res
+    // RFC 6750 section 3.1: invalid_token means "refresh and retry"; a
+    // WWW-Authenticate the API's CORS does not expose reads as null, and
+    // gets the one retry too. Never more than one.
+    const wwwAuth = res.headers.get('WWW-Authenticate')
+    if (wwwAuth !== null && !/error="?invalid_token/i.test(wwwAuth)) return res
+    let again: string | null
+    try {
+      again = await token(at)
+    } catch {
+      return res
+    }
+    if (!again || again === at) return res
+    return doFetch(withToken(spare, again))
+  }
+
+  function withToken(req: Request, at: string): Request {
+    const headers = new Headers(req.headers)
+    headers.set('Authorization', 'Bearer ' + at)
+    return new Request(req, { headers })
+  }
+
+  /** Forces one refresh now (joining one in flight), like authclient's Session.Refresh. */
+  async function forceRefresh(): Promise<void> {
+    await load()
+    const at = state?.access
+    const got = await token(at ?? '')
+    if (!got) throw ended ?? new SessionEndedError('signed out')
+  }
+
+  function onChange(listener: (s: Session | null) => void): () => void {
+    listeners.add(listener)
+    return () => listeners.delete(listener)
+  }
+
+  return {
+    signUp,
+    signIn,
+    signOut,
+    getAccessToken,
+    fetch: latchFetchAPI,
+    sessions,
+    revokeSession,
+    changePassword,
+    onChange,
+    refresh: forceRefresh,
+    get session() {
+      return publicSession(ended ? null : state)
+    },
+  }
+}
