@@ -288,6 +288,7 @@ func ratePolicy(r config.Rates) ratelimit.Policy {
 	}{
 		{&p.LoginPerIP, r.LoginIP}, {&p.LoginPerAccount, r.LoginAccount}, {&p.LoginPerDevice, r.LoginDevice},
 		{&p.SignupPerIP, r.SignupIP}, {&p.RefreshPerIP, r.RefreshIP},
+		{&p.EmailPerIP, r.EmailIP}, {&p.EmailPerAddress, r.EmailAddress},
 	} {
 		*b.dst = ratelimit.Bucket{Every: b.src.Every(), Burst: b.src.Burst}
 	}
