@@ -168,6 +168,9 @@ func (s *Sender) deliver(ctx context.Context, m session.Message) {
 	}
 	if err := s.transport.Send(ctx, m.ID, c); err != nil {
 		wait := s.backoff(m.Attempts)
+		if ctx.Err() != nil {
+			wait = 0 // cut short by shutdown: hand it back for the next sender
+		}
 		// The error goes to the log, not the address or the link.
 		s.log.Warn("outbox: delivery failed; will retry", "id", m.ID, "attempt", m.Attempts, "retry_in", wait.String(), "err", err)
 		if ferr := s.outbox.MessageFailed(bctx, m.ID, now.Add(wait), truncate(err.Error(), 500)); ferr != nil {

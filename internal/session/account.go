@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/latchauth/latch/internal/audit"
@@ -475,3 +476,33 @@ func (s *Service) RequireVerified() bool { return s.mailCfg.RequireVerified }
 
 // MailEnabled reports whether the account email flows are on.
 func (s *Service) MailEnabled() bool { return s.composer != nil }
+
+// CheckLink reports whether tok is now a usable link of purpose
+// (PurposeReset, or PurposeVerify for verification and email-change
+// links), without using it: the hosted pages show a form only for a
+// link that can work. ErrInvalidMessageToken otherwise.
+func (s *Service) CheckLink(ctx context.Context, tok, purpose string) error {
+	prefix, purposes := PrefixVerify, []string{PurposeVerify, PurposeEmailChange}
+	if purpose == PurposeReset {
+		prefix, purposes = PrefixReset, []string{PurposeReset}
+	}
+	hash, err := parseMessageToken(tok, prefix)
+	if err != nil {
+		return err
+	}
+	t, err := s.store.MessageToken(ctx, hash)
+	if errors.Is(err, ErrNotFound) {
+		return ErrInvalidMessageToken
+	}
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(purposes, t.Purpose) || !s.now().Before(t.ExpiresAt) {
+		return ErrInvalidMessageToken
+	}
+	u, err := s.store.User(ctx, t.UserID)
+	if errors.Is(err, ErrNotFound) || err == nil && (t.CreatedAt.Before(u.PasswordChangedAt) || !u.DisabledAt.IsZero()) {
+		return ErrInvalidMessageToken
+	}
+	return err
+}
