@@ -20,6 +20,20 @@ const (
 	TokenRevoked        = "token.revoked"
 	KeysRotated         = "keys.rotated"
 	KeysRewrapped       = "keys.rewrapped"
+
+	// The account lifecycle (docs/account-lifecycle.md).
+	UserUpdated            = "user.updated"
+	EmailVerifyRequested   = "user.email_verify_requested"
+	EmailVerified          = "user.email_verified"
+	EmailChangeRequested   = "user.email_change_requested"
+	EmailChanged           = "user.email_changed"
+	PasswordResetRequested = "user.password_reset_requested"
+	PasswordReset          = "user.password_reset"
+	UserDeleted            = "user.deleted"
+	// AccountDeleteFailed: a deletion refused for a wrong password.
+	AccountDeleteFailed = "user.delete_failed"
+	// EmailChangeFailed: an email change refused for a wrong password.
+	EmailChangeFailed = "user.email_change_failed"
 )
 
 // RefreshSuspiciousGrace: the parent refresh token, within the grace window,

@@ -106,7 +106,7 @@ func runMigrate(ctx context.Context, args []string, s io3) error {
 }
 
 func runUsers(ctx context.Context, args []string, s io3) error {
-	sub, rest, err := subcommand(args, s, "users", "create", "list", "disable", "enable")
+	sub, rest, err := subcommand(args, s, "users", "create", "list", "disable", "enable", "delete")
 	if err != nil {
 		return err
 	}
@@ -197,6 +197,22 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 			return nil
 		}
 		fmt.Fprintf(s.stdout, "enabled %s; they can log in again (their old sessions stay ended)\n", u.Email)
+	case "delete":
+		arg, err := oneArg(rest, s, "EMAIL or user id")
+		if err != nil {
+			return err
+		}
+		u, err := findUser(ctx, svc, arg)
+		if err != nil {
+			return err
+		}
+		// Through the session service, as DELETE /v1/me: sessions revoked
+		// (the revocation feed hears of them), personal data erased, audit
+		// rows kept by user id.
+		if err := svc.DeleteUser(ctx, u.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stdout, "deleted user %s; all sessions revoked; email, metadata and session IPs and user agents erased (audit events keep the id only)\n", u.ID)
 	}
 	return nil
 }

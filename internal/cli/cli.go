@@ -20,6 +20,7 @@ import (
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/config"
 	"github.com/latchauth/latch/internal/keywrap"
+	"github.com/latchauth/latch/internal/mail"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/rtoken"
 	"github.com/latchauth/latch/internal/session"
@@ -50,7 +51,7 @@ Usage:
                                       --database postgres://… for PostgreSQL)
   latch migrate [flags]               apply database migrations
   latch users create EMAIL [--password-stdin]
-  latch users list | disable EMAIL | enable EMAIL
+  latch users list | disable EMAIL | enable EMAIL | delete EMAIL
   latch sessions list EMAIL | revoke SESSION_ID | revoke --user EMAIL
   latch keys list | rotate [--force]
   latch keys rewrap --new-key-encryption-key K | --new-key-encryption-key-file F
@@ -155,6 +156,7 @@ type store interface {
 	Ping(ctx context.Context) error
 	Migrate(ctx context.Context) ([]string, error)
 	Close() error
+	mail.Outbox
 }
 
 // deps is what every command builds from the storage flags.

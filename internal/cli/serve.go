@@ -18,6 +18,7 @@ import (
 	"github.com/latchauth/latch/internal/config"
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
+	"github.com/latchauth/latch/internal/mail"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/webhook"
@@ -115,10 +116,24 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 			}
 		}))
 	}
+	composer, transport, err := mailSetup(c, d.log)
+	if err != nil {
+		return err
+	}
+	// The sender exists before the service so that commits can wake it;
+	// it learns its opener (the service) below.
+	var sender *mail.Sender
+	opts = append(opts, session.WithMail(composer, session.MailConfig{VerifyTTL: c.VerifyTTL, ResetTTL: c.ResetTTL, RequireVerified: c.RequireVerifiedEmail}),
+		session.OnCommit(func(session.Committed) {
+			if sender != nil {
+				sender.Wake()
+			}
+		}))
 	sessions, err := d.services(ctx, c.Issuer, c.RefreshGrace, c.RefreshLostWindow, c.SessionIdle, c.SessionMax, opts...)
 	if err != nil {
 		return err
 	}
+	sender = mail.NewSender(d.store, sessions, transport, d.log, mail.SenderConfig{})
 	if err := sessions.EnsureClient(ctx, session.Client{
 		// First-party: the account audience beside its own, so its tokens
 		// can manage the account (docs/design.md "Audiences").
@@ -133,6 +148,11 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	go d.issuer.Run(bg)
 	go sweep(bg, d, sessions, c)
 	go hub.Run(bg)
+	senderDone := make(chan struct{})
+	go func() { defer close(senderDone); sender.Run(bg) }()
+	// The sender hands back what it claimed but did not try, so a
+	// restart sends it at once.
+	defer func() { stopBG(); <-senderDone }()
 	if l, ok := d.store.(revocationListener); ok {
 		go l.ListenRevocations(bg, hub.Notify, d.log)
 	}
@@ -152,7 +172,8 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	defer closeThrottle()
 	proxies, _ := c.ParsedTrustedProxies() // validated already
 	apiCfg := httpapi.Config{MaxInFlight: limits.MaxInFlight, RequestTimeout: c.RequestTimeout, Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, AccountAudience: c.AccountAudience, DefaultClientID: BuiltinClientID, Feed: hub,
-		MaxFeedSubscribers: config.MaxFeedStreams, FeedStreamsPerClient: c.FeedStreamsPerClient, Optional: optional}
+		MaxFeedSubscribers: config.MaxFeedStreams, FeedStreamsPerClient: c.FeedStreamsPerClient, Optional: optional,
+		SignupEnumerationSafe: c.SignupEnumerationSafe}
 	sm.api(&apiCfg)
 	api := httpapi.New(apiCfg, sessions, d.issuer, d.store.Ping, d.log)
 	if err := sm.running(api, hub, hooks); err != nil {
@@ -209,6 +230,34 @@ func newHTTPServer(h http.Handler, c *config.Config, ln *admission.Listener) *ht
 		ConnState:         ln.ConnState,
 		ErrorLog:          nil,
 	}
+}
+
+// mailSetup builds the message composer (templates, --app-url links) and
+// the transport: SMTP with --smtp-url, else the log, with a warning, so
+// that `latch serve` with no flags still walks through every flow.
+func mailSetup(c *config.Config, log *slog.Logger) (*mail.Composer, mail.Transport, error) {
+	links := mail.DefaultLinks(c.Issuer)
+	if c.AppURL != "" {
+		var err error
+		if links, err = mail.ParseLinks(c.AppURL); err != nil {
+			return nil, nil, err
+		}
+	}
+	composer, err := mail.NewComposer(links, c.EmailTemplates)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--email-templates: %w", err)
+	}
+	if c.SMTPURL == "" {
+		log.Warn("no SMTP server configured (--smtp-url): account email (verification, password reset) is written to this log, links included; fine for development, never for production")
+		return composer, mail.Log{Logger: log}, nil
+	}
+	smtp, err := mail.NewSMTP(mail.SMTPConfig{URL: c.SMTPURL, From: c.EmailFrom})
+	if err != nil {
+		return nil, nil, err
+	}
+	addr, security := smtp.Describe()
+	log.Info("account email goes through SMTP", "server", addr, "tls", security)
+	return composer, smtp, nil
 }
 
 // sweep deletes stale sessions, feed entries and retired keys every
@@ -288,6 +337,7 @@ func ratePolicy(r config.Rates) ratelimit.Policy {
 	}{
 		{&p.LoginPerIP, r.LoginIP}, {&p.LoginPerAccount, r.LoginAccount}, {&p.LoginPerDevice, r.LoginDevice},
 		{&p.SignupPerIP, r.SignupIP}, {&p.RefreshPerIP, r.RefreshIP},
+		{&p.EmailPerIP, r.EmailIP}, {&p.EmailPerAddress, r.EmailAddress},
 	} {
 		*b.dst = ratelimit.Bucket{Every: b.src.Every(), Burst: b.src.Burst}
 	}

@@ -56,6 +56,15 @@ type Config struct {
 	Metrics              bool
 	LogLevel             string
 	Argon2               password.Params
+	// The account lifecycle (docs/account-lifecycle.md).
+	SMTPURL               string
+	EmailFrom             string
+	AppURL                string
+	EmailTemplates        string
+	VerifyTTL             time.Duration
+	ResetTTL              time.Duration
+	RequireVerifiedEmail  bool
+	SignupEnumerationSafe bool
 
 	argon2 func() // copies the argon2 flags into Argon2 after parsing
 }
@@ -125,6 +134,14 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", 0, "most requests served at once; more answer 503 with Retry-After at once (0: from GOMAXPROCS and the storage pool size)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "bound on each request's work, storage calls included; past it 503 (1s to 1m)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 10*time.Second, "time a client has to send a request's headers and body; a slower body is answered 408 (1s to 5m)")
+	fs.StringVar(&c.SMTPURL, "smtp-url", "", "send account email through smtp://[user:pass@]host[:port] (STARTTLS required; plain only to loopback) or smtps://… (implicit TLS); default: write messages to the log (prefer LATCH_SMTP_URL, it may hold a password)")
+	fs.StringVar(&c.EmailFrom, "email-from", "", "sender address of account email, such as 'Example <no-reply@example.com>' (required with --smtp-url)")
+	fs.StringVar(&c.AppURL, "app-url", "", "template of the links in account email, with {token} and optionally {action} (reset or verify): https://app.example.com/{action}?token={token} or myapp://{action}?token={token} (default: Latch's own /reset and /verify pages)")
+	fs.StringVar(&c.EmailTemplates, "email-templates", "", "directory whose verify.txt, verify.html, reset.txt, … replace the embedded message templates")
+	fs.DurationVar(&c.VerifyTTL, "email-verify-ttl", 24*time.Hour, "lifetime of verification and email-change links")
+	fs.DurationVar(&c.ResetTTL, "password-reset-ttl", 30*time.Minute, "lifetime of password-reset links")
+	fs.BoolVar(&c.RequireVerifiedEmail, "require-verified-email", false, "refuse logins (403 email_not_verified) until the address is verified")
+	fs.BoolVar(&c.SignupEnumerationSafe, "signup-enumeration-safe", false, "signup answers 202 for every address: a new one gets an account and a verification link, a registered one a notice; implies --require-verified-email")
 	fs.BoolVar(&c.Metrics, "metrics", true, "serve Prometheus metrics at GET /metrics, without authentication: keep that path off the public network")
 }
 
@@ -278,6 +295,17 @@ func (c *Config) Validate() error {
 	errs := []error{c.ValidateStorage()}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr %q: %w", c.Addr, err))
+	}
+	if c.SMTPURL != "" && c.EmailFrom == "" {
+		errs = append(errs, errors.New("--email-from is required with --smtp-url"))
+	}
+	if c.VerifyTTL < time.Minute || c.ResetTTL < time.Minute || c.VerifyTTL > 30*24*time.Hour || c.ResetTTL > 24*time.Hour {
+		errs = append(errs, errors.New("--email-verify-ttl must be 1m to 720h and --password-reset-ttl 1m to 24h"))
+	}
+	if c.SignupEnumerationSafe {
+		// Otherwise whoever signs up first with someone else's address
+		// could use the account before its owner ever sees it.
+		c.RequireVerifiedEmail = true
 	}
 	if c.Issuer == "" {
 		c.Issuer = "http://" + c.Addr

@@ -100,6 +100,7 @@ func (v rateValue) Set(s string) error {
 // ratelimit.DefaultPolicy's (docs/security.md LOGIN-03, LOGIN-05).
 type Rates struct {
 	LoginIP, LoginAccount, LoginDevice, SignupIP, RefreshIP Rate
+	EmailIP, EmailAddress                                   Rate
 }
 
 type rateFlag struct {
@@ -116,6 +117,8 @@ func (r *Rates) flags() []rateFlag {
 		{"rate-login-device", &r.LoginDevice, "90/1h,burst=10", "login attempts per device token (a returning device's own bucket)"},
 		{"rate-signup-ip", &r.SignupIP, "10/1m", "signups per client IP"},
 		{"rate-refresh-ip", &r.RefreshIP, "600/1m,burst=200", "refreshes per client IP"},
+		{"rate-email-ip", &r.EmailIP, "10/1m", "account email requests (forgot password, reset, verify, email change) per client IP"},
+		{"rate-email-address", &r.EmailAddress, "5/1h,burst=3", "messages requested to one email address, registered or not"},
 	}
 }
 

@@ -37,6 +37,8 @@ const (
 	CodeServerError            = "server_error"
 	CodeTooManyRequests        = "too_many_requests"
 	CodeCORSForbidden          = "cors_forbidden"
+	CodeEmailNotVerified       = "email_not_verified"
+	CodeInvalidMetadata        = "invalid_metadata"
 )
 
 // Error is an API error: the status, a public code and message, and the
@@ -142,6 +144,12 @@ var errorRules = []rule{
 	// One message for forged, expired, revoked and reused tokens, so the
 	// answer is no oracle (checklist RT-15); the audit log tells them apart.
 	{match: session.IsInvalidGrant, status: http.StatusBadRequest, code: CodeInvalidGrant, msg: invalidRefreshMessage},
+	// One answer for malformed, unknown, used, expired, voided and
+	// wrong-purpose link tokens (docs/design.md "Account lifecycle").
+	{match: is(session.ErrInvalidMessageToken), status: http.StatusBadRequest, code: CodeInvalidToken, msg: "the link is invalid, has expired or was already used"},
+	{match: is(session.ErrEmailNotVerified), status: http.StatusForbidden, code: CodeEmailNotVerified, msg: "the email address is not verified yet; use the link sent to it"},
+	{match: is(session.ErrInvalidMetadata), status: http.StatusBadRequest, code: CodeInvalidMetadata, msg: "user_metadata must be a JSON object of at most 4 KiB"},
+	{match: is(session.ErrMailUnavailable), status: http.StatusServiceUnavailable, code: CodeTemporarilyUnavailable, msg: "email is not configured on this server"},
 	{match: is(session.ErrNotFound), status: http.StatusNotFound, code: CodeNotFound, msg: "not found"},
 	{match: is(session.ErrConflict), status: http.StatusConflict, code: CodeConflict, msg: "changed concurrently; retry"},
 	{match: is(session.ErrBadCredential), status: http.StatusUnauthorized, code: CodeInvalidCredentials, msg: "invalid email or password"},

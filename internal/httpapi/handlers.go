@@ -44,7 +44,12 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	login := req.Login == nil || *req.Login
+	if s.cfg.SignupEnumerationSafe {
+		return s.signupQuietly(w, r, session.SignupRequest{Email: req.Email, Password: req.Password, Meta: m})
+	}
+	// With verified addresses required, a signup cannot log in yet: it
+	// answers the user, and the verification link is on its way.
+	login := (req.Login == nil || *req.Login) && !s.sessions.RequireVerified()
 	var c session.Client
 	if login {
 		if c, err = s.clientByID(r.Context(), req.ClientID); err != nil {

@@ -167,7 +167,7 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	if preflight {
 		h.Add("Vary", "Access-Control-Request-Method")
 		h.Add("Vary", "Access-Control-Request-Headers")
-		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
 		// DPoP (RFC 9449 section 4.1): a browser client sending a proof
 		// header must be allowed to, or its preflight fails.
 		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP, X-Request-Id")

@@ -85,6 +85,10 @@ type Config struct {
 	// balancer because a dependency it can do without is down would turn
 	// a degraded service into an outage.
 	Optional []Dependency
+	// SignupEnumerationSafe makes POST /v1/signup answer 202 for every
+	// address: a new one gets an account and a verification link, an
+	// existing one a notice (--signup-enumeration-safe).
+	SignupEnumerationSafe bool
 }
 
 // Dependency is a named check of an optional dependency for GET /readyz.
@@ -129,6 +133,9 @@ type Throttle interface {
 	LoginSucceeded(ctx context.Context, account, ip string) error
 	Signup(ctx context.Context, ip string) (ratelimit.Decision, error)
 	Refresh(ctx context.Context, ip string) (ratelimit.Decision, error)
+	// Email limits requests that send a message to address ("" for none)
+	// or use a link.
+	Email(ctx context.Context, address, ip string) (ratelimit.Decision, error)
 }
 
 // Server serves the API. Build it with New; it is safe for concurrent use.
@@ -158,6 +165,9 @@ type Server struct {
 	feedByClient map[string]int // open streams per client id
 	done         chan struct{}
 	closed       atomic.Bool
+	// bg counts the work detached from requests (detach), which Close
+	// waits for.
+	bg sync.WaitGroup
 }
 
 // New returns a Server. ready reports whether storage is reachable.
@@ -229,6 +239,7 @@ func (s *Server) Close() {
 	if s.closed.CompareAndSwap(false, true) {
 		close(s.done)
 	}
+	s.bg.Wait()
 }
 
 func (s *Server) routes() {
@@ -243,6 +254,15 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /v1/sessions", h(s.authed(s.listSessions)))
 	s.mux.Handle("DELETE /v1/sessions/{id}", h(s.authed(s.deleteSession)))
 	s.mux.Handle("POST /v1/password", h(s.authed(s.changePassword)))
+	s.mux.Handle("GET /v1/me", h(s.authed(s.getMe)))
+	s.mux.Handle("PATCH /v1/me", h(s.authed(s.patchMe)))
+	s.mux.Handle("DELETE /v1/me", h(s.authed(s.deleteMe)))
+	s.mux.Handle("POST /v1/email/verify/request", h(s.authed(s.requestVerification)))
+	s.mux.Handle("POST /v1/email/verify", h(s.verifyEmail))
+	s.mux.Handle("POST /v1/email/change", h(s.authed(s.changeEmail)))
+	s.mux.Handle("POST /v1/password/forgot", h(s.forgotPassword))
+	s.mux.Handle("POST /v1/password/reset", h(s.resetPassword))
+	s.pageRoutes()
 	s.mux.Handle("GET /.well-known/jwks.json", h(s.jwks))
 	s.mux.Handle("GET /.well-known/oauth-authorization-server", h(s.metadata))
 	s.mux.Handle("GET /healthz", s.stream(s.healthz)) // not shed: liveness must answer under load
@@ -258,7 +278,7 @@ func (s *Server) routes() {
 // JSON error shape.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, pattern := s.mux.Handler(probe); pattern != "/" {

@@ -18,6 +18,8 @@ const (
 	kindKnown        = "known"
 	kindSignupIP     = "signup-ip"
 	kindRefreshIP    = "refresh-ip"
+	kindEmailIP      = "email-ip"
+	kindEmailAddr    = "email-addr"
 )
 
 // canonAccount returns the account's canonical email (email.Normalize, as

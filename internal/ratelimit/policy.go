@@ -56,6 +56,14 @@ type Policy struct {
 	// behind one NAT refresh often, so it is loose. Default: 600 per
 	// minute (one per 100ms), burst 200.
 	RefreshPerIP Bucket
+	// EmailPerIP is taken by every request that sends a message or uses
+	// a link (forgot password, reset, verify, email change) from one
+	// address. Default: 10 per minute, burst 10.
+	EmailPerIP Bucket
+	// EmailPerAddress is taken by every request that would send a message
+	// to one address, registered or not, so nobody can flood a mailbox
+	// through Latch. Default: 5 per hour, burst 3.
+	EmailPerAddress Bucket
 }
 
 // DefaultPolicy returns the default limits documented on [Policy].
@@ -71,6 +79,8 @@ func DefaultPolicy() Policy {
 		KnownDeviceTTL:   30 * 24 * time.Hour,
 		SignupPerIP:      Bucket{Every: 6 * time.Second, Burst: 10},
 		RefreshPerIP:     Bucket{Every: 100 * time.Millisecond, Burst: 200},
+		EmailPerIP:       Bucket{Every: 6 * time.Second, Burst: 10},
+		EmailPerAddress:  Bucket{Every: 12 * time.Minute, Burst: 3},
 	}
 }
 
@@ -82,6 +92,8 @@ func (p *Policy) Validate() error {
 		p.LoginPerDevice.validate("LoginPerDevice"),
 		p.SignupPerIP.validate("SignupPerIP"),
 		p.RefreshPerIP.validate("RefreshPerIP"),
+		p.EmailPerIP.validate("EmailPerIP"),
+		p.EmailPerAddress.validate("EmailPerAddress"),
 	); err != nil {
 		return err
 	}

@@ -118,6 +118,14 @@ func New(backend Backend, p Policy, opts ...Option) (*Throttle, error) {
 	if backend == nil {
 		return nil, errors.New("ratelimit: nil backend")
 	}
+	// The email buckets came later: a policy written without them takes
+	// their defaults.
+	if p.EmailPerIP == (Bucket{}) {
+		p.EmailPerIP = DefaultPolicy().EmailPerIP
+	}
+	if p.EmailPerAddress == (Bucket{}) {
+		p.EmailPerAddress = DefaultPolicy().EmailPerAddress
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -231,6 +239,20 @@ func (t *Throttle) Signup(ctx context.Context, ip string) (Decision, error) {
 // from (and looser than) the login buckets.
 func (t *Throttle) Refresh(ctx context.Context, ip string) (Decision, error) {
 	return t.take(ctx, key(kindRefreshIP, canonIP(ip)), t.p.RefreshPerIP, ReasonIP)
+}
+
+// Email decides whether a request that sends a message to address, or
+// uses a link, from ip may go ahead. address is "" for requests that send
+// nothing (using a link); otherwise it is keyed canonically, registered or
+// not, so the answer says nothing about accounts.
+func (t *Throttle) Email(ctx context.Context, address, ip string) (Decision, error) {
+	if d, err := t.take(ctx, key(kindEmailIP, canonIP(ip)), t.p.EmailPerIP, ReasonIP); err != nil || !d.Allowed {
+		return d, err
+	}
+	if address == "" {
+		return allow, nil
+	}
+	return t.take(ctx, key(kindEmailAddr, canonAccount(address)), t.p.EmailPerAddress, ReasonAccount)
 }
 
 // uniform returns a random duration in [0, d), 0 for d <= 0. math/rand/v2's

@@ -56,6 +56,12 @@ func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, 
 		if err := tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.Signup, UserID: u.ID}, req.Meta)); err != nil {
 			return err
 		}
+		if s.composer != nil {
+			// The first verification link, written with the user.
+			if err := s.sendToken(ctx, tx, &u, PurposeVerify, u.Email, KindVerify, now); err != nil {
+				return err
+			}
+		}
 		if !req.Login {
 			return nil
 		}
@@ -206,6 +212,10 @@ func (s *Service) authenticate(ctx context.Context, email, pw string, m Meta) (U
 	if !u.DisabledAt.IsZero() {
 		s.auditFailure(ctx, u.ID, m)
 		return User{}, ErrBadCredential
+	}
+	// Told only to the holder of the right password.
+	if s.mailCfg.RequireVerified && u.EmailVerifiedAt.IsZero() {
+		return User{}, ErrEmailNotVerified
 	}
 	return u, nil
 }

@@ -224,6 +224,10 @@ func (s *Service) changePassword(ctx context.Context, userID, keep, current, nex
 		if err := tx.UpdateUser(ctx, locked); err != nil {
 			return err
 		}
+		// A new password voids every link sent before it.
+		if err := tx.DeleteMessageTokens(ctx, userID); err != nil {
+			return err
+		}
 		ids, err := tx.RevokeSessions(ctx, s.revocation(Revocation{UserID: userID, SessionID: keep, Scope: ScopeOthers, Reason: ReasonPasswordChange}, now))
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/dtoken"
 	"github.com/latchauth/latch/internal/email"
+	"github.com/latchauth/latch/internal/keywrap"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/rtoken"
 )
@@ -82,6 +83,11 @@ type Service struct {
 	epochKey []byte
 	// clients caches client lookups (clients.go).
 	clients clientCache
+	// composer, mailCfg and outboxKey run the account email flows
+	// (mail.go, account.go); composer is nil without WithMail.
+	composer  Composer
+	mailCfg   MailConfig
+	outboxKey *keywrap.KEK
 }
 
 // Committed is what one committed transaction recorded. Hooks use it to
@@ -120,6 +126,9 @@ func New(store Store, issuer Issuer, codec *rtoken.Codec, hasher *password.Hashe
 		o(s)
 	}
 	if err := newDeviceCodec(s); err != nil {
+		return nil, err
+	}
+	if err := newOutboxKey(s); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -92,6 +92,8 @@ const (
 	ReasonReuse          = "refresh_token_reuse"
 	ReasonTokenRevoked   = "token_revoked"
 	ReasonAdmin          = "admin"
+	ReasonPasswordReset  = "password_reset"
+	ReasonUserDeleted    = "user_deleted"
 )
 
 // Session is one login on one device.
@@ -152,6 +154,12 @@ type User struct {
 	CreatedAt         time.Time
 	PasswordChangedAt time.Time
 	DisabledAt        time.Time
+	// EmailVerifiedAt is when the user last proved they receive mail at
+	// Email (a verification or reset link); zero while unverified.
+	EmailVerifiedAt time.Time
+	// Metadata is the user's own JSON object (PATCH /v1/me), compact,
+	// never put in tokens; "" stands for {}.
+	Metadata string
 }
 
 // Client is an OAuth 2.0 client registered with Latch.
@@ -291,9 +299,26 @@ type Tx interface {
 	// every change to a user is made on a copy read this way, so two
 	// changes never overwrite each other with stale columns.
 	LockUser(ctx context.Context, id string) (User, error)
-	// UpdateUser writes u's email, password and disabled columns;
-	// ErrEmailTaken if another user holds the email.
+	// UpdateUser writes u's email, password, disabled, verified and
+	// metadata columns; ErrEmailTaken if another user holds the email.
 	UpdateUser(ctx context.Context, u User) error
+	// DeleteUser deletes the user with everything keyed to them (sessions,
+	// message tokens, queued messages) and blanks the IP and user agent of
+	// their audit events, which keep only the user id; ErrNotFound if there
+	// is none. Revoke the user's sessions first, in the same transaction,
+	// so the revocation feed hears of them.
+	DeleteUser(ctx context.Context, id string) error
+	// PutMessageToken stores t, deleting the user's other tokens of the
+	// same purpose: a newer token voids the older.
+	PutMessageToken(ctx context.Context, t MessageToken) error
+	// TakeMessageToken deletes the token whose hash is hash and returns
+	// it; ErrNotFound if there is none. A token is taken once.
+	TakeMessageToken(ctx context.Context, hash []byte) (MessageToken, error)
+	// DeleteMessageTokens deletes every message token of the user.
+	DeleteMessageTokens(ctx context.Context, userID string) error
+	// EnqueueMessage writes m to the outbox; the sender delivers it after
+	// the transaction commits.
+	EnqueueMessage(ctx context.Context, m Message) error
 	InsertSession(ctx context.Context, s Session) error
 	LockSession(ctx context.Context, id string) (Session, error)
 	UpdateSession(ctx context.Context, s Session) error
@@ -320,8 +345,9 @@ type Store interface {
 	Users(ctx context.Context) ([]User, error)
 	Client(ctx context.Context, id string) (Client, error)
 	Clients(ctx context.Context) ([]Client, error)
-	// DeleteStale deletes sessions revoked or expired before cutoff and feed
-	// entries whose until is before now; it returns the sessions deleted.
+	// DeleteStale deletes sessions revoked or expired before cutoff, feed
+	// entries whose until is before now and message tokens expired before
+	// now; it returns the sessions deleted.
 	DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, error)
 	// Revocations returns up to limit revocation-feed entries whose cursor
 	// sorts after after, in cursor order, and only entries that no
@@ -332,6 +358,9 @@ type Store interface {
 	Revocations(ctx context.Context, after FeedCursor, limit int) ([]FeedEntry, error)
 	// DeleteAudit deletes audit events older than before.
 	DeleteAudit(ctx context.Context, before time.Time) (int64, error)
+	// MessageToken returns the message token whose hash is hash, without
+	// taking it; ErrNotFound if there is none.
+	MessageToken(ctx context.Context, hash []byte) (MessageToken, error)
 }
 
 // FeedCursor is a position in the revocation feed. Entries are ordered by

@@ -20,6 +20,7 @@ import (
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/keywrap"
+	"github.com/latchauth/latch/internal/mail"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/rtoken"
 	"github.com/latchauth/latch/internal/session"
@@ -92,6 +93,11 @@ type Options struct {
 	FeedHeartbeat time.Duration
 	// MaxFeedSubscribers caps SSE streams (default 1024).
 	MaxFeedSubscribers int
+	// Mail configures the account email flows (link lifetimes, verified
+	// addresses required), which are on unless NoMail; messages stay in
+	// the outbox for Env.Mail to read.
+	Mail   session.MailConfig
+	NoMail bool
 }
 
 // Env is a running stack.
@@ -110,6 +116,7 @@ type Env struct {
 	Feed   *feed.Hub
 	Config session.Config
 	Dir    string
+	now    func() time.Time
 }
 
 // FastArgon2 keeps tests quick; production uses password.OWASP.
@@ -204,6 +211,13 @@ func New(t testing.TB, o Options) *Env {
 	if o.Observer != nil {
 		opts = append(opts, session.WithObserver(o.Observer))
 	}
+	if !o.NoMail {
+		composer, err := mail.NewComposer(mail.DefaultLinks(Issuer), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, session.WithMail(composer, o.Mail))
+	}
 	svc, err := session.New(store, iss, codec, hasher, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -225,8 +239,50 @@ func New(t testing.TB, o Options) *Env {
 	done := make(chan struct{})
 	go func() { defer close(done); hub.Run(fctx) }()
 	t.Cleanup(func() { h.Close(); stop(); <-done })
-	return &Env{Store: st, Issuer: iss, Sessions: svc, Codec: codec, Clock: clock, Client: client, Handler: h, API: h, Feed: hub, Config: cfg, Dir: o.Dir}
+	return &Env{Store: st, Issuer: iss, Sessions: svc, Codec: codec, Clock: clock, Client: client, Handler: h, API: h, Feed: hub, Config: cfg, Dir: o.Dir, now: now}
 }
+
+// Mail takes every message due in the outbox, as a sender would, and
+// returns them opened, oldest first.
+func (e *Env) Mail(t testing.TB) []session.Content {
+	t.Helper()
+	o, ok := e.Store.(mail.Outbox)
+	if !ok {
+		t.Fatal("testenv: the store has no outbox")
+	}
+	var out []session.Content
+	for {
+		batch, err := o.ClaimMessages(context.Background(), e.now(), time.Minute, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range batch {
+			c, err := e.Sessions.OpenMessage(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := o.MessageSent(context.Background(), m.ID); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, c)
+		}
+		if len(batch) < 100 {
+			return out
+		}
+	}
+}
+
+// LinkToken returns the token of the link in a message's text ("" if
+// none).
+func LinkToken(c session.Content) string {
+	m := linkToken.FindStringSubmatch(c.Text)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+var linkToken = regexp.MustCompile(`[?&]token=(latch_(?:ev|pr)_[A-Za-z0-9_-]+)`)
 
 // Login signs up email with a fixed password and returns a fresh
 // session's tokens.
@@ -234,6 +290,17 @@ func (e *Env) Login(t testing.TB, email string) session.Tokens {
 	t.Helper()
 	_, tok, err := e.Sessions.Signup(context.Background(), session.SignupRequest{
 		Email: email, Password: Password, Login: true, Client: e.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Login2 starts another session of an existing user (signed up by
+// Login).
+func (e *Env) Login2(t testing.TB, email string) session.Tokens {
+	t.Helper()
+	tok, _, err := e.Sessions.Login(context.Background(), session.LoginRequest{Email: email, Password: Password, Client: e.Client})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -459,6 +459,9 @@ func (s *Store) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, 
 	if _, err := s.db.Exec(ctx, `DELETE FROM revocations WHERE until < $1`, now); err != nil {
 		return total, translate(err)
 	}
+	if _, err := s.db.Exec(ctx, `DELETE FROM message_tokens WHERE expires_at < $1`, now); err != nil {
+		return total, translate(err)
+	}
 	return total, nil
 }
 
@@ -582,18 +585,30 @@ func (s *Store) DeleteAudit(ctx context.Context, before time.Time) (int64, error
 
 // ---- users ----
 
-const userCols = `id, email, password_hash, created_at, password_changed_at, disabled_at`
+const userCols = `id, email, password_hash, created_at, password_changed_at, disabled_at, email_verified_at, user_metadata`
 
 func scanUser(r pgx.Row) (session.User, error) {
 	var (
-		u        session.User
-		disabled *time.Time
+		u                  session.User
+		disabled, verified *time.Time
+		meta               string
 	)
-	if err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.CreatedAt, &u.PasswordChangedAt, &disabled); err != nil {
+	if err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.CreatedAt, &u.PasswordChangedAt, &disabled, &verified, &meta); err != nil {
 		return session.User{}, translate(err)
 	}
 	u.CreatedAt, u.PasswordChangedAt, u.DisabledAt = utc(u.CreatedAt), utc(u.PasswordChangedAt), fromNull(disabled)
+	u.EmailVerifiedAt = fromNull(verified)
+	if meta != "{}" {
+		u.Metadata = meta // "" stands for {}, so that a User compares with ==
+	}
 	return u, nil
+}
+
+func metadata(u session.User) string {
+	if len(u.Metadata) == 0 {
+		return "{}"
+	}
+	return u.Metadata
 }
 
 // User implements session.Store.
@@ -748,8 +763,8 @@ func (t *txn) rollback(ctx context.Context) {
 }
 
 func (t *txn) InsertUser(ctx context.Context, u session.User) error {
-	_, err := t.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		u.ID, u.Email, u.PasswordHash, u.CreatedAt, u.PasswordChangedAt, nullTime(u.DisabledAt))
+	_, err := t.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		u.ID, u.Email, u.PasswordHash, u.CreatedAt, u.PasswordChangedAt, nullTime(u.DisabledAt), nullTime(u.EmailVerifiedAt), metadata(u))
 	if isUnique(err) {
 		return session.ErrEmailTaken
 	}
@@ -767,8 +782,8 @@ func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
 			return session.ErrEmailTaken
 		}
 		return oneRow(tag, err)
-	}, `UPDATE users SET email = $1, password_hash = $2, password_changed_at = $3, disabled_at = $4 WHERE id = $5`,
-		u.Email, u.PasswordHash, u.PasswordChangedAt, nullTime(u.DisabledAt), u.ID)
+	}, `UPDATE users SET email = $1, password_hash = $2, password_changed_at = $3, disabled_at = $4, email_verified_at = $5, user_metadata = $6 WHERE id = $7`,
+		u.Email, u.PasswordHash, u.PasswordChangedAt, nullTime(u.DisabledAt), nullTime(u.EmailVerifiedAt), metadata(u), u.ID)
 	return nil
 }
 
@@ -876,4 +891,89 @@ func (t *txn) PutClient(ctx context.Context, c session.Client) error {
 		web = excluded.web, origins = excluded.origins`,
 		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), c.CreatedAt, c.Web, strings.Join(c.Origins, " "))
 	return translate(err)
+}
+
+// ---- account lifecycle: message tokens and the outbox ----
+
+const tokenCols = `hash, user_id, purpose, email, created_at, expires_at`
+
+func scanToken(r pgx.Row) (session.MessageToken, error) {
+	var t session.MessageToken
+	if err := r.Scan(&t.Hash, &t.UserID, &t.Purpose, &t.Email, &t.CreatedAt, &t.ExpiresAt); err != nil {
+		return session.MessageToken{}, translate(err)
+	}
+	t.CreatedAt, t.ExpiresAt = utc(t.CreatedAt), utc(t.ExpiresAt)
+	return t, nil
+}
+
+// MessageToken implements session.Store.
+func (s *Store) MessageToken(ctx context.Context, hash []byte) (session.MessageToken, error) {
+	return scanToken(s.db.QueryRow(ctx, `SELECT `+tokenCols+` FROM message_tokens WHERE hash = $1`, hash))
+}
+
+func (t *txn) PutMessageToken(ctx context.Context, m session.MessageToken) error {
+	t.later(anyTag, `DELETE FROM message_tokens WHERE user_id = $1 AND purpose = $2`, m.UserID, m.Purpose)
+	t.later(anyTag, `INSERT INTO message_tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+		m.Hash, m.UserID, m.Purpose, m.Email, m.CreatedAt, m.ExpiresAt)
+	return nil
+}
+
+func (t *txn) TakeMessageToken(ctx context.Context, hash []byte) (session.MessageToken, error) {
+	// DELETE takes the row lock: of two requests with one token, the
+	// second waits, then finds nothing.
+	return queryRow(ctx, t, scanToken, `DELETE FROM message_tokens WHERE hash = $1 RETURNING `+tokenCols, hash)
+}
+
+func (t *txn) DeleteMessageTokens(ctx context.Context, userID string) error {
+	t.later(anyTag, `DELETE FROM message_tokens WHERE user_id = $1`, userID)
+	return nil
+}
+
+func (t *txn) EnqueueMessage(ctx context.Context, m session.Message) error {
+	t.later(anyTag, `INSERT INTO outbox (id, user_id, body, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)`,
+		m.ID, m.UserID, m.Body, m.CreatedAt)
+	return nil
+}
+
+func (t *txn) DeleteUser(ctx context.Context, id string) error {
+	// Audit rows stay, keyed by the user id alone: the IP, user agent and
+	// free-text detail (which may quote them) go.
+	t.later(anyTag, `UPDATE audit_events SET ip = '', user_agent = '', detail = '' WHERE user_id = $1`, id)
+	// Sessions, message tokens and queued messages go by ON DELETE CASCADE.
+	return oneRow(t.exec(ctx, `DELETE FROM users WHERE id = $1`, id))
+}
+
+// ClaimMessages claims up to limit outbox messages due at now, for lease:
+// until then no other sender takes them (SKIP LOCKED lets senders on other
+// nodes pass over rows being claimed). A claim that runs out (its sender
+// died) makes the message due again.
+func (s *Store) ClaimMessages(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]session.Message, error) {
+	return collect(ctx, s.db, func(r pgx.Row) (session.Message, error) {
+		var m session.Message
+		err := r.Scan(&m.ID, &m.UserID, &m.Body, &m.CreatedAt, &m.Attempts)
+		m.CreatedAt = utc(m.CreatedAt)
+		return m, translate(err)
+	}, `UPDATE outbox SET claimed_until = $2, attempts = attempts + 1
+		WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
+			ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+		RETURNING id, user_id, body, created_at, attempts`, now, now.Add(lease), limit)
+}
+
+// MessageSent deletes a delivered message.
+func (s *Store) MessageSent(ctx context.Context, id string) error {
+	_, err := s.db.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, id)
+	return translate(err)
+}
+
+// MessageFailed releases a claimed message for another attempt at retry.
+func (s *Store) MessageFailed(ctx context.Context, id string, retry time.Time, reason string) error {
+	_, err := s.db.Exec(ctx, `UPDATE outbox SET claimed_until = NULL, next_attempt_at = $2, last_error = $3 WHERE id = $1`, id, retry, reason)
+	return translate(err)
+}
+
+// PendingMessages counts the messages in the outbox.
+func (s *Store) PendingMessages(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n)
+	return n, translate(err)
 }

@@ -361,7 +361,10 @@ func (s *Store) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, 
 			return translate(err)
 		}
 		n, _ = res.RowsAffected()
-		_, err = tx.ExecContext(ctx, `DELETE FROM revocations WHERE until < ?`, micros(now))
+		if _, err = tx.ExecContext(ctx, `DELETE FROM revocations WHERE until < ?`, micros(now)); err != nil {
+			return translate(err)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM message_tokens WHERE expires_at < ?`, micros(now))
 		return translate(err)
 	})
 	return n, err
@@ -369,19 +372,31 @@ func (s *Store) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, 
 
 // ---- users ----
 
-const userCols = `id, email, password_hash, created_at, password_changed_at, disabled_at`
+const userCols = `id, email, password_hash, created_at, password_changed_at, disabled_at, email_verified_at, user_metadata`
 
 func scanUser(r rowScanner) (session.User, error) {
 	var (
-		u                session.User
-		created, changed int64
-		disabled         sql.NullInt64
+		u                  session.User
+		created, changed   int64
+		disabled, verified sql.NullInt64
+		meta               string
 	)
-	if err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &created, &changed, &disabled); err != nil {
+	if err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &created, &changed, &disabled, &verified, &meta); err != nil {
 		return session.User{}, translate(err)
 	}
 	u.CreatedAt, u.PasswordChangedAt, u.DisabledAt = fromMicros(created), fromMicros(changed), fromNull(disabled)
+	u.EmailVerifiedAt = fromNull(verified)
+	if meta != "{}" {
+		u.Metadata = meta // "" stands for {}, so that a User compares with ==
+	}
 	return u, nil
+}
+
+func metadata(u session.User) string {
+	if len(u.Metadata) == 0 {
+		return "{}"
+	}
+	return u.Metadata
 }
 
 // User implements session.Store.
@@ -466,8 +481,8 @@ func (s *Store) Clients(ctx context.Context) ([]session.Client, error) {
 type txn struct{ tx *sql.Tx }
 
 func (t *txn) InsertUser(ctx context.Context, u session.User) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
-		u.ID, u.Email, u.PasswordHash, micros(u.CreatedAt), micros(u.PasswordChangedAt), nullMicros(u.DisabledAt))
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Email, u.PasswordHash, micros(u.CreatedAt), micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), nullMicros(u.EmailVerifiedAt), metadata(u))
 	if isUnique(err) {
 		return session.ErrEmailTaken
 	}
@@ -480,8 +495,8 @@ func (t *txn) LockUser(ctx context.Context, id string) (session.User, error) {
 }
 
 func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE users SET email = ?, password_hash = ?, password_changed_at = ?, disabled_at = ? WHERE id = ?`,
-		u.Email, u.PasswordHash, micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), u.ID)
+	res, err := t.tx.ExecContext(ctx, `UPDATE users SET email = ?, password_hash = ?, password_changed_at = ?, disabled_at = ?, email_verified_at = ?, user_metadata = ? WHERE id = ?`,
+		u.Email, u.PasswordHash, micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), nullMicros(u.EmailVerifiedAt), metadata(u), u.ID)
 	if isUnique(err) {
 		return session.ErrEmailTaken
 	}
@@ -659,4 +674,106 @@ func (s *Store) Revocations(ctx context.Context, after session.FeedCursor, limit
 		out = append(out, r)
 	}
 	return out, translate(rows.Err())
+}
+
+// ---- account lifecycle: message tokens and the outbox ----
+
+const tokenCols = `hash, user_id, purpose, email, created_at, expires_at`
+
+func scanToken(r rowScanner) (session.MessageToken, error) {
+	var (
+		t                session.MessageToken
+		created, expires int64
+	)
+	if err := r.Scan(&t.Hash, &t.UserID, &t.Purpose, &t.Email, &created, &expires); err != nil {
+		return session.MessageToken{}, translate(err)
+	}
+	t.CreatedAt, t.ExpiresAt = fromMicros(created), fromMicros(expires)
+	return t, nil
+}
+
+// MessageToken implements session.Store.
+func (s *Store) MessageToken(ctx context.Context, hash []byte) (session.MessageToken, error) {
+	return scanToken(s.r.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM message_tokens WHERE hash = ?`, hash))
+}
+
+func (t *txn) PutMessageToken(ctx context.Context, m session.MessageToken) error {
+	if _, err := t.tx.ExecContext(ctx, `DELETE FROM message_tokens WHERE user_id = ? AND purpose = ?`, m.UserID, m.Purpose); err != nil {
+		return translate(err)
+	}
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO message_tokens (`+tokenCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
+		m.Hash, m.UserID, m.Purpose, m.Email, micros(m.CreatedAt), micros(m.ExpiresAt))
+	return translate(err)
+}
+
+func (t *txn) TakeMessageToken(ctx context.Context, hash []byte) (session.MessageToken, error) {
+	return scanToken(t.tx.QueryRowContext(ctx, `DELETE FROM message_tokens WHERE hash = ? RETURNING `+tokenCols, hash))
+}
+
+func (t *txn) DeleteMessageTokens(ctx context.Context, userID string) error {
+	_, err := t.tx.ExecContext(ctx, `DELETE FROM message_tokens WHERE user_id = ?`, userID)
+	return translate(err)
+}
+
+func (t *txn) EnqueueMessage(ctx context.Context, m session.Message) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO outbox (id, user_id, body, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)`,
+		m.ID, m.UserID, m.Body, micros(m.CreatedAt), micros(m.CreatedAt))
+	return translate(err)
+}
+
+func (t *txn) DeleteUser(ctx context.Context, id string) error {
+	// Audit rows stay, keyed by the user id alone: the IP, user agent and
+	// free-text detail (which may quote them) go.
+	if _, err := t.tx.ExecContext(ctx, `UPDATE audit_events SET ip = '', user_agent = '', detail = '' WHERE user_id = ?`, id); err != nil {
+		return translate(err)
+	}
+	// Sessions, message tokens and queued messages go by ON DELETE CASCADE.
+	return oneRow(t.tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id))
+}
+
+// ClaimMessages claims up to limit outbox messages due at now, for lease:
+// until then no other sender takes them. A claim that runs out (its sender
+// died) makes the message due again.
+func (s *Store) ClaimMessages(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]session.Message, error) {
+	var out []session.Message
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		rows, err := tx.QueryContext(ctx, `UPDATE outbox SET claimed_until = ?, attempts = attempts + 1
+			WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY next_attempt_at LIMIT ?)
+			RETURNING id, user_id, body, created_at, attempts`, micros(now.Add(lease)), micros(now), micros(now), limit)
+		if err != nil {
+			return translate(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m session.Message
+			var created int64
+			if err := rows.Scan(&m.ID, &m.UserID, &m.Body, &created, &m.Attempts); err != nil {
+				return translate(err)
+			}
+			m.CreatedAt = fromMicros(created)
+			out = append(out, m)
+		}
+		return translate(rows.Err())
+	})
+	return out, err
+}
+
+// MessageSent deletes a delivered message.
+func (s *Store) MessageSent(ctx context.Context, id string) error {
+	_, err := s.w.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, id)
+	return translate(err)
+}
+
+// MessageFailed releases a claimed message for another attempt at retry.
+func (s *Store) MessageFailed(ctx context.Context, id string, retry time.Time, reason string) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE outbox SET claimed_until = NULL, next_attempt_at = ?, last_error = ? WHERE id = ?`, micros(retry), reason, id)
+	return translate(err)
+}
+
+// PendingMessages counts the messages in the outbox.
+func (s *Store) PendingMessages(ctx context.Context) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&n)
+	return n, translate(err)
 }

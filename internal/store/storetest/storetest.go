@@ -45,6 +45,10 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Secrets", testSecrets},
 		{"FeedPaging", testFeedPaging},
 		{"ResealIsAtomic", testReseal},
+		{"UserProfile", testUserProfile},
+		{"MessageTokens", testMessageTokens},
+		{"Outbox", testOutbox},
+		{"DeleteUser", testDeleteUser},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -65,6 +69,10 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{name: "Service/SweeperBoundsTables", fn: testServiceSweep},
 		{name: "Service/GraceBoundedAndSuspicious", fn: testServiceGraceBounded, grace: graceG, lost: graceL},
 		{name: "Service/EmailIdentity", fn: testServiceEmailIdentity},
+		{name: "Service/MessageTokens", fn: testServiceMessageTokens},
+		{name: "Service/Reset", fn: testServiceReset},
+		{name: "Service/EmailChange", fn: testServiceEmailChange},
+		{name: "Service/DeleteAccount", fn: testServiceDeleteAccount},
 	}
 	for _, tt := range service {
 		t.Run(tt.name, func(t *testing.T) {
