@@ -52,7 +52,7 @@ func TestBench(t *testing.T) {
 	start := time.Now()
 	out, errOut, err := bench(t, "refresh", "--target", s.url, "-c", "4", "--duration", "1s", "--warmup", "200ms", "--json")
 	if err != nil {
-		t.Fatalf("bench refresh: %v\n%s", err, errOut)
+		t.Fatalf("bench refresh: %v\n%s\n%s", err, errOut, out)
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("a 1s run took %v", took)

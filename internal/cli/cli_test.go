@@ -233,7 +233,7 @@ func TestUsage(t *testing.T) {
 	}{
 		{"no command", nil, "Usage:"},
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
-		{"unknown subcommand", []string{"users", "delete"}, `unknown subcommand "delete"`},
+		{"unknown subcommand", []string{"users", "frobnicate"}, `unknown subcommand "frobnicate"`},
 		{"unknown flag", []string{"serve", "--no-such-flag"}, "flag provided but not defined"},
 		{"serve with an argument", []string{"serve", "extra"}, "serve takes no arguments"},
 	}

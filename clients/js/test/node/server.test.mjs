@@ -82,14 +82,16 @@ test('a stale feed: fail open accepts, fail closed refuses with FeedStaleError',
     }
     return fetch(input, init)
   }
+  // Signed in first: a signup's password hash on a busy machine can take
+  // longer than the staleness bound, which would make "fresh" stale.
+  const t = await (await signedIn()).getAccessToken()
   const warnings = []
-  const open = await createVerifier({ issuer: latch.url, audience: 'notes-js', fetch: silent, warn: (m) => warnings.push(m), revocations: { clientId: 'notes-js', clientSecret: secret, maxStalenessMs: 300 } })
-  const closed = await createVerifier({ issuer: latch.url, audience: 'notes-js', fetch: silent, warn: () => {}, revocations: { clientId: 'notes-js', clientSecret: secret, maxStalenessMs: 300, failClosed: true } })
+  const open = await createVerifier({ issuer: latch.url, audience: 'notes-js', fetch: silent, warn: (m) => warnings.push(m), revocations: { clientId: 'notes-js', clientSecret: secret, maxStalenessMs: 1500 } })
+  const closed = await createVerifier({ issuer: latch.url, audience: 'notes-js', fetch: silent, warn: () => {}, revocations: { clientId: 'notes-js', clientSecret: secret, maxStalenessMs: 1500, failClosed: true } })
   try {
-    const t = await (await signedIn()).getAccessToken()
     await closed.verify(t) // fresh: fine
-    await new Promise((r) => setTimeout(r, 450))
-    assert.ok(open.staleness() > 300)
+    await new Promise((r) => setTimeout(r, 1700))
+    assert.ok(open.staleness() > 1500)
     await open.verify(t)
     assert.ok(warnings.some((w) => w.includes('fail open')))
     await assert.rejects(closed.verify(t), FeedStaleError)
