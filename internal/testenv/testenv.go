@@ -362,3 +362,17 @@ func WaitServing(t testing.TB, logs *LogBuffer, done <-chan error) string {
 	t.Fatalf("server did not start:\n%s", logs)
 	return ""
 }
+
+// Eventually polls cond until it holds, failing the test after d. It waits
+// on a condition a test can observe, not a guessed duration: use it where
+// there is no event to wait for (a slot released when a handler returns).
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
