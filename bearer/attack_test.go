@@ -585,6 +585,23 @@ func TestMalleatedRevokedToken(t *testing.T) {
 	}
 }
 
+// fetchSettled returns once the key-set fetch the server has seen begin
+// has stored its result. A token of an unknown kid makes the verifier
+// refetch under the lock that fetch holds, so its Verify returns only after
+// it; the refetch itself is skipped, the last fetch being that recent
+// (MinRefreshInterval). No sleep guesses how long the fetch takes.
+func fetchSettled(t *testing.T, v *bearer.Verifier, f *fakeIssuer) {
+	t.Helper()
+	before := f.fetches.Load()
+	barrier := raw(`{"alg":"EdDSA","kid":"unknown-barrier","typ":"at+jwt"}`, mustJSON(f.claims()), func([]byte) []byte { return make([]byte, 64) })
+	if _, err := v.Verify(context.Background(), barrier); err == nil {
+		t.Fatal("a token of an unknown kid verified")
+	}
+	if f.fetches.Load() != before {
+		t.Fatal("the barrier token fetched the key set again; it was to wait for the fetch in flight")
+	}
+}
+
 // OPS-13: a JWKS that comes back empty, or with nothing usable (a secret
 // key, an RSA-1024 key, a key whose type does not fit its alg), is a broken
 // update and leaves the last good key set in place.
@@ -621,7 +638,7 @@ func TestBrokenJWKSKeepsLastGoodKeys(t *testing.T) {
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		time.Sleep(20 * time.Millisecond) // let the fetch store its result
+		fetchSettled(t, v, f)
 		if _, err := v.Verify(context.Background(), good); err != nil {
 			t.Fatalf("after fetching JWKS %s: %v; want the last good keys kept", broken, err)
 		}
@@ -773,7 +790,7 @@ func TestReplacedKeySameKidEndsCachedTokens(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	time.Sleep(20 * time.Millisecond) // let the fetch store its result
+	fetchSettled(t, v, f)
 	hits := v.Stats().CacheHits
 	if _, err := v.Verify(context.Background(), good); err != nil || v.Stats().CacheHits != hits+1 {
 		t.Fatalf("after a refresh that changed nothing: %v, cache hits %d -> %d, want a hit", err, hits, v.Stats().CacheHits)

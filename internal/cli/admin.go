@@ -29,12 +29,16 @@ func admin(ctx context.Context, name string, args []string, s io3, extra func(*f
 	var c config.Config
 	fs := newFlags(name, s)
 	config.Storage(fs, &c)
+	config.Webhooks(fs, &c)
 	if extra != nil {
 		extra(&flagSet{fs})
 	}
 	rest, err := parse(fs, args, &c)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if err := c.ValidateWebhooks(); err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if c.LogLevel == "info" {
 		c.LogLevel = "warn" // admin output is for people; keep routine logs out of it
@@ -43,11 +47,21 @@ func admin(ctx context.Context, name string, args []string, s io3, extra func(*f
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	// Admin commands never sign tokens; the issuer value is immaterial.
-	svc, err := d.services(ctx, "http://latch-cli.invalid", 0, 0, time.Hour, 0)
+	// The hooks latch serve has, so that what an operator does here is
+	// sent to the webhook as it would be from a server.
+	opts, hooks, err := commitHooks(&c, d.log, nil)
 	if err != nil {
 		d.Close()
 		return nil, nil, nil, err
+	}
+	// Admin commands never sign tokens; the issuer value is immaterial.
+	svc, err := d.services(ctx, "http://latch-cli.invalid", 0, 0, time.Hour, 0, opts...)
+	if err != nil {
+		d.Close()
+		return nil, nil, nil, err
+	}
+	if hooks != nil {
+		d.runHooks(ctx, hooks)
 	}
 	return d, svc, rest, nil
 }
@@ -138,7 +152,7 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 			rand.Read(b)
 			pw, generated = base64.RawURLEncoding.EncodeToString(b), true
 		}
-		u, _, err := svc.Signup(ctx, session.SignupRequest{Email: addr, Password: pw, Meta: session.Meta{UserAgent: "latch-cli"}})
+		u, _, err := svc.Signup(ctx, session.SignupRequest{Email: addr, Password: pw, Meta: cliMeta})
 		switch {
 		case errors.Is(err, session.ErrEmailTaken):
 			return fmt.Errorf("users create: %s is already registered (latch users list shows the accounts)", addr)
@@ -175,7 +189,7 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 		if err != nil {
 			return err
 		}
-		if err := svc.DisableUser(ctx, u.ID, session.Meta{UserAgent: "latch-cli"}); err != nil {
+		if err := svc.DisableUser(ctx, u.ID, cliMeta); err != nil {
 			return err
 		}
 		fmt.Fprintf(s.stdout, "disabled %s; all sessions revoked\n", u.Email)
@@ -188,7 +202,7 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 		if err != nil {
 			return err
 		}
-		changed, err := svc.EnableUser(ctx, u.ID, session.Meta{UserAgent: "latch-cli"})
+		changed, err := svc.EnableUser(ctx, u.ID, cliMeta)
 		if err != nil {
 			return err
 		}
@@ -272,7 +286,7 @@ func runSessions(ctx context.Context, args []string, s io3) error {
 		}
 		list, err := svc.Sessions(ctx, u.ID)
 		if *all {
-			list, err = d.store.UserSessions(ctx, u.ID)
+			list, err = svc.UserSessions(ctx, u.ID)
 		}
 		if err != nil {
 			return err
@@ -296,7 +310,7 @@ func runSessions(ctx context.Context, args []string, s io3) error {
 			if err != nil {
 				return err
 			}
-			ids, err := svc.RevokeUserSessions(ctx, u.ID, session.Meta{UserAgent: "latch-cli"})
+			ids, err := svc.RevokeUserSessions(ctx, u.ID, cliMeta)
 			if err != nil {
 				return err
 			}
@@ -307,7 +321,7 @@ func runSessions(ctx context.Context, args []string, s io3) error {
 		if err != nil {
 			return err
 		}
-		if err := svc.RevokeSession(ctx, "", id, session.Meta{UserAgent: "latch-cli"}); err != nil {
+		if err := svc.RevokeSession(ctx, "", id, cliMeta); err != nil {
 			if errors.Is(err, session.ErrNotFound) {
 				return fmt.Errorf("no session %s", id)
 			}
@@ -327,7 +341,7 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 		force, create      *bool
 		newKEK, newKEKFile *string
 	)
-	d, _, _, err := admin(ctx, "keys "+sub, rest, s, func(f *flagSet) {
+	d, svc, _, err := admin(ctx, "keys "+sub, rest, s, func(f *flagSet) {
 		switch sub {
 		case "rotate":
 			force = f.Bool("force", false, "rotate even if the next key has not been published for a full JWKS cache lifetime")
@@ -359,7 +373,7 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 			return err
 		}
 		fmt.Fprintf(s.stdout, "retired %s\ncurrent %s\nnext    %s\nRunning servers pick the change up within their key reload interval (at most 15s).\n", r.RetireKID, r.PromoteKID, r.Next.KID)
-		return d.audit(ctx, audit.Event{Type: audit.KeysRotated, Detail: "retired " + r.RetireKID + ", current " + r.PromoteKID + ", next " + r.Next.KID})
+		return svc.RecordAudit(ctx, audit.Event{Type: audit.KeysRotated, Detail: "retired " + r.RetireKID + ", current " + r.PromoteKID + ", next " + r.Next.KID}, cliMeta)
 	case "rewrap":
 		var next *keywrap.KEK
 		switch {
@@ -391,16 +405,13 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 			return err
 		}
 		fmt.Fprintf(s.stdout, "rewrapped %d sealed values under the new key-encryption key.\nRestart every node with the new key now: a node still holding the old one keeps serving from memory but cannot load keys created from now on.\n", n)
-		return d.audit(ctx, audit.Event{Type: audit.KeysRewrapped, Detail: fmt.Sprintf("%d sealed values", n)})
+		return svc.RecordAudit(ctx, audit.Event{Type: audit.KeysRewrapped, Detail: fmt.Sprintf("%d sealed values", n)}, cliMeta)
 	}
 	return nil
 }
 
-// audit records an operator action in the audit trail.
-func (d *deps) audit(ctx context.Context, e audit.Event) error {
-	e.At, e.UserAgent = time.Now(), "latch-cli"
-	return d.store.InTx(ctx, func(tx session.Tx) error { return tx.AppendAudit(ctx, e) })
-}
+// cliMeta marks the audit events of admin commands.
+var cliMeta = session.Meta{UserAgent: "latch-cli"}
 
 func runClients(ctx context.Context, args []string, s io3) error {
 	sub, rest, err := subcommand(args, s, "clients", "create", "list", "delete", "rotate-secret")
@@ -472,7 +483,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 			fmt.Fprintf(s.stdout, "client secret (shown once): %s\n", secret)
 		}
 	case "list":
-		clients, err := d.store.Clients(ctx)
+		clients, err := svc.Clients(ctx)
 		if err != nil {
 			return err
 		}
@@ -498,7 +509,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 			// serve registers it again at every start.
 			return fmt.Errorf("clients delete: %s is the built-in client, which latch serve registers at every start; it cannot be deleted", id)
 		}
-		n, err := svc.DeleteClient(ctx, id, session.Meta{UserAgent: "latch-cli"})
+		n, err := svc.DeleteClient(ctx, id, cliMeta)
 		if errors.Is(err, session.ErrNotFound) {
 			return fmt.Errorf("clients delete: no client %s (latch clients list shows them)", id)
 		}
@@ -511,7 +522,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		if err != nil {
 			return err
 		}
-		secret, err := svc.RotateClientSecret(ctx, id, session.Meta{UserAgent: "latch-cli"})
+		secret, err := svc.RotateClientSecret(ctx, id, cliMeta)
 		switch {
 		case errors.Is(err, session.ErrNotFound):
 			return fmt.Errorf("clients rotate-secret: no client %s (latch clients list shows them)", id)

@@ -55,7 +55,7 @@ func runAudit(ctx context.Context, args []string, s io3) error {
 		}
 		q.UserID = u.ID
 	}
-	events, err := d.store.AuditEvents(ctx, q)
+	events, err := svc.AuditEvents(ctx, q)
 	if err != nil {
 		return err
 	}

@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/config"
+	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/keywrap"
 	"github.com/latchauth/latch/internal/mail"
 	"github.com/latchauth/latch/internal/password"
@@ -150,9 +150,9 @@ func parse(fs *flag.FlagSet, args []string, c *config.Config) ([]string, error) 
 // provide it.
 type store interface {
 	session.Store
+	feed.Source
 	token.Store
 	token.Resealer
-	AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, error)
 	Ping(ctx context.Context) error
 	Migrate(ctx context.Context) ([]string, error)
 	Close() error
@@ -167,6 +167,8 @@ type deps struct {
 	log    *slog.Logger
 	issuer *token.Issuer
 	emails session.EmailReport // what the email pass of migrating did
+	// stopHooks, set by runHooks, flushes an admin command's webhooks.
+	stopHooks func()
 }
 
 // logEmails logs what renormalising stored emails did: user ids only, the
@@ -184,6 +186,9 @@ func (d *deps) logEmails() {
 }
 
 func (d *deps) Close() {
+	if d.stopHooks != nil {
+		d.stopHooks()
+	}
 	if d.store != nil {
 		d.store.Close()
 	}

@@ -42,10 +42,14 @@ func startServer(t *testing.T, extra ...string) *server {
 	s := &server{logs: &testenv.LogBuffer{}, db: db, done: make(chan error, 1), stop: cancel}
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", "sqlite:" + db,
 		"--argon2-memory", "8192", "--argon2-iterations", "1"}, extra...)
-	go func() { s.done <- cli.Run(ctx, args, strings.NewReader(""), io.Discard, s.logs) }()
+	exited := make(chan struct{}) // apart from done, which WaitServing may drain
+	go func() {
+		defer close(exited)
+		s.done <- cli.Run(ctx, args, strings.NewReader(""), io.Discard, s.logs)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		<-s.done
+		<-exited
 	})
 	s.url = testenv.WaitServing(t, s.logs, s.done)
 	return s

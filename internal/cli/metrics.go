@@ -46,7 +46,7 @@ func (sm *serveMetrics) instrument(d *deps) {
 	case *sqlite.Store:
 		sm.m.RegisterPool("write", metrics.SQLDBStats(func() sql.DBStats { w, _ := st.Stats(); return w }))
 		sm.m.RegisterPool("read", metrics.SQLDBStats(func() sql.DBStats { _, r := st.Stats(); return r }))
-		d.store = timedStore{store: st, t: sm.m.TimeStore(st)}
+		d.store = timedStore{store: st, t: sm.m.TimeStore(st), feed: sm.m.TimeFeed(st)}
 	}
 }
 
@@ -92,7 +92,8 @@ func (sm *serveMetrics) running(api *httpapi.Server, hub *feed.Hub, hooks *webho
 // metrics.TimedStore; the others (keys, audit, migrations) pass through.
 type timedStore struct {
 	store
-	t *metrics.TimedStore
+	t    *metrics.TimedStore
+	feed metrics.FeedSource
 }
 
 func (s timedStore) InTx(ctx context.Context, fn func(session.Tx) error) error {
@@ -120,7 +121,7 @@ func (s timedStore) Client(ctx context.Context, id string) (session.Client, erro
 }
 
 func (s timedStore) Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error) {
-	return s.t.Revocations(ctx, after, limit)
+	return s.feed.Revocations(ctx, after, limit)
 }
 
 func (s timedStore) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, error) {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/latchauth/latch/internal/admission"
@@ -21,7 +20,6 @@ import (
 	"github.com/latchauth/latch/internal/mail"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
-	"github.com/latchauth/latch/internal/webhook"
 )
 
 func numCPU() int { return runtime.NumCPU() }
@@ -94,28 +92,11 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	// The feed wakes at once for this node's revocations; other nodes'
 	// arrive by LISTEN/NOTIFY on PostgreSQL, or at its next poll.
-	opts := []session.Option{session.OnCommit(func(cm session.Committed) {
-		if len(cm.Revoked) > 0 {
-			hub.Notify()
-		}
-	})}
-	opts = append(opts, sm.sessionOptions()...)
-	var hooks *webhook.Sender
-	if c.WebhookURL != "" {
-		var types []string
-		if c.WebhookEvents != "" {
-			types = strings.Split(c.WebhookEvents, ",")
-		}
-		if hooks, err = webhook.New(webhook.Config{URL: c.WebhookURL, Secret: []byte(c.WebhookSecret), Types: types}, webhook.WithLogger(d.log)); err != nil {
-			return fmt.Errorf("--webhook-url: %w", err)
-		}
-		// Events leave only after their transaction committed.
-		opts = append(opts, session.OnCommit(func(cm session.Committed) {
-			for _, e := range cm.Events {
-				hooks.Send(e)
-			}
-		}))
+	opts, hooks, err := commitHooks(c, d.log, hub.Notify)
+	if err != nil {
+		return err
 	}
+	opts = append(opts, sm.sessionOptions()...)
 	composer, transport, err := mailSetup(c, d.log)
 	if err != nil {
 		return err

@@ -104,6 +104,23 @@ func Storage(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.JWKSMaxAge, "jwks-max-age", 5*time.Minute, "JWKS Cache-Control max-age; a new key is published this long before it signs")
 }
 
+// Webhooks registers the webhook flags. latch serve and the admin commands
+// share them, so that an operator's action sends the events a server's
+// would: give both the same values (the LATCH_WEBHOOK_* twins suit that).
+func Webhooks(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.WebhookURL, "webhook-url", "", "POST security events here, signed (https, or http to loopback); see docs/webhooks.md")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (prefer LATCH_WEBHOOK_SECRET)")
+	fs.StringVar(&c.WebhookEvents, "webhook-events", "", "comma-separated event types to send (default: reuse, lost response, password change, user disabled, session revoked)")
+}
+
+// ValidateWebhooks reports webhook flags that do not go together.
+func (c *Config) ValidateWebhooks() error {
+	if (c.WebhookURL == "") != (c.WebhookSecret == "") {
+		return errors.New("--webhook-url and --webhook-secret go together")
+	}
+	return nil
+}
+
 // Serve registers the flags of `latch serve`.
 func Serve(fs *flag.FlagSet, c *Config) {
 	Storage(fs, c)
@@ -125,9 +142,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client IP")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated exact origins (https://app.example.com) allowed to call the API from a browser")
 	fs.BoolVar(&c.CORSCredentials, "cors-allow-credentials", false, "send Access-Control-Allow-Credentials (Latch uses no cookies; leave off unless you know why)")
-	fs.StringVar(&c.WebhookURL, "webhook-url", "", "POST security events here, signed (https, or http to loopback); see docs/webhooks.md")
-	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (prefer LATCH_WEBHOOK_SECRET)")
-	fs.StringVar(&c.WebhookEvents, "webhook-events", "", "comma-separated event types to send (default: reuse, lost response, password change, user disabled, session revoked)")
+	Webhooks(fs, c)
 	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often the revocation feed reads storage for other nodes' revocations (10ms to 1m)")
 	fs.IntVar(&c.FeedStreamsPerClient, "feed-streams-per-client", 16, "most revocation-feed streams one client may hold open at once (more answer 429), so one credential cannot take every slot")
 	fs.IntVar(&c.MaxConnections, "max-connections", 0, "most open client connections; at the cap an idle keep-alive connection makes room, else 503 (0: from the descriptor limit, see docs/operations.md)")
@@ -354,8 +369,8 @@ func (c *Config) Validate() error {
 	if set := c.Rates.changed(); len(set) > 0 && !c.RateLimit {
 		errs = append(errs, fmt.Errorf("%s set a rate limit, but --rate-limit is off", strings.Join(set, ", ")))
 	}
-	if (c.WebhookURL == "") != (c.WebhookSecret == "") {
-		errs = append(errs, errors.New("--webhook-url and --webhook-secret go together"))
+	if err := c.ValidateWebhooks(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.AuditRetention < 0 {
 		errs = append(errs, errors.New("--audit-retention must not be negative"))

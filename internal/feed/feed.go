@@ -17,11 +17,15 @@ import (
 	"github.com/latchauth/latch/internal/session"
 )
 
-// Source is the storage the hub reads; session.Store implements it.
+// Source is the storage the hub reads; the SQLite and PostgreSQL stores
+// implement it.
 type Source interface {
-	// Revocations returns up to limit entries after the cursor, in cursor
-	// order; no entry a later call returns may sort before one it returned
-	// (see session.Store).
+	// Revocations returns up to limit revocation-feed entries whose cursor
+	// sorts after after, in cursor order, and only entries that no
+	// transaction still running can sort before: every entry a later call
+	// returns sorts after every entry this one returned, whatever order
+	// transactions commit in. A reader resumes from the last cursor it saw
+	// and never skips an entry (docs/design.md "Revocation feed").
 	Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error)
 }
 

@@ -44,7 +44,11 @@ func TestRevocationStream(t *testing.T) {
 	if _, err := env.Sessions.Logout(ctx, "", first.SessionID, session.ScopeOne, session.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	// The entry is in the hub's backlog before the stream opens, so it
+	// comes before "ready".
+	if err := env.Feed.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
 	resp := open("")
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
@@ -103,7 +107,7 @@ func TestRevocationStream(t *testing.T) {
 	expect(second.SessionID)
 	resp.Body.Close()
 	// Resuming after the first entry yields only the second.
-	time.Sleep(50 * time.Millisecond) // the closed stream releases its slot
+	testenv.Eventually(t, 5*time.Second, "the closed stream still holds its slot", func() bool { return env.API.FeedSubscribers() == 0 })
 	r3 := open(strings.TrimPrefix(id, "id: "))
 	defer r3.Body.Close()
 	sc := bufio.NewScanner(r3.Body)

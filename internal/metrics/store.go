@@ -60,9 +60,21 @@ func (t *TimedStore) Client(ctx context.Context, id string) (session.Client, err
 	return timed(t.m, "read", func() (session.Client, error) { return t.Store.Client(ctx, id) })
 }
 
-// Revocations implements session.Store.
-func (t *TimedStore) Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error) {
-	return timed(t.m, "read", func() ([]session.FeedEntry, error) { return t.Store.Revocations(ctx, after, limit) })
+// FeedSource is the revocation feed's read of storage (feed.Source).
+type FeedSource interface {
+	Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error)
+}
+
+// TimeFeed times src's reads as "read", like TimedStore's.
+func (m *Metrics) TimeFeed(src FeedSource) FeedSource { return timedFeed{src: src, m: m} }
+
+type timedFeed struct {
+	src FeedSource
+	m   *Metrics
+}
+
+func (t timedFeed) Revocations(ctx context.Context, after session.FeedCursor, limit int) ([]session.FeedEntry, error) {
+	return timed(t.m, "read", func() ([]session.FeedEntry, error) { return t.src.Revocations(ctx, after, limit) })
 }
 
 // DeleteStale implements session.Store.

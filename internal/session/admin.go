@@ -123,3 +123,29 @@ func (s *Service) RotateClientSecret(ctx context.Context, id string, m Meta) (st
 	}
 	return secret, nil
 }
+
+// UserSessions returns every session of the user not yet swept, revoked and
+// expired ones included, newest first (Sessions returns the active ones).
+func (s *Service) UserSessions(ctx context.Context, userID string) ([]Session, error) {
+	return s.store.UserSessions(ctx, userID)
+}
+
+// AuditEvents returns the audit events q selects, newest first.
+func (s *Service) AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, error) {
+	return s.store.AuditEvents(ctx, q)
+}
+
+// RecordAudit records an operator action that changes nothing the service
+// holds (a signing-key rotation, a rewrap of the sealed keys) in the audit
+// trail, through the same commit path as every other change: the OnCommit
+// hooks see it, so a configured webhook sends it. A zero e.At is now.
+func (s *Service) RecordAudit(ctx context.Context, e audit.Event, m Meta) error {
+	if e.At.IsZero() {
+		e.At = s.now()
+	}
+	err := s.inTx(ctx, func(tx Tx) error { return tx.AppendAudit(ctx, s.audit(e, m)) })
+	if err != nil {
+		return fmt.Errorf("session: record %s: %w", e.Type, err)
+	}
+	return nil
+}

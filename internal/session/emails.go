@@ -40,7 +40,10 @@ type EmailCollision struct {
 // already in canonical form (if any); the operator decides with the user
 // ids (latch users disable ID). Rows that no longer validate are reported
 // the same way.
-func RenormalizeEmails(ctx context.Context, store Store) (EmailReport, error) {
+func RenormalizeEmails(ctx context.Context, store interface {
+	Transactor
+	UserStore
+}) (EmailReport, error) {
 	users, err := store.Users(ctx)
 	if err != nil {
 		return EmailReport{}, fmt.Errorf("session: renormalise emails: %w", err)

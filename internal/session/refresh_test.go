@@ -509,12 +509,18 @@ func TestWaitingForTheLockDoesNotShrinkGrace(t *testing.T) {
 		bDone <- err
 	}()
 	<-locked
+	// A's arrival: everything it does before its transaction (where a
+	// clock read made too early would be) is done when it begins one.
+	arrived := make(chan struct{})
+	fs.mu.Lock()
+	fs.beforeTx = func() { close(arrived) }
+	fs.mu.Unlock()
 	aDone := make(chan error)
 	go func() { // tab A: same token, arrives now, waits for B
 		_, err := refresh(env, tok.RefreshToken)
 		aDone <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // let A arrive and queue behind B
+	<-arrived
 	env.Clock.Advance(10 * time.Second)
 	close(release)
 	if err := <-bDone; err != nil {

@@ -1,7 +1,7 @@
 // Package session is Latch's domain core: users, clients, and the sessions
 // they hold, with refresh-token rotation, reuse detection and revocation.
 //
-// Every multi-step change runs in one storage transaction (Store.InTx), and
+// Every multi-step change runs in one storage transaction (Transactor.InTx), and
 // every decision about a refresh token is taken on a row the transaction has
 // locked, so many server processes sharing one database agree. The package
 // links neither net/http nor a JOSE library (CI checks it with go list
@@ -23,7 +23,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/rtoken"
 )
 
@@ -290,78 +289,6 @@ const (
 	ScopeOthers Scope = "others"
 	ScopeAll    Scope = "all"
 )
-
-// Tx is the work a store does inside one transaction. LockSession takes a
-// row lock (or the database's write lock) held until the transaction ends.
-type Tx interface {
-	InsertUser(ctx context.Context, u User) error
-	// LockUser reads a user and locks the row until the transaction ends;
-	// every change to a user is made on a copy read this way, so two
-	// changes never overwrite each other with stale columns.
-	LockUser(ctx context.Context, id string) (User, error)
-	// UpdateUser writes u's email, password, disabled, verified and
-	// metadata columns; ErrEmailTaken if another user holds the email.
-	UpdateUser(ctx context.Context, u User) error
-	// DeleteUser deletes the user with everything keyed to them (sessions,
-	// message tokens, queued messages) and blanks the IP and user agent of
-	// their audit events, which keep only the user id; ErrNotFound if there
-	// is none. Revoke the user's sessions first, in the same transaction,
-	// so the revocation feed hears of them.
-	DeleteUser(ctx context.Context, id string) error
-	// PutMessageToken stores t, deleting the user's other tokens of the
-	// same purpose: a newer token voids the older.
-	PutMessageToken(ctx context.Context, t MessageToken) error
-	// TakeMessageToken deletes the token whose hash is hash and returns
-	// it; ErrNotFound if there is none. A token is taken once.
-	TakeMessageToken(ctx context.Context, hash []byte) (MessageToken, error)
-	// DeleteMessageTokens deletes every message token of the user.
-	DeleteMessageTokens(ctx context.Context, userID string) error
-	// EnqueueMessage writes m to the outbox; the sender delivers it after
-	// the transaction commits.
-	EnqueueMessage(ctx context.Context, m Message) error
-	InsertSession(ctx context.Context, s Session) error
-	LockSession(ctx context.Context, id string) (Session, error)
-	UpdateSession(ctx context.Context, s Session) error
-	// RevokeSessions revokes the active sessions that r selects, appends a
-	// revocation-feed entry for each, and returns their ids.
-	RevokeSessions(ctx context.Context, r Revocation) ([]string, error)
-	AppendAudit(ctx context.Context, e audit.Event) error
-	PutClient(ctx context.Context, c Client) error
-	// DeleteClient deletes a client; ErrNotFound if there is none.
-	DeleteClient(ctx context.Context, id string) error
-}
-
-// Store is the storage the service needs.
-type Store interface {
-	// InTx runs fn in one transaction, committing if fn returns nil and
-	// rolling back otherwise.
-	InTx(ctx context.Context, fn func(Tx) error) error
-	Session(ctx context.Context, id string) (Session, error)
-	// UserSessions returns the user's sessions that have not been deleted,
-	// newest first.
-	UserSessions(ctx context.Context, userID string) ([]Session, error)
-	User(ctx context.Context, id string) (User, error)
-	UserByEmail(ctx context.Context, email string) (User, error)
-	Users(ctx context.Context) ([]User, error)
-	Client(ctx context.Context, id string) (Client, error)
-	Clients(ctx context.Context) ([]Client, error)
-	// DeleteStale deletes sessions revoked or expired before cutoff, feed
-	// entries whose until is before now and message tokens expired before
-	// now; it returns the sessions deleted.
-	DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, error)
-	// Revocations returns up to limit revocation-feed entries whose cursor
-	// sorts after after, in cursor order, and only entries that no
-	// transaction still running can sort before: every entry a later call
-	// returns sorts after every entry this one returned, whatever order
-	// transactions commit in. A reader resumes from the last cursor it saw
-	// and never skips an entry (docs/design.md "Revocation feed").
-	Revocations(ctx context.Context, after FeedCursor, limit int) ([]FeedEntry, error)
-	// DeleteAudit deletes audit events older than before.
-	DeleteAudit(ctx context.Context, before time.Time) (int64, error)
-	// MessageToken returns the message token whose hash is hash, without
-	// taking it; ErrNotFound if there is none.
-	MessageToken(ctx context.Context, hash []byte) (MessageToken, error)
-}
 
 // FeedCursor is a position in the revocation feed. Entries are ordered by
 // Txn, then Seq. Txn groups the entries of one transaction (PostgreSQL: its

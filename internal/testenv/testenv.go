@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/bearer"
-	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/keywrap"
@@ -55,9 +54,9 @@ func (c *Clock) Advance(d time.Duration) {
 // Options.Store returns (the conformance suite passes PostgreSQL).
 type Store interface {
 	session.Store
+	feed.Source
 	token.Store
 	Ping(ctx context.Context) error
-	AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, error)
 	Close() error
 }
 
@@ -66,7 +65,8 @@ type Options struct {
 	Grace, LostWindow, Idle, MaxLifetime, AccessTTL time.Duration
 	// NoLostWindow sets L to 0 (LostWindow 0 means the default otherwise).
 	NoLostWindow bool
-	// WrapStore lets a test put a fault-injecting store in front of SQLite.
+	// WrapStore lets a test put a fault-injecting store in front of SQLite,
+	// between it and the session service (the feed reads the store itself).
 	WrapStore func(session.Store) session.Store
 	// RealClock uses time.Now instead of the fake clock (for tests through
 	// HTTP clients that check expiry against the wall clock).
@@ -193,7 +193,7 @@ func New(t testing.TB, o Options) *Env {
 	cfg := session.Config{Grace: o.Grace, LostWindow: o.LostWindow, Idle: o.Idle, MaxLifetime: o.MaxLifetime, LongestAccessTTL: o.AccessTTL,
 		AuditRetention: o.AuditRetention}
 	def(&o.FeedInterval, 250*time.Millisecond)
-	hub, err := feed.New(store, feed.Config{Interval: o.FeedInterval, Now: now})
+	hub, err := feed.New(st, feed.Config{Interval: o.FeedInterval, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,4 +361,18 @@ func WaitServing(t testing.TB, logs *LogBuffer, done <-chan error) string {
 	}
 	t.Fatalf("server did not start:\n%s", logs)
 	return ""
+}
+
+// Eventually polls cond until it holds, failing the test after d. It waits
+// on a condition a test can observe, not a guessed duration: use it where
+// there is no event to wait for (a slot released when a handler returns).
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -79,6 +79,13 @@ var knownTypes = map[string]bool{
 
 	audit.RefreshSuspiciousGrace: true,
 	audit.PasswordChangeFailed:   true,
+
+	// Operators' actions, sent by the admin command that made them.
+	audit.UserEnabled:         true,
+	audit.ClientDeleted:       true,
+	audit.ClientSecretRotated: true,
+	audit.KeysRotated:         true,
+	audit.KeysRewrapped:       true,
 }
 
 // Config configures a [Sender]. Zero durations and sizes take the Default
