@@ -346,7 +346,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fn func(http.Resp
 	if err == nil {
 		return
 	}
-	if requestCanceled(r) && !errors.Is(err, errClientGone) {
+	// A body cut short or too slow is that fault, even though net/http
+	// has cancelled the context of a connection that ended or timed out.
+	if requestCanceled(r) && !errors.Is(err, errClientGone) && !errors.Is(err, errTruncatedBody) && !errors.Is(err, errBodyTimeout) {
 		err = fmt.Errorf("%w: %w", errClientGone, err)
 	}
 	e := toError(r.Pattern, err)
@@ -355,8 +357,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fn func(http.Resp
 	case e.Status == StatusClientClosedRequest:
 		s.log.Info("client gone", "request_id", id, "method", r.Method, "path", r.URL.Path, "err", err)
 		if sw, ok := w.(*statusWriter); ok {
-			sw.status = StatusClientClosedRequest
+			sw.status = StatusClientClosedRequest // what the log and metrics record
 		}
+		// Most likely nobody reads this; a client that only half-closed
+		// its connection learns it was its fault (else net/http would send
+		// an empty 200).
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: e.Message})
 		return
 	case errors.Is(err, session.ErrBusy):
 		// Shed for overload: a node at capacity, not a failure.
