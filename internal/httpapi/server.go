@@ -332,9 +332,8 @@ func (s *Server) shed(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Shed(ShedInFlight)
 	}
-	// The body is not read: close the connection after the answer rather
-	// than drain it.
-	w.Header().Set("Connection", "close")
+	// The body is not read; net/http discards it (Latch's are small) and
+	// keeps the connection, so a shed client does not pay for a new one.
 	w.Header().Set("Cache-Control", "no-store")
 	writeError(w, overloaded)
 }
