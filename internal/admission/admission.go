@@ -32,9 +32,11 @@ const reservedFDs = 256
 // descriptor limit (RLIMIT_NOFILE, which Go raises to the hard limit at
 // start), less the storage pool's connections and a reserve, and at most
 // 8,192 per core (an idle connection costs about 10 KiB); requests in
-// flight from the pool size and GOMAXPROCS: enough to keep every storage
-// connection and every core busy, few enough that a request admitted gets
-// a connection within the pool's wait bound instead of queueing.
+// flight from the pool size and GOMAXPROCS: four per storage connection
+// and per core, enough to keep every connection and core busy with the
+// next request ready, few enough that a request admitted gets a
+// connection well within the pool's wait bound instead of queueing (by
+// Little's law the queue, not the cap, is what a client waits on).
 func Defaults(poolSize int) Limits {
 	procs := runtime.GOMAXPROCS(0)
 	conns := 8192 * procs
@@ -43,7 +45,7 @@ func Defaults(poolSize int) Limits {
 	}
 	return Limits{
 		MaxConnections: max(conns, 64),
-		MaxInFlight:    max(64, 8*poolSize+16*procs),
+		MaxInFlight:    max(32, 4*poolSize+4*procs),
 	}
 }
 

@@ -123,7 +123,7 @@ func TestListenerRefusesWhenAllBusy(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	l := Defaults(16)
-	if l.MaxConnections < 64 || l.MaxInFlight < 64 {
+	if l.MaxConnections < 64 || l.MaxInFlight < 32 {
 		t.Fatalf("%+v", l)
 	}
 	if fds, ok := descriptorLimit(); ok && uint64(l.MaxConnections) > fds {

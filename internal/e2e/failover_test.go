@@ -115,7 +115,13 @@ func (c *pgCluster) dataDir(name string) string {
 // connections. settings are -c name=value pairs.
 func (c *pgCluster) start(dir string, settings ...string) *pgServer {
 	c.t.Helper()
-	s := &pgServer{t: c.t, dir: dir, port: freePort(c.t), done: make(chan struct{})}
+	return c.startOn(dir, freePort(c.t), settings...)
+}
+
+// startOn is start on a given port (a restart keeps its address).
+func (c *pgCluster) startOn(dir string, port int, settings ...string) *pgServer {
+	c.t.Helper()
+	s := &pgServer{t: c.t, dir: dir, port: port, done: make(chan struct{})}
 	args := []string{"-D", dir, "-p", strconv.Itoa(s.port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + dir}
 	for _, kv := range settings {
 		args = append(args, "-c", kv)

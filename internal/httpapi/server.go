@@ -332,9 +332,8 @@ func (s *Server) shed(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Shed(ShedInFlight)
 	}
-	// The body is not read: close the connection after the answer rather
-	// than drain it.
-	w.Header().Set("Connection", "close")
+	// The body is not read; net/http discards it (Latch's are small) and
+	// keeps the connection, so a shed client does not pay for a new one.
 	w.Header().Set("Cache-Control", "no-store")
 	writeError(w, overloaded)
 }
@@ -346,7 +345,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fn func(http.Resp
 	if err == nil {
 		return
 	}
-	if requestCanceled(r) && !errors.Is(err, errClientGone) {
+	// A body cut short or too slow is that fault, even though net/http
+	// has cancelled the context of a connection that ended or timed out.
+	if requestCanceled(r) && !errors.Is(err, errClientGone) && !errors.Is(err, errTruncatedBody) && !errors.Is(err, errBodyTimeout) {
 		err = fmt.Errorf("%w: %w", errClientGone, err)
 	}
 	e := toError(r.Pattern, err)
@@ -355,8 +356,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fn func(http.Resp
 	case e.Status == StatusClientClosedRequest:
 		s.log.Info("client gone", "request_id", id, "method", r.Method, "path", r.URL.Path, "err", err)
 		if sw, ok := w.(*statusWriter); ok {
-			sw.status = StatusClientClosedRequest
+			sw.status = StatusClientClosedRequest // what the log and metrics record
 		}
+		// Most likely nobody reads this; a client that only half-closed
+		// its connection learns it was its fault (else net/http would send
+		// an empty 200).
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: e.Message})
 		return
 	case errors.Is(err, session.ErrBusy):
 		// Shed for overload: a node at capacity, not a failure.

@@ -13,7 +13,7 @@
 //	latch_logins_total{outcome}                success | bad_credentials | throttled | error | client_gone
 //	latch_password_changes_total{outcome}      success | bad_credentials | weak_password | throttled | error
 //	latch_refreshes_total{outcome}             rotated | grace_duplicate | lost_response | reuse |
-//	                                           expired | revoked | stale | invalid | unavailable | client_gone
+//	                                           expired | revoked | stale | invalid | unavailable | client_gone | shed
 //	latch_refresh_reuse_total{cause}           ancestor | abandoned_successor | late_parent | unknown_generation
 //	latch_revocations_total{reason}            sessions revoked: logout | remote_logout | password_change |
 //	                                           user_disabled | refresh_token_reuse | token_revoked | admin
@@ -98,7 +98,7 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_refreshes_total",
-			Help: "Refresh-token grants by outcome: rotated, grace_duplicate (the parent within the grace window), lost_response (a fresh successor within the lost-response window), reuse (the session was revoked), expired, revoked, stale (abandoned by its client or sent more than the grace window earlier, and refused rather than abandon a token or revoke; nothing changed), invalid (malformed, forged, unknown, another client's, or a wider scope), unavailable (storage failure), client_gone (the client closed the connection first: not a storage failure).",
+			Help: "Refresh-token grants by outcome: rotated, grace_duplicate (the parent within the grace window), lost_response (a fresh successor within the lost-response window), reuse (the session was revoked), expired, revoked, stale (abandoned by its client or sent more than the grace window earlier, and refused rather than abandon a token or revoke; nothing changed), invalid (malformed, forged, unknown, another client's, or a wider scope), unavailable (storage failure), client_gone (the client closed the connection first: not a storage failure), shed (no storage connection free within --db-acquire-timeout: the node at capacity; nothing changed).",
 		}, []string{"outcome"}),
 		reuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_refresh_reuse_total",

@@ -79,13 +79,16 @@ const (
 	// RefreshClientGone: the client left before the refresh finished
 	// (ErrCanceled), a client's fault that must not look like an outage.
 	RefreshClientGone = "client_gone"
+	// RefreshShed: no storage connection came free in time (ErrBusy): the
+	// node was at capacity and shed the request; nothing changed.
+	RefreshShed = "shed"
 )
 
 // RefreshOutcomes returns every Refresh outcome, for metrics that create
 // their series up front.
 func RefreshOutcomes() []string {
 	return []string{RefreshRotated, RefreshGraceDuplicate, RefreshLostResponse, RefreshReuse,
-		RefreshExpired, RefreshRevoked, RefreshStale, RefreshInvalid, RefreshUnavailable, RefreshClientGone}
+		RefreshExpired, RefreshRevoked, RefreshStale, RefreshInvalid, RefreshUnavailable, RefreshClientGone, RefreshShed}
 }
 
 // ReuseCauses returns every Reuse cause.
@@ -148,6 +151,8 @@ func (s *Service) observeRefresh(rot rotation, err error) {
 		o = RefreshInvalid
 	case errors.Is(err, ErrCanceled), errors.Is(err, context.Canceled):
 		o = RefreshClientGone
+	case errors.Is(err, ErrBusy):
+		o = RefreshShed
 	default:
 		o = RefreshUnavailable
 	}
