@@ -241,7 +241,8 @@ func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
 		return err
 	}
 	// COMMIT (with the writes pipelined into it) runs on a context the
-	// caller cannot cancel, bounded by commitTimeout: a cancellation that
+	// caller cannot cancel and that no caller's deadline (the request's,
+	// CallTimeout) ends, bounded by commitTimeout: a cancellation that
 	// reached PostgreSQL during COMMIT could leave it applied while the
 	// caller heard "context canceled", so a committed reuse revocation went
 	// unreported (no metric, log or webhook). The caller's cancellation
@@ -249,8 +250,8 @@ func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
 	// fails on a broken connection may still have been applied; the
 	// refresh protocol makes that safe: the client retries with its old
 	// token and the grace rule answers with the token this commit stored.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer cancel()
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer ccancel()
 	if err := t.commit(cctx); err != nil {
 		t.rollback(ctx)
 		return err
