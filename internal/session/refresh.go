@@ -112,8 +112,10 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 				return err
 			}
 		}
-		if err := tx.UpdateSession(ctx, rot.Next); err != nil {
-			return err
+		if rot.Write {
+			if err := tx.UpdateSession(ctx, rot.Next); err != nil {
+				return err
+			}
 		}
 		return s.beforeCommit(ctx, &req, rot)
 	})
