@@ -1,10 +1,14 @@
 package authclient_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -302,5 +306,42 @@ func TestKeepFresh(t *testing.T) {
 	}
 	if h.refreshFails.Load() != 0 || s.Stats().FailedRefreshes != 0 {
 		t.Fatalf("refresh failures: %d on the server, %+v", h.refreshFails.Load(), s.Stats())
+	}
+}
+
+// TestRequestTime: every refresh says when it was sent, in the server's
+// time (request_time, Unix ms: the local clock corrected by the offset
+// learnt from Date), so the server can refuse an attempt it reaches too
+// late (docs/design.md "Abandoned and late requests").
+func TestRequestTime(t *testing.T) {
+	for _, skew := range []time.Duration{5 * time.Minute, -5 * time.Minute} {
+		t.Run(skew.String(), func(t *testing.T) {
+			const ttl = time.Minute
+			h := newHarness(t, testenv.Options{AccessTTL: ttl})
+			s := h.login(h.client(skew, &authclient.MemoryStore{}))
+			var got []string
+			h.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+				body, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				form, _ := url.ParseQuery(string(body))
+				got = append(got, form.Get("request_time"))
+				return false // on to the server
+			})
+			h.env.Clock.Advance(ttl)
+			if _, err := s.AccessToken(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 {
+				t.Fatalf("%d refreshes, want 1", len(got))
+			}
+			ms, err := strconv.ParseInt(got[0], 10, 64)
+			if err != nil {
+				t.Fatalf("request_time %q: %v", got[0], err)
+			}
+			// Date has whole seconds; the estimate is its centre.
+			if d := time.UnixMilli(ms).Sub(h.env.Clock.Now()); d.Abs() > time.Second {
+				t.Fatalf("request_time is %s off the server's clock (local clock %s off)", d, skew)
+			}
+		})
 	}
 }

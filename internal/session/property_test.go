@@ -40,7 +40,8 @@ import (
 //     token (the test lets time pass instead) unless it is retrying a lost
 //     answer; it retries a lost answer inside the window (within L of the
 //     lost request; within G of it when L is 0), at once, within G or
-//     after G; and none of its requests is delivered late. It may change
+//     after G; and none of its requests is delivered late (except those
+//     held up by a paused node, below, whose answers it never reads). It may change
 //     networks (a new IP) at any time. In thief runs it may also go idle
 //     for a while and come back.
 //   - In half of the checks, an attacker: a thief that copies the honest
@@ -49,6 +50,12 @@ import (
 //     honest client on the same token, sometimes with a replayer that
 //     presents any token older than the honest client's), or keeps
 //     presenting its original copy (exploiting lost-response tolerance).
+//   - Requests held up by a paused node: the honest client's refresh
+//     reaches a node that stops (a GC pause, a frozen VM, SIGSTOP); the
+//     client gives up on it and carries on; much later the node acts on
+//     it, with the connection closed, or (a connection that died without
+//     a FIN) only its request time more than G old. A thief may fake
+//     either signal.
 //
 // Other actions: duplicates of one request (2 to 4 copies, concurrent, or
 // back to back with gaps of at most G; the honest client's copies all
@@ -120,7 +127,12 @@ import (
 //     (revocations by one entry when the session is revoked); generations
 //     never decrease and every successor is new;
 //   - an access token never outlives its session: exp = min(now + ttl,
-//     absolute expiry); its sid names the session.
+//     absolute expiry); its sid names the session;
+//   - a stale request (abandoned, or sent more than G before the server
+//     acts) changes nothing and fails with ErrStale, never invalid_grant:
+//     a held-up honest request never logs anyone out, and a thief that
+//     fakes staleness gets no tokens (and no answer it would not get
+//     otherwise: reuse still revokes at its next on-time request).
 //
 // Cost: under -race on two cores each check (stack, login, about 30
 // actions) takes roughly 0.2 s, so the test runs propDefaultChecks checks
@@ -317,10 +329,11 @@ const (
 	propLost                      // the parent within L: a fresh successor, current abandoned
 	propReuse                     // anything else: revoke
 	propDead                      // revoked or expired session: invalid_grant
+	propStale                     // abandoned or sent more than G ago: ErrStale, nothing changes
 )
 
 func (o propOutcome) String() string {
-	return [...]string{"rotate", "grace (identical token)", "lost-response successor", "reuse (revoke)", "dead session (invalid_grant)"}[o]
+	return [...]string{"rotate", "grace (identical token)", "lost-response successor", "reuse (revoke)", "dead session (invalid_grant)", "stale (refused, nothing changed)"}[o]
 }
 
 func (o propOutcome) ok() bool { return o <= propLost }
@@ -384,7 +397,7 @@ func (m *propModel) suspicious(o propOutcome, meta session.Meta) bool {
 
 func (m *propModel) apply(o propOutcome, now time.Time, c propConfig, meta session.Meta) {
 	switch o {
-	case propDead:
+	case propDead, propStale:
 		return
 	case propReuse:
 		m.revoked = true
@@ -422,6 +435,26 @@ type propHolder struct {
 	// replayer only: the request also asks for a scope wider than the grant
 	// (propProbeScope) or comes from another client (propProbeClient).
 	probe string
+
+	// stale, if set, makes the request stale: propGone (the client closed
+	// the connection; sentAt is sent when not zero) or propLate (sentAt,
+	// more than G before the server acts).
+	stale  string
+	sentAt time.Time
+}
+
+// Ways a request is stale.
+const (
+	propGone = "abandoned"
+	propLate = "sent more than G ago"
+)
+
+// propDelayed is an honest request held up (a paused node) after its
+// client gave up on it.
+type propDelayed struct {
+	tok    string
+	gen    uint64
+	sentAt time.Time
 }
 
 // Probes: what else is wrong with a replayed request.
@@ -472,6 +505,11 @@ type propMachine struct {
 	thiefKind                                int
 	thiefEnabled, replayEnabled, thiefCopied bool
 	thiefActed                               bool
+
+	// delayed are honest requests that a paused node still holds; late
+	// delivers them, with the honest client's meta.
+	delayed []propDelayed
+	late    propHolder
 
 	maxGen   uint64
 	baseline map[string]int
@@ -543,6 +581,7 @@ func propStart(tt *testing.T, t *rapid.T) *propMachine {
 		meta: session.Meta{IP: "192.0.2.10", UserAgent: "honest-app/1.0"}}
 	pm.thief = propHolder{name: "thief", meta: session.Meta{IP: "203.0.113.66", UserAgent: "thief/0.1"}}
 	pm.replayer = propHolder{name: "replayer", meta: session.Meta{IP: "198.51.100.7", UserAgent: "replayer/0.1"}}
+	pm.late = propHolder{name: "honest (delayed)"}
 	pm.maxGen = row.Gen
 	pm.baseline = pm.tableCounts(t)
 	t.Logf("config: G=%s L=%s idle=%s max=%s ttl=%s thief=%v replayer=%v", cfg.grace, cfg.lost, cfg.idle, cfg.maxLife, cfg.ttl,
@@ -749,6 +788,9 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 			n := 0
 			for _, i := range order {
 				wants[i] = next.predict(gen, now, pm.cfg, v == 1)
+				if whos[i].stale != "" && wants[i] != propDead {
+					wants[i] = propStale
+				}
 				if next.suspicious(wants[i], whos[i].meta) {
 					n++
 				}
@@ -766,11 +808,17 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 	rs = make([]propResult, len(whos))
 	probe := whos[0].probe
 	var rowBefore session.Session
-	if probe != "" {
+	if probe != "" || whos[0].stale != "" {
 		rowBefore = pm.row(t)
 	}
 	present := func(i int) {
 		req := session.RefreshRequest{Token: tok, Client: pm.env.Client, Meta: whos[i].meta}
+		switch whos[i].stale {
+		case propGone:
+			req.Gone, req.SentAt = func() bool { return true }, whos[i].sentAt
+		case propLate:
+			req.SentAt = whos[i].sentAt
+		}
 		switch whos[i].probe {
 		case propProbeScope:
 			req.Scope = "admin"
@@ -840,6 +888,12 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 	pm.verify(t, whos, wants, suspiciousBy[v], rs, desc, auditsBefore)
 	pm.checkGraceBound(t, &before, gen, now, rs, desc)
 	pm.checkRotatedBy(t, whos, wants, desc)
+	if wants[0] == propStale {
+		pm.stats.add(fmt.Sprintf("stale (%s), would have been %v", whos[0].stale, before.predict(gen, now, pm.cfg, v == 1)))
+		if after := pm.row(t); after != rowBefore {
+			t.Fatalf("a stale request changed the session:\nbefore %+v\nafter  %+v\n%s", rowBefore, after, desc)
+		}
+	}
 	return rs, false
 }
 
@@ -932,6 +986,11 @@ func (pm *propMachine) observed(rs []propResult) propOutcome {
 			return propReuse
 		}
 	}
+	for _, r := range rs {
+		if errors.Is(r.err, session.ErrStale) {
+			return propStale
+		}
+	}
 	return propDead
 }
 
@@ -999,6 +1058,15 @@ func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcom
 		}
 		if reused != 1 {
 			t.Fatalf("reuse: %d of %d answers report ErrReused, want exactly 1\n%s", reused, len(rs), desc)
+		}
+	case first == propStale:
+		for _, r := range rs {
+			if r.err == nil {
+				t.Fatalf("a stale request (abandoned, or sent more than G ago) was answered gen %d; it must change nothing\n%s", pm.genOf(t, r.tok.RefreshToken), desc)
+			}
+			if !errors.Is(r.err, session.ErrStale) || session.IsInvalidGrant(r.err) {
+				t.Fatalf("a stale request must fail with ErrStale, never invalid_grant; got %v\n%s", r.err, desc)
+			}
 		}
 	case first == propDead:
 		for _, r := range rs {
@@ -1330,7 +1398,9 @@ func (pm *propMachine) ThiefRefresh(t *rapid.T) {
 		t.Skip("the thief holds nothing, or keeps its stolen copy")
 	}
 	pm.thiefActed = true
-	t.Logf("thief refresh at %s", pm.rel(pm.now()))
+	propThiefStale(t, &pm.thief, pm.now(), pm.cfg.grace)
+	defer func() { pm.thief.stale, pm.thief.sentAt = "", time.Time{} }()
+	t.Logf("thief refresh at %s (stale: %q)", pm.rel(pm.now()), pm.thief.stale)
 	rs, _ := pm.refreshAll(t, []*propHolder{&pm.thief}, "")
 	pm.receive(t, &pm.thief, rs)
 }
@@ -1347,6 +1417,7 @@ func (pm *propMachine) ThiefUseStolenCopy(t *rapid.T) {
 	t.Logf("thief presents its stolen copy (gen %d) at %s", pm.stolen.gen, pm.rel(pm.now()))
 	copyHolder := pm.thief
 	copyHolder.tok, copyHolder.gen = pm.stolen.tok, pm.stolen.gen
+	propThiefStale(t, &copyHolder, pm.now(), pm.cfg.grace)
 	pm.tag = ", stolen copy"
 	defer func() { pm.tag = "" }()
 	rs, _ := pm.refreshAll(t, []*propHolder{&copyHolder}, "")
@@ -1433,6 +1504,66 @@ func (pm *propMachine) ReplayOldToken(t *rapid.T) {
 	defer func() { pm.replayer.probe = "" }()
 	t.Logf("replay of gen %d at %s (probe %q)", is.gen, pm.rel(pm.now()), pm.replayer.probe)
 	pm.refreshAll(t, []*propHolder{&pm.replayer}, "")
+}
+
+// HonestAbandon: the honest client's refresh reaches a node that is
+// paused (a GC pause, a frozen VM, an overloaded node); the client gives up
+// on it, as the contract says, and carries on with the token it holds. The
+// node keeps the request and may act on it much later (DeliverDelayed).
+func (pm *propMachine) HonestAbandon(t *rapid.T) {
+	if pm.m.revoked || len(pm.delayed) >= 3 {
+		t.Skip("revoked, or enough requests held up")
+	}
+	if !pm.honestReady() {
+		t.Skip("the honest client is idle, or the session would expire before it may refresh")
+	}
+	pm.checkRetryWindow(t)
+	pm.delayed = append(pm.delayed, propDelayed{pm.honest.tok, pm.honest.gen, pm.now()})
+	pm.honest.lastAttempt = pm.now()
+	t.Logf("honest refresh with gen %d held up by a paused node at %s; the client gives up", pm.honest.gen, pm.rel(pm.now()))
+}
+
+// DeliverDelayed: the paused node resumes and acts on a held-up request
+// whose client has left: the connection is closed (the client gave up),
+// or it was sent more than G ago. Whatever has happened since, it changes
+// nothing: no lost-response successor abandons the token the client holds
+// now, no reuse revokes the session, nothing rotates. (Before issue 19 it
+// revoked sessions: "generation 27 presented; current 29, parent 28".)
+func (pm *propMachine) DeliverDelayed(t *rapid.T) {
+	if len(pm.delayed) == 0 {
+		t.Skip("nothing held up")
+	}
+	i := rapid.IntRange(0, len(pm.delayed)-1).Draw(t, "delayed_index")
+	d := pm.delayed[i]
+	pm.delayed = slices.Delete(pm.delayed, i, i+1)
+	h := &pm.late
+	h.tok, h.gen, h.meta = d.tok, d.gen, pm.honest.meta
+	h.stale, h.sentAt = propGone, d.sentAt
+	late := pm.now().Sub(d.sentAt) > pm.cfg.grace
+	switch {
+	case late && rapid.Bool().Draw(t, "connection_looks_open"):
+		// A phone whose network changed: its connection died without a
+		// FIN, so only the request time tells.
+		h.stale = propLate
+	case rapid.Bool().Draw(t, "no_request_time"):
+		h.sentAt = time.Time{} // a client that does not send request_time
+	}
+	defer func() { h.stale, h.sentAt = "", time.Time{} }()
+	t.Logf("the paused node acts on the held-up gen %d (sent at %s, %s) at %s", d.gen, pm.rel(d.sentAt), h.stale, pm.rel(pm.now()))
+	pm.refreshAll(t, []*propHolder{h}, "") // nobody reads the answer
+}
+
+// propThiefStale lets a thief fake a stale request (a request time long
+// past, or a connection it closes at once): it must gain nothing by it.
+func propThiefStale(t *rapid.T, h *propHolder, now time.Time, grace time.Duration) {
+	switch rapid.IntRange(0, 5).Draw(t, "thief_fakes_stale") {
+	case 0:
+		h.stale, h.sentAt = propGone, time.Time{}
+	case 1:
+		h.stale, h.sentAt = propLate, now.Add(-grace-time.Millisecond)
+	default:
+		h.stale, h.sentAt = "", time.Time{}
+	}
 }
 
 // Check holds after every action.

@@ -30,11 +30,11 @@ type RefreshRequest struct {
 	SentAt time.Time
 	// Gone, if set, reports whether the client has stopped waiting for
 	// the answer (its connection closed). A request whose ctx is done, or
-	// for which Gone or SentAt says so, is stale: it may rotate or get a
-	// grace answer, but it never abandons a token (a lost-response
-	// successor) or revokes a session (reuse); those end in ErrStale and
-	// change nothing. It is checked when the outcome is decided and again
-	// just before the commit.
+	// for which Gone or SentAt says so, is stale: it changes nothing (above
+	// all it never abandons a token with a lost-response successor or
+	// revokes the session for reuse) and ends in ErrStale; a revoked or
+	// expired session is answered as ever. It is checked when the outcome
+	// is decided and again just before the commit.
 	Gone func() bool
 }
 
@@ -112,8 +112,10 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 				return err
 			}
 		}
-		if err := tx.UpdateSession(ctx, rot.Next); err != nil {
-			return err
+		if rot.Write {
+			if err := tx.UpdateSession(ctx, rot.Next); err != nil {
+				return err
+			}
 		}
 		return s.beforeCommit(ctx, &req, rot)
 	})
@@ -155,10 +157,10 @@ func (s *Service) awaited(ctx context.Context, req *RefreshRequest, now time.Tim
 	return true
 }
 
-// beforeCommit is the last step of a refresh transaction: an outcome that
-// abandons a token or revokes a session commits only if the client still
-// awaits it, checked again now, after the statements ran (a node paused
-// between the decision and here must not act for a client that left).
+// beforeCommit is the last step of a refresh transaction: it commits only
+// if the client still awaits the answer, checked again now, after the
+// statements ran (a node paused between the decision and here must not
+// act for a client that left).
 func (s *Service) beforeCommit(ctx context.Context, req *RefreshRequest, rot rotation) error {
 	if rot.needsAwaited() && !s.awaited(ctx, req, s.now()) {
 		return fmt.Errorf("%w (found just before the commit; would be %s)", ErrStale, rot.Outcome)

@@ -24,8 +24,9 @@ type rotationIn struct {
 	Now time.Time
 	// Awaited is false when the request is stale: its client no longer
 	// waits for the answer (the connection closed) or sent it more than G
-	// before Now. A stale request may not abandon a token or revoke a
-	// session (docs/design.md "Abandoned and late requests").
+	// before Now. A stale request changes nothing: above all it never
+	// abandons a token or revokes a session (docs/design.md "Abandoned and
+	// late requests").
 	Awaited bool
 	// Meta is who presents the token.
 	Meta Meta
@@ -57,10 +58,19 @@ type rotation struct {
 func (r rotation) issues() bool { return r.Err == nil }
 
 // needsAwaited reports whether the outcome may only be committed for a
-// request its client still awaits: abandoning a token (a lost-response
-// successor) and revoking a session (reuse).
+// request its client still awaits: every outcome that changes the row.
+// Abandoning a token (a lost-response successor) or revoking a session
+// (reuse) for a client that left is the false logout of issue 19; a
+// rotation nobody receives is harmless only while L tolerates the lost
+// answer (with L = 0 the client's next attempt, later than G, would be
+// reuse), and a grace answer nobody receives is pointless. So a stale
+// request changes nothing at all.
 func (r rotation) needsAwaited() bool {
-	return r.Outcome == RefreshLostResponse || r.Outcome == RefreshReuse
+	switch r.Outcome {
+	case RefreshRotated, RefreshGraceDuplicate, RefreshLostResponse, RefreshReuse:
+		return true
+	}
+	return false
 }
 
 // rotate applies the rotation table to a locked session. The windows are

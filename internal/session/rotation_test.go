@@ -87,10 +87,10 @@ func TestRotateTable(t *testing.T) {
 			want: want{outcome: RefreshRevoked, err: ErrRevoked}},
 
 		// Stale requests: abandoned, or sent more than G ago.
-		{name: "stale current token still rotates", row: base, gen: 5, at: time.Minute, stale: true,
-			want: want{outcome: RefreshRotated, write: true, gen: 6, parent: 5, rotated: true}},
-		{name: "stale parent within G still gets the identical token", row: base, gen: 4, at: time.Second, stale: true,
-			want: want{outcome: RefreshGraceDuplicate, write: true, gen: 5, parent: 4}},
+		{name: "stale current token: refused, nothing rotates", row: base, gen: 5, at: time.Minute, stale: true,
+			want: want{outcome: RefreshStale, cause: RefreshRotated, err: ErrStale}},
+		{name: "stale parent within G: refused, G does not restart", row: base, gen: 4, at: time.Second, stale: true,
+			want: want{outcome: RefreshStale, cause: RefreshGraceDuplicate, err: ErrStale}},
 		{name: "stale lost response: refused, nothing abandoned", row: base, gen: 4, at: time.Hour, stale: true,
 			want: want{outcome: RefreshStale, cause: RefreshLostResponse, err: ErrStale}},
 		{name: "stale ancestor: refused, nothing revoked", row: base, gen: 3, at: time.Second, stale: true,

@@ -18,7 +18,12 @@ import (
 // Transactor runs work in one storage transaction.
 type Transactor interface {
 	// InTx runs fn in one transaction, committing if fn returns nil and
-	// rolling back otherwise.
+	// rolling back otherwise. Once fn has returned nil, ctx's cancellation
+	// no longer reaches the commit (PostgreSQL commits on a context the
+	// caller cannot cancel, with a deadline; SQLite's database/sql rolls
+	// back, and says so, if ctx is done before Commit starts): a nil error
+	// is returned for every transaction that committed, so its outcome is
+	// reported (Observer, OnCommit hooks, logs) even for a caller that left.
 	InTx(ctx context.Context, fn func(Tx) error) error
 }
 

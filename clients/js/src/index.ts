@@ -501,6 +501,12 @@ export function createClient(opts: ClientOptions): LatchClient {
       }
       const form = new URLSearchParams({ grant_type: 'refresh_token', client_id: clientId })
       if (!cookies) form.set('refresh_token', cur!.refresh!) // cookie mode: the cookie carries it
+      // When this attempt is sent, in server time (Unix ms): the server never
+      // lets an attempt it reaches more than G later, or after this client
+      // gave up on it, abandon a token or revoke the session (docs/design.md
+      // "Abandoned and late requests"). Only once the offset is known: the
+      // local clock alone may be minutes off.
+      if (offsetKnown) form.set('request_time', String(Math.round(serverNow())))
       let r
       try {
         // One attempt, bounded well within G, never replayed.

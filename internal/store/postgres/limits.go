@@ -21,8 +21,10 @@ type Limits struct {
 	// Retry-After). It bounds only the wait, not the statement.
 	AcquireWait time.Duration
 	// CallTimeout bounds each InTx transaction from the client side, BEGIN
-	// to COMMIT: statement_timeout ends a slow statement on the server,
-	// but a server that is frozen or cut off answers nothing at all.
+	// to the last statement before COMMIT (COMMIT itself, which nobody but
+	// the database may end once sent, has commitTimeout of its own):
+	// statement_timeout ends a slow statement on the server, but a server
+	// that is frozen or cut off answers nothing at all.
 	// Statements outside InTx run on their caller's deadline (every HTTP
 	// request has one) and statement_timeout.
 	CallTimeout time.Duration

@@ -240,15 +240,29 @@ func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
 		t.rollback(ctx)
 		return err
 	}
-	// A commit that fails on a broken connection may have been applied.
-	// The refresh protocol makes that safe: the client retries with its old
+	// COMMIT (with the writes pipelined into it) runs on a context the
+	// caller cannot cancel and that no caller's deadline (the request's,
+	// CallTimeout) ends, bounded by commitTimeout: a cancellation that
+	// reached PostgreSQL during COMMIT could leave it applied while the
+	// caller heard "context canceled", so a committed reuse revocation went
+	// unreported (no metric, log or webhook). The caller's cancellation
+	// still ends everything before it, which rolls back. A commit that
+	// fails on a broken connection may still have been applied; the
+	// refresh protocol makes that safe: the client retries with its old
 	// token and the grace rule answers with the token this commit stored.
-	if err := t.commit(ctx); err != nil {
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer ccancel()
+	if err := t.commit(cctx); err != nil {
 		t.rollback(ctx)
 		return err
 	}
 	return nil
 }
+
+// commitTimeout bounds a COMMIT that the caller can no longer cancel: the
+// statement timeout, which a COMMIT's deferred checks also obey, plus a
+// round trip.
+const commitTimeout = DefaultStatementTimeout + time.Second
 
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	tx, err := s.db.Begin(ctx)

@@ -18,7 +18,7 @@ function recorder() {
   const f = async (input, init = {}) => {
     const url = typeof input === 'string' ? input : input.url
     const body = typeof init.body === 'string' ? init.body : ''
-    const call = { url, method: init.method ?? (input.method || 'GET'), refresh: url.endsWith('/oauth/token') && body.includes('grant_type=refresh_token') }
+    const call = { url, method: init.method ?? (input.method || 'GET'), body, refresh: url.endsWith('/oauth/token') && body.includes('grant_type=refresh_token') }
     calls.push(call)
     const injected = fault?.(url, init, call)
     if (injected instanceof Error) throw injected
@@ -119,6 +119,21 @@ test('clock skew: decisions in server time', async () => {
     // expiresAt is in local (skewed) time: about 15 minutes from the
     // client's now, whatever the skew.
     assert.ok(Math.abs(s.expiresAt - a.clock.now() - 15 * 60_000) < 3_000, `expiresAt off by ${s.expiresAt - a.clock.now()}`)
+  }
+})
+
+test('request_time: each refresh says when it was sent, in server time', async () => {
+  for (const skew of [-5 * 60_000, 5 * 60_000]) {
+    const a = await signedIn({ clock: fakeClock(skew) })
+    const moved = 12 * 60_000
+    a.clock.advance(moved) // due
+    await a.latch.getAccessToken()
+    const call = a.rec.calls.find((c) => c.refresh)
+    assert.ok(call, `skew ${skew}: no refresh`)
+    const sent = Number(new URLSearchParams(call.body).get('request_time'))
+    // The local clock is skew + moved off the server's; request_time is
+    // corrected by the offset learnt from Date, so only moved remains.
+    assert.ok(Math.abs(sent - (Date.now() + moved)) < 3_000, `skew ${skew}: request_time off by ${sent - Date.now() - moved} ms`)
   }
 })
 

@@ -13,6 +13,11 @@ import (
 // word. Pass it to postgres.WithTracer; tests that promise a number of
 // round trips per operation assert on what Reset returns.
 type Tracer struct {
+	// AtCommit, if set, is called as a lone COMMIT or a batch holding one
+	// goes out (before it is sent), on the goroutine sending it: a test
+	// cancels the caller's context there to cancel "during COMMIT".
+	AtCommit func()
+
 	mu         sync.Mutex
 	trips      int
 	statements []string
@@ -24,17 +29,30 @@ func (tr *Tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQ
 	tr.trips++
 	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
 	tr.mu.Unlock()
+	if tr.AtCommit != nil && isCommit(d.SQL) {
+		tr.AtCommit()
+	}
 	return ctx
 }
+
+func isCommit(sql string) bool { return strings.EqualFold(strings.TrimSpace(sql), "COMMIT") }
 
 // TraceQueryEnd is part of pgx.QueryTracer.
 func (tr *Tracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // TraceBatchStart counts a batch as one round trip.
-func (tr *Tracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+func (tr *Tracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
 	tr.mu.Lock()
 	tr.trips++
 	tr.mu.Unlock()
+	if tr.AtCommit != nil && d.Batch != nil {
+		for _, q := range d.Batch.QueuedQueries {
+			if isCommit(q.SQL) {
+				tr.AtCommit()
+				break
+			}
+		}
+	}
 	return ctx
 }
 
