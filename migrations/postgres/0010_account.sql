@@ -12,10 +12,7 @@ CREATE TABLE message_tokens (
     purpose     text NOT NULL,
     email       text NOT NULL,
     created_at  timestamptz NOT NULL,
-    expires_at  timestamptz NOT NULL,
-    -- the session that asked for an email change (it stays when the change
-    -- happens; the user's other sessions end)
-    session_id  text NOT NULL DEFAULT ''
+    expires_at  timestamptz NOT NULL
 );
 CREATE INDEX message_tokens_user ON message_tokens (user_id, purpose);
 CREATE INDEX message_tokens_expires_at ON message_tokens (expires_at);

@@ -14,10 +14,7 @@ CREATE TABLE message_tokens (
     purpose     TEXT NOT NULL,
     email       TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
-    expires_at  INTEGER NOT NULL,
-    -- the session that asked for an email change: it stays when the
-    -- change happens, the user's other sessions end
-    session_id  TEXT NOT NULL DEFAULT ''
+    expires_at  INTEGER NOT NULL
 );
 CREATE INDEX message_tokens_user ON message_tokens (user_id, purpose);
 CREATE INDEX message_tokens_expires_at ON message_tokens (expires_at);
