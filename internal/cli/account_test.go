@@ -29,6 +29,7 @@ type node struct {
 	args []string
 	url  string
 	logs *testenv.LogBuffer
+	past string // the logs of earlier runs
 	stop func()
 }
 
@@ -51,6 +52,9 @@ func startNode(t *testing.T, args ...string) *node {
 func (n *node) start() {
 	n.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	if n.logs != nil {
+		n.past += n.logs.String()
+	}
 	n.logs = &testenv.LogBuffer{}
 	done := make(chan error, 1)
 	args := append([]string{"serve", "--argon2-memory", "8192", "--argon2-iterations", "1"}, n.args...)
@@ -144,7 +148,7 @@ func TestAccountFlowsOverSMTP(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := mailtest.Start(t, mailtest.Options{})
+			sink := mailtest.Start(t, mailtest.Options{User: "latch", Password: "smtp-secret-71"})
 			n := startNode(t, append(tc.db(t), "--smtp-url", sink.URL(), "--email-from", "Latch <no-reply@latch.test>")...)
 			const wait = 10 * time.Second
 
@@ -226,6 +230,17 @@ func TestAccountFlowsOverSMTP(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 			if got := len(sink.Messages()) - before; got != 1 {
 				t.Fatalf("%d messages after restart, want exactly the one reset", got)
+			}
+			// With SMTP, no link token and no SMTP credential reaches the
+			// log (docs/security.md ACCT-08).
+			logs := n.past + n.logs.String()
+			for _, secret := range []string{"latch_ev_", "latch_pr_", "smtp-secret-71"} {
+				if strings.Contains(logs, secret) {
+					t.Fatalf("the log holds %q:\n%s", secret, logs)
+				}
+			}
+			if m.AuthUser != "latch" {
+				t.Fatalf("delivered without AUTH: %+v", m)
 			}
 		})
 	}

@@ -176,6 +176,9 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	api.Close() // end the revocation-feed streams, which Shutdown would wait for
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Detached work (forgot-password, enumeration-safe signup) finishes
+	// before storage closes, once no request can add more.
+	defer api.WaitDetached()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -110,7 +110,7 @@ func Storage(fs *flag.FlagSet, c *Config) {
 func Webhooks(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.WebhookURL, "webhook-url", "", "POST security events here, signed (https, or http to loopback); see docs/webhooks.md")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key for webhook signatures, at least 32 bytes (prefer LATCH_WEBHOOK_SECRET)")
-	fs.StringVar(&c.WebhookEvents, "webhook-events", "", "comma-separated event types to send (default: reuse, lost response, password change, user disabled, session revoked)")
+	fs.StringVar(&c.WebhookEvents, "webhook-events", "", "comma-separated event types to send (default: reuse, lost response, password change, user disabled, session revoked, password reset, email changed, user deleted)")
 }
 
 // ValidateWebhooks reports webhook flags that do not go together.

@@ -198,7 +198,7 @@ func (s *Server) changeEmail(w http.ResponseWriter, r *http.Request, c *caller) 
 		return err
 	}
 	err = s.sensitive(r, c, "email change", func(m session.Meta) error {
-		return s.sessions.ChangeEmail(r.Context(), c.claims.Subject, addr, req.Password, m)
+		return s.sessions.ChangeEmail(r.Context(), c.claims.Subject, c.claims.SessionID, addr, req.Password, m)
 	})
 	if err != nil {
 		return err

@@ -272,7 +272,8 @@ func TestAccountEndpointsDoNotRevealAccounts(t *testing.T) {
 			}
 			// What happened off the request: a notice to the known address,
 			// and (signup) a new account for an unknown one.
-			env.API.Close()
+			srv.Close() // no more requests: then all detached work is done
+			env.API.WaitDetached()
 			ms := env.Mail(t)
 			if tc.path == "/v1/signup" {
 				notice := 0

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"html/template"
@@ -47,14 +48,33 @@ type pageData struct {
 }
 
 func (s *Server) pageRoutes() {
-	s.mux.HandleFunc("GET /reset", s.resetPage)
-	s.mux.HandleFunc("POST /reset", s.resetSubmit)
-	s.mux.HandleFunc("GET /verify", s.verifyPage)
-	s.mux.HandleFunc("POST /verify", s.verifySubmit)
+	s.mux.Handle("GET /reset", s.page(s.resetPage))
+	s.mux.Handle("POST /reset", s.page(s.resetSubmit))
+	s.mux.Handle("GET /verify", s.page(s.verifyPage))
+	s.mux.Handle("POST /verify", s.page(s.verifySubmit))
 	s.mux.HandleFunc("GET /assets/latch.css", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Write(pageCSS)
+	})
+}
+
+// page adapts a page handler as handle does the API's: the in-flight cap
+// and the request timeout apply; the answer is HTML, written by fn.
+func (s *Server) page(fn http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.inflight != nil {
+			select {
+			case s.inflight <- struct{}{}:
+				defer func() { <-s.inflight }()
+			default:
+				s.shed(w, r)
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		fn(w, r.WithContext(ctx))
 	})
 }
 

@@ -239,8 +239,13 @@ func (s *Server) Close() {
 	if s.closed.CompareAndSwap(false, true) {
 		close(s.done)
 	}
-	s.bg.Wait()
 }
+
+// WaitDetached waits for the work requests detached (the lookups and
+// writes of forgot-password and enumeration-safe signup). Call it once no
+// request is served any more (after http.Server.Shutdown): each piece is
+// bounded by its own 30 s timeout.
+func (s *Server) WaitDetached() { s.bg.Wait() }
 
 func (s *Server) routes() {
 	h := s.handle

@@ -58,13 +58,13 @@ func (s *Service) UpdateMetadata(ctx context.Context, userID string, meta []byte
 // sendToken makes a token of purpose for u, sent to addr, voiding u's
 // older token of that purpose, and writes its message to the outbox: all
 // in tx, so a message exists exactly when its token does.
-func (s *Service) sendToken(ctx context.Context, tx Tx, u *User, purpose, addr string, kind MessageKind, now time.Time) error {
+func (s *Service) sendToken(ctx context.Context, tx Tx, u *User, purpose, addr, sid string, kind MessageKind, now time.Time) error {
 	ttl := s.mailCfg.VerifyTTL
 	if purpose == PurposeReset {
 		ttl = s.mailCfg.ResetTTL
 	}
 	tok, hash := newMessageToken(purpose)
-	if err := tx.PutMessageToken(ctx, MessageToken{Hash: hash, UserID: u.ID, Purpose: purpose, Email: addr, CreatedAt: now, ExpiresAt: now.Add(ttl)}); err != nil {
+	if err := tx.PutMessageToken(ctx, MessageToken{Hash: hash, UserID: u.ID, Purpose: purpose, Email: addr, CreatedAt: now, ExpiresAt: now.Add(ttl), SessionID: sid}); err != nil {
 		return err
 	}
 	d := MessageData{Kind: kind, To: addr, Expires: ttl}
@@ -103,7 +103,7 @@ func (s *Service) RequestVerification(ctx context.Context, userID string, m Meta
 		if !u.EmailVerifiedAt.IsZero() || !u.DisabledAt.IsZero() {
 			return nil
 		}
-		if err := s.sendToken(ctx, tx, &u, PurposeVerify, u.Email, KindVerify, now); err != nil {
+		if err := s.sendToken(ctx, tx, &u, PurposeVerify, u.Email, "", KindVerify, now); err != nil {
 			return err
 		}
 		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.EmailVerifyRequested, UserID: userID}, m))
@@ -177,6 +177,17 @@ func (s *Service) VerifyEmail(ctx context.Context, tok string, m Meta) error {
 			if err := tx.DeleteMessageTokens(ctx, u.ID); err != nil {
 				return err
 			}
+			// Whoever else is signed in loses the account with its old
+			// address; the session that asked stays.
+			rv := Revocation{UserID: u.ID, SessionID: t.SessionID, Scope: ScopeOthers, Reason: ReasonEmailChange}
+			if t.SessionID == "" {
+				rv.Scope = ScopeAll
+			}
+			ids, err := tx.RevokeSessions(ctx, s.revocation(rv, now))
+			if err != nil {
+				return err
+			}
+			ev.Detail = fmt.Sprintf("%d other sessions ended", len(ids))
 		}
 		u.EmailVerifiedAt = now
 		if err := tx.UpdateUser(ctx, u); err != nil {
@@ -193,9 +204,11 @@ func (s *Service) VerifyEmail(ctx context.Context, tok string, m Meta) error {
 // ChangeEmail starts an email change (POST /v1/email/change) after
 // checking the password: a link to the new address makes the change, and
 // the old address is told. A new address that already has an account gets
-// a notice instead, so the answer is the same either way. A wrong password
-// is ErrBadCredential (audited; the caller throttles it as a login).
-func (s *Service) ChangeEmail(ctx context.Context, userID, newEmail, pw string, m Meta) error {
+// a notice instead, so the answer is the same either way. When the change
+// happens, the user's sessions other than sid (the one asking) end. A
+// wrong password is ErrBadCredential (audited; the caller throttles it as
+// a login).
+func (s *Service) ChangeEmail(ctx context.Context, userID, sid, newEmail, pw string, m Meta) error {
 	if s.composer == nil {
 		return ErrMailUnavailable
 	}
@@ -230,7 +243,7 @@ func (s *Service) ChangeEmail(ctx context.Context, userID, newEmail, pw string, 
 				return err
 			}
 		default:
-			if err := s.sendToken(ctx, tx, &locked, PurposeEmailChange, addr, KindEmailChange, now); err != nil {
+			if err := s.sendToken(ctx, tx, &locked, PurposeEmailChange, addr, sid, KindEmailChange, now); err != nil {
 				return err
 			}
 		}
@@ -293,7 +306,7 @@ func (s *Service) ForgotPassword(ctx context.Context, email string, m Meta) erro
 		if err != nil || !locked.DisabledAt.IsZero() {
 			return err
 		}
-		if err := s.sendToken(ctx, tx, &locked, PurposeReset, locked.Email, KindReset, now); err != nil {
+		if err := s.sendToken(ctx, tx, &locked, PurposeReset, locked.Email, "", KindReset, now); err != nil {
 			return err
 		}
 		return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.PasswordResetRequested, UserID: u.ID}, m))

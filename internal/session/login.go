@@ -58,7 +58,7 @@ func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, 
 		}
 		if s.composer != nil {
 			// The first verification link, written with the user.
-			if err := s.sendToken(ctx, tx, &u, PurposeVerify, u.Email, KindVerify, now); err != nil {
+			if err := s.sendToken(ctx, tx, &u, PurposeVerify, u.Email, "", KindVerify, now); err != nil {
 				return err
 			}
 		}

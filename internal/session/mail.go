@@ -61,6 +61,9 @@ type MessageToken struct {
 	Email     string
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// SessionID is the session that asked for an email change; it stays
+	// when the change happens, the user's other sessions end.
+	SessionID string
 }
 
 // Message is one outbox row. Body is sealed (see [Service.OpenMessage]):

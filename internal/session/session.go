@@ -93,6 +93,7 @@ const (
 	ReasonAdmin          = "admin"
 	ReasonPasswordReset  = "password_reset"
 	ReasonUserDeleted    = "user_deleted"
+	ReasonEmailChange    = "email_change"
 )
 
 // Session is one login on one device.

@@ -238,7 +238,7 @@ func New(t testing.TB, o Options) *Env {
 	fctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); hub.Run(fctx) }()
-	t.Cleanup(func() { h.Close(); stop(); <-done })
+	t.Cleanup(func() { h.Close(); h.WaitDetached(); stop(); <-done })
 	return &Env{Store: st, Issuer: iss, Sessions: svc, Codec: codec, Clock: clock, Client: client, Handler: h, API: h, Feed: hub, Config: cfg, Dir: o.Dir, now: now}
 }
 

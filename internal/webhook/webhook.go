@@ -60,6 +60,11 @@ func DefaultTypes() []string {
 		audit.PasswordChanged,
 		audit.UserDisabled,
 		audit.SessionRevoked,
+		// The account lifecycle: only the account's holder (a link, a
+		// password) can cause these, so they cannot be flooded.
+		audit.PasswordReset,
+		audit.EmailChanged,
+		audit.UserDeleted,
 	}
 }
 
@@ -86,6 +91,17 @@ var knownTypes = map[string]bool{
 	audit.ClientSecretRotated: true,
 	audit.KeysRotated:         true,
 	audit.KeysRewrapped:       true,
+
+	audit.UserUpdated:            true,
+	audit.EmailVerifyRequested:   true,
+	audit.EmailVerified:          true,
+	audit.EmailChangeRequested:   true,
+	audit.EmailChanged:           true,
+	audit.PasswordResetRequested: true,
+	audit.PasswordReset:          true,
+	audit.UserDeleted:            true,
+	audit.AccountDeleteFailed:    true,
+	audit.EmailChangeFailed:      true,
 }
 
 // Config configures a [Sender]. Zero durations and sizes take the Default

@@ -909,11 +909,11 @@ func (t *txn) PutClient(ctx context.Context, c session.Client) error {
 
 // ---- account lifecycle: message tokens and the outbox ----
 
-const tokenCols = `hash, user_id, purpose, email, created_at, expires_at`
+const tokenCols = `hash, user_id, purpose, email, created_at, expires_at, session_id`
 
 func scanToken(r pgx.Row) (session.MessageToken, error) {
 	var t session.MessageToken
-	if err := r.Scan(&t.Hash, &t.UserID, &t.Purpose, &t.Email, &t.CreatedAt, &t.ExpiresAt); err != nil {
+	if err := r.Scan(&t.Hash, &t.UserID, &t.Purpose, &t.Email, &t.CreatedAt, &t.ExpiresAt, &t.SessionID); err != nil {
 		return session.MessageToken{}, translate(err)
 	}
 	t.CreatedAt, t.ExpiresAt = utc(t.CreatedAt), utc(t.ExpiresAt)
@@ -927,8 +927,8 @@ func (s *Store) MessageToken(ctx context.Context, hash []byte) (session.MessageT
 
 func (t *txn) PutMessageToken(ctx context.Context, m session.MessageToken) error {
 	t.later(anyTag, `DELETE FROM message_tokens WHERE user_id = $1 AND purpose = $2`, m.UserID, m.Purpose)
-	t.later(anyTag, `INSERT INTO message_tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		m.Hash, m.UserID, m.Purpose, m.Email, m.CreatedAt, m.ExpiresAt)
+	t.later(anyTag, `INSERT INTO message_tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		m.Hash, m.UserID, m.Purpose, m.Email, m.CreatedAt, m.ExpiresAt, m.SessionID)
 	return nil
 }
 

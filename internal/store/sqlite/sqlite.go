@@ -678,14 +678,14 @@ func (s *Store) Revocations(ctx context.Context, after session.FeedCursor, limit
 
 // ---- account lifecycle: message tokens and the outbox ----
 
-const tokenCols = `hash, user_id, purpose, email, created_at, expires_at`
+const tokenCols = `hash, user_id, purpose, email, created_at, expires_at, session_id`
 
 func scanToken(r rowScanner) (session.MessageToken, error) {
 	var (
 		t                session.MessageToken
 		created, expires int64
 	)
-	if err := r.Scan(&t.Hash, &t.UserID, &t.Purpose, &t.Email, &created, &expires); err != nil {
+	if err := r.Scan(&t.Hash, &t.UserID, &t.Purpose, &t.Email, &created, &expires, &t.SessionID); err != nil {
 		return session.MessageToken{}, translate(err)
 	}
 	t.CreatedAt, t.ExpiresAt = fromMicros(created), fromMicros(expires)
@@ -701,8 +701,8 @@ func (t *txn) PutMessageToken(ctx context.Context, m session.MessageToken) error
 	if _, err := t.tx.ExecContext(ctx, `DELETE FROM message_tokens WHERE user_id = ? AND purpose = ?`, m.UserID, m.Purpose); err != nil {
 		return translate(err)
 	}
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO message_tokens (`+tokenCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
-		m.Hash, m.UserID, m.Purpose, m.Email, micros(m.CreatedAt), micros(m.ExpiresAt))
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO message_tokens (`+tokenCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		m.Hash, m.UserID, m.Purpose, m.Email, micros(m.CreatedAt), micros(m.ExpiresAt), m.SessionID)
 	return translate(err)
 }
 

@@ -41,7 +41,7 @@ func msgToken(u session.User, purpose string, b byte, at time.Time) session.Mess
 
 func sameToken(a, b session.MessageToken) bool {
 	return bytes.Equal(a.Hash, b.Hash) && a.UserID == b.UserID && a.Purpose == b.Purpose && a.Email == b.Email &&
-		a.CreatedAt.Equal(b.CreatedAt) && a.ExpiresAt.Equal(b.ExpiresAt)
+		a.CreatedAt.Equal(b.CreatedAt) && a.ExpiresAt.Equal(b.ExpiresAt) && a.SessionID == b.SessionID
 }
 
 // Message tokens: stored and read back, a newer one of a purpose voids the
@@ -65,6 +65,7 @@ func testMessageTokens(t *testing.T, s Store) {
 		t.Fatalf("MessageToken = %+v, %v; want %+v", got, err, first)
 	}
 	newer := msgToken(u, session.PurposeReset, 4, t0.Add(time.Minute))
+	newer.SessionID = "sid-1"
 	inTx(t, s, func(tx session.Tx) error { return tx.PutMessageToken(ctx, newer) })
 	if _, err := s.MessageToken(ctx, first.Hash); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("the older reset token after a newer one: %v, want ErrNotFound", err)
@@ -366,13 +367,14 @@ func testServiceReset(t *testing.T, env *testenv.Env) {
 // change happens when the link is used. A taken address gets a notice.
 func testServiceEmailChange(t *testing.T, env *testenv.Env) {
 	a := env.Login(t, "old@example.com")
+	other := env.Login2(t, "old@example.com")
 	env.Login(t, "taken@example.com")
 	env.Mail(t)
 	u, _ := env.Sessions.UserByEmail(ctx, "old@example.com")
-	if err := env.Sessions.ChangeEmail(ctx, u.ID, "new@example.com", "wrong password", meta); !errors.Is(err, session.ErrBadCredential) {
+	if err := env.Sessions.ChangeEmail(ctx, u.ID, a.SessionID, "new@example.com", "wrong password", meta); !errors.Is(err, session.ErrBadCredential) {
 		t.Fatalf("wrong password: %v", err)
 	}
-	if err := env.Sessions.ChangeEmail(ctx, u.ID, "New@Example.com", testenv.Password, meta); err != nil {
+	if err := env.Sessions.ChangeEmail(ctx, u.ID, a.SessionID, "New@Example.com", testenv.Password, meta); err != nil {
 		t.Fatal(err)
 	}
 	ms := env.Mail(t)
@@ -389,8 +391,9 @@ func testServiceEmailChange(t *testing.T, env *testenv.Env) {
 	if got, _ := env.Sessions.User(ctx, u.ID); got.Email != "new@example.com" || got.EmailVerifiedAt.IsZero() {
 		t.Fatalf("after the link: %+v", got)
 	}
-	mustRefresh(t, env, a.RefreshToken) // an email change ends no session
-	if err := env.Sessions.ChangeEmail(ctx, u.ID, "taken@example.com", testenv.Password, meta); err != nil {
+	mustRefresh(t, env, a.RefreshToken) // the session that asked stays
+	wantInvalidGrant(t, env, other.RefreshToken, "another session after the email change")
+	if err := env.Sessions.ChangeEmail(ctx, u.ID, a.SessionID, "taken@example.com", testenv.Password, meta); err != nil {
 		t.Fatal(err)
 	}
 	ms = env.Mail(t)
