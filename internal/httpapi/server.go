@@ -56,6 +56,9 @@ type Config struct {
 	// cookies).
 	CORSOrigins     []string
 	CORSCredentials bool
+	// AccountClientID, when set, serves the account page at /account as
+	// that built-in web client (its one origin: the issuer's).
+	AccountClientID string
 	// RefreshCookieMaxAge is the Max-Age of a web client's refresh cookie
 	// (default: the sessions' idle lifetime).
 	RefreshCookieMaxAge time.Duration
@@ -270,6 +273,7 @@ func (s *Server) routes() {
 	if s.cfg.Metrics != nil {
 		s.mux.Handle(metricsRoute, s.cfg.Metrics)
 	}
+	s.accountRoutes()
 	s.mux.Handle("/", h(s.notFound))
 }
 
