@@ -52,8 +52,8 @@ type Config struct {
 	Throttle Throttle
 	// CORSOrigins are the exact browser origins allowed to call the API;
 	// empty sends no CORS headers. CORSCredentials adds
-	// Access-Control-Allow-Credentials (off by default: Latch uses no
-	// cookies).
+	// Access-Control-Allow-Credentials for them (off by default); the
+	// origins of web clients always get it (cookie.go).
 	CORSOrigins     []string
 	CORSCredentials bool
 	// AccountClientID, when set, serves the account page at /account as
