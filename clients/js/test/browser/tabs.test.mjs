@@ -50,7 +50,7 @@ test(`four tabs, ${LIFETIMES} token lifetimes: no 401, no sign-out, one refresh 
   const visibility = await Promise.all(tabs.map((p) => p.evaluate(() => document.visibilityState)))
   const calls = results.reduce((n, x) => n + x.calls, 0)
   const times = refreshes.map((t) => ((t - signedInAt) / 1000).toFixed(1) + 's')
-  console.log(`# ${calls} API calls from 4 tabs (${visibility.join(', ')}) over ${duration / 1000} s; refreshes at ${times.join(', ')}`)
+  console.log(`${calls} API calls from 4 tabs (${visibility.join(', ')}) over ${duration / 1000} s; refreshes at ${times.join(', ')}`)
   for (const [i, x] of results.entries()) {
     assert.deepEqual(x.errors, [], `tab ${i} errors`)
     assert.deepEqual(Object.keys(x.statuses), ['200'], `tab ${i} statuses ${JSON.stringify(x.statuses)}`)
