@@ -297,3 +297,34 @@ func TestWebCookieOnLoopbackHTTPIssuer(t *testing.T) {
 		t.Errorf("dev cookie %+v", c)
 	}
 }
+
+// TestWebDeviceCookie: a web client's device token (docs/design.md
+// "Returning devices") travels in its own HttpOnly cookie, and a login
+// carrying it is exempt from the drained account bucket as in token mode.
+func TestWebDeviceCookie(t *testing.T) {
+	env, srv := throttled(t)
+	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "web", Audiences: []string{testenv.Issuer}, AccessTTL: 15 * time.Minute,
+		Grants: []string{session.GrantPassword, session.GrantRefresh}, Web: true, Origins: []string{webOrigin}}); err != nil {
+		t.Fatal(err)
+	}
+	const owner = "device-cookie@example.com"
+	env.Login(t, owner)
+	webLoginFrom := func(ip string, cookie *http.Cookie) reply {
+		h := map[string]string{"Origin": webOrigin, "X-Forwarded-For": ip}
+		if cookie != nil {
+			h["Cookie"] = cookie.Name + "=" + cookie.Value
+		}
+		return send(t, srv, req{method: http.MethodPost, path: "/v1/login", contentType: "application/json",
+			body: mustJSON(t, map[string]string{"email": owner, "password": testenv.Password, "client_id": "web"}), header: h})
+	}
+	first := webLoginFrom("192.0.2.60", nil)
+	if first.Status != http.StatusOK || strings.Contains(string(first.Body), "latch_dt_") {
+		t.Fatalf("first login: %s", first)
+	}
+	dt := setCookie(t, first, "__Host-latch_dt_web")
+	drain(t, srv, owner, addrs(0))
+	want429(t, webLoginFrom("198.51.100.7", nil), "a new browser without the device cookie")
+	if r := webLoginFrom("198.51.100.8", dt); r.Status != http.StatusOK {
+		t.Fatalf("the returning browser with its device cookie: %s", r)
+	}
+}
