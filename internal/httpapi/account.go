@@ -259,6 +259,10 @@ func (s *Server) resetPassword(w http.ResponseWriter, r *http.Request) error {
 		if !rr.Client.Allows(session.GrantPassword) {
 			return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not log users in with a password")
 		}
+		// A web client logs in in cookie mode here too (cookie.go).
+		if err := checkOrigin(r, rr.Client); err != nil {
+			return err
+		}
 	}
 	t, err := s.sessions.ResetPassword(r.Context(), rr)
 	if err != nil {
@@ -267,6 +271,9 @@ func (s *Server) resetPassword(w http.ResponseWriter, r *http.Request) error {
 	if !req.Login {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
+	}
+	if rr.Client.Web {
+		s.setSessionCookies(w, rr.Client, &t)
 	}
 	return writeTokens(w, http.StatusOK, t, "")
 }

@@ -328,3 +328,27 @@ func TestWebDeviceCookie(t *testing.T) {
 		t.Fatalf("the returning browser with its device cookie: %s", r)
 	}
 }
+
+// TestWebResetAndLogin: a password reset that logs in through a web client
+// is a cookie-mode login: Origin checked, refresh token only in the cookie.
+func TestWebResetAndLogin(t *testing.T) {
+	env, srv := newWebServer(t, nil)
+	signupOnly(t, srv, "reset-web@example.com", testPassword)
+	if r := postJSON(t, srv, "/v1/password/forgot", map[string]string{"email": "reset-web@example.com"}, ""); r.Status != http.StatusAccepted {
+		t.Fatalf("forgot: %s", r)
+	}
+	link := testenv.LinkToken(mailOf(t, env, session.KindReset, "reset-web@example.com"))
+	reset := func(origin string) reply {
+		return send(t, srv, req{method: http.MethodPost, path: "/v1/password/reset", contentType: "application/json",
+			body:   mustJSON(t, map[string]any{"token": link, "new_password": "a new and long passphrase", "login": true, "client_id": "web"}),
+			header: map[string]string{"Origin": origin}})
+	}
+	wantError(t, reset(otherOrigin), http.StatusForbidden, httpapi.CodeOriginForbidden)
+	r := reset(webOrigin)
+	if r.Status != http.StatusOK || strings.Contains(string(r.Body), "refresh_token") || strings.Contains(string(r.Body), "latch_dt_") {
+		t.Fatalf("reset and login: %s", r)
+	}
+	if rr := webRefresh(t, srv, setCookie(t, r, rtCookie), webOrigin, nil); rr.Status != http.StatusOK {
+		t.Fatalf("refresh with the reset's cookie: %s", rr)
+	}
+}
