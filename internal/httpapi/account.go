@@ -120,6 +120,7 @@ func (s *Server) deleteMe(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err != nil {
 		return err
 	}
+	s.clearWebCookie(r.Context(), w, c.claims.ClientID) // every session is gone
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

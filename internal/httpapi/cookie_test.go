@@ -257,6 +257,18 @@ func TestWebLogoutClearsCookie(t *testing.T) {
 		}
 		wantCleared(t, out)
 	})
+	t.Run("account deletion", func(t *testing.T) {
+		r, c := webLogin(t, srv, "gone@example.com")
+		var tr tokenResponse
+		r.decode(t, &tr)
+		out := send(t, srv, req{method: http.MethodDelete, path: "/v1/me", bearer: tr.AccessToken, contentType: "application/json",
+			body: mustJSON(t, map[string]string{"password": testPassword})})
+		if out.Status != http.StatusNoContent {
+			t.Fatalf("delete account: %s", out)
+		}
+		wantCleared(t, out)
+		wantError(t, webRefresh(t, srv, c, webOrigin, nil), http.StatusBadRequest, "invalid_grant")
+	})
 	t.Run("invalid_grant", func(t *testing.T) {
 		// A cookie the server refuses (here a damaged one; equally a
 		// revoked or reused token) is cleared with the refusal.
