@@ -1,9 +1,9 @@
-// Package js_test runs the JavaScript client's tests (node --test) from go
+// The tests of package jsclient run the JavaScript client's tests (node --test) from go
 // test, so the README's one test command covers them: it builds the latch
 // binary, installs the npm dev dependencies from the lockfile if they are
 // missing, checks that the committed dist/ is what the sources compile to,
 // and runs the Node and browser tests against real `latch serve` processes.
-package js_test
+package jsclient_test
 
 import (
 	"bytes"

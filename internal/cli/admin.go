@@ -505,7 +505,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		if err != nil {
 			return err
 		}
-		if id == BuiltinClientID {
+		if id == BuiltinClientID || id == AccountClientID {
 			// serve registers it again at every start.
 			return fmt.Errorf("clients delete: %s is the built-in client, which latch serve registers at every start; it cannot be deleted", id)
 		}

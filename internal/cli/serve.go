@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"time"
 
@@ -32,6 +33,10 @@ type revocationListener interface {
 
 // BuiltinClientID is the first-party public client served out of the box.
 const BuiltinClientID = "app"
+
+// AccountClientID is the built-in web client of the account page
+// (/account), on the issuer's own origin.
+const AccountClientID = "account"
 
 func runServe(ctx context.Context, args []string, s io3) error {
 	var c config.Config
@@ -123,6 +128,16 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}); err != nil {
 		return fmt.Errorf("register built-in client: %w", err)
 	}
+	if u, err := url.Parse(c.Issuer); err == nil {
+		// The account page: cookie mode, requests from the issuer's own
+		// origin only, tokens for the account audience only.
+		if err := sessions.EnsureClient(ctx, session.Client{
+			ID: AccountClientID, Name: "account page", Audiences: []string{c.AccountAudience}, AccessTTL: c.AccessTTL,
+			Grants: []string{session.GrantPassword, session.GrantRefresh}, Web: true, Origins: []string{u.Scheme + "://" + u.Host},
+		}); err != nil {
+			return fmt.Errorf("register the account page's client: %w", err)
+		}
+	}
 
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
@@ -152,7 +167,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	}
 	defer closeThrottle()
 	proxies, _ := c.ParsedTrustedProxies() // validated already
-	apiCfg := httpapi.Config{MaxInFlight: limits.MaxInFlight, RequestTimeout: c.RequestTimeout, Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, AccountAudience: c.AccountAudience, DefaultClientID: BuiltinClientID, Feed: hub,
+	apiCfg := httpapi.Config{MaxInFlight: limits.MaxInFlight, RequestTimeout: c.RequestTimeout, Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, AccountAudience: c.AccountAudience, DefaultClientID: BuiltinClientID, AccountClientID: AccountClientID, Feed: hub,
 		MaxFeedSubscribers: config.MaxFeedStreams, FeedStreamsPerClient: c.FeedStreamsPerClient, Optional: optional,
 		SignupEnumerationSafe: c.SignupEnumerationSafe}
 	sm.api(&apiCfg)

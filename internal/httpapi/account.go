@@ -120,6 +120,7 @@ func (s *Server) deleteMe(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err != nil {
 		return err
 	}
+	s.clearWebCookie(r.Context(), w, c.claims.ClientID) // every session is gone
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -259,6 +260,10 @@ func (s *Server) resetPassword(w http.ResponseWriter, r *http.Request) error {
 		if !rr.Client.Allows(session.GrantPassword) {
 			return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not log users in with a password")
 		}
+		// A web client logs in in cookie mode here too (cookie.go).
+		if err := checkOrigin(r, rr.Client); err != nil {
+			return err
+		}
 	}
 	t, err := s.sessions.ResetPassword(r.Context(), rr)
 	if err != nil {
@@ -267,6 +272,9 @@ func (s *Server) resetPassword(w http.ResponseWriter, r *http.Request) error {
 	if !req.Login {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
+	}
+	if rr.Client.Web {
+		s.setSessionCookies(w, rr.Client, &t)
 	}
 	return writeTokens(w, http.StatusOK, t, "")
 }

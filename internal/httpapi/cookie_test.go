@@ -257,6 +257,18 @@ func TestWebLogoutClearsCookie(t *testing.T) {
 		}
 		wantCleared(t, out)
 	})
+	t.Run("account deletion", func(t *testing.T) {
+		r, c := webLogin(t, srv, "gone@example.com")
+		var tr tokenResponse
+		r.decode(t, &tr)
+		out := send(t, srv, req{method: http.MethodDelete, path: "/v1/me", bearer: tr.AccessToken, contentType: "application/json",
+			body: mustJSON(t, map[string]string{"password": testPassword})})
+		if out.Status != http.StatusNoContent {
+			t.Fatalf("delete account: %s", out)
+		}
+		wantCleared(t, out)
+		wantError(t, webRefresh(t, srv, c, webOrigin, nil), http.StatusBadRequest, "invalid_grant")
+	})
 	t.Run("invalid_grant", func(t *testing.T) {
 		// A cookie the server refuses (here a damaged one; equally a
 		// revoked or reused token) is cleared with the refusal.
@@ -295,5 +307,60 @@ func TestWebCookieOnLoopbackHTTPIssuer(t *testing.T) {
 	c := setCookie(t, r, "latch_rt_web")
 	if c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
 		t.Errorf("dev cookie %+v", c)
+	}
+}
+
+// TestWebDeviceCookie: a web client's device token (docs/design.md
+// "Returning devices") travels in its own HttpOnly cookie, and a login
+// carrying it is exempt from the drained account bucket as in token mode.
+func TestWebDeviceCookie(t *testing.T) {
+	env, srv := throttled(t)
+	if err := env.Sessions.EnsureClient(context.Background(), session.Client{ID: "web", Audiences: []string{testenv.Issuer}, AccessTTL: 15 * time.Minute,
+		Grants: []string{session.GrantPassword, session.GrantRefresh}, Web: true, Origins: []string{webOrigin}}); err != nil {
+		t.Fatal(err)
+	}
+	const owner = "device-cookie@example.com"
+	env.Login(t, owner)
+	webLoginFrom := func(ip string, cookie *http.Cookie) reply {
+		h := map[string]string{"Origin": webOrigin, "X-Forwarded-For": ip}
+		if cookie != nil {
+			h["Cookie"] = cookie.Name + "=" + cookie.Value
+		}
+		return send(t, srv, req{method: http.MethodPost, path: "/v1/login", contentType: "application/json",
+			body: mustJSON(t, map[string]string{"email": owner, "password": testenv.Password, "client_id": "web"}), header: h})
+	}
+	first := webLoginFrom("192.0.2.60", nil)
+	if first.Status != http.StatusOK || strings.Contains(string(first.Body), "latch_dt_") {
+		t.Fatalf("first login: %s", first)
+	}
+	dt := setCookie(t, first, "__Host-latch_dt_web")
+	drain(t, srv, owner, addrs(0))
+	want429(t, webLoginFrom("198.51.100.7", nil), "a new browser without the device cookie")
+	if r := webLoginFrom("198.51.100.8", dt); r.Status != http.StatusOK {
+		t.Fatalf("the returning browser with its device cookie: %s", r)
+	}
+}
+
+// TestWebResetAndLogin: a password reset that logs in through a web client
+// is a cookie-mode login: Origin checked, refresh token only in the cookie.
+func TestWebResetAndLogin(t *testing.T) {
+	env, srv := newWebServer(t, nil)
+	signupOnly(t, srv, "reset-web@example.com", testPassword)
+	if r := postJSON(t, srv, "/v1/password/forgot", map[string]string{"email": "reset-web@example.com"}, ""); r.Status != http.StatusAccepted {
+		t.Fatalf("forgot: %s", r)
+	}
+	link := testenv.LinkToken(mailOf(t, env, session.KindReset, "reset-web@example.com"))
+	reset := func(origin string) reply {
+		return send(t, srv, req{method: http.MethodPost, path: "/v1/password/reset", contentType: "application/json",
+			body:   mustJSON(t, map[string]any{"token": link, "new_password": "a new and long passphrase", "login": true, "client_id": "web"}),
+			header: map[string]string{"Origin": origin}})
+	}
+	wantError(t, reset(otherOrigin), http.StatusForbidden, httpapi.CodeOriginForbidden)
+	r := reset(webOrigin)
+	if r.Status != http.StatusOK || strings.Contains(string(r.Body), "refresh_token") || strings.Contains(string(r.Body), "latch_dt_") {
+		t.Fatalf("reset and login: %s", r)
+	}
+	if rr := webRefresh(t, srv, setCookie(t, r, rtCookie), webOrigin, nil); rr.Status != http.StatusOK {
+		t.Fatalf("refresh with the reset's cookie: %s", rr)
 	}
 }

@@ -218,6 +218,14 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 	}
 	m := s.meta(r)
 	device := ""
+	if req.DeviceToken == "" {
+		// A web client's device token is in its HttpOnly cookie. The
+		// request is authenticated by the bearer token; the cookie only
+		// picks the throttle bucket.
+		if cl, err := s.sessions.Client(r.Context(), c.claims.ClientID); err == nil && cl.Web {
+			req.DeviceToken = s.readCookie(r, deviceCookie, cl.ID)
+		}
+	}
 	if s.cfg.Throttle != nil {
 		if device, err = s.sessions.Device(r.Context(), u.Email, req.DeviceToken); err != nil {
 			return err

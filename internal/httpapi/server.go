@@ -52,10 +52,13 @@ type Config struct {
 	Throttle Throttle
 	// CORSOrigins are the exact browser origins allowed to call the API;
 	// empty sends no CORS headers. CORSCredentials adds
-	// Access-Control-Allow-Credentials (off by default: Latch uses no
-	// cookies).
+	// Access-Control-Allow-Credentials for them (off by default); the
+	// origins of web clients always get it (cookie.go).
 	CORSOrigins     []string
 	CORSCredentials bool
+	// AccountClientID, when set, serves the account page at /account as
+	// that built-in web client (its one origin: the issuer's).
+	AccountClientID string
 	// RefreshCookieMaxAge is the Max-Age of a web client's refresh cookie
 	// (default: the sessions' idle lifetime).
 	RefreshCookieMaxAge time.Duration
@@ -275,6 +278,7 @@ func (s *Server) routes() {
 	if s.cfg.Metrics != nil {
 		s.mux.Handle(metricsRoute, s.cfg.Metrics)
 	}
+	s.accountRoutes()
 	s.mux.Handle("/", h(s.notFound))
 }
 

@@ -61,6 +61,15 @@ export interface DeviceSession {
     /** This session: the one the client is signed in with. */
     current: boolean;
 }
+/** The signed-in user, as GET /v1/me answers. */
+export interface User {
+    id: string;
+    email: string;
+    emailVerified: boolean;
+    createdAt: string;
+    /** The user's own data (a JSON object of at most 4 KiB), never in tokens. */
+    userMetadata: Record<string, unknown>;
+}
 /** A refusal from the Latch server: HTTP status, machine code, message. */
 export declare class LatchError extends Error {
     readonly status: number;
@@ -114,6 +123,31 @@ export interface LatchClient {
     onChange(listener: (session: Session | null) => void): () => void;
     /** Forces one refresh now (joins one in flight). Apps rarely need it. */
     refresh(): Promise<void>;
+    /** The user (GET /v1/me). */
+    me(): Promise<User>;
+    /** Replaces the user's own metadata (PATCH /v1/me). */
+    updateMe(userMetadata: Record<string, unknown>): Promise<User>;
+    /** Deletes the account (needs the password); every session ends, this one too. */
+    deleteAccount(p: {
+        password: string;
+    }): Promise<void>;
+    /** Starts an email change (needs the password): it happens when the new address is verified. */
+    changeEmail(p: {
+        newEmail: string;
+        password: string;
+    }): Promise<void>;
+    /** Sends a verification message to the user's address. */
+    requestVerification(): Promise<void>;
+    /** Verifies an address with the token of a verification message (no session needed). */
+    verifyEmail(token: string): Promise<void>;
+    /** Asks for a reset message; the answer says nothing about whether the address exists. */
+    forgotPassword(email: string): Promise<void>;
+    /** Sets a new password with the token of a reset message; every session ends. With signIn, signs in. */
+    resetPassword(p: {
+        token: string;
+        newPassword: string;
+        signIn?: boolean;
+    }): Promise<Session | null>;
     /** The current session, without any request; null when signed out or not known yet. */
     readonly session: Session | null;
 }

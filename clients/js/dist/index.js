@@ -519,22 +519,26 @@ export function createClient(opts) {
         return token();
     }
     // ---- sign-in ----
-    async function start(endpoint, fallback, c, status) {
+    /** A request that answers a token response: sign-in, sign-up, reset-and-sign-in. */
+    async function start(url, body, withDevice) {
         await load();
-        const meta = await discover();
-        const body = { email: c.email, password: c.password, client_id: clientId };
+        body.client_id = clientId;
         // A returning device's token (docs/design.md "Returning devices"); in
         // cookie mode the server reads it from its own HttpOnly cookie.
         const dt = state?.deviceToken ?? deviceToken;
-        if (dt && endpoint === 'latch_login_endpoint')
+        if (dt && withDevice)
             body.device_token = dt;
-        const r = await latchFetch(meta[endpoint] ?? issuer + fallback, {
+        const r = await latchFetch(url, {
             method: 'POST',
             headers: { 'Content-Type': 'application/json' },
             body: JSON.stringify(body),
         });
-        if (r.res.status !== status && !r.res.ok)
+        if (!r.res.ok)
             throw errorOf(r.res, r.body);
+        if (r.res.status === 202) {
+            // --signup-enumeration-safe: nothing is said about the address here.
+            throw new LatchError(202, 'accepted', 'accepted: confirm the address from the message sent to it, then sign in');
+        }
         const prevSession = state;
         const next = stateFrom(r.body, r.sent, null);
         if (!next.deviceToken && dt)
@@ -558,24 +562,37 @@ export function createClient(opts) {
         emit();
         return publicSession(next);
     }
-    const signIn = (c) => start('latch_login_endpoint', '/v1/login', c, 200);
-    const signUp = (c) => start('latch_signup_endpoint', '/v1/signup', c, 201);
+    const signIn = async (c) => start((await discover()).latch_login_endpoint ?? issuer + '/v1/login', { email: c.email, password: c.password }, true);
+    const signUp = async (c) => start((await discover()).latch_signup_endpoint ?? issuer + '/v1/signup', { email: c.email, password: c.password }, false);
+    /** An unauthenticated JSON POST to Latch (account lifecycle). */
+    async function post(path, body) {
+        const r = await latchFetch(issuer + path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+        if (!r.res.ok)
+            throw errorOf(r.res, r.body);
+    }
+    function userOf(b) {
+        return { id: b.id, email: b.email, emailVerified: b.email_verified, createdAt: b.created_at, userMetadata: b.user_metadata ?? {} };
+    }
     // ---- account calls ----
     /** A request to an account endpoint with the token; one forced refresh on 401. */
-    async function account(endpoint, fallback, init, suffix = '') {
+    async function account(endpoint, fallback, init, suffix = '', path) {
         const meta = await discover();
-        const url = (meta[endpoint] ?? issuer + fallback) + suffix;
+        const url = path ? issuer + path : (meta[endpoint] ?? issuer + fallback) + suffix;
         let seen;
         for (let i = 0; i < 2; i++) {
             const at = await token(seen);
             if (!at)
                 throw ended ?? new SessionEndedError('signed out');
             const r = await latchFetch(url, { ...init, headers: { ...init.headers, Authorization: 'Bearer ' + at } });
-            if (r.res.status === 401 && i === 0) {
+            // Only invalid_token is about the token (RFC 6750 section 3.1); a
+            // 401 invalid_credentials (a wrong current password) is the
+            // caller's error and keeps the session.
+            const badToken = r.res.status === 401 && r.body?.error === 'invalid_token';
+            if (badToken && i === 0) {
                 seen = at;
                 continue;
             }
-            if (r.res.status === 401) {
+            if (badToken) {
                 // The session is gone on the server (revoked elsewhere).
                 endLocal('revoked', true);
                 throw new SessionEndedError('revoked', { cause: errorOf(r.res, r.body) });
@@ -631,6 +648,33 @@ export function createClient(opts) {
         if (dt)
             body.device_token = dt;
         await account('latch_password_endpoint', '/v1/password', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    }
+    // ---- account lifecycle (docs/design.md "Account lifecycle") ----
+    async function me() {
+        return userOf((await account('latch_sessions_endpoint', '/v1/me', { method: 'GET' }, '', '/v1/me')).body);
+    }
+    async function updateMe(userMetadata) {
+        const r = await account('latch_sessions_endpoint', '/v1/me', { method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user_metadata: userMetadata }) }, '', '/v1/me');
+        return userOf(r.body);
+    }
+    async function deleteAccount(p) {
+        await account('latch_sessions_endpoint', '/v1/me', { method: 'DELETE', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ password: p.password }) }, '', '/v1/me');
+        endLocal('account deleted', true);
+    }
+    async function changeEmail(p) {
+        await account('latch_sessions_endpoint', '/v1/email/change', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ new_email: p.newEmail, password: p.password }) }, '', '/v1/email/change');
+    }
+    async function requestVerification() {
+        await account('latch_sessions_endpoint', '/v1/email/verify/request', { method: 'POST' }, '', '/v1/email/verify/request');
+    }
+    const verifyEmail = (token) => post('/v1/email/verify', { token });
+    const forgotPassword = (email) => post('/v1/password/forgot', { email });
+    async function resetPassword(p) {
+        if (!p.signIn) {
+            await post('/v1/password/reset', { token: p.token, new_password: p.newPassword });
+            return null;
+        }
+        return start(issuer + '/v1/password/reset', { token: p.token, new_password: p.newPassword, login: true }, false);
     }
     // ---- fetch for resource servers ----
     async function latchFetchAPI(input, init) {
@@ -690,6 +734,14 @@ export function createClient(opts) {
         changePassword,
         onChange,
         refresh: forceRefresh,
+        me,
+        updateMe,
+        deleteAccount,
+        changeEmail,
+        requestVerification,
+        verifyEmail,
+        forgotPassword,
+        resetPassword,
         get session() {
             return publicSession(ended ? null : state);
         },

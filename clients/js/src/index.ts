@@ -73,6 +73,16 @@ export interface DeviceSession {
   current: boolean
 }
 
+/** The signed-in user, as GET /v1/me answers. */
+export interface User {
+  id: string
+  email: string
+  emailVerified: boolean
+  createdAt: string
+  /** The user's own data (a JSON object of at most 4 KiB), never in tokens. */
+  userMetadata: Record<string, unknown>
+}
+
 /** A refusal from the Latch server: HTTP status, machine code, message. */
 export class LatchError extends Error {
   readonly status: number
@@ -129,6 +139,22 @@ export interface LatchClient {
   onChange(listener: (session: Session | null) => void): () => void
   /** Forces one refresh now (joins one in flight). Apps rarely need it. */
   refresh(): Promise<void>
+  /** The user (GET /v1/me). */
+  me(): Promise<User>
+  /** Replaces the user's own metadata (PATCH /v1/me). */
+  updateMe(userMetadata: Record<string, unknown>): Promise<User>
+  /** Deletes the account (needs the password); every session ends, this one too. */
+  deleteAccount(p: { password: string }): Promise<void>
+  /** Starts an email change (needs the password): it happens when the new address is verified. */
+  changeEmail(p: { newEmail: string; password: string }): Promise<void>
+  /** Sends a verification message to the user's address. */
+  requestVerification(): Promise<void>
+  /** Verifies an address with the token of a verification message (no session needed). */
+  verifyEmail(token: string): Promise<void>
+  /** Asks for a reset message; the answer says nothing about whether the address exists. */
+  forgotPassword(email: string): Promise<void>
+  /** Sets a new password with the token of a reset message; every session ends. With signIn, signs in. */
+  resetPassword(p: { token: string; newPassword: string; signIn?: boolean }): Promise<Session | null>
   /** The current session, without any request; null when signed out or not known yet. */
   readonly session: Session | null
 }
@@ -627,20 +653,24 @@ export function createClient(opts: ClientOptions): LatchClient {
 
   // ---- sign-in ----
 
-  async function start(endpoint: 'latch_login_endpoint' | 'latch_signup_endpoint', fallback: string, c: { email: string; password: string }, status: number) {
+  /** A request that answers a token response: sign-in, sign-up, reset-and-sign-in. */
+  async function start(url: string, body: Record<string, unknown>, withDevice: boolean): Promise<Session> {
     await load()
-    const meta = await discover()
-    const body: Record<string, unknown> = { email: c.email, password: c.password, client_id: clientId }
+    body.client_id = clientId
     // A returning device's token (docs/design.md "Returning devices"); in
     // cookie mode the server reads it from its own HttpOnly cookie.
     const dt = state?.deviceToken ?? deviceToken
-    if (dt && endpoint === 'latch_login_endpoint') body.device_token = dt
-    const r = await latchFetch(meta[endpoint] ?? issuer + fallback, {
+    if (dt && withDevice) body.device_token = dt
+    const r = await latchFetch(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(body),
     })
-    if (r.res.status !== status && !r.res.ok) throw errorOf(r.res, r.body)
+    if (!r.res.ok) throw errorOf(r.res, r.body)
+    if (r.res.status === 202) {
+      // --signup-enumeration-safe: nothing is said about the address here.
+      throw new LatchError(202, 'accepted', 'accepted: confirm the address from the message sent to it, then sign in')
+    }
     const prevSession = state
     const next = stateFrom(r.body as TokenResponse, r.sent, null)
     if (!next.deviceToken && dt) next.deviceToken = dt
@@ -662,25 +692,41 @@ export function createClient(opts: ClientOptions): LatchClient {
     return publicSession(next)!
   }
 
-  const signIn = (c: { email: string; password: string }) => start('latch_login_endpoint', '/v1/login', c, 200)
-  const signUp = (c: { email: string; password: string }) => start('latch_signup_endpoint', '/v1/signup', c, 201)
+  const signIn = async (c: { email: string; password: string }) =>
+    start((await discover()).latch_login_endpoint ?? issuer + '/v1/login', { email: c.email, password: c.password }, true)
+  const signUp = async (c: { email: string; password: string }) =>
+    start((await discover()).latch_signup_endpoint ?? issuer + '/v1/signup', { email: c.email, password: c.password }, false)
+
+  /** An unauthenticated JSON POST to Latch (account lifecycle). */
+  async function post(path: string, body: Record<string, unknown>): Promise<void> {
+    const r = await latchFetch(issuer + path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) })
+    if (!r.res.ok) throw errorOf(r.res, r.body)
+  }
+
+  function userOf(b: any): User {
+    return { id: b.id, email: b.email, emailVerified: b.email_verified, createdAt: b.created_at, userMetadata: b.user_metadata ?? {} }
+  }
 
   // ---- account calls ----
 
   /** A request to an account endpoint with the token; one forced refresh on 401. */
-  async function account(endpoint: keyof Metadata, fallback: string, init: RequestInit, suffix = ''): Promise<{ res: Response; body: any }> {
+  async function account(endpoint: keyof Metadata, fallback: string, init: RequestInit, suffix = '', path?: string): Promise<{ res: Response; body: any }> {
     const meta = await discover()
-    const url = (meta[endpoint] ?? issuer + fallback) + suffix
+    const url = path ? issuer + path : (meta[endpoint] ?? issuer + fallback) + suffix
     let seen: string | undefined
     for (let i = 0; i < 2; i++) {
       const at = await token(seen)
       if (!at) throw ended ?? new SessionEndedError('signed out')
       const r = await latchFetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), Authorization: 'Bearer ' + at } })
-      if (r.res.status === 401 && i === 0) {
+      // Only invalid_token is about the token (RFC 6750 section 3.1); a
+      // 401 invalid_credentials (a wrong current password) is the
+      // caller's error and keeps the session.
+      const badToken = r.res.status === 401 && r.body?.error === 'invalid_token'
+      if (badToken && i === 0) {
         seen = at
         continue
       }
-      if (r.res.status === 401) {
+      if (badToken) {
         // The session is gone on the server (revoked elsewhere).
         endLocal('revoked', true)
         throw new SessionEndedError('revoked', { cause: errorOf(r.res, r.body) })
@@ -732,6 +778,41 @@ export function createClient(opts: ClientOptions): LatchClient {
     const dt = state?.deviceToken ?? deviceToken
     if (dt) body.device_token = dt
     await account('latch_password_endpoint', '/v1/password', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) })
+  }
+
+  // ---- account lifecycle (docs/design.md "Account lifecycle") ----
+
+  async function me(): Promise<User> {
+    return userOf((await account('latch_sessions_endpoint', '/v1/me', { method: 'GET' }, '', '/v1/me')).body)
+  }
+
+  async function updateMe(userMetadata: Record<string, unknown>): Promise<User> {
+    const r = await account('latch_sessions_endpoint', '/v1/me', { method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user_metadata: userMetadata }) }, '', '/v1/me')
+    return userOf(r.body)
+  }
+
+  async function deleteAccount(p: { password: string }): Promise<void> {
+    await account('latch_sessions_endpoint', '/v1/me', { method: 'DELETE', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ password: p.password }) }, '', '/v1/me')
+    endLocal('account deleted', true)
+  }
+
+  async function changeEmail(p: { newEmail: string; password: string }): Promise<void> {
+    await account('latch_sessions_endpoint', '/v1/email/change', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ new_email: p.newEmail, password: p.password }) }, '', '/v1/email/change')
+  }
+
+  async function requestVerification(): Promise<void> {
+    await account('latch_sessions_endpoint', '/v1/email/verify/request', { method: 'POST' }, '', '/v1/email/verify/request')
+  }
+
+  const verifyEmail = (token: string) => post('/v1/email/verify', { token })
+  const forgotPassword = (email: string) => post('/v1/password/forgot', { email })
+
+  async function resetPassword(p: { token: string; newPassword: string; signIn?: boolean }): Promise<Session | null> {
+    if (!p.signIn) {
+      await post('/v1/password/reset', { token: p.token, new_password: p.newPassword })
+      return null
+    }
+    return start(issuer + '/v1/password/reset', { token: p.token, new_password: p.newPassword, login: true }, false)
   }
 
   // ---- fetch for resource servers ----
@@ -791,6 +872,14 @@ export function createClient(opts: ClientOptions): LatchClient {
     changePassword,
     onChange,
     refresh: forceRefresh,
+    me,
+    updateMe,
+    deleteAccount,
+    changeEmail,
+    requestVerification,
+    verifyEmail,
+    forgotPassword,
+    resetPassword,
     get session() {
       return publicSession(ended ? null : state)
     },

@@ -278,3 +278,10 @@ test('a lost refresh response: the session carries on', async () => {
   // And the session is not revoked: the server still accepts it.
   assert.equal((await a.latch.sessions()).length, 1)
 })
+
+test('a wrong current password is a refusal, not the end of the session', async () => {
+  const a = await signedIn()
+  await assert.rejects(a.latch.changePassword({ currentPassword: 'not the password at all', newPassword: PASSWORD + ' x' }), { name: 'LatchError', code: 'invalid_credentials' })
+  assert.ok(await a.latch.getAccessToken(), 'signed out by a typo')
+  assert.equal((await a.latch.sessions()).length, 1)
+})

@@ -23,6 +23,8 @@ export async function launchBrowser() {
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
+    // Long page.evaluate calls (tabs.test.mjs runs one for minutes).
+    protocolTimeout: 15 * 60_000,
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
