@@ -168,16 +168,10 @@ func kid(t testing.TB, tok string) string {
 	return s.Signatures[0].Header.KeyID
 }
 
-// eventually polls cond every 5ms until it holds or 5s pass.
+// eventually waits for cond for up to 5s (testenv.Eventually).
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "timed out waiting for "+what, cond)
 }
 
 // TestKeyRotation: tokens signed before and after a rotation (what `latch

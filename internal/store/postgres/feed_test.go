@@ -68,7 +68,7 @@ func TestFeedSlowCommit(t *testing.T) {
 	if err := env.Sessions.RevokeSession(ctx, "", first.SessionID, session.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the first revocation never reached the feed", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the first revocation never reached the feed", func() bool {
 		return slices.Contains(feedSIDs(env), first.SessionID)
 	})
 
@@ -76,7 +76,7 @@ func TestFeedSlowCommit(t *testing.T) {
 	start := time.Now()
 	go func() { slowDone <- env.Sessions.RevokeSession(ctx, "", slow.SessionID, session.Meta{}) }()
 	// Its entry is written (seq taken) and the commit is sleeping.
-	waitFor(t, 5*time.Second, "the slow commit never started sleeping", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the slow commit never started sleeping", func() bool {
 		var n int
 		st.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND state = 'active'`).Scan(&n)
 		return n > 0
@@ -100,7 +100,7 @@ func TestFeedSlowCommit(t *testing.T) {
 	if seqs[0] >= seqs[1] {
 		t.Fatalf("slow seq %d, fast seq %d: the test needs the slow entry's seq first", seqs[0], seqs[1])
 	}
-	waitFor(t, 5*time.Second, "a revocation that committed late never reached the feed", func() bool {
+	testenv.Eventually(t, 5*time.Second, "a revocation that committed late never reached the feed", func() bool {
 		sids := feedSIDs(env)
 		return slices.Contains(sids, slow.SessionID) && slices.Contains(sids, fast.SessionID)
 	})
@@ -232,18 +232,6 @@ func TestListenRevocations(t *testing.T) {
 				t.Fatalf("%d wakes, want %d", got, want)
 			}
 		})
-	}
-}
-
-// waitFor polls cond every 10 ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
