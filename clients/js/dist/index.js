@@ -52,6 +52,7 @@ const BACKOFF_BASE = 1_000;
 const BACKOFF_MAX = 60_000;
 const RETRY_AFTER_CAP = 3_600_000;
 const ASK_WAIT = 150; // how long a new tab waits for another tab's tokens
+const CONTENDED_ASK_WAIT = 500; // how long a tab that waited for the refresh lock waits for the holder's tokens
 const inBrowser = typeof window !== 'undefined' && typeof document !== 'undefined';
 /** createClient returns a client of one Latch server and one client id. */
 export function createClient(opts) {
@@ -172,6 +173,24 @@ export function createClient(opts) {
                 break;
         }
     });
+    /** Asks the other tabs for their tokens; resolves on a newer one or after CONTENDED_ASK_WAIT. */
+    function askTabs() {
+        return new Promise((resolve) => {
+            const before = state?.receivedAt ?? 0;
+            const onMsg = (ev) => {
+                if (ev.data.type === 'tokens' && ev.data.state.receivedAt > before)
+                    setTimeout(done, 0); // after adopt()
+            };
+            const done = () => {
+                channel.removeEventListener('message', onMsg);
+                clearTimeout(t);
+                resolve();
+            };
+            const t = setTimeout(done, CONTENDED_ASK_WAIT);
+            channel.addEventListener('message', onMsg);
+            broadcast({ type: 'ask' });
+        });
+    }
     // ---- requests to Latch ----
     async function latchFetch(url, init, timeoutMs) {
         const sent = now();
@@ -326,13 +345,24 @@ export function createClient(opts) {
         emit();
     }
     // ---- refresh ----
-    /** Runs fn holding the cross-tab refresh lock (or just fn without tabs). */
+    /**
+     * Runs fn holding the cross-tab refresh lock (or just fn without tabs).
+     * fn learns whether another tab held the lock first: that tab has most
+     * likely just refreshed, and its broadcast may not have arrived yet
+     * (the lock and the channel are separate paths between tabs, and a busy
+     * or hidden tab gets its messages late).
+     */
     async function withLock(fn) {
         if (!locks)
-            return fn();
+            return fn(false);
         const name = key + ':refresh';
         let running = null;
-        const run = () => (running = fn());
+        let contended = false;
+        const run = () => (running = fn(contended));
+        const free = await locks.request(name, { ifAvailable: true }, (lock) => (lock ? run().then((v) => ({ v })) : null));
+        if (free)
+            return free.v;
+        contended = true;
         try {
             return await locks.request(name, { signal: AbortSignal.timeout(lockTimeout) }, run);
         }
@@ -353,7 +383,11 @@ export function createClient(opts) {
     }
     /** One refresh of due, under the lock; adopts a newer state instead if one arrived. */
     async function refresh(due, forced) {
-        await withLock(async () => {
+        await withLock(async (contended) => {
+            // The tab before us in the lock has probably refreshed this very
+            // token: ask the tabs for theirs rather than refresh it again.
+            if (contended && channel && (!state || !due || state.access === due.access))
+                await askTabs();
             // Another tab, or another process sharing storage, may have
             // refreshed while we waited: keep only the newest token.
             if (!cookies) {

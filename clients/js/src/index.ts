@@ -168,6 +168,7 @@ const BACKOFF_BASE = 1_000
 const BACKOFF_MAX = 60_000
 const RETRY_AFTER_CAP = 3_600_000
 const ASK_WAIT = 150 // how long a new tab waits for another tab's tokens
+const CONTENDED_ASK_WAIT = 500 // how long a tab that waited for the refresh lock waits for the holder's tokens
 
 /** What the client holds of a session; times are server time (ms). */
 interface State {
@@ -333,6 +334,24 @@ export function createClient(opts: ClientOptions): LatchClient {
     }
   })
 
+  /** Asks the other tabs for their tokens; resolves on a newer one or after CONTENDED_ASK_WAIT. */
+  function askTabs(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const before = state?.receivedAt ?? 0
+      const onMsg = (ev: MessageEvent<Message>) => {
+        if (ev.data.type === 'tokens' && ev.data.state.receivedAt > before) setTimeout(done, 0) // after adopt()
+      }
+      const done = () => {
+        channel!.removeEventListener('message', onMsg)
+        clearTimeout(t)
+        resolve()
+      }
+      const t = setTimeout(done, CONTENDED_ASK_WAIT)
+      channel!.addEventListener('message', onMsg)
+      broadcast({ type: 'ask' })
+    })
+  }
+
   // ---- requests to Latch ----
 
   async function latchFetch(url: string, init: RequestInit, timeoutMs?: number): Promise<{ res: Response; body: any; sent: number }> {
@@ -478,12 +497,22 @@ export function createClient(opts: ClientOptions): LatchClient {
 
   // ---- refresh ----
 
-  /** Runs fn holding the cross-tab refresh lock (or just fn without tabs). */
-  async function withLock<T>(fn: () => Promise<T>): Promise<T> {
-    if (!locks) return fn()
+  /**
+   * Runs fn holding the cross-tab refresh lock (or just fn without tabs).
+   * fn learns whether another tab held the lock first: that tab has most
+   * likely just refreshed, and its broadcast may not have arrived yet
+   * (the lock and the channel are separate paths between tabs, and a busy
+   * or hidden tab gets its messages late).
+   */
+  async function withLock<T>(fn: (contended: boolean) => Promise<T>): Promise<T> {
+    if (!locks) return fn(false)
     const name = key + ':refresh'
     let running: Promise<T> | null = null
-    const run = () => (running = fn())
+    let contended = false
+    const run = () => (running = fn(contended))
+    const free = await locks.request(name, { ifAvailable: true }, (lock) => (lock ? run().then((v) => ({ v })) : null))
+    if (free) return free.v
+    contended = true
     try {
       return await locks.request(name, { signal: AbortSignal.timeout(lockTimeout) }, run)
     } catch (e) {
@@ -502,7 +531,10 @@ export function createClient(opts: ClientOptions): LatchClient {
 
   /** One refresh of due, under the lock; adopts a newer state instead if one arrived. */
   async function refresh(due: State | null, forced: boolean): Promise<void> {
-    await withLock(async () => {
+    await withLock(async (contended) => {
+      // The tab before us in the lock has probably refreshed this very
+      // token: ask the tabs for theirs rather than refresh it again.
+      if (contended && channel && (!state || !due || state.access === due.access)) await askTabs()
       // Another tab, or another process sharing storage, may have
       // refreshed while we waited: keep only the newest token.
       if (!cookies) {
