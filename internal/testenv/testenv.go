@@ -68,6 +68,12 @@ type Options struct {
 	// WrapStore lets a test put a fault-injecting store in front of SQLite,
 	// between it and the session service (the feed reads the store itself).
 	WrapStore func(session.Store) session.Store
+	// WriterWait, if set, replaces SQLite's bound on the wait for its one
+	// writer (sqlite.DefaultAcquireWait, 250 ms, which sheds load). A test
+	// of what many concurrent requests do sets a long one: 50 transactions
+	// queued under -race on a shared CI machine can take longer than 250
+	// ms, and a slow machine must not fail a correctness test.
+	WriterWait time.Duration
 	// RealClock uses time.Now instead of the fake clock (for tests through
 	// HTTP clients that check expiry against the wall clock).
 	RealClock bool
@@ -148,7 +154,7 @@ func New(t testing.TB, o Options) *Env {
 	if o.Store != nil {
 		st = o.Store(t)
 	} else {
-		db, err := sqlite.Open(ctx, filepath.Join(o.Dir, "latch.db"))
+		db, err := sqlite.Open(ctx, filepath.Join(o.Dir, "latch.db"), sqlite.WithLimits(sqlite.Limits{AcquireWait: o.WriterWait}))
 		if err != nil {
 			t.Fatal(err)
 		}
