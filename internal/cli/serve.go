@@ -254,6 +254,9 @@ func mailSetup(c *config.Config, log *slog.Logger) (*mail.Composer, mail.Transpo
 	if err != nil {
 		return nil, nil, err
 	}
+	if c.EmailFromDefaulted {
+		log.Warn("--email-from not given: sending as " + c.EmailFrom + "; mail servers may refuse a sender domain that does not exist, set --email-from for production")
+	}
 	addr, security := smtp.Describe()
 	log.Info("account email goes through SMTP", "server", addr, "tls", security)
 	return composer, smtp, nil

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -17,9 +16,13 @@ func TestAccountFlags(t *testing.T) {
 		t.Fatalf("defaults %+v", c)
 	}
 	t.Setenv("LATCH_SMTP_URL", "smtps://u:p@mail.example.com")
+	c, _, _ = parseServe(t, "--issuer", "https://auth.example.com")
+	if err := c.Validate(); err != nil || c.EmailFrom != "Latch <no-reply@auth.example.com>" || !c.EmailFromDefaulted {
+		t.Fatalf("--smtp-url without --email-from: %v, from %q", err, c.EmailFrom)
+	}
 	c, _, _ = parseServe(t)
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--email-from") {
-		t.Fatalf("--smtp-url without --email-from: %v", err)
+	if c.Validate(); c.EmailFrom != "Latch <no-reply@localhost>" {
+		t.Fatalf("the default sender of an IP issuer: %q", c.EmailFrom)
 	}
 	c, _, _ = parseServe(t, "--email-from", "no-reply@example.com", "--signup-enumeration-safe")
 	if err := c.Validate(); err != nil || !c.RequireVerifiedEmail || c.SMTPURL != "smtps://u:p@mail.example.com" {

@@ -65,6 +65,9 @@ type Config struct {
 	ResetTTL              time.Duration
 	RequireVerifiedEmail  bool
 	SignupEnumerationSafe bool
+	// EmailFromDefaulted: --email-from was not given and Validate derived
+	// it from the issuer (serve warns).
+	EmailFromDefaulted bool
 
 	argon2 func() // copies the argon2 flags into Argon2 after parsing
 }
@@ -150,7 +153,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "bound on each request's work, storage calls included; past it 503 (1s to 1m)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 10*time.Second, "time a client has to send a request's headers and body; a slower body is answered 408 (1s to 5m)")
 	fs.StringVar(&c.SMTPURL, "smtp-url", "", "send account email through smtp://[user:pass@]host[:port] (STARTTLS required; plain only to loopback) or smtps://… (implicit TLS); default: write messages to the log (prefer LATCH_SMTP_URL, it may hold a password)")
-	fs.StringVar(&c.EmailFrom, "email-from", "", "sender address of account email, such as 'Example <no-reply@example.com>' (required with --smtp-url)")
+	fs.StringVar(&c.EmailFrom, "email-from", "", "sender address of account email, such as 'Example <no-reply@example.com>' (default: no-reply at the issuer's host; set it for production)")
 	fs.StringVar(&c.AppURL, "app-url", "", "template of the links in account email, with {token} and optionally {action} (reset or verify): https://app.example.com/{action}?token={token} or myapp://{action}?token={token} (default: Latch's own /reset and /verify pages)")
 	fs.StringVar(&c.EmailTemplates, "email-templates", "", "directory whose verify.txt, verify.html, reset.txt, … replace the embedded message templates")
 	fs.DurationVar(&c.VerifyTTL, "email-verify-ttl", 24*time.Hour, "lifetime of verification and email-change links")
@@ -311,9 +314,6 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr %q: %w", c.Addr, err))
 	}
-	if c.SMTPURL != "" && c.EmailFrom == "" {
-		errs = append(errs, errors.New("--email-from is required with --smtp-url"))
-	}
 	if c.VerifyTTL < time.Minute || c.ResetTTL < time.Minute || c.VerifyTTL > 30*24*time.Hour || c.ResetTTL > 24*time.Hour {
 		errs = append(errs, errors.New("--email-verify-ttl must be 1m to 720h and --password-reset-ttl 1m to 24h"))
 	}
@@ -331,6 +331,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--issuer %q: must be an http(s) URL without query or fragment", c.Issuer))
 	}
 	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
+	if c.SMTPURL != "" && c.EmailFrom == "" {
+		c.EmailFrom, c.EmailFromDefaulted = DefaultEmailFrom(c.Issuer), true
+	}
 	if c.Audience == "" || strings.ContainsAny(c.Audience, " \t\r\n") {
 		errs = append(errs, fmt.Errorf("--audience %q: must be one audience, without spaces", c.Audience))
 	}
@@ -451,3 +454,15 @@ func (e explained) Set(s string) error {
 type explainedBool struct{ explained }
 
 func (explainedBool) IsBoolFlag() bool { return true }
+
+// DefaultEmailFrom is the sender when --email-from is not given:
+// no-reply at the issuer's host (localhost for an IP address, which is no
+// mail domain). Mail servers may refuse a sender domain that does not
+// exist, so production sets --email-from.
+func DefaultEmailFrom(issuer string) string {
+	host := "localhost"
+	if u, err := url.Parse(issuer); err == nil && u.Hostname() != "" && net.ParseIP(u.Hostname()) == nil {
+		host = u.Hostname()
+	}
+	return "Latch <no-reply@" + host + ">"
+}

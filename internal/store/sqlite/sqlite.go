@@ -108,7 +108,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		f(&o)
 	}
 	q := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "foreign_keys(ON)", "synchronous(NORMAL)"} {
+	// secure_delete: deleted rows are overwritten with zeros, so an erased
+	// account's email and sessions do not linger in free space of the
+	// file (sqlite.org/pragma.html#pragma_secure_delete).
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "foreign_keys(ON)", "synchronous(NORMAL)", "secure_delete(ON)"} {
 		q.Add("_pragma", p)
 	}
 	if o.mustExist {
@@ -243,7 +246,19 @@ func (s *Store) writer(ctx context.Context) (*sql.Conn, error) {
 
 // InTx implements session.Store.
 func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return fn(&txn{tx: tx}) })
+	var t *txn
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		t = &txn{tx: tx}
+		return fn(t)
+	})
+	if err == nil && t != nil && t.erased {
+		// The deleted user's rows were overwritten in the database, but
+		// the WAL still holds the old pages until a checkpoint resets it:
+		// copy it back and truncate it now. Best effort (a long reader
+		// can hold it up); the next checkpoint does it anyway.
+		s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	}
+	return err
 }
 
 // translate maps driver errors to the domain's sentinels.
@@ -478,7 +493,11 @@ func (s *Store) Clients(ctx context.Context) ([]session.Client, error) {
 
 // ---- transaction ----
 
-type txn struct{ tx *sql.Tx }
+type txn struct {
+	tx *sql.Tx
+	// erased is set by DeleteUser: InTx then empties the WAL.
+	erased bool
+}
 
 func (t *txn) InsertUser(ctx context.Context, u session.User) error {
 	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -728,6 +747,7 @@ func (t *txn) DeleteUser(ctx context.Context, id string) error {
 		return translate(err)
 	}
 	// Sessions, message tokens and queued messages go by ON DELETE CASCADE.
+	t.erased = true
 	return oneRow(t.tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id))
 }
 

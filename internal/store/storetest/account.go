@@ -447,3 +447,39 @@ func flip(c byte) string {
 	}
 	return "A"
 }
+
+// One link used by many requests at once: exactly one succeeds, whatever
+// the engine (the row is taken under its lock).
+func testServiceConcurrentLinkUse(t *testing.T, env *testenv.Env) {
+	const addr = "race@example.com"
+	env.Login(t, addr)
+	env.Mail(t)
+	if err := env.Sessions.ForgotPassword(ctx, addr, meta); err != nil {
+		t.Fatal(err)
+	}
+	tok := testenv.LinkToken(mailTo(t, env.Mail(t), session.KindReset, addr))
+	const n = 8
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for i := range n {
+		go func() {
+			<-start
+			_, err := env.Sessions.ResetPassword(ctx, session.ResetRequest{Token: tok, NewPassword: "concurrent passphrase " + string(rune('a'+i))})
+			errs <- err
+		}()
+	}
+	close(start)
+	ok := 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case errors.Is(err, session.ErrInvalidMessageToken):
+		default:
+			t.Fatalf("a concurrent use: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d of %d concurrent uses of one reset link succeeded, want 1", ok, n)
+	}
+}

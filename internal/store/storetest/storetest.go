@@ -73,6 +73,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{name: "Service/Reset", fn: testServiceReset},
 		{name: "Service/EmailChange", fn: testServiceEmailChange},
 		{name: "Service/DeleteAccount", fn: testServiceDeleteAccount},
+		{name: "Service/ConcurrentLinkUse", fn: testServiceConcurrentLinkUse},
 	}
 	for _, tt := range service {
 		t.Run(tt.name, func(t *testing.T) {
