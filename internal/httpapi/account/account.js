@@ -91,9 +91,20 @@ async function renderDevices() {
   ul.setAttribute('aria-label', `${list.length} ${list.length === 1 ? 'device' : 'devices'}`)
 }
 
+async function renderUser() {
+  const u = await latch.me()
+  const who = $('who')
+  who.textContent = `Signed in as ${u.email}`
+  const b = document.createElement('span')
+  b.className = 'badge'
+  b.textContent = u.emailVerified ? 'verified' : 'not verified'
+  who.append(b)
+  $('verify').hidden = u.emailVerified
+}
+
 async function signedIn() {
   show('account')
-  await renderDevices()
+  await Promise.all([renderUser(), renderDevices()])
   document.body.dataset.state = 'account'
 }
 
@@ -142,6 +153,34 @@ $('password-form').addEventListener('submit', (ev) => {
     $('new-password').value = ''
     say('Your password is changed. Every other device is signed out.')
     await renderDevices()
+  })
+})
+
+$('verify').addEventListener('click', (ev) => busy(ev.currentTarget, async () => {
+  await latch.requestVerification()
+  say('A verification link is on its way to your address.')
+}))
+
+$('email-form').addEventListener('submit', (ev) => {
+  ev.preventDefault()
+  const button = ev.submitter ?? $('email-form').querySelector('button')
+  busy(button, async () => {
+    const newEmail = $('new-email').value.trim()
+    await latch.changeEmail({ newEmail, password: $('email-password').value })
+    $('email-password').value = ''
+    say(`Open the link sent to ${newEmail} to finish the change.`)
+  })
+})
+
+$('delete-form').addEventListener('submit', (ev) => {
+  ev.preventDefault()
+  const button = ev.submitter ?? $('delete-form').querySelector('button')
+  busy(button, async () => {
+    await latch.deleteAccount({ password: $('delete-password').value })
+    $('delete-password').value = ''
+    signedOut()
+    say('Your account is deleted.')
+    $('signin-title').focus()
   })
 })
 
