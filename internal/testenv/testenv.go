@@ -93,6 +93,9 @@ type Options struct {
 	FeedHeartbeat time.Duration
 	// MaxFeedSubscribers caps SSE streams (default 1024).
 	MaxFeedSubscribers int
+	// AcquireWait is the SQLite store's wait for its writer (default 10s,
+	// not the server's 250ms: tests must not be shed by a busy machine).
+	AcquireWait time.Duration
 	// Mail configures the account email flows (link lifetimes, verified
 	// addresses required), which are on unless NoMail; messages stay in
 	// the outbox for Env.Mail to read.
@@ -148,7 +151,14 @@ func New(t testing.TB, o Options) *Env {
 	if o.Store != nil {
 		st = o.Store(t)
 	} else {
-		db, err := sqlite.Open(ctx, filepath.Join(o.Dir, "latch.db"))
+		// The acquire wait sheds load by design; a test's burst on a
+		// machine busy with other tests must not be shed (TestShedding
+		// sets AcquireWait to test the shedding).
+		wait := o.AcquireWait
+		if wait == 0 {
+			wait = 10 * time.Second
+		}
+		db, err := sqlite.Open(ctx, filepath.Join(o.Dir, "latch.db"), sqlite.WithLimits(sqlite.Limits{AcquireWait: wait}))
 		if err != nil {
 			t.Fatal(err)
 		}
