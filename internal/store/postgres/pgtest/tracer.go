@@ -13,14 +13,26 @@ import (
 // word. Pass it to postgres.WithTracer; tests that promise a number of
 // round trips per operation assert on what Reset returns.
 type Tracer struct {
-	// AtCommit, if set, is called as a lone COMMIT or a batch holding one
-	// goes out (before it is sent), on the goroutine sending it: a test
-	// cancels the caller's context there to cancel "during COMMIT".
-	AtCommit func()
-
 	mu         sync.Mutex
+	atCommit   func()
 	trips      int
 	statements []string
+}
+
+// SetAtCommit sets a function called as a lone COMMIT or a batch holding
+// one goes out (before it is sent), on the goroutine sending it: a test
+// cancels the caller's context there to cancel "during COMMIT". nil
+// removes it. Safe while other goroutines (the feed's polls) trace.
+func (tr *Tracer) SetAtCommit(fn func()) {
+	tr.mu.Lock()
+	tr.atCommit = fn
+	tr.mu.Unlock()
+}
+
+func (tr *Tracer) commitHook() func() {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.atCommit
 }
 
 // TraceQueryStart counts a lone statement as one round trip.
@@ -29,8 +41,8 @@ func (tr *Tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQ
 	tr.trips++
 	tr.statements = append(tr.statements, strings.Fields(d.SQL)[0])
 	tr.mu.Unlock()
-	if tr.AtCommit != nil && isCommit(d.SQL) {
-		tr.AtCommit()
+	if fn := tr.commitHook(); fn != nil && isCommit(d.SQL) {
+		fn()
 	}
 	return ctx
 }
@@ -45,10 +57,10 @@ func (tr *Tracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceB
 	tr.mu.Lock()
 	tr.trips++
 	tr.mu.Unlock()
-	if tr.AtCommit != nil && d.Batch != nil {
+	if fn := tr.commitHook(); fn != nil && d.Batch != nil {
 		for _, q := range d.Batch.QueuedQueries {
 			if isCommit(q.SQL) {
-				tr.AtCommit()
+				fn()
 				break
 			}
 		}
