@@ -241,7 +241,7 @@ func TestShedding(t *testing.T) {
 	t.Parallel()
 	m := metrics.New()
 	dir := t.TempDir()
-	env := testenv.New(t, testenv.Options{Dir: dir, Observer: m,
+	env := testenv.New(t, testenv.Options{Dir: dir, Observer: m, AcquireWait: 250 * time.Millisecond,
 		API: func(c *httpapi.Config) { c.Observer, c.Metrics, c.MaxInFlight = m, m.Handler(), 2 }})
 	srv := httptest.NewServer(env.Handler)
 	t.Cleanup(srv.Close)

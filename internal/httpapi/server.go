@@ -301,11 +301,10 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 	return apiError(http.StatusNotFound, CodeNotFound, "no such endpoint")
 }
 
-// handle adapts an error-returning handler: it sets the headers every
-// response shares and writes the one error shape. A client that left gets
-// no answer (there is nobody to read it); it is logged below ERROR and
-// recorded as StatusClientClosedRequest, so a client hanging up never
-// counts as a server failure.
+// handle adapts an error-returning handler: it admits the request under
+// MaxInFlight (or sheds it), bounds it by RequestTimeout, and answers its
+// error in the one shape (serve). Every route but the feed's streams and
+// liveness goes through it.
 func (s *Server) handle(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.inflight != nil {
@@ -347,7 +346,9 @@ func (s *Server) shed(w http.ResponseWriter, r *http.Request) {
 	writeError(w, overloaded)
 }
 
-// serve runs fn and answers its error in the one shape.
+// serve runs fn and answers its error in the one shape. A client that left
+// is logged below ERROR and recorded as StatusClientClosedRequest, so a
+// client hanging up never counts as a server failure.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, fn func(http.ResponseWriter, *http.Request) error) {
 	w.Header().Set("Cache-Control", "no-store")
 	err := fn(w, r)

@@ -68,7 +68,7 @@ func TestCancelDuringCommitIsReported(t *testing.T) {
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				var once sync.Once
-				tr.AtCommit(func() {
+				tr.SetAtCommit(func() {
 					once.Do(func() {
 						if when == "as COMMIT goes out" {
 							cancel()
@@ -77,7 +77,7 @@ func TestCancelDuringCommitIsReported(t *testing.T) {
 						}
 					})
 				})
-				defer tr.AtCommit(nil)
+				defer tr.SetAtCommit(nil)
 				return env.Sessions.Refresh(ctx, session.RefreshRequest{Token: tok, Client: env.Client, Meta: session.Meta{IP: "192.0.2.1", UserAgent: "test"}})
 			}
 

@@ -548,7 +548,6 @@ func propStart(tt *testing.T, t *rapid.T) *propMachine {
 		WrapStore: func(s session.Store) session.Store { fault.Store = s; return fault },
 		// Concurrent duplicates must not meet the load-shedding bound on a
 		// slow machine: an honest refresh shed with 503 is not the property.
-		WriterWait: 10 * time.Second,
 	})
 	t.Cleanup(func() { env.Store.Close() })
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "latch.db")+"?mode=ro")

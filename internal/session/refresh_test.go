@@ -227,7 +227,7 @@ func TestRefreshChecksClientBinding(t *testing.T) {
 // rotation happens; everyone gets the identical refresh token; the session
 // stays active.
 func TestConcurrentRefresh(t *testing.T) {
-	env := testenv.New(t, testenv.Options{WriterWait: 10 * time.Second})
+	env := testenv.New(t, testenv.Options{})
 	tok := env.Login(t, "u@example.com")
 	const n = 50
 	var (

@@ -68,12 +68,6 @@ type Options struct {
 	// WrapStore lets a test put a fault-injecting store in front of SQLite,
 	// between it and the session service (the feed reads the store itself).
 	WrapStore func(session.Store) session.Store
-	// WriterWait, if set, replaces SQLite's bound on the wait for its one
-	// writer (sqlite.DefaultAcquireWait, 250 ms, which sheds load). A test
-	// of what many concurrent requests do sets a long one: 50 transactions
-	// queued under -race on a shared CI machine can take longer than 250
-	// ms, and a slow machine must not fail a correctness test.
-	WriterWait time.Duration
 	// RealClock uses time.Now instead of the fake clock (for tests through
 	// HTTP clients that check expiry against the wall clock).
 	RealClock bool
@@ -99,6 +93,9 @@ type Options struct {
 	FeedHeartbeat time.Duration
 	// MaxFeedSubscribers caps SSE streams (default 1024).
 	MaxFeedSubscribers int
+	// AcquireWait is the SQLite store's wait for its writer (default 10s,
+	// not the server's 250ms: tests must not be shed by a busy machine).
+	AcquireWait time.Duration
 	// Mail configures the account email flows (link lifetimes, verified
 	// addresses required), which are on unless NoMail; messages stay in
 	// the outbox for Env.Mail to read.
@@ -154,7 +151,14 @@ func New(t testing.TB, o Options) *Env {
 	if o.Store != nil {
 		st = o.Store(t)
 	} else {
-		db, err := sqlite.Open(ctx, filepath.Join(o.Dir, "latch.db"), sqlite.WithLimits(sqlite.Limits{AcquireWait: o.WriterWait}))
+		// The acquire wait sheds load by design; a test's burst on a
+		// machine busy with other tests must not be shed (TestShedding
+		// sets AcquireWait to test the shedding).
+		wait := o.AcquireWait
+		if wait == 0 {
+			wait = 10 * time.Second
+		}
+		db, err := sqlite.Open(ctx, filepath.Join(o.Dir, "latch.db"), sqlite.WithLimits(sqlite.Limits{AcquireWait: wait}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -77,6 +78,10 @@ func New(t testing.TB, opts ...postgres.Option) *postgres.Store {
 // open returns a migrated store at url, closed when the test ends.
 func open(t testing.TB, url string, opts []postgres.Option) *postgres.Store {
 	t.Helper()
+	// As in testenv: the acquire wait sheds load by design, and a test's
+	// burst on a machine busy with other tests must not be shed; opts may
+	// set it lower.
+	opts = append([]postgres.Option{postgres.WithLimits(postgres.Limits{AcquireWait: 10 * time.Second})}, opts...)
 	s, err := postgres.Open(context.Background(), url, opts...)
 	if err != nil {
 		t.Fatal(err)

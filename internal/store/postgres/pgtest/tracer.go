@@ -19,11 +19,11 @@ type Tracer struct {
 	statements []string
 }
 
-// AtCommit sets fn (nil to clear) to be called as a lone COMMIT or a batch
-// holding one goes out (before it is sent), on the goroutine sending it: a
-// test cancels the caller's context there to cancel "during COMMIT". Safe
-// to call while other goroutines (the feed's poll) use the tracer.
-func (tr *Tracer) AtCommit(fn func()) {
+// SetAtCommit sets a function called as a lone COMMIT or a batch holding
+// one goes out (before it is sent), on the goroutine sending it: a test
+// cancels the caller's context there to cancel "during COMMIT". nil
+// removes it. Safe while other goroutines (the feed's polls) trace.
+func (tr *Tracer) SetAtCommit(fn func()) {
 	tr.mu.Lock()
 	tr.atCommit = fn
 	tr.mu.Unlock()
