@@ -20,7 +20,11 @@
 // The package imports only the standard library and go-jose.
 package bearer
 
-import "github.com/go-jose/go-jose/v4/jwt"
+import (
+	"encoding/json"
+
+	"github.com/go-jose/go-jose/v4/jwt"
+)
 
 // Claims are the claims of a Latch access token, an RFC 9068 JWT
 // ("JWT Profile for OAuth 2.0 Access Tokens", section 2.2).
@@ -35,4 +39,28 @@ type Claims struct {
 	ClientID  string           `json:"client_id"`
 	SessionID string           `json:"sid"`
 	Scope     string           `json:"scope,omitempty"`
+	// Extra holds every other claim, as its raw JSON value: custom claims
+	// such as the roles or tenant a Latch client maps from a user's
+	// app_metadata (docs/design.md "Admin API and claims"). Nil when the
+	// token has none. Latch never issues one named like a claim above or
+	// another registered claim (cnf, auth_time, acr, amr, act, azp, …).
+	Extra map[string]json.RawMessage `json:"-"`
+}
+
+// IsClient reports whether the token was issued to a client for itself
+// (the client-credentials grant, RFC 6749 section 4.4): no session, and
+// sub is the client id (RFC 9068 section 2.2). A Verifier accepts such
+// tokens only with [Config.AcceptClientTokens].
+func (c *Claims) IsClient() bool {
+	return c.SessionID == "" && c.Subject != "" && c.Subject == c.ClientID
+}
+
+// Claim decodes the custom claim name into v and reports whether the
+// token has it.
+func (c *Claims) Claim(name string, v any) (bool, error) {
+	raw, ok := c.Extra[name]
+	if !ok {
+		return false, nil
+	}
+	return true, json.Unmarshal(raw, v)
 }

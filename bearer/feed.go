@@ -282,6 +282,12 @@ func (f *feed) prune() {
 // staleness policy. No I/O.
 func (f *feed) check(c *Claims) error {
 	if c.SessionID == "" {
+		if f.v.cfg.AcceptClientTokens && c.IsClient() {
+			// A client's own token has no session to revoke: it ends at
+			// exp (Config.AcceptClientTokens). The staleness policy still
+			// applies below: a fail-closed verifier refuses every token.
+			return f.checkStale()
+		}
 		return invalid("no sid: the token cannot be checked against the revocation feed")
 	}
 	f.mu.RLock()
@@ -290,6 +296,11 @@ func (f *feed) check(c *Claims) error {
 	if revoked {
 		return fmt.Errorf("%w: %w", ErrInvalidToken, ErrRevoked)
 	}
+	return f.checkStale()
+}
+
+// checkStale applies the staleness policy.
+func (f *feed) checkStale() error {
 	if stale := f.staleness(); stale > f.cfg.MaxStaleness {
 		if f.cfg.FailClosed {
 			return fmt.Errorf("%w: last heard %s ago", ErrFeedStale, stale.Round(time.Millisecond))

@@ -292,6 +292,12 @@ func decodeClaims(payload []byte) (*Claims, error) {
 		case "nbf":
 			return jsonDate(val, &c.NotBefore, &a.nbf)
 		}
+		// Any other claim is kept raw for the application (Claims.Extra);
+		// only tokens that carry one pay for the map.
+		if c.Extra == nil {
+			c.Extra = make(map[string]json.RawMessage, 2)
+		}
+		c.Extra[name] = json.RawMessage(val)
 		return nil
 	})
 	if err != nil {

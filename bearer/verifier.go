@@ -98,6 +98,14 @@ type Config struct {
 	// feed are still checked on every hit. Default 10,000; negative turns
 	// it off.
 	CacheSize int
+	// AcceptClientTokens accepts tokens a client obtained for itself with
+	// the client-credentials grant (RFC 6749 section 4.4; [Claims.IsClient]):
+	// no sid, sub equal to client_id. Off by default, so a resource server
+	// that serves users never takes a machine's token for a user's. Such a
+	// token has no session, so the revocation feed cannot end it: it lives
+	// until its exp (keep those clients' access TTL short); deleting the
+	// client stops it minting more.
+	AcceptClientTokens bool
 	// Revocations turns the revocation feed on; nil leaves it off.
 	Revocations *FeedConfig
 	// Now is the time source; default time.Now.
@@ -394,9 +402,10 @@ func (v *Verifier) checkClaims(c *Claims) error {
 		return invalid("iat in the future")
 	case c.Subject == "":
 		return invalid("no sub")
-	case c.SessionID == "":
-		// Every Latch access token names its session; one without cannot
-		// be ended by a logout (RFC 9068 leaves sid to the profile).
+	case c.SessionID == "" && !(v.cfg.AcceptClientTokens && c.IsClient()):
+		// Every Latch access token of a user names its session; one
+		// without cannot be ended by a logout (RFC 9068 leaves sid to the
+		// profile). Only a client's own token has none, where accepted.
 		return invalid("no sid")
 	}
 	return nil

@@ -18,6 +18,10 @@ const (
 	ClientDeleted       = "client.deleted"
 	ClientSecretRotated = "client.secret_rotated"
 	TokenRevoked        = "token.revoked"
+	ClientTokenIssued   = "client.token_issued"
+	ClientCreated       = "client.created"
+	ClientUpdated       = "client.updated"
+	UserCreated         = "user.created"
 	KeysRotated         = "keys.rotated"
 	KeysRewrapped       = "keys.rewrapped"
 
@@ -48,6 +52,9 @@ const PasswordChangeFailed = "user.password_change_failed"
 
 // Event is one audit record. It never holds a token, a password or a key.
 type Event struct {
+	// ID orders events (assigned by the store; newest is highest). It is
+	// the cursor of an audit query.
+	ID        int64
 	At        time.Time
 	Type      string
 	UserID    string
@@ -58,6 +65,9 @@ type Event struct {
 	// Detail is a short, non-secret explanation (for reuse: which token
 	// generation came back and how old it was).
 	Detail string
+	// Actor is the admin client that made the change through the admin
+	// API; empty for a user's own action or an operator's CLI command.
+	Actor string
 }
 
 // Query selects audit events; zero fields do not filter. Results are newest
@@ -67,4 +77,6 @@ type Query struct {
 	Type         string
 	UserID       string
 	Limit        int
+	// BeforeID continues a walk: only events whose ID is below it.
+	BeforeID int64
 }

@@ -223,7 +223,7 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 		// Through the session service, as DELETE /v1/me: sessions revoked
 		// (the revocation feed hears of them), personal data erased, audit
 		// rows kept by user id.
-		if err := svc.DeleteUser(ctx, u.ID); err != nil {
+		if err := svc.DeleteUser(ctx, u.ID, session.Meta{}); err != nil {
 			return err
 		}
 		fmt.Fprintf(s.stdout, "deleted user %s; all sessions revoked; email, metadata and session IPs and user agents erased (audit events keep the id only)\n", u.ID)
@@ -414,24 +414,29 @@ func runKeys(ctx context.Context, args []string, s io3) error {
 var cliMeta = session.Meta{UserAgent: "latch-cli"}
 
 func runClients(ctx context.Context, args []string, s io3) error {
-	sub, rest, err := subcommand(args, s, "clients", "create", "list", "delete", "rotate-secret")
+	sub, rest, err := subcommand(args, s, "clients", "create", "update", "list", "delete", "rotate-secret")
 	if err != nil {
 		return err
 	}
 	var (
-		audiences      listFlag
-		grants, scopes *string
-		ttl            *time.Duration
-		confidential   *bool
-		web            *bool
-		origins        *string
+		audiences              listFlag
+		grants, scopes, claims *string
+		ttl                    *time.Duration
+		confidential, web      *bool
+		origins                *string
+		fs                     *flagSet
 	)
 	d, svc, rest, err := admin(ctx, "clients "+sub, rest, s, func(f *flagSet) {
+		fs = f
+		if sub != "create" && sub != "update" {
+			return
+		}
+		f.Var(&audiences, "audience", "an aud of the client's access tokens (required; repeat for several, and give the account audience, --account-audience of latch serve, to a client that manages accounts or calls the admin API)")
+		ttl = f.Duration("access-ttl", 15*time.Minute, "access-token lifetime, 1m to 24h")
+		grants = f.String("grants", "", `space- or comma-separated grant types: password, refresh_token, client_credentials, or "none" (default: password and refresh_token for public first-party apps, none for --confidential clients)`)
+		scopes = f.String("scopes", "", "space- or comma-separated scopes the client may request (admin: the admin API)")
+		claims = f.String("claims", "", `space- or comma-separated app_metadata keys that become claims of the client's access tokens (roles,tenant); "none" clears them on update`)
 		if sub == "create" {
-			f.Var(&audiences, "audience", "an aud of the client's access tokens (required; repeat for several, and give the account audience, --account-audience of latch serve, to a client that manages accounts)")
-			ttl = f.Duration("access-ttl", 15*time.Minute, "access-token lifetime, 1m to 24h")
-			grants = f.String("grants", "", `space- or comma-separated grant types: password, refresh_token, or "none" (default: both for public first-party apps, none for --confidential clients)`)
-			scopes = f.String("scopes", "", "space- or comma-separated scopes the client may request")
 			confidential = f.Bool("confidential", false, "give the client a secret (resource servers, backends)")
 			web = f.Bool("web", false, "a browser app in cookie mode: the refresh token only in an HttpOnly cookie, requests only from --origins (docs/design.md \"Browser clients: cookie mode\")")
 			origins = f.String("origins", "", "with --web: space- or comma-separated exact origins of the app (https://app.example.com; http only on localhost)")
@@ -457,38 +462,72 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		// Confidential clients are resource servers and backends: no
 		// password grant unless asked for (docs/security.md LOGIN-13).
 		c := session.Client{ID: id, Name: id, Audiences: audiences, AccessTTL: *ttl,
-			Grants: g, Scopes: splitList(*scopes), Web: *web, Origins: splitList(*origins)}
+			Grants: g, Scopes: splitList(*scopes), Claims: splitList(*claims), Web: *web, Origins: splitList(*origins)}
 		if *confidential && *web {
 			// A page cannot keep a secret; cookie mode is for public clients.
 			return errors.New("clients create: --web and --confidential exclude each other: a browser app cannot keep a client secret")
 		}
-		if err := checkClient(c); err != nil {
-			return err
-		}
-		if _, err := svc.Client(ctx, id); err == nil {
+		_, secret, err := svc.CreateClient(ctx, c, *confidential, cliMeta)
+		switch {
+		case errors.Is(err, session.ErrClientExists):
 			return fmt.Errorf("client %s already exists", id)
-		}
-		var secret string
-		if *confidential {
-			b := make([]byte, 32)
-			rand.Read(b)
-			secret = base64.RawURLEncoding.EncodeToString(b)
-			c.SecretHash = session.HashClientSecret(secret)
-		}
-		if err := svc.EnsureClient(ctx, c); err != nil {
+		case errors.Is(err, session.ErrInvalidClient):
+			return fmt.Errorf("clients create: %s", clientProblem(err))
+		case err != nil:
 			return err
 		}
 		fmt.Fprintf(s.stdout, "created client %s\n", id)
 		if secret != "" {
 			fmt.Fprintf(s.stdout, "client secret (shown once): %s\n", secret)
 		}
+	case "update":
+		id, err := oneArg(rest, s, "CLIENT_ID")
+		if err != nil {
+			return err
+		}
+		// Only the flags given change anything.
+		var u session.ClientUpdate
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "audience":
+				a := []string(audiences)
+				u.Audiences = &a
+			case "access-ttl":
+				u.AccessTTL = ttl
+			case "grants":
+				g := splitList(*grants)
+				if *grants == "none" {
+					g = nil
+				}
+				u.Grants = &g
+			case "scopes":
+				sc := splitList(*scopes)
+				u.Scopes = &sc
+			case "claims":
+				cl := splitList(*claims)
+				if *claims == "none" {
+					cl = nil
+				}
+				u.Claims = &cl
+			}
+		})
+		c, err := svc.UpdateClient(ctx, id, u, cliMeta)
+		switch {
+		case errors.Is(err, session.ErrNotFound):
+			return fmt.Errorf("clients update: no client %s (latch clients list shows them)", id)
+		case errors.Is(err, session.ErrInvalidClient):
+			return fmt.Errorf("clients update: %s", clientProblem(err))
+		case err != nil:
+			return err
+		}
+		fmt.Fprintf(s.stdout, "updated client %s: %s\nRunning servers see the change within %s; new claims reach a session's tokens at its next refresh.\n", id, clientSummary(c), session.ClientCacheTTL)
 	case "list":
 		clients, err := svc.Clients(ctx)
 		if err != nil {
 			return err
 		}
 		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tAUDIENCES\tACCESS TTL\tGRANTS\tSCOPES\tORIGINS")
+		fmt.Fprintln(tw, "ID\tTYPE\tAUDIENCES\tACCESS TTL\tGRANTS\tSCOPES\tORIGINS\tCLAIMS")
 		for _, c := range clients {
 			typ := "public"
 			switch {
@@ -497,7 +536,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 			case c.Web:
 				typ = "web"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, typ, strings.Join(c.Audiences, " "), c.AccessTTL, strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), strings.Join(c.Origins, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, typ, strings.Join(c.Audiences, " "), c.AccessTTL, strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), strings.Join(c.Origins, " "), strings.Join(c.Claims, " "))
 		}
 		return tw.Flush()
 	case "delete":
@@ -536,6 +575,25 @@ func runClients(ctx context.Context, args []string, s io3) error {
 	return nil
 }
 
+// clientProblem is CheckClient's complaint, one rule per line, without
+// the package prefix.
+func clientProblem(err error) string {
+	msg := strings.TrimPrefix(err.Error(), session.ErrInvalidClient.Error()+": ")
+	return strings.ReplaceAll(msg, "\n", "; ")
+}
+
+func clientSummary(c session.Client) string {
+	return fmt.Sprintf("audiences %s; access TTL %s; grants %s; scopes %s; claims %s", strings.Join(c.Audiences, " "), c.AccessTTL,
+		orNone(c.Grants), orNone(c.Scopes), orNone(c.Claims))
+}
+
+func orNone(v []string) string {
+	if len(v) == 0 {
+		return "none"
+	}
+	return strings.Join(v, " ")
+}
+
 // listFlag is a flag given once per value (--audience a --audience b).
 type listFlag []string
 
@@ -550,38 +608,4 @@ func (l *listFlag) Set(v string) error {
 
 func splitList(s string) []string {
 	return strings.Fields(strings.ReplaceAll(s, ",", " "))
-}
-
-func checkClient(c session.Client) error {
-	var errs []error
-	if len(c.Audiences) == 0 {
-		errs = append(errs, errors.New("--audience is required"))
-	}
-	for _, a := range c.Audiences {
-		if a == "" || a == "*" || strings.ContainsAny(a, " \t\r\n") {
-			// One resource server per audience (RFC 9068 section 5), never a
-			// wildcard; spaces separate audiences in storage.
-			errs = append(errs, fmt.Errorf("--audience %q: must name one resource server, without spaces or wildcards", a))
-		}
-	}
-	switch {
-	case c.Web && len(c.Origins) == 0:
-		errs = append(errs, errors.New("--web needs --origins: the browser origins allowed to use the refresh cookie"))
-	case !c.Web && len(c.Origins) > 0:
-		errs = append(errs, errors.New("--origins is for --web clients"))
-	}
-	for _, o := range c.Origins {
-		if err := session.CheckOrigin(o); err != nil {
-			errs = append(errs, fmt.Errorf("--origins: %w", err))
-		}
-	}
-	if c.AccessTTL < config.MinAccessTTL || c.AccessTTL > config.MaxAccessTTL {
-		errs = append(errs, fmt.Errorf("--access-ttl %s: must be between %s and %s", c.AccessTTL, config.MinAccessTTL, config.MaxAccessTTL))
-	}
-	for _, g := range c.Grants {
-		if g != session.GrantPassword && g != session.GrantRefresh {
-			errs = append(errs, fmt.Errorf("--grants: unknown grant type %q", g))
-		}
-	}
-	return errors.Join(errs...)
 }

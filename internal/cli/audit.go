@@ -62,16 +62,16 @@ func runAudit(ctx context.Context, args []string, s io3) error {
 	if *asJSON {
 		enc := json.NewEncoder(s.stdout)
 		for _, e := range events {
-			if err := enc.Encode(auditLine{e.At.UTC().Format(time.RFC3339Nano), e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail}); err != nil {
+			if err := enc.Encode(auditLine{e.At.UTC().Format(time.RFC3339Nano), e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail, e.Actor}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AT\tTYPE\tUSER\tSESSION\tCLIENT\tIP\tDETAIL")
+	fmt.Fprintln(tw, "AT\tTYPE\tUSER\tSESSION\tCLIENT\tACTOR\tIP\tDETAIL")
 	for _, e := range events {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", stamp(e.At), e.Type, dash(e.UserID), dash(e.SessionID), dash(e.ClientID), dash(e.IP), e.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", stamp(e.At), e.Type, dash(e.UserID), dash(e.SessionID), dash(e.ClientID), dash(e.Actor), dash(e.IP), e.Detail)
 	}
 	return tw.Flush()
 }
@@ -86,6 +86,8 @@ type auditLine struct {
 	IP        string `json:"ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
 	Detail    string `json:"detail,omitempty"`
+	// Actor is the admin client of a change made through the admin API.
+	Actor string `json:"actor,omitempty"`
 }
 
 // parseWhen reads "" (no bound), a duration back from now, or an RFC 3339

@@ -688,3 +688,81 @@ func TestAdminMessages(t *testing.T) {
 		})
 	}
 }
+
+// TestClientsAdminAndClaims: the README's two ways. The operator registers
+// a backend for the admin API and a client with a claim mapping on the
+// database; the backend then manages users over HTTP, and what it sets
+// reaches the mapped client's tokens. Reserved claims are refused with a
+// message naming the rule.
+func TestClientsAdminAndClaims(t *testing.T) {
+	const accounts = "https://accounts.example"
+	s := startServer(t, "--account-audience", accounts)
+	out := s.mustLatch(t, "", "clients", "create", "backend", "--confidential", "--grants", "client_credentials", "--scopes", "admin", "--audience", accounts)
+	m := regexp.MustCompile(`client secret \(shown once\): (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no secret:\n%s", out)
+	}
+	s.mustLatch(t, "", "clients", "create", "web", "--audience", "web-api", "--audience", accounts)
+	out = s.mustLatch(t, "", "clients", "update", "web", "--claims", "roles,tenant")
+	if !strings.Contains(out, "claims roles tenant") || !strings.Contains(out, "audiences web-api "+accounts) {
+		t.Fatalf("clients update: %s", out)
+	}
+	if out, err := s.latch(t, "", "clients", "update", "web", "--claims", "roles,sub"); err == nil || !strings.Contains(out+err.Error(), `claim "sub" is reserved`) {
+		t.Fatalf("a reserved claim was accepted: %v\n%s", err, out)
+	}
+	if out, err := s.latch(t, "", "clients", "create", "spa2", "--audience", "x", "--grants", "client_credentials"); err == nil || !strings.Contains(err.Error(), "only for confidential clients") {
+		t.Fatalf("a public client got client_credentials: %v\n%s", err, out)
+	}
+	if out := s.mustLatch(t, "", "clients", "list"); !regexp.MustCompile(`(?m)^web\s.*roles tenant\s*$`).MatchString(out) {
+		t.Fatalf("clients list shows no claims:\n%s", out)
+	}
+
+	req, _ := http.NewRequest("POST", s.url+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("backend", m[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok map[string]any
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	at, _ := tok["access_token"].(string)
+	if resp.StatusCode != 200 || at == "" {
+		t.Fatalf("client_credentials: %d %v", resp.StatusCode, tok)
+	}
+	call := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, s.url+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+at)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		json.NewDecoder(resp.Body).Decode(&v)
+		return resp.StatusCode, v
+	}
+	if code, u := call("POST", "/admin/v1/users", `{"email":"ann@example.com","password":"a long enough password","app_metadata":{"roles":["editor"]}}`); code != 201 {
+		t.Fatalf("create user: %d %v", code, u)
+	}
+	if out := s.mustLatch(t, "", "users", "list"); !strings.Contains(out, "ann@example.com") {
+		t.Fatalf("the CLI does not see the user the API created:\n%s", out)
+	}
+	if out := s.mustLatch(t, "", "audit", "--type", "user.created"); !strings.Contains(out, "backend") {
+		t.Fatalf("audit shows no actor:\n%s", out)
+	}
+	code, login := post(t, s.url+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {"ann@example.com"}, "password": {"a long enough password"}, "client_id": {"web"}}.Encode())
+	if code != 200 {
+		t.Fatalf("login: %d %v", code, login)
+	}
+	parts := strings.Split(login["access_token"].(string), ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	if !strings.Contains(string(payload), `"roles":["editor"]`) {
+		t.Fatalf("token claims %s lack the role", payload)
+	}
+}

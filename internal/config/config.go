@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/internal/password"
+	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/token"
 )
 
@@ -78,8 +79,8 @@ const MaxFeedStreams = 1024
 
 // Access-token lifetime bounds (DESIGN: 1 minute to 24 hours).
 const (
-	MinAccessTTL = time.Minute
-	MaxAccessTTL = 24 * time.Hour
+	MinAccessTTL = session.MinAccessTTL
+	MaxAccessTTL = session.MaxAccessTTL
 )
 
 // LongestAccessTTL bounds how long any access token can stay valid: the

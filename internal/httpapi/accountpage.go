@@ -42,10 +42,10 @@ func (s *Server) accountRoutes() {
 	html := page.Bytes()
 	lib, _ := fs.Sub(jsclient.Dist, "dist")
 	own, _ := fs.Sub(accountFiles, "account")
-	s.mux.HandleFunc("GET /account", func(w http.ResponseWriter, r *http.Request) {
+	s.route("GET /account", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		pageHeaders(w, "text/html; charset=utf-8")
 		w.Write(html)
-	})
+	}))
 	serve := func(fsys fs.FS) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			name := path.Clean(r.PathValue("file"))
@@ -62,8 +62,8 @@ func (s *Server) accountRoutes() {
 			w.Write(b)
 		}
 	}
-	s.mux.HandleFunc("GET /account/lib/{file}", serve(lib))
-	s.mux.HandleFunc("GET /account/{file}", serve(own))
+	s.route("GET /account/lib/{file}", serve(lib))
+	s.route("GET /account/{file}", serve(own))
 }
 
 // pageHeaders are the account page's: its CSP replaces the API's

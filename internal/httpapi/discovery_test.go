@@ -69,7 +69,7 @@ func TestMetadata(t *testing.T) {
 			}
 		})
 	}
-	for _, g := range []string{"password", "refresh_token"} {
+	for _, g := range []string{"password", "refresh_token", "client_credentials"} {
 		if !slices.Contains(m.GrantTypes, g) {
 			t.Errorf("grant_types_supported = %v, want %q in it", m.GrantTypes, g)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/latchauth/latch/internal/email"
@@ -39,6 +40,10 @@ const (
 	CodeCORSForbidden          = "cors_forbidden"
 	CodeEmailNotVerified       = "email_not_verified"
 	CodeInvalidMetadata        = "invalid_metadata"
+	CodeInsufficientScope      = "insufficient_scope"      // RFC 6750 section 3.1
+	CodeInvalidClientMetadata  = "invalid_client_metadata" // RFC 7591 section 3.2.2
+	CodeClientExists           = "client_exists"
+	CodeInvalidAppMetadata     = "invalid_app_metadata"
 )
 
 // Error is an API error: the status, a public code and message, and the
@@ -139,6 +144,10 @@ var errorRules = []rule{
 	// RFC 6750 section 3.1: no error code when credentials are absent.
 	{match: is(errNoAccessToken), status: http.StatusUnauthorized, code: CodeInvalidToken, msg: "an access token is required", challenge: bearerChallenge},
 	{match: is(errAccessToken), status: http.StatusUnauthorized, code: CodeInvalidToken, msg: invalidTokenMessage, challenge: invalidTokenChallenge},
+	{match: is(session.ErrInvalidClient), status: http.StatusBadRequest, code: CodeInvalidClientMetadata}, // message: the rules broken
+	{match: is(session.ErrClientExists), status: http.StatusConflict, code: CodeClientExists, msg: "a client with this id already exists"},
+	{match: is(session.ErrAppMetadata), status: http.StatusBadRequest, code: CodeInvalidAppMetadata}, // message: what is wrong
+	{match: is(session.ErrGrantNotAllowed), status: http.StatusBadRequest, code: CodeUnauthorizedClient, msg: "client may not use this grant type"},
 	{match: is(session.ErrInvalidScope), status: http.StatusBadRequest, code: CodeInvalidScope, msg: "requested scope exceeds the grant"},
 	{match: is(session.ErrInvalidTarget), status: http.StatusBadRequest, code: CodeInvalidTarget, msg: "resource is not an audience of the client"},
 	// One message for forged, expired, revoked and reused tokens, so the
@@ -217,6 +226,13 @@ func trimPrefix(err error) string {
 		if errors.Is(err, e) {
 			return e.Error()[len("password: "):]
 		}
+	}
+	// CheckClient's and CheckAppMetadata's complaints, written to be shown.
+	if errors.Is(err, session.ErrInvalidClient) {
+		return strings.ReplaceAll(strings.TrimPrefix(err.Error(), session.ErrInvalidClient.Error()+": "), "\n", "; ")
+	}
+	if errors.Is(err, session.ErrAppMetadata) {
+		return "app_metadata" + strings.TrimPrefix(err.Error(), session.ErrAppMetadata.Error())
 	}
 	return err.Error()
 }

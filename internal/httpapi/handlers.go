@@ -262,7 +262,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 		"revocation_endpoint":                           iss + "/oauth/revoke",
 		"introspection_endpoint":                        iss + "/oauth/introspect",
 		"jwks_uri":                                      iss + "/.well-known/jwks.json",
-		"grant_types_supported":                         []string{session.GrantPassword, session.GrantRefresh},
+		"grant_types_supported":                         []string{session.GrantPassword, session.GrantRefresh, session.GrantClientCredentials},
 		"response_types_supported":                      []string{},
 		"token_endpoint_auth_methods_supported":         authMethods,
 		"revocation_endpoint_auth_methods_supported":    authMethods,

@@ -89,7 +89,9 @@ func send(t *testing.T, srv *httptest.Server, rq req) reply {
 	if err != nil {
 		t.Fatalf("%s %s: read body: %v", rq.method, rq.path, err)
 	}
-	return reply{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	rep := reply{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	record(t, r, rep)
+	return rep
 }
 
 func mustJSON(t *testing.T, v any) string {

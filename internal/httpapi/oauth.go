@@ -35,8 +35,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if grant == "" {
 		return badRequest("grant_type is required")
 	}
-	if grant != session.GrantPassword && grant != session.GrantRefresh {
-		return apiError(http.StatusBadRequest, CodeUnsupportedGrantType, "supported grant types: password, refresh_token")
+	if grant != session.GrantPassword && grant != session.GrantRefresh && grant != session.GrantClientCredentials {
+		return apiError(http.StatusBadRequest, CodeUnsupportedGrantType, "supported grant types: password, refresh_token, client_credentials")
+	}
+	if grant == session.GrantClientCredentials && !c.Confidential() {
+		// RFC 6749 section 4.4: confidential clients only.
+		return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client_credentials is for confidential clients, which authenticate with a secret")
 	}
 	if !c.Allows(grant) {
 		return apiError(http.StatusBadRequest, CodeUnauthorizedClient, "client may not use grant type "+strconv.Quote(grant))
@@ -92,6 +96,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		if c.Web && session.IsInvalidGrant(err) {
 			s.clearRefreshCookie(w, c.ID) // the session is over: drop the dead cookie
 		}
+	case session.GrantClientCredentials:
+		// RFC 6749 section 4.4.3: no refresh token; the client simply
+		// asks again with its credentials.
+		t, err = s.sessions.ClientToken(r.Context(), session.ClientTokenRequest{Client: c, Scope: form.Get("scope"), Resource: res, Meta: s.meta(r)})
 	}
 	if err != nil {
 		return err

@@ -48,15 +48,15 @@ type pageData struct {
 }
 
 func (s *Server) pageRoutes() {
-	s.mux.Handle("GET /reset", s.page(s.resetPage))
-	s.mux.Handle("POST /reset", s.page(s.resetSubmit))
-	s.mux.Handle("GET /verify", s.page(s.verifyPage))
-	s.mux.Handle("POST /verify", s.page(s.verifySubmit))
-	s.mux.HandleFunc("GET /assets/latch.css", func(w http.ResponseWriter, r *http.Request) {
+	s.route("GET /reset", s.page(s.resetPage))
+	s.route("POST /reset", s.page(s.resetSubmit))
+	s.route("GET /verify", s.page(s.verifyPage))
+	s.route("POST /verify", s.page(s.verifySubmit))
+	s.route("GET /assets/latch.css", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Write(pageCSS)
-	})
+	}))
 }
 
 // page adapts a page handler as handle does the API's: the in-flight cap

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,6 +150,7 @@ type Server struct {
 	ready    func(context.Context) error
 	log      *slog.Logger
 	mux      *http.ServeMux
+	patterns []string // every route, for Routes
 
 	https  bool
 	origin string // the issuer's own origin (scheme://host[:port])
@@ -252,35 +254,47 @@ func (s *Server) WaitDetached() { s.bg.Wait() }
 
 func (s *Server) routes() {
 	h := s.handle
-	s.mux.Handle("POST /v1/signup", h(s.signup))
-	s.mux.Handle("POST /v1/login", h(s.login))
-	s.mux.Handle("POST /oauth/token", h(s.token))
-	s.mux.Handle("POST /oauth/revoke", h(s.revoke))
-	s.mux.Handle("POST /oauth/introspect", h(s.introspect))
-	s.mux.Handle("GET /v1/revocations", s.stream(s.revocations))
-	s.mux.Handle("POST /v1/logout", h(s.authed(s.logout)))
-	s.mux.Handle("GET /v1/sessions", h(s.authed(s.listSessions)))
-	s.mux.Handle("DELETE /v1/sessions/{id}", h(s.authed(s.deleteSession)))
-	s.mux.Handle("POST /v1/password", h(s.authed(s.changePassword)))
-	s.mux.Handle("GET /v1/me", h(s.authed(s.getMe)))
-	s.mux.Handle("PATCH /v1/me", h(s.authed(s.patchMe)))
-	s.mux.Handle("DELETE /v1/me", h(s.authed(s.deleteMe)))
-	s.mux.Handle("POST /v1/email/verify/request", h(s.authed(s.requestVerification)))
-	s.mux.Handle("POST /v1/email/verify", h(s.verifyEmail))
-	s.mux.Handle("POST /v1/email/change", h(s.authed(s.changeEmail)))
-	s.mux.Handle("POST /v1/password/forgot", h(s.forgotPassword))
-	s.mux.Handle("POST /v1/password/reset", h(s.resetPassword))
+	s.route("POST /v1/signup", h(s.signup))
+	s.route("POST /v1/login", h(s.login))
+	s.route("POST /oauth/token", h(s.token))
+	s.route("POST /oauth/revoke", h(s.revoke))
+	s.route("POST /oauth/introspect", h(s.introspect))
+	s.route("GET /v1/revocations", s.stream(s.revocations))
+	s.route("POST /v1/logout", h(s.authed(s.logout)))
+	s.route("GET /v1/sessions", h(s.authed(s.listSessions)))
+	s.route("DELETE /v1/sessions/{id}", h(s.authed(s.deleteSession)))
+	s.route("POST /v1/password", h(s.authed(s.changePassword)))
+	s.route("GET /v1/me", h(s.authed(s.getMe)))
+	s.route("PATCH /v1/me", h(s.authed(s.patchMe)))
+	s.route("DELETE /v1/me", h(s.authed(s.deleteMe)))
+	s.route("POST /v1/email/verify/request", h(s.authed(s.requestVerification)))
+	s.route("POST /v1/email/verify", h(s.verifyEmail))
+	s.route("POST /v1/email/change", h(s.authed(s.changeEmail)))
+	s.route("POST /v1/password/forgot", h(s.forgotPassword))
+	s.route("POST /v1/password/reset", h(s.resetPassword))
 	s.pageRoutes()
-	s.mux.Handle("GET /.well-known/jwks.json", h(s.jwks))
-	s.mux.Handle("GET /.well-known/oauth-authorization-server", h(s.metadata))
-	s.mux.Handle("GET /healthz", s.stream(s.healthz)) // not shed: liveness must answer under load
-	s.mux.Handle("GET /readyz", h(s.readyz))
+	s.route("GET /.well-known/jwks.json", h(s.jwks))
+	s.route("GET /.well-known/oauth-authorization-server", h(s.metadata))
+	s.route("GET /openapi.json", h(s.openAPI))
+	s.route("GET /healthz", s.stream(s.healthz)) // not shed: liveness must answer under load
+	s.route("GET /readyz", h(s.readyz))
+	s.adminRoutes()
 	if s.cfg.Metrics != nil {
-		s.mux.Handle(metricsRoute, s.cfg.Metrics)
+		s.route(metricsRoute, s.cfg.Metrics)
 	}
 	s.accountRoutes()
-	s.mux.Handle("/", h(s.notFound))
+	s.mux.Handle("/", h(s.notFound)) // not a route: the answer to everything else
 }
+
+// route registers pattern and records it for Routes.
+func (s *Server) route(pattern string, h http.Handler) {
+	s.patterns = append(s.patterns, pattern)
+	s.mux.Handle(pattern, h)
+}
+
+// Routes returns the "METHOD /path" patterns the API serves (the OpenAPI
+// document must describe exactly these).
+func (s *Server) Routes() []string { return slices.Clone(s.patterns) }
 
 // notFound answers paths no route matches, and known paths asked with
 // another method (405 with Allow, RFC 9110 section 15.5.6), in the one
@@ -433,12 +447,13 @@ func (s *Server) meta(r *http.Request) session.Meta {
 
 // tokenResponse is the RFC 6749 section 5.1 response plus session_id.
 type tokenResponse struct {
-	AccessToken  string  `json:"access_token"`
-	TokenType    string  `json:"token_type"`
-	ExpiresIn    int64   `json:"expires_in"`
-	RefreshToken string  `json:"refresh_token,omitempty"`
-	SessionID    string  `json:"session_id"`
-	Scope        *string `json:"scope,omitempty"`
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	// SessionID is absent from a client-credentials response: no session.
+	SessionID string  `json:"session_id,omitempty"`
+	Scope     *string `json:"scope,omitempty"`
 	// DeviceToken marks this client as a returning device at its next
 	// login (docs/design.md "Returning devices").
 	DeviceToken string `json:"device_token,omitempty"`

@@ -404,7 +404,7 @@ func (s *Service) ResetPassword(ctx context.Context, req ResetRequest) (Tokens, 
 	if !req.Login {
 		return Tokens{}, nil
 	}
-	out, err := s.tokens(&ses, &req.Client, scope, now)
+	out, err := s.tokens(&ses, &req.Client, scope, u.AppMetadata, now)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -423,7 +423,7 @@ func (s *Service) DeleteAccount(ctx context.Context, userID, pw string, m Meta) 
 	if err := s.checkPassword(ctx, &u, pw, audit.AccountDeleteFailed, m); err != nil {
 		return err
 	}
-	return s.DeleteUser(ctx, userID)
+	return s.DeleteUser(ctx, userID, Meta{})
 }
 
 // DeleteUser deletes an account, in one transaction: every session is
@@ -432,8 +432,9 @@ func (s *Service) DeleteAccount(ctx context.Context, userID, pw string, m Meta) 
 // queued messages; their audit events stay, stripped to the user id, type,
 // time and session and client ids. The deletion itself is audited the
 // same way, with no IP or user agent. Operators call it too (latch users
-// delete).
-func (s *Service) DeleteUser(ctx context.Context, userID string) error {
+// delete), and so does the admin API: m.Actor, the admin client, is kept
+// with the event (m's IP and user agent are not).
+func (s *Service) DeleteUser(ctx context.Context, userID string, m Meta) error {
 	now := s.now()
 	err := s.inTx(ctx, func(tx Tx) error {
 		if _, err := tx.LockUser(ctx, userID); err != nil {
@@ -443,7 +444,7 @@ func (s *Service) DeleteUser(ctx context.Context, userID string) error {
 		if err != nil {
 			return err
 		}
-		if err := tx.AppendAudit(ctx, audit.Event{At: now, Type: audit.UserDeleted, UserID: userID, Detail: fmt.Sprintf("%d sessions ended", len(ids))}); err != nil {
+		if err := tx.AppendAudit(ctx, audit.Event{At: now, Type: audit.UserDeleted, UserID: userID, Detail: fmt.Sprintf("%d sessions ended", len(ids)), Actor: m.Actor}); err != nil {
 			return err
 		}
 		return tx.DeleteUser(ctx, userID)

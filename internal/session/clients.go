@@ -81,6 +81,7 @@ func cloneClient(c Client) Client {
 	c.Grants = slices.Clone(c.Grants)
 	c.Scopes = slices.Clone(c.Scopes)
 	c.Origins = slices.Clone(c.Origins)
+	c.Claims = slices.Clone(c.Claims)
 	return c
 }
 

@@ -73,7 +73,7 @@ func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, 
 	if !req.Login {
 		return u, Tokens{}, nil
 	}
-	t, err := s.tokens(&ses, &req.Client, scope, now)
+	t, err := s.tokens(&ses, &req.Client, scope, u.AppMetadata, now)
 	if err != nil {
 		return User{}, Tokens{}, err
 	}
@@ -168,7 +168,7 @@ func (s *Service) login(ctx context.Context, req LoginRequest) (Tokens, User, er
 	if err != nil {
 		return Tokens{}, User{}, fmt.Errorf("session: login: %w", err)
 	}
-	t, err := s.tokens(&ses, &req.Client, scope, now)
+	t, err := s.tokens(&ses, &req.Client, scope, u.AppMetadata, now)
 	if err != nil {
 		return Tokens{}, User{}, err
 	}

@@ -137,9 +137,22 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 	if err != nil {
 		return Tokens{}, fmt.Errorf("session: refresh: %w", err)
 	}
-	// Should signing fail after the commit, the client retries with the
-	// same token and the grace or lost-response rule answers it.
-	return s.tokens(&rot.Next, &req.Client, scope, now)
+	// Should signing (or reading the claims) fail after the commit, the
+	// client retries with the same token and the grace or lost-response
+	// rule answers it.
+	appMeta := ""
+	if len(req.Client.Claims) > 0 {
+		// Only a client that maps claims pays for this read, after the
+		// transaction: a refresh of any other client stays at its round
+		// trips (docs/performance.md). app_metadata set by an admin thus
+		// reaches the next refreshed token.
+		u, err := s.store.User(ctx, rot.Next.UserID)
+		if err != nil {
+			return Tokens{}, fmt.Errorf("session: refresh: read claims: %w", err)
+		}
+		appMeta = u.AppMetadata
+	}
+	return s.tokens(&rot.Next, &req.Client, scope, appMeta, now)
 }
 
 // awaited reports whether req's client still waits for the answer at now:

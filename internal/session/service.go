@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -146,6 +147,9 @@ func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microse
 type Meta struct {
 	IP        string
 	UserAgent string
+	// Actor is the admin client acting through the admin API, recorded
+	// as the audit events' actor.
+	Actor string
 }
 
 // Tokens is what a login or refresh hands to the client.
@@ -176,7 +180,7 @@ func NormalizeEmail(addr string) (string, error) {
 
 // mint signs an access token for session ses at now. Its expiry never
 // passes the session's absolute expiry.
-func (s *Service) mint(ses *Session, c *Client, scope string, now time.Time) (string, time.Time, error) {
+func (s *Service) mint(ses *Session, c *Client, scope string, extra map[string]json.RawMessage, now time.Time) (string, time.Time, error) {
 	exp := now.Add(c.AccessTTL)
 	if !ses.ExpiresAt.IsZero() && ses.ExpiresAt.Before(exp) {
 		exp = ses.ExpiresAt
@@ -192,6 +196,7 @@ func (s *Service) mint(ses *Session, c *Client, scope string, now time.Time) (st
 		ClientID:  c.ID,
 		SessionID: ses.ID,
 		Scope:     scope,
+		Extra:     extra,
 	}
 	tok, err := s.issuer.Issue(claims)
 	if err != nil {
@@ -200,8 +205,10 @@ func (s *Service) mint(ses *Session, c *Client, scope string, now time.Time) (st
 	return tok, exp, nil
 }
 
-func (s *Service) tokens(ses *Session, c *Client, scope string, now time.Time) (Tokens, error) {
-	at, exp, err := s.mint(ses, c, scope, now)
+// tokens mints the tokens of a login or refresh; appMeta is the user's
+// app_metadata, whose keys named by the client's Claims become claims.
+func (s *Service) tokens(ses *Session, c *Client, scope, appMeta string, now time.Time) (Tokens, error) {
+	at, exp, err := s.mint(ses, c, scope, s.mappedClaims(c, appMeta), now)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -222,6 +229,34 @@ func (s *Service) tokens(ses *Session, c *Client, scope string, now time.Time) (
 	return t, nil
 }
 
+// mappedClaims picks the keys of app_metadata that client c maps into its
+// access tokens (docs/design.md "Admin API and claims"). A reserved name
+// is never taken, whatever the registration says: CheckClient refuses one
+// and the issuer drops one, and this is the third guard. A key the user's
+// app_metadata lacks is simply absent from the token.
+func (s *Service) mappedClaims(c *Client, appMeta string) map[string]json.RawMessage {
+	if len(c.Claims) == 0 || appMeta == "" {
+		return nil
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(appMeta), &all); err != nil {
+		s.log.Error("app_metadata is not a JSON object; no claims mapped", "client_id", c.ID, "err", err)
+		return nil
+	}
+	var out map[string]json.RawMessage
+	for _, name := range c.Claims {
+		v, ok := all[name]
+		if !ok || ReservedClaim(name) {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]json.RawMessage, len(c.Claims))
+		}
+		out[name] = v
+	}
+	return out
+}
+
 func (s *Service) revocation(r Revocation, now time.Time) Revocation {
 	r.At = now
 	r.Until = now.Add(s.cfg.LongestAccessTTL)
@@ -240,7 +275,7 @@ func (s *Service) EnsureClient(ctx context.Context, c Client) error {
 }
 
 func (s *Service) audit(e audit.Event, m Meta) audit.Event {
-	e.IP, e.UserAgent = m.IP, m.UserAgent
+	e.IP, e.UserAgent, e.Actor = m.IP, m.UserAgent, m.Actor
 	return e
 }
 

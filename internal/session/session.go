@@ -160,6 +160,10 @@ type User struct {
 	// Metadata is the user's own JSON object (PATCH /v1/me), compact,
 	// never put in tokens; "" stands for {}.
 	Metadata string
+	// AppMetadata is a JSON object (at most MaxAppMetadata bytes) that
+	// only admins write; a client's Claims pick keys of it for its access
+	// tokens. Empty for a user who has none.
+	AppMetadata string
 }
 
 // Client is an OAuth 2.0 client registered with Latch.
@@ -183,8 +187,11 @@ type Client struct {
 	// cookie and never put in a response body, and every request that
 	// carries that cookie must come from one of Origins (exact
 	// scheme://host[:port] values; CORS with credentials for them only).
-	Web       bool
-	Origins   []string
+	Web     bool
+	Origins []string
+	// Claims names the keys of a user's app_metadata that become claims of
+	// this client's access tokens (docs/design.md "Admin API and claims").
+	Claims    []string
 	CreatedAt time.Time
 }
 
@@ -225,6 +232,9 @@ func (c *Client) AllowsOrigin(origin string) bool {
 const (
 	GrantPassword = "password"
 	GrantRefresh  = "refresh_token"
+	// GrantClientCredentials is RFC 6749 section 4.4: a confidential
+	// client's token for itself, with no user and no session.
+	GrantClientCredentials = "client_credentials"
 )
 
 // Confidential reports whether the client authenticates with a secret.

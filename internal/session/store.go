@@ -69,6 +69,9 @@ type SessionTx interface {
 // ClientTx changes registered clients inside a transaction.
 type ClientTx interface {
 	PutClient(ctx context.Context, c Client) error
+	// LockClient reads a client and locks its row until the transaction
+	// ends (SQLite: the transaction already holds the write lock).
+	LockClient(ctx context.Context, id string) (Client, error)
 	// DeleteClient deletes a client; ErrNotFound if there is none.
 	DeleteClient(ctx context.Context, id string) error
 }
@@ -100,6 +103,11 @@ type UserStore interface {
 	User(ctx context.Context, id string) (User, error)
 	UserByEmail(ctx context.Context, email string) (User, error)
 	Users(ctx context.Context) ([]User, error)
+	// ListUsers returns one page of users in (CreatedAt, ID) order, after
+	// q.After: a keyset cursor on immutable columns, so a walk never
+	// repeats a user nor skips one that existed throughout, whatever is
+	// inserted meanwhile.
+	ListUsers(ctx context.Context, q UserQuery) ([]User, error)
 }
 
 // SessionStore reads sessions.
@@ -125,7 +133,8 @@ type MessageTokenStore interface {
 
 // AuditStore reads the audit trail and applies its retention.
 type AuditStore interface {
-	// AuditEvents returns the events q selects, newest first.
+	// AuditEvents returns the events q selects, newest first (by
+	// Event.ID, descending; q.BeforeID continues a walk).
 	AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, error)
 	// DeleteAudit deletes audit events older than before.
 	DeleteAudit(ctx context.Context, before time.Time) (int64, error)
@@ -148,4 +157,19 @@ type Store interface {
 	MessageTokenStore
 	AuditStore
 	Sweeper
+}
+
+// UserQuery selects a page of users.
+type UserQuery struct {
+	// EmailPrefix keeps users whose (normalised) email starts with it.
+	EmailPrefix string
+	// After continues a walk: only users after this position.
+	After *UserCursor
+	Limit int
+}
+
+// UserCursor is a position in the user list: the last user seen.
+type UserCursor struct {
+	CreatedAt time.Time
+	ID        string
 }

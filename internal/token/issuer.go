@@ -248,7 +248,20 @@ func (i *Issuer) Issue(c session.AccessClaims) (string, error) {
 	if cur == nil {
 		return "", ErrNoKey
 	}
-	return jwt.Signed(cur.signer).Claims(JWTClaims(c)).Serialize()
+	b := jwt.Signed(cur.signer).Claims(JWTClaims(c))
+	if len(c.Extra) > 0 {
+		// go-jose merges later claims over earlier ones: a custom claim
+		// named like a registered one is dropped, never merged. (go-jose
+		// takes a map[string]any; a RawMessage value is written as is.)
+		extra := make(map[string]any, len(c.Extra))
+		for k, v := range c.Extra {
+			if !session.ReservedClaim(k) {
+				extra[k] = v
+			}
+		}
+		b = b.Claims(extra)
+	}
+	return b.Serialize()
 }
 
 // JWTClaims is c as the JWT claims set of RFC 9068 section 2.2. NumericDate

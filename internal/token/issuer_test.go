@@ -446,3 +446,35 @@ func BenchmarkVerifyOwn(b *testing.B) {
 		}
 	}
 }
+
+// TestIssueExtraClaims: custom claims are issued beside the registered
+// ones, and one named like a registered or Latch claim is dropped, never
+// merged over it (go-jose merges later claim sets over earlier ones).
+func TestIssueExtraClaims(t *testing.T) {
+	f := newFixture(t)
+	i := f.issuer(t, "EdDSA")
+	c := claims(f.clock.Now())
+	c.Extra = map[string]json.RawMessage{"roles": json.RawMessage(`["editor"]`), "sub": json.RawMessage(`"admin"`),
+		"sid": json.RawMessage(`"other"`), "exp": json.RawMessage(`99999999999`), "cnf": json.RawMessage(`{"jkt":"x"}`)}
+	tok, err := i.Issue(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := parsed.UnsafeClaimsWithoutVerification(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got["sub"] != "user" || got["sid"] != "sid" || got["exp"] != float64(c.Expiry.Unix()) {
+		t.Fatalf("registered claims replaced: %v", got)
+	}
+	if _, ok := got["cnf"]; ok {
+		t.Fatalf("cnf issued from Extra: %v", got)
+	}
+	if r, _ := got["roles"].([]any); len(r) != 1 || r[0] != "editor" {
+		t.Fatalf("roles = %v", got["roles"])
+	}
+}

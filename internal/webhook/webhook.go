@@ -102,6 +102,11 @@ var knownTypes = map[string]bool{
 	audit.UserDeleted:            true,
 	audit.AccountDeleteFailed:    true,
 	audit.EmailChangeFailed:      true,
+
+	// Admin changes (docs/design.md "Admin API and claims").
+	audit.UserCreated:   true,
+	audit.ClientCreated: true,
+	audit.ClientUpdated: true,
 }
 
 // Config configures a [Sender]. Zero durations and sizes take the Default
@@ -282,6 +287,9 @@ type payload struct {
 	IP        string `json:"ip"`
 	UserAgent string `json:"user_agent"`
 	Detail    string `json:"detail"`
+	// Actor is the admin client behind a change made through the admin
+	// API (absent otherwise).
+	Actor string `json:"actor,omitempty"`
 }
 
 // New returns a Sender for cfg. It fails on an invalid configuration: a
@@ -382,6 +390,7 @@ func newJob(e audit.Event) (job, error) {
 		IP:        e.IP,
 		UserAgent: e.UserAgent,
 		Detail:    e.Detail,
+		Actor:     e.Actor,
 	})
 	return job{id: id, typ: e.Type, body: body}, err
 }

@@ -576,16 +576,19 @@ func (s *Store) AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, 
 	if q.UserID != "" {
 		add("user_id = $%d", q.UserID)
 	}
+	if q.BeforeID > 0 {
+		add("id < $%d", q.BeforeID)
+	}
 	limit := "ALL"
 	if q.Limit > 0 {
 		limit = fmt.Sprint(q.Limit)
 	}
 	return collect(ctx, s.db, func(r pgx.Row) (audit.Event, error) {
 		var e audit.Event
-		err := r.Scan(&e.At, &e.Type, &e.UserID, &e.SessionID, &e.ClientID, &e.IP, &e.UserAgent, &e.Detail)
+		err := r.Scan(&e.ID, &e.At, &e.Type, &e.UserID, &e.SessionID, &e.ClientID, &e.IP, &e.UserAgent, &e.Detail, &e.Actor)
 		e.At = utc(e.At)
 		return e, translate(err)
-	}, `SELECT at, type, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events WHERE `+strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT `+limit, args...)
+	}, `SELECT id, at, type, user_id, session_id, client_id, ip, user_agent, detail, actor FROM audit_events WHERE `+strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT `+limit, args...)
 }
 
 // DeleteAudit implements session.Store.
@@ -599,21 +602,24 @@ func (s *Store) DeleteAudit(ctx context.Context, before time.Time) (int64, error
 
 // ---- users ----
 
-const userCols = `id, email, password_hash, created_at, password_changed_at, disabled_at, email_verified_at, user_metadata`
+const userCols = `id, email, password_hash, created_at, password_changed_at, disabled_at, email_verified_at, user_metadata, app_metadata`
 
 func scanUser(r pgx.Row) (session.User, error) {
 	var (
 		u                  session.User
 		disabled, verified *time.Time
-		meta               string
+		meta, appMeta      string
 	)
-	if err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.CreatedAt, &u.PasswordChangedAt, &disabled, &verified, &meta); err != nil {
+	if err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.CreatedAt, &u.PasswordChangedAt, &disabled, &verified, &meta, &appMeta); err != nil {
 		return session.User{}, translate(err)
 	}
 	u.CreatedAt, u.PasswordChangedAt, u.DisabledAt = utc(u.CreatedAt), utc(u.PasswordChangedAt), fromNull(disabled)
 	u.EmailVerifiedAt = fromNull(verified)
 	if meta != "{}" {
 		u.Metadata = meta // "" stands for {}, so that a User compares with ==
+	}
+	if appMeta != "{}" {
+		u.AppMetadata = appMeta
 	}
 	return u, nil
 }
@@ -623,6 +629,34 @@ func metadata(u session.User) string {
 		return "{}"
 	}
 	return u.Metadata
+}
+
+// appMetadata is the stored form of u's app_metadata: "{}" for none, which
+// reads back as "".
+func appMetadata(u session.User) string {
+	if len(u.AppMetadata) == 0 {
+		return "{}"
+	}
+	return string(u.AppMetadata)
+}
+
+// ListUsers implements session.Store.
+func (s *Store) ListUsers(ctx context.Context, q session.UserQuery) ([]session.User, error) {
+	where, args := []string{"true"}, []any{}
+	if q.EmailPrefix != "" {
+		// starts_with, not LIKE: a prefix holding % or _ means itself.
+		args = append(args, q.EmailPrefix)
+		where = append(where, fmt.Sprintf("starts_with(email, $%d)", len(args)))
+	}
+	if q.After != nil {
+		args = append(args, q.After.CreatedAt, q.After.ID)
+		where = append(where, fmt.Sprintf("(created_at, id) > ($%d, $%d)", len(args)-1, len(args)))
+	}
+	limit := "ALL"
+	if q.Limit > 0 {
+		limit = fmt.Sprint(q.Limit)
+	}
+	return collect(ctx, s.db, scanUser, `SELECT `+userCols+` FROM users WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at, id LIMIT `+limit, args...)
 }
 
 // User implements session.Store.
@@ -642,7 +676,7 @@ func (s *Store) Users(ctx context.Context) ([]session.User, error) {
 
 // ---- clients ----
 
-const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at, web, origins`
+const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at, web, origins, claims`
 
 func scanClient(r pgx.Row) (session.Client, error) {
 	var (
@@ -651,8 +685,9 @@ func scanClient(r pgx.Row) (session.Client, error) {
 		grants, scopes string
 		audiences      string
 		origins        string
+		claims         string
 	)
-	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &c.CreatedAt, &c.Web, &origins); err != nil {
+	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &c.CreatedAt, &c.Web, &origins, &claims); err != nil {
 		return session.Client{}, translate(err)
 	}
 	c.AccessTTL = time.Duration(ttl) * time.Microsecond
@@ -663,6 +698,7 @@ func scanClient(r pgx.Row) (session.Client, error) {
 	c.Grants, c.Scopes = strings.Fields(grants), strings.Fields(scopes)
 	c.Origins = strings.Fields(origins)
 	c.CreatedAt = utc(c.CreatedAt)
+	c.Claims = strings.Fields(claims)
 	return c, nil
 }
 
@@ -777,8 +813,8 @@ func (t *txn) rollback(ctx context.Context) {
 }
 
 func (t *txn) InsertUser(ctx context.Context, u session.User) error {
-	_, err := t.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		u.ID, u.Email, u.PasswordHash, u.CreatedAt, u.PasswordChangedAt, nullTime(u.DisabledAt), nullTime(u.EmailVerifiedAt), metadata(u))
+	_, err := t.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		u.ID, u.Email, u.PasswordHash, u.CreatedAt, u.PasswordChangedAt, nullTime(u.DisabledAt), nullTime(u.EmailVerifiedAt), metadata(u), appMetadata(u))
 	if isUnique(err) {
 		return session.ErrEmailTaken
 	}
@@ -796,8 +832,8 @@ func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
 			return session.ErrEmailTaken
 		}
 		return oneRow(tag, err)
-	}, `UPDATE users SET email = $1, password_hash = $2, password_changed_at = $3, disabled_at = $4, email_verified_at = $5, user_metadata = $6 WHERE id = $7`,
-		u.Email, u.PasswordHash, u.PasswordChangedAt, nullTime(u.DisabledAt), nullTime(u.EmailVerifiedAt), metadata(u), u.ID)
+	}, `UPDATE users SET email = $1, password_hash = $2, password_changed_at = $3, disabled_at = $4, email_verified_at = $5, user_metadata = $6, app_metadata = $8 WHERE id = $7`,
+		u.Email, u.PasswordHash, u.PasswordChangedAt, nullTime(u.DisabledAt), nullTime(u.EmailVerifiedAt), metadata(u), u.ID, appMetadata(u))
 	return nil
 }
 
@@ -889,8 +925,8 @@ func (t *txn) RevokeSessions(ctx context.Context, r session.Revocation) ([]strin
 }
 
 func (t *txn) AppendAudit(ctx context.Context, e audit.Event) error {
-	t.later(anyTag, `INSERT INTO audit_events (at, type, user_id, session_id, client_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		e.At, e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail)
+	t.later(anyTag, `INSERT INTO audit_events (at, type, user_id, session_id, client_id, ip, user_agent, detail, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		e.At, e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail, e.Actor)
 	return nil
 }
 
@@ -899,12 +935,16 @@ func (t *txn) DeleteClient(ctx context.Context, id string) error {
 }
 
 func (t *txn) PutClient(ctx context.Context, c session.Client) error {
-	_, err := t.exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	_, err := t.exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, audience = excluded.audience,
 		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes,
-		web = excluded.web, origins = excluded.origins`,
-		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), c.CreatedAt, c.Web, strings.Join(c.Origins, " "))
+		web = excluded.web, origins = excluded.origins, claims = excluded.claims`,
+		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), c.CreatedAt, c.Web, strings.Join(c.Origins, " "), strings.Join(c.Claims, " "))
 	return translate(err)
+}
+
+func (t *txn) LockClient(ctx context.Context, id string) (session.Client, error) {
+	return queryRow(ctx, t, scanClient, `SELECT `+clientCols+` FROM clients WHERE id = $1 FOR UPDATE`, id)
 }
 
 // ---- account lifecycle: message tokens and the outbox ----

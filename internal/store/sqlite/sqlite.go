@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -387,22 +388,25 @@ func (s *Store) DeleteStale(ctx context.Context, cutoff, now time.Time) (int64, 
 
 // ---- users ----
 
-const userCols = `id, email, password_hash, created_at, password_changed_at, disabled_at, email_verified_at, user_metadata`
+const userCols = `id, email, password_hash, created_at, password_changed_at, disabled_at, email_verified_at, user_metadata, app_metadata`
 
 func scanUser(r rowScanner) (session.User, error) {
 	var (
 		u                  session.User
 		created, changed   int64
 		disabled, verified sql.NullInt64
-		meta               string
+		meta, appMeta      string
 	)
-	if err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &created, &changed, &disabled, &verified, &meta); err != nil {
+	if err := r.Scan(&u.ID, &u.Email, &u.PasswordHash, &created, &changed, &disabled, &verified, &meta, &appMeta); err != nil {
 		return session.User{}, translate(err)
 	}
 	u.CreatedAt, u.PasswordChangedAt, u.DisabledAt = fromMicros(created), fromMicros(changed), fromNull(disabled)
 	u.EmailVerifiedAt = fromNull(verified)
 	if meta != "{}" {
 		u.Metadata = meta // "" stands for {}, so that a User compares with ==
+	}
+	if appMeta != "{}" {
+		u.AppMetadata = appMeta
 	}
 	return u, nil
 }
@@ -412,6 +416,46 @@ func metadata(u session.User) string {
 		return "{}"
 	}
 	return u.Metadata
+}
+
+// appMetadata is the stored form of u's app_metadata: "{}" for none, which
+// reads back as "".
+func appMetadata(u session.User) string {
+	if len(u.AppMetadata) == 0 {
+		return "{}"
+	}
+	return string(u.AppMetadata)
+}
+
+// ListUsers implements session.Store.
+func (s *Store) ListUsers(ctx context.Context, q session.UserQuery) ([]session.User, error) {
+	where, args := []string{"1 = 1"}, []any{}
+	if q.EmailPrefix != "" {
+		// substr, not LIKE: a prefix holding % or _ means itself, and
+		// SQLite's LIKE folds case.
+		where, args = append(where, "substr(email, 1, ?) = ?"), append(args, utf8.RuneCountInString(q.EmailPrefix), q.EmailPrefix)
+	}
+	if q.After != nil {
+		where, args = append(where, "(created_at > ? OR (created_at = ? AND id > ?))"), append(args, micros(q.After.CreatedAt), micros(q.After.CreatedAt), q.After.ID)
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+userCols+` FROM users WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at, id LIMIT ?`, append(args, limit)...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []session.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, translate(rows.Err())
 }
 
 // User implements session.Store.
@@ -444,7 +488,7 @@ func (s *Store) Users(ctx context.Context) ([]session.User, error) {
 
 // ---- clients ----
 
-const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at, web, origins`
+const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at, web, origins, claims`
 
 func scanClient(r rowScanner) (session.Client, error) {
 	var (
@@ -453,8 +497,9 @@ func scanClient(r rowScanner) (session.Client, error) {
 		grants, scopes string
 		audiences      string
 		origins        string
+		claims         string
 	)
-	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &created, &c.Web, &origins); err != nil {
+	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &created, &c.Web, &origins, &claims); err != nil {
 		return session.Client{}, translate(err)
 	}
 	c.AccessTTL = time.Duration(ttl) * time.Microsecond
@@ -465,6 +510,7 @@ func scanClient(r rowScanner) (session.Client, error) {
 	c.Grants, c.Scopes = strings.Fields(grants), strings.Fields(scopes)
 	c.Origins = strings.Fields(origins)
 	c.CreatedAt = fromMicros(created)
+	c.Claims = strings.Fields(claims)
 	return c, nil
 }
 
@@ -500,8 +546,8 @@ type txn struct {
 }
 
 func (t *txn) InsertUser(ctx context.Context, u session.User) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		u.ID, u.Email, u.PasswordHash, micros(u.CreatedAt), micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), nullMicros(u.EmailVerifiedAt), metadata(u))
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Email, u.PasswordHash, micros(u.CreatedAt), micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), nullMicros(u.EmailVerifiedAt), metadata(u), appMetadata(u))
 	if isUnique(err) {
 		return session.ErrEmailTaken
 	}
@@ -514,8 +560,8 @@ func (t *txn) LockUser(ctx context.Context, id string) (session.User, error) {
 }
 
 func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE users SET email = ?, password_hash = ?, password_changed_at = ?, disabled_at = ?, email_verified_at = ?, user_metadata = ? WHERE id = ?`,
-		u.Email, u.PasswordHash, micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), nullMicros(u.EmailVerifiedAt), metadata(u), u.ID)
+	res, err := t.tx.ExecContext(ctx, `UPDATE users SET email = ?, password_hash = ?, password_changed_at = ?, disabled_at = ?, email_verified_at = ?, user_metadata = ?, app_metadata = ? WHERE id = ?`,
+		u.Email, u.PasswordHash, micros(u.PasswordChangedAt), nullMicros(u.DisabledAt), nullMicros(u.EmailVerifiedAt), metadata(u), appMetadata(u), u.ID)
 	if isUnique(err) {
 		return session.ErrEmailTaken
 	}
@@ -596,8 +642,8 @@ func (t *txn) RevokeSessions(ctx context.Context, r session.Revocation) ([]strin
 }
 
 func (t *txn) AppendAudit(ctx context.Context, e audit.Event) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO audit_events (at, type, user_id, session_id, client_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		micros(e.At), e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail)
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO audit_events (at, type, user_id, session_id, client_id, ip, user_agent, detail, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		micros(e.At), e.Type, e.UserID, e.SessionID, e.ClientID, e.IP, e.UserAgent, e.Detail, e.Actor)
 	return translate(err)
 }
 
@@ -606,12 +652,17 @@ func (t *txn) DeleteClient(ctx context.Context, id string) error {
 }
 
 func (t *txn) PutClient(ctx context.Context, c session.Client) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, audience = excluded.audience,
 		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes,
-		web = excluded.web, origins = excluded.origins`,
-		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt), c.Web, strings.Join(c.Origins, " "))
+		web = excluded.web, origins = excluded.origins, claims = excluded.claims`,
+		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt), c.Web, strings.Join(c.Origins, " "), strings.Join(c.Claims, " "))
 	return translate(err)
+}
+
+func (t *txn) LockClient(ctx context.Context, id string) (session.Client, error) {
+	// The transaction began IMMEDIATE and so already holds the write lock.
+	return scanClient(t.tx.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients WHERE id = ?`, id))
 }
 
 func oneRow(res sql.Result, err error) error {
@@ -641,11 +692,14 @@ func (s *Store) AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, 
 	if q.UserID != "" {
 		where, args = append(where, "user_id = ?"), append(args, q.UserID)
 	}
+	if q.BeforeID > 0 {
+		where, args = append(where, "id < ?"), append(args, q.BeforeID)
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT at, type, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events WHERE `+
+	rows, err := s.r.QueryContext(ctx, `SELECT id, at, type, user_id, session_id, client_id, ip, user_agent, detail, actor FROM audit_events WHERE `+
 		strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, translate(err)
@@ -655,7 +709,7 @@ func (s *Store) AuditEvents(ctx context.Context, q audit.Query) ([]audit.Event, 
 	for rows.Next() {
 		var e audit.Event
 		var at int64
-		if err := rows.Scan(&at, &e.Type, &e.UserID, &e.SessionID, &e.ClientID, &e.IP, &e.UserAgent, &e.Detail); err != nil {
+		if err := rows.Scan(&e.ID, &at, &e.Type, &e.UserID, &e.SessionID, &e.ClientID, &e.IP, &e.UserAgent, &e.Detail, &e.Actor); err != nil {
 			return nil, translate(err)
 		}
 		e.At = fromMicros(at)

@@ -74,6 +74,12 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{name: "Service/EmailChange", fn: testServiceEmailChange},
 		{name: "Service/DeleteAccount", fn: testServiceDeleteAccount},
 		{name: "Service/ConcurrentLinkUse", fn: testServiceConcurrentLinkUse},
+		{name: "Admin/Users", fn: testAdminUsers},
+		{name: "Admin/Sessions", fn: testAdminSessions},
+		{name: "Admin/Clients", fn: testAdminClients},
+		{name: "Admin/Audit", fn: testAdminAudit},
+		{name: "Admin/PaginationUnderInserts", fn: testAdminPagination},
+		{name: "Admin/Refusals", fn: testAdminRefusals},
 	}
 	for _, tt := range service {
 		t.Run(tt.name, func(t *testing.T) {
