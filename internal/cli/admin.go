@@ -33,7 +33,7 @@ func admin(ctx context.Context, name string, args []string, s io3, extra func(*f
 	if extra != nil {
 		extra(&flagSet{fs})
 	}
-	rest, err := parse(fs, args, &c)
+	rest, err := parse(fs, idsAfterDashes(fs, args), &c)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -67,6 +67,56 @@ func admin(ctx context.Context, name string, args []string, s io3, extra func(*f
 }
 
 type flagSet struct{ *flag.FlagSet }
+
+// idsAfterDashes keeps ids arguments: session and user ids are base64url
+// and one in 64 begins with '-', which the flag package would take for an
+// undefined flag. Such an argument that names no flag of fs (and is no
+// flag's value) is moved behind "--", where the flag package leaves it.
+func idsAfterDashes(fs *flag.FlagSet, args []string) []string {
+	if slices.Contains(args, "--") {
+		return args
+	}
+	var keep, ids []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			keep = append(keep, a)
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if f := fs.Lookup(name); f != nil {
+			keep = append(keep, a)
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+				i++
+				keep = append(keep, args[i]) // the flag's value, whatever it looks like
+			}
+			continue
+		}
+		if looksLikeID(a) {
+			ids = append(ids, a)
+			continue
+		}
+		keep = append(keep, a)
+	}
+	if len(ids) == 0 {
+		return args
+	}
+	return append(append(keep, "--"), ids...)
+}
+
+// looksLikeID reports whether a is shaped like a session or user id: 22
+// characters of unpadded base64url (16 random bytes).
+func looksLikeID(a string) bool {
+	if len(a) != 22 {
+		return false
+	}
+	for _, r := range a {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 func subcommand(args []string, s io3, name string, subs ...string) (string, []string, error) {
 	if len(args) == 0 {
