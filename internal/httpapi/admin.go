@@ -372,6 +372,8 @@ type adminClientJSON struct {
 	Grants       []string `json:"grants"`
 	Scopes       []string `json:"scopes"`
 	Claims       []string `json:"claims"`
+	Web          bool     `json:"web"`
+	Origins      []string `json:"origins"`
 	CreatedAt    string   `json:"created_at"`
 	// ClientSecret is set once: in the answer that created it.
 	ClientSecret string `json:"client_secret,omitempty"`
@@ -386,7 +388,7 @@ func adminClient(c session.Client) adminClientJSON {
 	}
 	return adminClientJSON{ID: c.ID, Name: c.Name, Confidential: c.Confidential(), Audiences: orEmpty(c.Audiences),
 		AccessTTL: int64(c.AccessTTL / time.Second), Grants: orEmpty(c.Grants), Scopes: orEmpty(c.Scopes), Claims: orEmpty(c.Claims),
-		CreatedAt: rfc3339(c.CreatedAt)}
+		Web: c.Web, Origins: orEmpty(c.Origins), CreatedAt: rfc3339(c.CreatedAt)}
 }
 
 // GET /admin/v1/clients
@@ -413,6 +415,8 @@ func (s *Server) adminCreateClient(w http.ResponseWriter, r *http.Request, c *ad
 		Grants       *[]string `json:"grants"`
 		Scopes       []string  `json:"scopes"`
 		Claims       []string  `json:"claims"`
+		Web          bool      `json:"web"`
+		Origins      []string  `json:"origins"`
 	}](w, r)
 	if err != nil {
 		return err
@@ -432,7 +436,7 @@ func (s *Server) adminCreateClient(w http.ResponseWriter, r *http.Request, c *ad
 		grants = *req.Grants
 	}
 	cl, secret, err := s.sessions.CreateClient(r.Context(), session.Client{ID: req.ID, Name: req.Name, Audiences: req.Audiences, AccessTTL: ttl,
-		Grants: grants, Scopes: req.Scopes, Claims: req.Claims}, req.Confidential, s.adminMeta(r, c))
+		Grants: grants, Scopes: req.Scopes, Claims: req.Claims, Web: req.Web, Origins: req.Origins}, req.Confidential, s.adminMeta(r, c))
 	if err != nil {
 		return err
 	}
@@ -469,11 +473,12 @@ func (s *Server) adminUpdateClient(w http.ResponseWriter, r *http.Request, c *ad
 		Grants    *[]string `json:"grants"`
 		Scopes    *[]string `json:"scopes"`
 		Claims    *[]string `json:"claims"`
+		Origins   *[]string `json:"origins"`
 	}](w, r)
 	if err != nil {
 		return err
 	}
-	u := session.ClientUpdate{Name: req.Name, Audiences: req.Audiences, Grants: req.Grants, Scopes: req.Scopes, Claims: req.Claims}
+	u := session.ClientUpdate{Name: req.Name, Audiences: req.Audiences, Grants: req.Grants, Scopes: req.Scopes, Claims: req.Claims, Origins: req.Origins}
 	if req.AccessTTL != nil {
 		ttl := time.Duration(*req.AccessTTL) * time.Second
 		u.AccessTTL = &ttl

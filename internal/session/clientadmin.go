@@ -120,6 +120,9 @@ func newSecret() string {
 func (s *Service) CreateClient(ctx context.Context, c Client, confidential bool, m Meta) (Client, string, error) {
 	var secret string
 	c.SecretHash = nil
+	if confidential && c.Web {
+		return Client{}, "", fmt.Errorf("%w: a web client cannot be confidential: a browser app cannot keep a client secret", ErrInvalidClient)
+	}
 	if confidential {
 		secret = newSecret()
 		c.SecretHash = HashClientSecret(secret)
@@ -159,6 +162,8 @@ type ClientUpdate struct {
 	Grants    *[]string
 	Scopes    *[]string
 	Claims    *[]string
+	// Origins replaces a web client's browser origins.
+	Origins *[]string
 }
 
 // UpdateClient applies u to client id, after CheckClient, and returns the
@@ -190,6 +195,7 @@ func (s *Service) UpdateClient(ctx context.Context, id string, u ClientUpdate, m
 		set(&c.Grants, u.Grants)
 		set(&c.Scopes, u.Scopes)
 		set(&c.Claims, u.Claims)
+		set(&c.Origins, u.Origins)
 		if err := CheckClient(c); err != nil {
 			return err
 		}

@@ -386,6 +386,19 @@ func testAdminClients(t *testing.T, env *testenv.Env) {
 		t.Fatalf("created public %+v", pub)
 	}
 	a.call("POST", "/admin/v1/clients", map[string]any{"id": "mobile", "audiences": []string{"app"}}).wantError(http.StatusConflict, "client_exists")
+	// A browser client in cookie mode, as latch clients create --web.
+	var web struct {
+		Web     bool     `json:"web"`
+		Origins []string `json:"origins"`
+	}
+	a.call("POST", "/admin/v1/clients", map[string]any{"id": "spa", "audiences": []string{"app"}, "web": true, "origins": []string{"https://app.example.com"}}).
+		want(http.StatusCreated).decode(&web)
+	if !web.Web || !slices.Equal(web.Origins, []string{"https://app.example.com"}) {
+		t.Fatalf("web client %+v", web)
+	}
+	a.call("POST", "/admin/v1/clients", map[string]any{"id": "spa2", "audiences": []string{"app"}, "web": true}).wantError(http.StatusBadRequest, "invalid_client_metadata")
+	a.call("POST", "/admin/v1/clients", map[string]any{"id": "spa3", "audiences": []string{"app"}, "web": true, "confidential": true,
+		"origins": []string{"https://app.example.com"}}).wantError(http.StatusBadRequest, "invalid_client_metadata")
 	for _, bad := range []map[string]any{
 		{"id": "x1", "audiences": []string{}},
 		{"id": "x2", "audiences": []string{"*"}},
@@ -409,7 +422,7 @@ func testAdminClients(t *testing.T, env *testenv.Env) {
 			t.Fatalf("the list shows a secret: %+v", c)
 		}
 	}
-	if !slices.Equal(ids, []string{"app", "backend", "mobile", "worker"}) {
+	if !slices.Equal(ids, []string{"app", "backend", "mobile", "spa", "worker"}) {
 		t.Fatalf("clients = %v", ids)
 	}
 	c = client{}
