@@ -323,6 +323,13 @@ export function createClient(opts: ClientOptions): LatchClient {
     const m = ev.data
     switch (m.type) {
       case 'tokens':
+        // The tabs of an origin share one local clock: a tab that has not
+        // talked to Latch yet takes the offset of the tab that got the
+        // tokens (measured just now), not one from a cached response.
+        if (!offsetKnown && m.state.issuer === issuer && Number.isFinite(m.state.offset)) {
+          offset = m.state.offset
+          offsetKnown = true
+        }
         if (adopt(m.state)) emit()
         break
       case 'signedOut':
@@ -360,7 +367,13 @@ export function createClient(opts: ClientOptions): LatchClient {
     // Calls to Latch follow no redirect, so a password or token is never
     // resent elsewhere (docs/client.md "Objects").
     const res = await doFetch(url, { ...init, credentials, redirect: 'error', signal: signal ?? null })
-    observeDate(res, sent, now())
+    // Only answers to requests other than GET set the clock offset: a GET
+    // (the metadata, max-age 3600) may come from the HTTP cache with the
+    // Date of its first fetch, minutes old. Such an offset made tabs send
+    // refreshes whose request_time was more than G in the past, which
+    // Latch refuses as stale (503), so each tab in turn refreshed the same
+    // token.
+    if (init.method !== 'GET') observeDate(res, sent, now())
     const text = await res.text()
     let body: any = null
     if (text) {
