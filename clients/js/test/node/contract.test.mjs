@@ -285,3 +285,29 @@ test('a wrong current password is a refusal, not the end of the session', async 
   assert.ok(await a.latch.getAccessToken(), 'signed out by a typo')
   assert.equal((await a.latch.sessions()).length, 1)
 })
+
+test('request_time: a cached GET (old Date) does not set the clock offset', async () => {
+  // A browser serves the metadata (max-age 3600) from its HTTP cache with
+  // the Date of its first fetch. A client that learnt its offset from it
+  // sent request_time more than G in the past and got 503 stale.
+  const storage = memoryStorage()
+  await signedIn({ storage })
+  const rec = recorder()
+  rec.fail((url, init) => {
+    if ((init.method ?? 'GET') !== 'GET') return null
+    return fetch(url, init).then((res) => {
+      const h = new Headers(res.headers)
+      h.set('Date', new Date(Date.now() - 40_000).toUTCString())
+      return new Response(res.body, { status: res.status, headers: h })
+    })
+  })
+  const clock = fakeClock()
+  const b = createClient({ issuer: latch.url, fetch: rec.fetch, now: clock.now, storage })
+  clock.advance(12 * 60_000) // due
+  const got = await b.getAccessToken()
+  assert.ok(got)
+  const call = rec.calls.find((c) => c.refresh)
+  assert.ok(call, 'no refresh')
+  const sent = new URLSearchParams(call.body).get('request_time')
+  if (sent !== null) assert.ok(Math.abs(Number(sent) - Date.now()) < 3_000, `request_time off by ${Number(sent) - Date.now()} ms`)
+})
