@@ -51,7 +51,12 @@ const SAFETY = 2_000; // a token with less than this left is not sent
 const BACKOFF_BASE = 1_000;
 const BACKOFF_MAX = 60_000;
 const RETRY_AFTER_CAP = 3_600_000;
-const ASK_WAIT = 150; // how long a new tab waits for another tab's tokens
+// How long a new tab waits for another tab's tokens: without Web Locks it
+// cannot tell whether any tab holds a session, so briefly; with them it
+// asks only when one does (a held presence lock), and that tab answers as
+// soon as its event loop runs.
+const ASK_WAIT = 150;
+const ASK_WAIT_PRESENT = 2_000;
 const CONTENDED_ASK_WAIT = 500; // how long a tab that waited for the refresh lock waits for the holder's tokens
 const inBrowser = typeof window !== 'undefined' && typeof document !== 'undefined';
 /** createClient returns a client of one Latch server and one client id. */
@@ -130,7 +135,26 @@ export function createClient(opts) {
             }
         }
     }
+    // A presence lock, held while this tab holds a session, tells a new tab
+    // (locks.query) that asking the others is worth waiting for.
+    let presence = null;
+    function markPresent() {
+        if (!locks || presence || !state || ended)
+            return;
+        const p = { abort: new AbortController() };
+        presence = p;
+        const name = key + ':session:' + Math.random().toString(36).slice(2);
+        locks.request(name, { signal: p.abort.signal }, () => new Promise((release) => (p.release = release))).catch(() => { });
+    }
+    function markAbsent() {
+        if (!presence)
+            return;
+        presence.abort.abort();
+        presence.release?.();
+        presence = null;
+    }
     function schedule() {
+        markPresent();
         if (!autoRefresh)
             return;
         clearTimeout(timer);
@@ -175,7 +199,9 @@ export function createClient(opts) {
                     endLocal('signed out in another tab', false);
                 break;
             case 'ask':
-                if (state && !ended && usable(state, serverNow()))
+                // Even a token that is due: the asking tab then refreshes it under
+                // the lock, once, instead of restoring the session beside it.
+                if (state && !ended)
                     broadcast({ type: 'tokens', state });
                 break;
         }
@@ -297,20 +323,31 @@ export function createClient(opts) {
                 }
                 else if (!state && channel) {
                     // A new tab: another tab may hold the session's tokens already.
-                    await new Promise((resolve) => {
-                        const onMsg = (ev) => {
-                            if (ev.data.type === 'tokens')
-                                done();
-                        };
-                        const done = () => {
-                            channel.removeEventListener('message', onMsg);
-                            clearTimeout(t);
-                            resolve();
-                        };
-                        const t = setTimeout(done, ASK_WAIT);
-                        channel.addEventListener('message', onMsg);
-                        broadcast({ type: 'ask' });
-                    });
+                    let others = true;
+                    if (locks) {
+                        try {
+                            const q = await locks.query();
+                            others = (q.held ?? []).some((l) => l.name?.startsWith(key + ':session:'));
+                        }
+                        catch {
+                            // no answer: ask anyway
+                        }
+                    }
+                    if (others)
+                        await new Promise((resolve) => {
+                            const onMsg = (ev) => {
+                                if (ev.data.type === 'tokens')
+                                    done();
+                            };
+                            const done = () => {
+                                channel.removeEventListener('message', onMsg);
+                                clearTimeout(t);
+                                resolve();
+                            };
+                            const t = setTimeout(done, locks ? ASK_WAIT_PRESENT : ASK_WAIT);
+                            channel.addEventListener('message', onMsg);
+                            broadcast({ type: 'ask' });
+                        });
                 }
                 loaded = true;
             })();
@@ -356,6 +393,7 @@ export function createClient(opts) {
         if (had?.deviceToken)
             deviceToken = had.deviceToken;
         state = null;
+        markAbsent();
         emit();
     }
     // ---- refresh ----

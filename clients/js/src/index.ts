@@ -167,7 +167,12 @@ const SAFETY = 2_000 // a token with less than this left is not sent
 const BACKOFF_BASE = 1_000
 const BACKOFF_MAX = 60_000
 const RETRY_AFTER_CAP = 3_600_000
-const ASK_WAIT = 150 // how long a new tab waits for another tab's tokens
+// How long a new tab waits for another tab's tokens: without Web Locks it
+// cannot tell whether any tab holds a session, so briefly; with them it
+// asks only when one does (a held presence lock), and that tab answers as
+// soon as its event loop runs.
+const ASK_WAIT = 150
+const ASK_WAIT_PRESENT = 2_000
 const CONTENDED_ASK_WAIT = 500 // how long a tab that waited for the refresh lock waits for the holder's tokens
 
 /** What the client holds of a session; times are server time (ms). */
@@ -294,7 +299,25 @@ export function createClient(opts: ClientOptions): LatchClient {
     }
   }
 
+  // A presence lock, held while this tab holds a session, tells a new tab
+  // (locks.query) that asking the others is worth waiting for.
+  let presence: { release?: () => void; abort: AbortController } | null = null
+  function markPresent() {
+    if (!locks || presence || !state || ended) return
+    const p: { release?: () => void; abort: AbortController } = { abort: new AbortController() }
+    presence = p
+    const name = key + ':session:' + Math.random().toString(36).slice(2)
+    locks.request(name, { signal: p.abort.signal }, () => new Promise<void>((release) => (p.release = release))).catch(() => {})
+  }
+  function markAbsent() {
+    if (!presence) return
+    presence.abort.abort()
+    presence.release?.()
+    presence = null
+  }
+
   function schedule() {
+    markPresent()
     if (!autoRefresh) return
     clearTimeout(timer)
     if (!state || ended) return
@@ -336,7 +359,9 @@ export function createClient(opts: ClientOptions): LatchClient {
         if (state && state.sessionId === m.sessionId) endLocal('signed out in another tab', false)
         break
       case 'ask':
-        if (state && !ended && usable(state, serverNow())) broadcast({ type: 'tokens', state })
+        // Even a token that is due: the asking tab then refreshes it under
+        // the lock, once, instead of restoring the session beside it.
+        if (state && !ended) broadcast({ type: 'tokens', state })
         break
     }
   })
@@ -452,7 +477,16 @@ export function createClient(opts: ClientOptions): LatchClient {
           }
         } else if (!state && channel) {
           // A new tab: another tab may hold the session's tokens already.
-          await new Promise<void>((resolve) => {
+          let others = true
+          if (locks) {
+            try {
+              const q = await locks.query()
+              others = (q.held ?? []).some((l) => l.name?.startsWith(key + ':session:'))
+            } catch {
+              // no answer: ask anyway
+            }
+          }
+          if (others) await new Promise<void>((resolve) => {
             const onMsg = (ev: MessageEvent<Message>) => {
               if (ev.data.type === 'tokens') done()
             }
@@ -461,7 +495,7 @@ export function createClient(opts: ClientOptions): LatchClient {
               clearTimeout(t)
               resolve()
             }
-            const t = setTimeout(done, ASK_WAIT)
+            const t = setTimeout(done, locks ? ASK_WAIT_PRESENT : ASK_WAIT)
             channel.addEventListener('message', onMsg)
             broadcast({ type: 'ask' })
           })
@@ -505,6 +539,7 @@ export function createClient(opts: ClientOptions): LatchClient {
     }
     if (had?.deviceToken) deviceToken = had.deviceToken
     state = null
+    markAbsent()
     emit()
   }
 
