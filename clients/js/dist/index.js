@@ -137,14 +137,34 @@ export function createClient(opts) {
     }
     // A presence lock, held while this tab holds a session, tells a new tab
     // (locks.query) that asking the others is worth waiting for.
+    // A presence lock, held while this tab holds a session and named with
+    // its token's receipt time, tells other tabs (locks.query) that a session
+    // exists, and how new the newest token is: a tab that gets the refresh
+    // lock and sees a newer token held elsewhere waits for it instead of
+    // refreshing again, however late the broadcast arrives.
     let presence = null;
-    function markPresent() {
-        if (!locks || presence || !state || ended)
+    const tabId = Math.random().toString(36).slice(2);
+    async function markPresent() {
+        if (!locks || !state || ended)
             return;
-        const p = { abort: new AbortController() };
+        const name = `${key}:session:${state.receivedAt}:${tabId}`;
+        if (presence?.name === name)
+            return;
+        const old = presence;
+        const p = { name, abort: new AbortController() };
         presence = p;
-        const name = key + ':session:' + Math.random().toString(36).slice(2);
-        locks.request(name, { signal: p.abort.signal }, () => new Promise((release) => (p.release = release))).catch(() => { });
+        await new Promise((granted) => {
+            locks
+                .request(name, { signal: p.abort.signal }, () => {
+                granted();
+                return new Promise((release) => (p.release = release));
+            })
+                .catch(() => granted());
+        });
+        if (old) {
+            old.abort.abort();
+            old.release?.();
+        }
     }
     function markAbsent() {
         if (!presence)
@@ -153,8 +173,49 @@ export function createClient(opts) {
         presence.release?.();
         presence = null;
     }
+    /** The receipt time of the newest token any tab holds (0 if none is known). */
+    async function newestHeld() {
+        if (!locks)
+            return 0;
+        try {
+            const q = await locks.query();
+            let newest = 0;
+            for (const l of q.held ?? []) {
+                const i = l.name?.indexOf(key + ':session:') ?? -1;
+                if (i !== 0)
+                    continue;
+                const t = Number(l.name.slice(key.length + ':session:'.length).split(':')[0]);
+                if (t > newest)
+                    newest = t;
+            }
+            return newest;
+        }
+        catch {
+            return 0;
+        }
+    }
+    /** Waits (at most ms) until this tab holds a token received at or after t. */
+    function awaitToken(t, ms) {
+        if (!channel || (state && state.receivedAt >= t))
+            return Promise.resolve();
+        return new Promise((resolve) => {
+            const done = () => {
+                channel.removeEventListener('message', check);
+                clearTimeout(timeout);
+                resolve();
+            };
+            const check = () => {
+                if (state && state.receivedAt >= t)
+                    done();
+            };
+            const timeout = setTimeout(done, ms);
+            // Registered after the tab's own adopting listener, so it sees the result.
+            channel.addEventListener('message', check);
+            broadcast({ type: 'ask' });
+        });
+    }
     function schedule() {
-        markPresent();
+        void markPresent();
         if (!autoRefresh)
             return;
         clearTimeout(timer);
@@ -451,6 +512,13 @@ export function createClient(opts) {
                 }
                 catch { }
             }
+            if (locks && due) {
+                // The tab before us in the queue may have refreshed already; its
+                // broadcast can arrive after the lock did.
+                const newest = await newestHeld();
+                if (newest > due.receivedAt)
+                    await awaitToken(newest, ASK_WAIT_PRESENT);
+            }
             if (state && due && state.access !== due.access) {
                 const t = serverNow();
                 if (usable(state, t) && (t < refreshAt(state) || forced))
@@ -511,6 +579,7 @@ export function createClient(opts) {
             unsaved = saveErr !== null;
             if (unsaved)
                 throw new PersistError({ cause: saveErr });
+            await markPresent(); // held before the lock passes on (see newestHeld)
             broadcast({ type: 'tokens', state: next });
             schedule();
             emit();
