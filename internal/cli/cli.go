@@ -55,7 +55,7 @@ Usage:
   latch sessions list EMAIL | revoke SESSION_ID | revoke --user EMAIL
   latch keys list | rotate [--force]
   latch keys rewrap --new-key-encryption-key K | --new-key-encryption-key-file F
-  latch clients create ID --audience A [--access-ttl D] [--grants G] [--scopes S] [--claims C] [--confidential]
+  latch clients create ID --audience A [--access-ttl D] [--grants G] [--scopes S] [--claims C] [--confidential] [--dpop-required]
   latch clients update ID [--audience A] [--access-ttl D] [--grants G] [--scopes S] [--claims C]
   latch clients list | delete ID | rotate-secret ID
   latch audit [--since 24h] [--until T] [--type T] [--user EMAIL] [--limit N] [--json]
