@@ -60,9 +60,9 @@ Usage:
   latch clients list | delete ID | rotate-secret ID
   latch audit [--since 24h] [--until T] [--type T] [--user EMAIL] [--limit N] [--json]
 
-  latch login [--issuer URL] [--email E] [--password-stdin]   log in; the session is kept in a file
+  latch login [--issuer URL] [--email E] [--password-stdin] [--dpop auto|require|off]   log in; the session is kept in a file
   latch whoami                        show the logged-in user and session
-  latch token                         print a fresh access token (curl -H "Authorization: Bearer $(latch token)")
+  latch token [--proof "METHOD URL"]  print a fresh access token (curl -H "Authorization: Bearer $(latch token)"), or a DPoP proof for one request
   latch logout [--scope current|others|all]
 
   latch version                       print the version and the build's Go version
