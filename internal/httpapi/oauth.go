@@ -97,8 +97,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		// service checks both just before the commit.
 		t, err = s.sessions.Refresh(r.Context(), session.RefreshRequest{Token: rt, Client: c, Scope: form.Get("scope"), Resource: res, Meta: m,
 			SentAt: sent, Gone: clientGone(r), DPoPJKT: proof.JKT})
-		if c.Web && session.IsInvalidGrant(err) {
-			s.clearRefreshCookie(w, c.ID) // the session is over: drop the dead cookie
+		if c.Web && session.IsInvalidGrant(err) && !errors.Is(err, session.ErrDPoPMismatch) {
+			// The session is over: drop the dead cookie. Not for a refresh
+			// without the session's DPoP key: the session lives, and a
+			// script in the page must not log its owner out that way.
+			s.clearRefreshCookie(w, c.ID)
 		}
 	case session.GrantClientCredentials:
 		// RFC 6749 section 4.4.3: no refresh token; the client simply
