@@ -37,8 +37,10 @@ export interface ClientOptions {
     autoRefresh?: boolean;
     /**
      * DPoP (RFC 9449): bind the session to a key made at sign-in, when the
-     * server offers ES256 proofs. Default: true in a browser page (the key
-     * is non-extractable, in IndexedDB), false elsewhere.
+     * server offers ES256 proofs (in a browser page the key is
+     * non-extractable, in IndexedDB). Default false: the APIs the tokens
+     * go to must accept DPoP (Go's bearer does; ./server does not) and, from
+     * a page, allow the DPoP request header in their CORS.
      */
     dpop?: boolean;
     /**

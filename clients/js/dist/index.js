@@ -72,7 +72,7 @@ export function createClient(opts) {
     const locks = tabs && typeof navigator !== 'undefined' ? navigator.locks : undefined;
     const credentials = cookies ? 'include' : 'same-origin';
     const subtle = typeof crypto !== 'undefined' ? crypto.subtle : undefined;
-    const dpopOn = (opts.dpop ?? inBrowser) && subtle !== undefined;
+    const dpopOn = (opts.dpop ?? false) && subtle !== undefined;
     const keyStore = opts.keyStore ?? (inBrowser && typeof indexedDB !== 'undefined' ? indexedDBKeyStore() : opts.storage ? storageKeyStore(opts.storage) : memoryKeyStore());
     const keyName = key + ':dpop';
     let dpopKey = null;

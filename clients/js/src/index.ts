@@ -46,8 +46,10 @@ export interface ClientOptions {
   autoRefresh?: boolean
   /**
    * DPoP (RFC 9449): bind the session to a key made at sign-in, when the
-   * server offers ES256 proofs. Default: true in a browser page (the key
-   * is non-extractable, in IndexedDB), false elsewhere.
+   * server offers ES256 proofs (in a browser page the key is
+   * non-extractable, in IndexedDB). Default false: the APIs the tokens
+   * go to must accept DPoP (Go's bearer does; ./server does not) and, from
+   * a page, allow the DPoP request header in their CORS.
    */
   dpop?: boolean
   /**
@@ -246,7 +248,7 @@ export function createClient(opts: ClientOptions): LatchClient {
   const locks: LockManager | undefined = tabs && typeof navigator !== 'undefined' ? navigator.locks : undefined
   const credentials: RequestCredentials = cookies ? 'include' : 'same-origin'
   const subtle = typeof crypto !== 'undefined' ? crypto.subtle : undefined
-  const dpopOn = (opts.dpop ?? inBrowser) && subtle !== undefined
+  const dpopOn = (opts.dpop ?? false) && subtle !== undefined
   const keyStore: KeyStore = opts.keyStore ?? (inBrowser && typeof indexedDB !== 'undefined' ? indexedDBKeyStore() : opts.storage ? storageKeyStore(opts.storage) : memoryKeyStore())
   const keyName = key + ':dpop'
   let dpopKey: DPoPKey | null = null

@@ -1,4 +1,4 @@
-// DPoP in a real browser (RFC 9449): the client of dist/index.js, on a
+// DPoP in a real browser (RFC 9449, dpop: true): the client of dist/index.js, on a
 // page of another origin in cookie mode, binds its session to a key made
 // at sign-in with WebCrypto, non-extractable and kept in IndexedDB. A
 // script in the page finds the key but cannot export it; the tokens go
@@ -27,7 +27,7 @@ async function signedIn() {
   const r = await fetch(latch.url + '/v1/signup', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ email, password: PASSWORD, login: false }) })
   assert.equal(r.status, 201)
   const ctx = await chrome.browser.createBrowserContext()
-  const page = await openApp(ctx, site, latch.url)
+  const page = await openApp(ctx, site, latch.url, { dpop: '1' })
   const requests = []
   page.on('request', (q) => { if (q.url().startsWith(latch.url)) requests.push({ url: q.url(), method: q.method(), headers: q.headers() }) })
   await page.evaluate((email, password) => window.latch.signIn({ email, password }), email, PASSWORD)
