@@ -12,6 +12,11 @@
 // responses and retries never log the user out. docs/client.md describes
 // the behaviour in full, for clients in other languages to copy.
 //
+// When the server offers DPoP (RFC 9449), a session is bound to a key made
+// at sign-in and kept with it ([Config.DPoP]); [Session.Transport] then
+// signs a proof for every request, so a copy of the tokens is useless
+// without the key.
+//
 // The package imports only the standard library and golang.org/x/oauth2.
 package authclient
 
@@ -56,6 +61,14 @@ type Config struct {
 	// UserAgent is sent with every request to the Latch server (the server
 	// shows it in the session list); default "latch-authclient".
 	UserAgent string
+	// DPoP says when sessions are bound to a DPoP key (RFC 9449): by
+	// default when the server offers it. A bound session's key is made at
+	// login, saved with the session, and signs a proof for every token
+	// request and every request through [Session.Transport].
+	DPoP DPoPMode
+	// DPoPAlgorithm is the key's algorithm, "ES256" (the default) or
+	// "EdDSA".
+	DPoPAlgorithm string
 }
 
 // Client talks to one Latch server. It is safe for concurrent use.
@@ -65,14 +78,17 @@ type Client struct {
 	base string       // issuer without a trailing slash
 	skew skew
 
-	mu   sync.Mutex
-	meta *metadata
+	mu     sync.Mutex
+	meta   *metadata
+	nonces nonces // DPoP-Nonce per origin
 }
 
 type metadata struct {
 	Issuer             string `json:"issuer"`
 	TokenEndpoint      string `json:"token_endpoint"`
 	RevocationEndpoint string `json:"revocation_endpoint"`
+	// DPoPAlgs is dpop_signing_alg_values_supported (RFC 9449 section 5.1).
+	DPoPAlgs []string `json:"dpop_signing_alg_values_supported"`
 }
 
 // New returns a client for the Latch server cfg.Issuer. It makes no request.
@@ -98,6 +114,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "latch-authclient"
+	}
+	if cfg.DPoPAlgorithm == "" {
+		cfg.DPoPAlgorithm = "ES256"
+	}
+	if cfg.DPoPAlgorithm != "ES256" && cfg.DPoPAlgorithm != "EdDSA" {
+		return nil, fmt.Errorf("authclient: DPoPAlgorithm %q: want ES256 or EdDSA", cfg.DPoPAlgorithm)
 	}
 	return &Client{cfg: cfg, hc: noRedirects(cfg.HTTPClient), base: strings.TrimSuffix(cfg.Issuer, "/")}, nil
 }
@@ -150,6 +172,7 @@ func (c *Client) do(req *http.Request, out any) error {
 	}
 	defer resp.Body.Close()
 	c.skew.observe(resp.Header, sent, c.cfg.Now())
+	c.nonces.observe(req.URL, resp.Header)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return err
@@ -215,18 +238,45 @@ type tokenResponse struct {
 	DeviceToken  string  `json:"device_token"`
 }
 
-// exchange posts a token request and turns the answer into a Saved based
-// on prev. Expiry is anchored to the server time at which the request was
-// sent, with the clock offset learnt from this very answer: the token
-// cannot have been issued earlier, so Expiry is never later than the real
-// exp (one second is taken off for exp's whole-second resolution).
-func (c *Client) exchange(req *http.Request, prev Saved) (Saved, error) {
-	sent := c.cfg.Now()
-	var tr tokenResponse
-	if err := c.do(req, &tr); err != nil {
-		return Saved{}, err
+// exchange posts a token request (made by build, once per attempt) and
+// turns the answer into a Saved based on prev. With key, the request
+// carries a DPoP proof (RFC 9449 section 5), and an answer use_dpop_nonce
+// is retried once with the server's new nonce (section 8: the server did
+// nothing else with the request). Expiry is anchored to the server time at
+// which the request was sent, with the clock offset learnt from this very
+// answer: the token cannot have been issued earlier, so Expiry is never
+// later than the real exp (one second is taken off for exp's whole-second
+// resolution).
+func (c *Client) exchange(build func() (*http.Request, error), key *dpopKey, prev Saved) (Saved, error) {
+	var (
+		sent time.Time
+		tr   tokenResponse
+	)
+	for attempt := 0; ; attempt++ {
+		req, err := build()
+		if err != nil {
+			return Saved{}, err
+		}
+		if key != nil {
+			p, err := key.proof(req.Method, req.URL, "", c.nonces.get(req.URL), c.serverNow())
+			if err != nil {
+				return Saved{}, err
+			}
+			req.Header.Set("DPoP", p)
+		}
+		sent = c.cfg.Now()
+		err = c.do(req, &tr)
+		var se *statusError
+		if key != nil && attempt == 0 && errors.As(err, &se) && se.e.Code == "use_dpop_nonce" {
+			continue
+		}
+		if err != nil {
+			return Saved{}, err
+		}
+		break
 	}
-	if tr.AccessToken == "" || tr.RefreshToken == "" || !strings.EqualFold(tr.TokenType, "Bearer") || tr.ExpiresIn <= 0 {
+	bound := strings.EqualFold(tr.TokenType, "DPoP")
+	if tr.AccessToken == "" || tr.RefreshToken == "" || !(bound || strings.EqualFold(tr.TokenType, "Bearer")) || tr.ExpiresIn <= 0 || bound && key == nil {
 		return Saved{}, errors.New("authclient: malformed token response")
 	}
 	off := c.skew.get()
@@ -247,6 +297,10 @@ func (c *Client) exchange(req *http.Request, prev Saved) (Saved, error) {
 	s.Expiry = sent.Add(off).Add(life - time.Second)
 	s.ReceivedAt = c.cfg.Now().Add(off)
 	s.ClockOffset = Duration(off)
+	s.DPoPKey, s.DPoPAlg = "", ""
+	if bound {
+		s.DPoPKey, s.DPoPAlg = key.marshal(), key.alg
+	}
 	return s, nil
 }
 
@@ -295,18 +349,35 @@ func credentials(email, password, clientID string) map[string]any {
 func (c *Client) start(ctx context.Context, path string, prev Saved, body map[string]any) (*Session, error) {
 	// Discover now, while the user waits for the login anyway: a wrong
 	// issuer fails here, and the first refresh costs one round trip, not two.
-	if _, err := c.discover(ctx); err != nil {
+	m, err := c.discover(ctx)
+	if err != nil {
 		return nil, unwrapStatus(err)
+	}
+	// A new key for every session (RFC 9449 section 5): it never leaves
+	// this process but in the store.
+	var key *dpopKey
+	if use, err := c.useDPoP(m); err != nil {
+		return nil, err
+	} else if use {
+		if key, err = newDPoPKey(c.cfg.DPoPAlgorithm); err != nil {
+			return nil, err
+		}
 	}
 	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	saved, err := c.exchange(req, prev)
+	saved, err := c.exchange(func() (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		return req, err
+	}, key, prev)
 	if err != nil {
 		return nil, unwrapStatus(err)
+	}
+	if c.cfg.DPoP == DPoPRequire && saved.DPoPKey == "" {
+		s := newSession(c, saved)
+		s.revoke(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("authclient: DPoP is required but %s answered with a bearer token", c.base)
 	}
 	if err := c.cfg.Store.Save(ctx, saved); err != nil {
 		// The session exists on the server but could not be kept: end it
@@ -330,6 +401,9 @@ func (c *Client) Resume(ctx context.Context) (*Session, error) {
 	}
 	if strings.TrimSuffix(saved.Issuer, "/") != c.base || saved.ClientID != c.cfg.ClientID {
 		return nil, fmt.Errorf("authclient: the saved session belongs to %s (client %s), not %s (client %s)", saved.Issuer, saved.ClientID, c.base, c.cfg.ClientID)
+	}
+	if _, err := sessionKey(saved); err != nil {
+		return nil, err
 	}
 	c.skew.set(time.Duration(saved.ClockOffset))
 	return newSession(c, saved), nil

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/latchauth/latch/authclient"
+	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/testenv"
@@ -45,12 +46,22 @@ type harness struct {
 	rs401      atomic.Int64
 	rsReject   func(token string) bool // extra rejections, for 401 tests
 	tokens     sync.Map                // access tokens the resource server accepted
-	verified   sync.Map                // token → expiry, once its signature checked out
+	verified   sync.Map                // token → verifiedToken, once its signature checked out
+	dpop       *bearer.DPoPChecker     // the resource server's proof checks
+}
+
+type verifiedToken struct {
+	exp time.Time
+	jkt string // cnf.jkt; "" for a bearer token
 }
 
 func newHarness(t *testing.T, o testenv.Options) *harness {
 	t.Helper()
 	h := &harness{t: t, env: testenv.New(t, o)}
+	var err error
+	if h.dpop, err = bearer.NewDPoPChecker(bearer.DPoPConfig{Now: h.env.Clock.Now}); err != nil {
+		t.Fatal(err)
+	}
 	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
 	t.Cleanup(h.srv.Close)
 	h.api = httpapi.New(httpapi.Config{Issuer: h.srv.URL, DefaultClientID: "app"}, h.env.Sessions, h.env.Issuer, h.env.Store.Ping, nil)
@@ -152,28 +163,46 @@ func (h *harness) resource() http.RoundTripper {
 		}
 		h.rsRequests.Add(1)
 		rec := httptest.NewRecorder()
-		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		// The signature is checked once per token (as a verifier's cache
-		// would), the expiry on every request.
-		var exp time.Time
+		// would), the expiry and the DPoP proof on every request.
+		var vt verifiedToken
 		var err error
 		if v, ok := h.verified.Load(tok); ok {
-			exp = v.(time.Time)
+			vt = v.(verifiedToken)
 		} else if claims, verr := h.env.Verify(tok); verr != nil {
 			err = verr
 		} else {
-			exp = claims.Expiry.Time()
-			h.verified.Store(tok, exp)
+			vt.exp = claims.Expiry.Time()
+			if claims.Confirmation != nil {
+				vt.jkt = claims.Confirmation.JKT
+			}
+			h.verified.Store(tok, vt)
 		}
-		if err == nil && !h.env.Clock.Now().Before(exp) {
+		if err == nil && !h.env.Clock.Now().Before(vt.exp) {
 			err = errors.New("expired")
+		}
+		switch {
+		case err != nil:
+		case vt.jkt == "" && scheme != "Bearer", vt.jkt != "" && scheme != "DPoP":
+			err = errors.New("wrong scheme for the token's binding")
+		case vt.jkt != "":
+			if p, perr := h.dpop.Check(r.Header.Get("DPoP"), r.Method, r.URL.String(), tok); perr != nil {
+				err = perr
+			} else if p.JKT != vt.jkt {
+				err = errors.New("proof by another key")
+			}
 		}
 		if err == nil && h.rsReject != nil && h.rsReject(tok) {
 			err = errors.New("rejected")
 		}
 		if err != nil {
 			h.rs401.Add(1)
-			rec.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			if vt.jkt != "" {
+				rec.Header().Set("WWW-Authenticate", `DPoP error="invalid_token", algs="ES256"`)
+			} else {
+				rec.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			}
 			rec.WriteHeader(http.StatusUnauthorized)
 			return rec.Result(), nil
 		}

@@ -58,6 +58,9 @@ func TestTokenNotSentAcrossOrigins(t *testing.T) {
 		t.Fatal(err)
 	}
 	bearer := "Bearer " + tok
+	if s.DPoP() {
+		bearer = "DPoP " + tok
+	}
 	other := newRecorder(t, nil)
 	for _, tc := range []struct {
 		name        string

@@ -47,6 +47,7 @@ type Session struct {
 	c *Client
 
 	mu        sync.Mutex
+	key       *dpopKey // cur's DPoP key; nil for a bearer session
 	cur       Saved
 	refreshAt time.Time // server time at which cur is due for refresh
 	unsaved   bool      // cur is not durable yet: a Save failed
@@ -75,6 +76,7 @@ type flight struct {
 
 func newSession(c *Client, s Saved) *Session {
 	ss := &Session{c: c, cur: s}
+	ss.key, _ = sessionKey(s) // Resume has checked it parses
 	ss.schedule()
 	return ss
 }
@@ -128,6 +130,35 @@ func (s *Session) AccessToken(ctx context.Context) (string, error) {
 	return t.access, err
 }
 
+// DPoP reports whether the session is bound to a DPoP key (RFC 9449): its
+// access tokens are then sent as "Authorization: DPoP" with a proof, which
+// [Session.Transport] adds, and [Session.Proof] makes for other callers.
+func (s *Session) DPoP() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.key != nil
+}
+
+// Proof returns a DPoP proof for one request with method to rawURL bound
+// to the current access token (RFC 9449 section 4.2), for a caller that
+// sends the token itself ("Authorization: DPoP " + the token of
+// [Session.AccessToken]). Each proof is for one request only. It fails for
+// a bearer session.
+func (s *Session) Proof(ctx context.Context, method, rawURL string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", err
+	}
+	t, err := s.token(ctx, "")
+	if err != nil {
+		return "", err
+	}
+	if t.key == nil {
+		return "", errors.New("authclient: the session is not DPoP-bound")
+	}
+	return t.key.proof(method, u, t.access, s.c.nonces.get(u), s.c.serverNow())
+}
+
 // Refresh forces a refresh now, unless another one is in flight (then it
 // waits for that one), and returns its error.
 func (s *Session) Refresh(ctx context.Context) error {
@@ -147,7 +178,13 @@ func (s *Session) Token() (*oauth2.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &oauth2.Token{AccessToken: t.access, TokenType: "Bearer", Expiry: t.refreshAt.Add(-s.c.skew.get())}, nil
+	typ := "Bearer"
+	if s.key != nil {
+		// A bound token needs a proof per request: send it with
+		// [Session.Transport], not oauth2.Transport.
+		typ = "DPoP"
+	}
+	return &oauth2.Token{AccessToken: t.access, TokenType: typ, Expiry: t.refreshAt.Add(-s.c.skew.get())}, nil
 }
 
 var _ oauth2.TokenSource = (*Session)(nil)
@@ -155,6 +192,7 @@ var _ oauth2.TokenSource = (*Session)(nil)
 type handout struct {
 	access    string
 	refreshAt time.Time
+	key       *dpopKey // the key access is bound to; nil for a bearer token
 }
 
 // token returns the access token to send. seen, when not empty, is a token
@@ -173,14 +211,14 @@ func (s *Session) token(ctx context.Context, seen string) (handout, error) {
 	due := forced || !now.Before(s.refreshAt) || !s.usable(now)
 	if !s.unsaved && !due {
 		defer s.mu.Unlock()
-		return handout{s.cur.AccessToken, s.refreshAt}, nil
+		return handout{s.cur.AccessToken, s.refreshAt, s.key}, nil
 	}
 	if s.flight == nil {
 		if !s.unsaved && s.c.cfg.Now().Before(s.retryAt) {
 			// Backing off after a failure: no new attempt yet.
 			defer s.mu.Unlock()
 			if s.usable(now) && !forced {
-				return handout{s.cur.AccessToken, s.refreshAt}, nil
+				return handout{s.cur.AccessToken, s.refreshAt, s.key}, nil
 			}
 			return handout{}, &UnavailableError{RetryAfter: s.retryAt.Sub(s.c.cfg.Now()), Err: s.lastErr}
 		}
@@ -206,7 +244,7 @@ func (s *Session) token(ctx context.Context, seen string) (handout, error) {
 	if s.usable(s.c.serverNow()) && s.cur.AccessToken != seen && !s.unsaved {
 		// The current token still works: use it; the refresh is retried
 		// after the backoff.
-		return handout{s.cur.AccessToken, s.refreshAt}, nil
+		return handout{s.cur.AccessToken, s.refreshAt, s.key}, nil
 	}
 	return handout{}, f.err
 }
@@ -229,7 +267,7 @@ func (s *Session) start(saveOnly bool) {
 		s.mu.Lock()
 		f.err = err
 		if err == nil {
-			f.tok = handout{s.cur.AccessToken, s.refreshAt}
+			f.tok = handout{s.cur.AccessToken, s.refreshAt, s.key}
 		}
 		s.flight = nil
 		s.mu.Unlock()
@@ -253,6 +291,7 @@ func (s *Session) refresh(cur Saved) error {
 		saved.RefreshToken != cur.RefreshToken && saved.ReceivedAt.After(cur.ReceivedAt) {
 		s.mu.Lock()
 		s.cur = saved
+		s.key, _ = sessionKey(saved)
 		s.schedule()
 		now := s.c.serverNow()
 		fresh := now.Before(s.refreshAt) && s.usable(now)
@@ -275,12 +314,18 @@ func (s *Session) refresh(cur Saved) error {
 	if at, ok := s.c.skew.serverNow(s.c.cfg.Now()); ok {
 		form.Set("request_time", strconv.FormatInt(at.UnixMilli(), 10))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, meta.TokenEndpoint, strings.NewReader(form.Encode()))
+	// A bound session proves its key at every refresh (RFC 9449 section 5).
+	key, err := sessionKey(cur)
 	if err != nil {
 		return s.failed(err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	next, err := s.c.exchange(req, cur)
+	next, err := s.c.exchange(func() (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, meta.TokenEndpoint, strings.NewReader(form.Encode()))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		return req, err
+	}, key, cur)
 	if err != nil {
 		return s.failed(err)
 	}
@@ -288,6 +333,10 @@ func (s *Session) refresh(cur Saved) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cur = next // newest refresh token only, kept in memory even if unsaved
+	if next.DPoPKey == "" {
+		key = nil
+	}
+	s.key = key
 	s.schedule()
 	s.failures, s.retryAt, s.lastErr = 0, time.Time{}, nil
 	s.stats.Refreshes++

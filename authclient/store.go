@@ -37,6 +37,12 @@ type Saved struct {
 	// DeviceToken is the server's device token (latch_dt_…) from the last
 	// login; it is not a credential on its own.
 	DeviceToken string `json:"device_token,omitempty"`
+	// DPoPKey is the private key a DPoP-bound session proves (RFC 9449),
+	// base64 PKCS #8, and DPoPAlg its algorithm; empty for a bearer
+	// session. Whoever reads it can use the session: keep the store
+	// private ([FileStore] writes mode 0600).
+	DPoPKey string `json:"dpop_key,omitempty"`
+	DPoPAlg string `json:"dpop_alg,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes JSON as Go syntax ("15m0s").

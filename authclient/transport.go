@@ -50,6 +50,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !sameOrigin(firstRequest(req).URL, req.URL) {
 		r := req.Clone(ctx)
 		r.Header.Del("Authorization")
+		r.Header.Del("DPoP")
 		return t.base.RoundTrip(r)
 	}
 	tok, err := t.s.token(ctx, "")
@@ -57,31 +58,73 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	// RoundTrippers must not modify the caller's request: send a clone.
-	r := req.Clone(ctx)
-	r.Header.Set("Authorization", "Bearer "+tok.access)
-	resp, err := t.base.RoundTrip(r)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || !invalidToken(resp.Header) {
+	resp, err := t.send(req, tok)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	if !replayable {
 		return resp, nil
 	}
+	if tok.key != nil && dpopChallenge(resp.Header) == "use_dpop_nonce" {
+		// RFC 9449 section 9: the resource server wants its nonce (now
+		// remembered from the answer) in the proof; once.
+		next, err := t.again(req, resp, tok)
+		if err != nil || next.StatusCode != http.StatusUnauthorized {
+			return next, err
+		}
+		resp = next
+	}
+	if !invalidToken(resp.Header) {
+		return resp, nil
+	}
 	fresh, err := t.s.token(ctx, tok.access)
 	if err != nil || fresh.access == tok.access {
 		return resp, nil // no better token: the caller gets the 401
 	}
-	r = req.Clone(ctx)
+	return t.again(req, resp, fresh)
+}
+
+// send sends a clone of req (RoundTrippers must not modify the caller's
+// request) with the token: "Bearer", or "DPoP" and a fresh proof for this
+// method and URL, bound to the token by ath (RFC 9449 section 7.1), with
+// the origin's last nonce.
+func (t *transport) send(req *http.Request, tok handout) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	if tok.key == nil {
+		r.Header.Set("Authorization", "Bearer "+tok.access)
+		r.Header.Del("DPoP")
+	} else {
+		p, err := tok.key.proof(r.Method, r.URL, tok.access, t.s.c.nonces.get(r.URL), t.s.c.serverNow())
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		r.Header.Set("Authorization", "DPoP "+tok.access)
+		r.Header.Set("DPoP", p)
+	}
+	resp, err := t.base.RoundTrip(r)
+	if err == nil {
+		t.s.c.nonces.observe(r.URL, resp.Header)
+	}
+	return resp, err
+}
+
+// again discards resp and sends req once more with tok, if its body can
+// be sent again.
+func (t *transport) again(req *http.Request, resp *http.Response, tok handout) (*http.Response, error) {
+	r := req
 	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
-		if r.Body, err = req.GetBody(); err != nil {
+		body, err := req.GetBody()
+		if err != nil {
 			return resp, nil
 		}
+		r = req.Clone(req.Context())
+		r.Body = body
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	r.Header.Set("Authorization", "Bearer "+fresh.access)
-	return t.base.RoundTrip(r)
+	return t.send(r, tok)
 }
 
 // firstRequest returns the request the caller made: http.Client sets
@@ -132,8 +175,12 @@ func noRedirects(hc *http.Client) *http.Client {
 	return &c
 }
 
-// invalidToken reports a Bearer challenge with error="invalid_token".
+// invalidToken reports a Bearer challenge with error="invalid_token", or
+// a DPoP one (RFC 9449 section 7.1).
 func invalidToken(h http.Header) bool {
+	if dpopChallenge(h) == "invalid_token" {
+		return true
+	}
 	for _, v := range h.Values("WWW-Authenticate") {
 		if len(v) >= 6 && strings.EqualFold(v[:6], "bearer") &&
 			(strings.Contains(v, `error="invalid_token"`) || strings.Contains(v, "error=invalid_token")) {

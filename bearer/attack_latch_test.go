@@ -112,6 +112,20 @@ func TestAttacksOnLatch(t *testing.T) {
 			t.Errorf("introspect = %d %s, want 200 {\"active\":false}", status, body)
 		}
 	})
+
+	// The DPoP suite at the account endpoints: proofs name Latch's public
+	// URL (the issuer), requests go to the test listener.
+	t.Run("DPoP", func(t *testing.T) {
+		dpopSuite(t, f, dpopTarget{url: testenv.Issuer, send: func(t *testing.T, r dpopRequest) (int, http.Header) {
+			req, _ := http.NewRequest(r.method, srv.URL+r.path, nil)
+			req.Header.Set("Authorization", r.authz)
+			for _, p := range r.proofs {
+				req.Header.Add("DPoP", p)
+			}
+			status, h, _ := do(t, req)
+			return status, h
+		}})
+	})
 }
 
 // extraKeys publishes keys beside those storage holds.

@@ -17,6 +17,11 @@
 // tokens that way, with the keys it holds, so its endpoints and its
 // resource servers apply the same checks.
 //
+// DPoP (RFC 9449): [Verifier.VerifyRequest] and the middleware accept
+// "Authorization: DPoP" with its proof, and refuse a DPoP-bound token sent
+// as "Bearer"; [DPoPChecker] verifies proofs on their own, for an
+// authorization server's token endpoint.
+//
 // The package imports only the standard library and go-jose.
 package bearer
 
@@ -39,6 +44,11 @@ type Claims struct {
 	ClientID  string           `json:"client_id"`
 	SessionID string           `json:"sid"`
 	Scope     string           `json:"scope,omitempty"`
+	// Confirmation is the token's cnf claim (RFC 7800): with JKT set, the
+	// token is bound to that DPoP key (RFC 9449 section 6.1) and is
+	// accepted only with a proof by it. A token with any cnf is never
+	// accepted as a plain bearer token.
+	Confirmation *Confirmation `json:"cnf,omitempty"`
 	// Extra holds every other claim, as its raw JSON value: custom claims
 	// such as the roles or tenant a Latch client maps from a user's
 	// app_metadata (docs/design.md "Admin API and claims"). Nil when the
@@ -63,4 +73,11 @@ func (c *Claims) Claim(name string, v any) (bool, error) {
 		return false, nil
 	}
 	return true, json.Unmarshal(raw, v)
+}
+
+// Confirmation is the cnf claim of a sender-constrained token.
+type Confirmation struct {
+	// JKT is the base64url SHA-256 JWK thumbprint (RFC 7638) of the DPoP
+	// key the token is bound to.
+	JKT string `json:"jkt,omitempty"`
 }

@@ -291,6 +291,8 @@ func decodeClaims(payload []byte) (*Claims, error) {
 			return jsonDate(val, &c.IssuedAt, &a.iat)
 		case "nbf":
 			return jsonDate(val, &c.NotBefore, &a.nbf)
+		case "cnf":
+			return jsonConfirmation(val, &c.Confirmation)
 		}
 		// Any other claim is kept raw for the application (Claims.Extra);
 		// only tokens that carry one pay for the map.
@@ -352,6 +354,33 @@ func jsonAudience(val string, dst *jwt.Audience) error {
 		return err
 	}
 	return errors.New("aud: want a string or an array of strings")
+}
+
+// jsonConfirmation reads cnf (RFC 7800 section 3.1): an object whose jkt,
+// if present, is a string. Members of other confirmation methods are kept
+// out of Confirmation but still make it non-nil, so a token bound some
+// other way is not taken for a bearer token.
+func jsonConfirmation(val string, dst **Confirmation) error {
+	if val == "null" {
+		return nil
+	}
+	if val[0] != '{' {
+		return errors.New("cnf: want an object")
+	}
+	c := new(Confirmation)
+	seen := false
+	err := jsonObject(val, func(name, v string) error {
+		if name != "jkt" {
+			return nil
+		}
+		if seen {
+			return errors.New("cnf: duplicate jkt")
+		}
+		seen = true
+		return jsonString(v, &c.JKT)
+	})
+	*dst = c
+	return err
 }
 
 // jsonDate reads a NumericDate with go-jose's own parser (which also

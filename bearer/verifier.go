@@ -3,6 +3,7 @@ package bearer
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,6 +109,16 @@ type Config struct {
 	AcceptClientTokens bool
 	// Revocations turns the revocation feed on; nil leaves it off.
 	Revocations *FeedConfig
+	// DPoP checks the proofs of DPoP-bound tokens (RFC 9449); nil builds
+	// one with the defaults of [DPoPConfig] and this Config's Now. Pass
+	// one to require server nonces or to share its replay cache.
+	DPoP *DPoPChecker
+	// ExternalURL is the scheme and authority (and path prefix, if any)
+	// clients use to reach this server, e.g. "https://api.example.com";
+	// a proof's htu must be it followed by the request's path. Empty takes
+	// them from the request: https if it came over TLS, and its Host.
+	// Behind a proxy that terminates TLS, set it.
+	ExternalURL string
 	// Now is the time source; default time.Now.
 	Now func() time.Time
 	// Logger receives key-refresh and feed events; default discards.
@@ -126,6 +137,7 @@ type Verifier struct {
 	jwks    *keyCache // the default keys; nil with Config.Keys
 	feed    *feed
 	cache   *tokenCache
+	dpop    *DPoPChecker
 	log     *slog.Logger
 	stats   stats
 }
@@ -192,6 +204,14 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		v.cache = newTokenCache(10_000)
 	case cfg.CacheSize > 0:
 		v.cache = newTokenCache(cfg.CacheSize)
+	}
+	v.dpop = cfg.DPoP
+	if v.dpop == nil {
+		d, err := NewDPoPChecker(DPoPConfig{Now: v.cfg.Now})
+		if err != nil {
+			return nil, err
+		}
+		v.dpop = d
 	}
 	if cfg.Keys != nil {
 		v.keys = &sourceKeys{src: cfg.Keys, algs: v.algs}
@@ -289,7 +309,48 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidToken, fmt.Sprintf(format, args...))
 }
 
-// Verify checks an access token and returns its claims. In order: a size
+// Verify checks an access token presented as a bearer token (RFC 6750) and
+// returns its claims: [Verifier.Inspect], then a DPoP-bound token (one with
+// cnf) is refused with an error matching ErrBoundToken (RFC 9449 section
+// 7.1: a bound token is never accepted without its proof). Use
+// [Verifier.VerifyRequest] to accept both schemes.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	c, err := v.Inspect(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if c.Confirmation != nil {
+		return nil, fmt.Errorf("%w: %w: presented as a bearer token", ErrInvalidToken, ErrBoundToken)
+	}
+	return c, nil
+}
+
+// VerifyDPoP checks an access token presented with "Authorization: DPoP"
+// and its proof for a request with method and absolute URL htu (RFC 9449
+// section 7.1): the token as [Verifier.Inspect] does, then that it is
+// bound (cnf.jkt), then the proof ([DPoPChecker.Check], with ath), then
+// that the proof's key is the one the token names.
+func (v *Verifier) VerifyDPoP(ctx context.Context, token, proof, method, htu string) (*Claims, error) {
+	c, err := v.Inspect(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if c.Confirmation == nil || c.Confirmation.JKT == "" {
+		return nil, invalid("a token without cnf.jkt presented with DPoP")
+	}
+	p, err := v.dpop.Check(proof, method, htu, token)
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare([]byte(p.JKT), []byte(c.Confirmation.JKT)) != 1 {
+		return nil, fmt.Errorf("%w: %w: %w: the proof's key is not the token's", ErrInvalidToken, ErrInvalidProof, ErrBoundToken)
+	}
+	return c, nil
+}
+
+// Inspect checks an access token and returns its claims, whatever its
+// binding: it is for an authorization server's introspection, which
+// reports cnf, never to authorise a request. In order: a size
 // cap and a compact-JWS shape (three canonical base64url parts; JWE and
 // JSON serialization refused), the header (only alg, kid and typ; typ
 // at+jwt, RFC 9068 section 2.1), the key named by kid with the one
@@ -299,7 +360,7 @@ func invalid(format string, args ...any) error {
 // key-set fetch for an unknown kid. A token verified before is found in a
 // cache and only its time claims and the feed are checked again. The
 // returned Claims must not be modified.
-func (v *Verifier) Verify(ctx context.Context, token string) (_ *Claims, err error) {
+func (v *Verifier) Inspect(ctx context.Context, token string) (_ *Claims, err error) {
 	defer v.stats.done(&err)
 	if len(token) > v.maxSize {
 		return nil, invalid("token longer than %d bytes", v.maxSize)

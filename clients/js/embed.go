@@ -9,5 +9,5 @@ import "embed"
 // Dist holds the browser modules of the client: dist/index.js and the
 // modules it imports. dist/server.js (Node only) is left out.
 //
-//go:embed dist/index.js dist/sha256.js dist/storage.js
+//go:embed dist/index.js dist/sha256.js dist/storage.js dist/dpop.js
 var Dist embed.FS

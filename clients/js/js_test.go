@@ -98,6 +98,16 @@ func TestNode(t *testing.T) {
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build latch: %v\n%s", err, b)
 	}
+	// A Go resource server behind bearer's middleware, for the outside
+	// DPoP client's test (test/node/dpop-oauth4webapi.test.mjs).
+	notes := filepath.Join(t.TempDir(), "notes-api")
+	if runtime.GOOS == "windows" {
+		notes += ".exe"
+	}
+	build = exec.Command("go", "build", "-o", notes, "github.com/latchauth/latch/examples/notes-api")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build notes-api: %v\n%s", err, b)
+	}
 	args := []string{"--test", "--test-reporter=spec", "--test-concurrency=4"}
 	// Node 20 takes no globs: name the files (test/node, test/browser).
 	files, _ := filepath.Glob("test/*/*.test.mjs")
@@ -106,7 +116,7 @@ func TestNode(t *testing.T) {
 	}
 	args = append(args, files...)
 	cmd := exec.Command(nodeBin, args...)
-	cmd.Env = append(os.Environ(), "LATCH_BIN="+bin)
+	cmd.Env = append(os.Environ(), "LATCH_BIN="+bin, "NOTES_BIN="+notes)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -46,6 +46,12 @@ const (
 // but a copy of the token may be in other hands.
 const RefreshSuspiciousGrace = "refresh.suspicious_grace"
 
+// RefreshDPoPMismatch: a refresh of a DPoP-bound session came without a
+// proof, or with a proof by another key (RFC 9449 section 5): a copied
+// refresh token used without the key. Refused; the session is untouched,
+// so its owner keeps it.
+const RefreshDPoPMismatch = "refresh.dpop_mismatch"
+
 // PasswordChangeFailed: a password change refused because the current
 // password was wrong, as a guess with a stolen access token would be.
 const PasswordChangeFailed = "user.password_change_failed"

@@ -475,6 +475,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		confidential, web      *bool
 		origins                *string
 		fs                     *flagSet
+		dpopRequired           *bool
 	)
 	d, svc, rest, err := admin(ctx, "clients "+sub, rest, s, func(f *flagSet) {
 		fs = f
@@ -490,6 +491,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 			confidential = f.Bool("confidential", false, "give the client a secret (resource servers, backends)")
 			web = f.Bool("web", false, "a browser app in cookie mode: the refresh token only in an HttpOnly cookie, requests only from --origins (docs/design.md \"Browser clients: cookie mode\")")
 			origins = f.String("origins", "", "with --web: space- or comma-separated exact origins of the app (https://app.example.com; http only on localhost)")
+			dpopRequired = f.Bool("dpop-required", false, "refuse the client's token requests without a DPoP proof (RFC 9449): its tokens are always bound to a key")
 		}
 	})
 	if err != nil {
@@ -512,7 +514,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		// Confidential clients are resource servers and backends: no
 		// password grant unless asked for (docs/security.md LOGIN-13).
 		c := session.Client{ID: id, Name: id, Audiences: audiences, AccessTTL: *ttl,
-			Grants: g, Scopes: splitList(*scopes), Claims: splitList(*claims), Web: *web, Origins: splitList(*origins)}
+			Grants: g, Scopes: splitList(*scopes), Claims: splitList(*claims), Web: *web, Origins: splitList(*origins), DPoPRequired: *dpopRequired}
 		if *confidential && *web {
 			// A page cannot keep a secret; cookie mode is for public clients.
 			return errors.New("clients create: --web and --confidential exclude each other: a browser app cannot keep a client secret")
@@ -585,6 +587,9 @@ func runClients(ctx context.Context, args []string, s io3) error {
 				typ = "confidential"
 			case c.Web:
 				typ = "web"
+			}
+			if c.DPoPRequired {
+				typ += "+dpop"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, typ, strings.Join(c.Audiences, " "), c.AccessTTL, strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), strings.Join(c.Origins, " "), strings.Join(c.Claims, " "))
 		}

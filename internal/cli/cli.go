@@ -55,14 +55,14 @@ Usage:
   latch sessions list EMAIL | revoke SESSION_ID | revoke --user EMAIL
   latch keys list | rotate [--force]
   latch keys rewrap --new-key-encryption-key K | --new-key-encryption-key-file F
-  latch clients create ID --audience A [--access-ttl D] [--grants G] [--scopes S] [--claims C] [--confidential]
+  latch clients create ID --audience A [--access-ttl D] [--grants G] [--scopes S] [--claims C] [--confidential] [--dpop-required]
   latch clients update ID [--audience A] [--access-ttl D] [--grants G] [--scopes S] [--claims C]
   latch clients list | delete ID | rotate-secret ID
   latch audit [--since 24h] [--until T] [--type T] [--user EMAIL] [--limit N] [--json]
 
-  latch login [--issuer URL] [--email E] [--password-stdin]   log in; the session is kept in a file
+  latch login [--issuer URL] [--email E] [--password-stdin] [--dpop auto|require|off]   log in; the session is kept in a file
   latch whoami                        show the logged-in user and session
-  latch token                         print a fresh access token (curl -H "Authorization: Bearer $(latch token)")
+  latch token [--proof "METHOD URL"]  print a fresh access token (curl -H "Authorization: Bearer $(latch token)"), or a DPoP proof for one request
   latch logout [--scope current|others|all]
 
   latch version                       print the version and the build's Go version

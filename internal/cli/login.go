@@ -57,9 +57,14 @@ func runLogin(ctx context.Context, args []string, s io3) error {
 	clientID := fs.String("client-id", "app", "OAuth client to log in with")
 	email := fs.String("email", "", "account email (prompted for when missing)")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	dpop := fs.String("dpop", "auto", "bind the session to a DPoP key (RFC 9449) kept in the credentials file: auto (when the server offers it), require or off")
 	store := credentialsFlag(fs)
 	if err := parseUser(fs, args, "login"); err != nil {
 		return err
+	}
+	mode, ok := map[string]authclient.DPoPMode{"auto": authclient.DPoPAuto, "require": authclient.DPoPRequire, "off": authclient.DPoPOff}[*dpop]
+	if !ok {
+		return fmt.Errorf("%w: --dpop must be auto, require or off", ErrUsage)
 	}
 	st, err := store()
 	if err != nil {
@@ -90,7 +95,7 @@ func runLogin(ctx context.Context, args []string, s io3) error {
 	if *email == "" || pw == "" {
 		return fmt.Errorf("%w: an email and a password are required", ErrUsage)
 	}
-	c, err := authclient.New(authclient.Config{Issuer: *issuer, ClientID: *clientID, Store: st, UserAgent: "latch-cli"})
+	c, err := authclient.New(authclient.Config{Issuer: *issuer, ClientID: *clientID, Store: st, UserAgent: "latch-cli", DPoP: mode})
 	if err != nil {
 		return err
 	}
@@ -104,6 +109,9 @@ func runLogin(ctx context.Context, args []string, s io3) error {
 		return err
 	}
 	fmt.Fprintf(s.stdout, "logged in to %s as %s (session %s)\ncredentials saved in %s\n", c.Issuer(), *email, sess.ID(), st.Path())
+	if sess.DPoP() {
+		fmt.Fprintln(s.stdout, "the session is DPoP-bound: its key is in the credentials file, and its tokens work only with a proof (latch token --proof)")
+	}
 	if perr == nil {
 		endPrevious(ctx, previous)
 	}
@@ -255,12 +263,25 @@ func runLogout(ctx context.Context, args []string, s io3) error {
 func runToken(ctx context.Context, args []string, s io3) error {
 	fs := newFlags("token", s)
 	store := credentialsFlag(fs)
+	proof := fs.String("proof", "", `with "METHOD URL", print a DPoP proof for that one request instead of the token (a DPoP-bound session's token goes with "Authorization: DPoP" and a proof)`)
 	if err := parseUser(fs, args, "token"); err != nil {
 		return err
 	}
 	_, _, sess, err := resumeFrom(ctx, store)
 	if err != nil {
 		return err
+	}
+	if *proof != "" {
+		method, target, ok := strings.Cut(*proof, " ")
+		if !ok || method == "" || target == "" {
+			return fmt.Errorf(`%w: --proof takes "METHOD URL"`, ErrUsage)
+		}
+		p, err := sess.Proof(ctx, method, strings.TrimSpace(target))
+		if err != nil {
+			return explain(err)
+		}
+		fmt.Fprintln(s.stdout, p)
+		return nil
 	}
 	tok, err := sess.AccessToken(ctx)
 	if err != nil {

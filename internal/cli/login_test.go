@@ -77,10 +77,25 @@ func TestLoginWhoamiTokenLogout(t *testing.T) {
 	if err != nil || strings.Count(tok, ".") != 2 || strings.Contains(tok, "\n") {
 		t.Fatalf("token printed %q (%v), want one JWT and nothing else", out, err)
 	}
+	// The server offers DPoP, so the session is bound: the token goes
+	// with the DPoP scheme and a proof, and alone it is refused.
+	proof, _, err := user(t, creds, "", "token", "--proof", "GET "+s.url+"/v1/sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
 	req, _ := http.NewRequest("GET", s.url+"/v1/sessions", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Authorization", "DPoP "+tok)
+	req.Header.Set("DPoP", strings.TrimSpace(proof))
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("the printed token was refused: %v %v", resp.StatusCode, err)
+		t.Fatalf("the printed token with its proof was refused: %v %v", resp.StatusCode, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Del("DPoP")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("the bound token as a bearer token: %v %v, want 401", resp.StatusCode, err)
+	}
+	if b, _ := os.ReadFile(creds); !strings.Contains(string(b), `"dpop_key"`) {
+		t.Error("the credentials file holds no DPoP key")
 	}
 
 	// A second device, then logout of the others from the first.

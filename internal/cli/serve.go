@@ -6,6 +6,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +23,7 @@ import (
 	"github.com/latchauth/latch/internal/mail"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/token"
 )
 
 func numCPU() int { return runtime.NumCPU() }
@@ -170,6 +173,17 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	apiCfg := httpapi.Config{MaxInFlight: limits.MaxInFlight, RequestTimeout: c.RequestTimeout, Throttle: throttle, CORSOrigins: c.CORSOriginList(), CORSCredentials: c.CORSCredentials, TrustedProxies: proxies, Issuer: c.Issuer, AccountAudience: c.AccountAudience, DefaultClientID: BuiltinClientID, AccountClientID: AccountClientID, Feed: hub,
 		MaxFeedSubscribers: config.MaxFeedStreams, FeedStreamsPerClient: c.FeedStreamsPerClient, Optional: optional,
 		SignupEnumerationSafe: c.SignupEnumerationSafe}
+	if c.DPoPNonce {
+		// Every node derives the same nonce key from the shared refresh
+		// key, so a nonce from one is good at another.
+		rk, err := token.RefreshKey(ctx, d.store, d.kek, time.Now())
+		if err != nil {
+			return err
+		}
+		m := hmac.New(sha256.New, rk)
+		m.Write([]byte("latch dpop nonce key"))
+		apiCfg.DPoPNonceKey = m.Sum(nil)
+	}
 	sm.api(&apiCfg)
 	api := httpapi.New(apiCfg, sessions, d.issuer, d.store.Ping, d.log)
 	if err := sm.running(api, hub, hooks); err != nil {

@@ -43,6 +43,7 @@ type Config struct {
 	TrustedProxies       string
 	CORSOrigins          string
 	CORSCredentials      bool
+	DPoPNonce            bool
 	WebhookURL           string
 	WebhookSecret        string
 	WebhookEvents        string
@@ -146,6 +147,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client IP")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated exact origins (https://app.example.com) allowed to call the API from a browser")
 	fs.BoolVar(&c.CORSCredentials, "cors-allow-credentials", false, "send Access-Control-Allow-Credentials to the --cors-origins too (web clients get it for their own origins; leave off unless you know why)")
+	fs.BoolVar(&c.DPoPNonce, "dpop-nonce", false, "require a server nonce in every DPoP proof (RFC 9449 section 8): pre-made proofs then live at most 10 minutes")
 	Webhooks(fs, c)
 	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often the revocation feed reads storage for other nodes' revocations (10ms to 1m)")
 	fs.IntVar(&c.FeedStreamsPerClient, "feed-streams-per-client", 16, "most revocation-feed streams one client may hold open at once (more answer 429), so one credential cannot take every slot")

@@ -42,7 +42,11 @@ func (s *Server) verifier(aud string) (*bearer.Verifier, error) {
 		return v.(*bearer.Verifier), nil
 	}
 	// No I/O: with keys in memory and no feed, New only checks the config.
-	v, err := bearer.New(context.Background(), s.issuer.VerifierConfig(aud))
+	// Clients address Latch by its issuer URL: that and the path are a
+	// proof's htu (RFC 9449 section 4.3).
+	cfg := s.issuer.VerifierConfig(aud)
+	cfg.DPoP, cfg.ExternalURL = s.dpop, s.cfg.Issuer
+	v, err := bearer.New(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: verifier for %q: %w", aud, err)
 	}
@@ -50,9 +54,10 @@ func (s *Server) verifier(aud string) (*bearer.Verifier, error) {
 	return got.(*bearer.Verifier), nil
 }
 
-// verify checks an access token for audience aud, by signature and claims
-// only (no session lookup). A refused token wraps bearer.ErrInvalidToken;
-// any other error is the server's.
+// verify checks an access token presented as a bearer token for audience
+// aud, by signature and claims only (no session lookup): a DPoP-bound
+// token is refused (RFC 9449 section 7.1). A refused token wraps
+// bearer.ErrInvalidToken; any other error is the server's.
 func (s *Server) verify(ctx context.Context, aud, tok string) (*bearer.Claims, error) {
 	v, err := s.verifier(aud)
 	if err != nil {
@@ -61,11 +66,14 @@ func (s *Server) verify(ctx context.Context, aud, tok string) (*bearer.Claims, e
 	return v.Verify(ctx, tok)
 }
 
-// authenticate checks an access token: bearer's checks for one of auds
-// (the first that accepts it), then that its session is still active;
-// Latch has the database at hand, so its own endpoints refuse a revoked
-// session's token at once. A refused token is errAccessToken, wrapping
-// why; any other error is storage trouble.
+// authenticate checks an access token whatever its DPoP binding, for
+// introspection (RFC 7662), which reports cnf to the resource server that
+// then checks the proof (RFC 9449 section 6.2): bearer's checks for one of
+// auds (the first that accepts it), then that its session is still
+// active; Latch has the database at hand, so its own endpoints refuse a
+// revoked session's token at once. A refused token is errAccessToken,
+// wrapping why; any other error is storage trouble. Requests that present
+// a token for themselves go through authed, which checks its binding.
 func (s *Server) authenticate(ctx context.Context, tok string, auds ...string) (*caller, error) {
 	if tok == "" {
 		return nil, errNoAccessToken
@@ -73,13 +81,23 @@ func (s *Server) authenticate(ctx context.Context, tok string, auds ...string) (
 	var claims *bearer.Claims
 	var err error
 	for _, aud := range auds {
-		if claims, err = s.verify(ctx, aud, tok); err == nil || !errors.Is(err, bearer.ErrInvalidToken) {
+		v, verr := s.verifier(aud)
+		if verr != nil {
+			return nil, verr
+		}
+		if claims, err = v.Inspect(ctx, tok); err == nil || !errors.Is(err, bearer.ErrInvalidToken) {
 			break
 		}
 	}
 	if err == nil && claims == nil {
 		err = bearer.ErrInvalidToken // no audience to check against
 	}
+	return s.active(ctx, claims, err)
+}
+
+// active completes a token check: the session of verified claims must
+// still be active.
+func (s *Server) active(ctx context.Context, claims *bearer.Claims, err error) (*caller, error) {
 	var ses session.Session
 	if err == nil {
 		ses, err = s.sessions.ActiveSession(ctx, claims.Subject, claims.SessionID)
@@ -96,16 +114,39 @@ func (s *Server) authenticate(ctx context.Context, tok string, auds ...string) (
 
 // authed wraps an account endpoint: the caller is authenticated by the
 // access token of the Authorization header (RFC 6750 section 2.1, header
-// only) for the account audience, before fn runs. A new account endpoint
+// only) for the account audience, before fn runs: "Bearer", or "DPoP"
+// with its proof for this request (RFC 9449 section 7; bearer's
+// VerifyRequest, the check resource servers run). A new account endpoint
 // is routed as h(s.authed(fn)) and reads the user from c.claims.Subject
 // and the session from c.claims.SessionID (or c.session).
 func (s *Server) authed(fn func(http.ResponseWriter, *http.Request, *caller) error) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		tok, err := bearer.TokenFromHeader(r)
+		v, err := s.verifier(s.cfg.AccountAudience)
 		if err != nil {
-			tok = ""
+			return err
 		}
-		c, err := s.authenticate(r.Context(), tok, s.cfg.AccountAudience)
+		claims, err := v.VerifyRequest(r)
+		if errors.Is(err, bearer.ErrMissingToken) {
+			// RFC 6750 section 3.1: no error code when credentials are
+			// absent; both schemes are offered (RFC 9449 section 7.1).
+			v.SetChallenge(w.Header(), err)
+			return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Message: "an access token is required", Err: errNoAccessToken}
+		}
+		c, err := s.active(r.Context(), claims, err)
+		if errors.Is(err, errAccessToken) {
+			// The challenge names the scheme and the error (RFC 6750
+			// section 3.1, RFC 9449 section 7.1), and for use_dpop_nonce
+			// carries a fresh DPoP-Nonce.
+			code := v.SetChallenge(w.Header(), err)
+			msg := invalidTokenMessage
+			switch code {
+			case CodeInvalidDPoPProof:
+				msg = "the DPoP proof is invalid"
+			case CodeUseDPoPNonce:
+				msg = "the DPoP proof must carry the nonce of the DPoP-Nonce header"
+			}
+			return &Error{Status: http.StatusUnauthorized, Code: code, Message: msg, Err: err}
+		}
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/email"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/session"
@@ -152,6 +153,8 @@ var errorRules = []rule{
 	{match: is(session.ErrInvalidTarget), status: http.StatusBadRequest, code: CodeInvalidTarget, msg: "resource is not an audience of the client"},
 	// One message for forged, expired, revoked and reused tokens, so the
 	// answer is no oracle (checklist RT-15); the audit log tells them apart.
+	// A client registered to require DPoP sent no proof (RFC 9449 section 5.2).
+	{match: is(session.ErrDPoPRequired), status: http.StatusBadRequest, code: CodeInvalidDPoPProof, msg: "this client must send a DPoP proof"},
 	{match: session.IsInvalidGrant, status: http.StatusBadRequest, code: CodeInvalidGrant, msg: invalidRefreshMessage},
 	// One answer for malformed, unknown, used, expired, voided and
 	// wrong-purpose link tokens (docs/design.md "Account lifecycle").
@@ -166,6 +169,9 @@ var errorRules = []rule{
 	{match: is(email.ErrInvisible), status: http.StatusBadRequest, code: CodeInvalidEmail, msg: "email contains an invisible or control character"},
 	{match: is(session.ErrInvalidEmail), status: http.StatusBadRequest, code: CodeInvalidEmail, msg: "email is not a valid address"},
 	{match: password.IsPolicy, status: http.StatusBadRequest, code: CodeWeakPassword}, // message: the policy's own
+	// The DPoP replay cache is full: a proof cannot be checked now, which
+	// says nothing of the request (bearer refuses proofs until it drains).
+	{match: is(bearer.ErrReplayCacheFull), status: http.StatusServiceUnavailable, code: CodeTemporarilyUnavailable, msg: "cannot check DPoP proofs now; retry shortly"},
 	{match: is(password.ErrBusy), status: http.StatusServiceUnavailable, code: CodeTemporarilyUnavailable, msg: "server busy; retry shortly"},
 	// Retryable, never invalid_grant: the refresh came too late to be
 	// decided (abandoned, or sent more than G ago) and changed nothing; a

@@ -50,6 +50,10 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 	// With verified addresses required, a signup cannot log in yet: it
 	// answers the user, and the verification link is on its way.
 	login := (req.Login == nil || *req.Login) && !s.sessions.RequireVerified()
+	proof, err := s.dpopProof(w, r)
+	if err != nil {
+		return err
+	}
 	var c session.Client
 	if login {
 		if c, err = s.clientByID(r.Context(), req.ClientID); err != nil {
@@ -63,7 +67,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	u, t, err := s.sessions.Signup(r.Context(), session.SignupRequest{
-		Email: req.Email, Password: req.Password, Login: login, Client: c, Scope: req.Scope, Resource: req.Resource, Meta: m})
+		Email: req.Email, Password: req.Password, Login: login, Client: c, Scope: req.Scope, Resource: req.Resource, Meta: m, DPoPJKT: proof.JKT})
 	if err != nil {
 		return err
 	}
@@ -115,7 +119,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if c.Web && req.DeviceToken == "" {
 		req.DeviceToken = s.readCookie(r, deviceCookie, c.ID)
 	}
-	t, err := s.passwordLogin(r.Context(), session.LoginRequest{Email: req.Email, Password: req.Password, Client: c, Scope: req.Scope, Resource: req.Resource, Meta: s.meta(r), DeviceToken: req.DeviceToken})
+	proof, err := s.dpopProof(w, r)
+	if err != nil {
+		return err
+	}
+	t, err := s.passwordLogin(r.Context(), session.LoginRequest{Email: req.Email, Password: req.Password, Client: c, Scope: req.Scope, Resource: req.Resource, Meta: s.meta(r), DeviceToken: req.DeviceToken, DPoPJKT: proof.JKT})
 	if err != nil {
 		return err
 	}
@@ -271,11 +279,14 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 		// "Additional authorization server metadata parameters MAY also be
 		// used"), named latch_* so they cannot meet a registered name;
 		// docs/design.md "HTTP API" lists them.
-		"latch_signup_endpoint":   iss + "/v1/signup",
-		"latch_login_endpoint":    iss + "/v1/login",
-		"latch_logout_endpoint":   iss + "/v1/logout",
-		"latch_sessions_endpoint": iss + "/v1/sessions",
-		"latch_password_endpoint": iss + "/v1/password",
+		// RFC 9449 section 5.1: the proof algorithms the token endpoint
+		// and the account endpoints accept.
+		"dpop_signing_alg_values_supported": s.dpop.Algorithms(),
+		"latch_signup_endpoint":             iss + "/v1/signup",
+		"latch_login_endpoint":              iss + "/v1/login",
+		"latch_logout_endpoint":             iss + "/v1/logout",
+		"latch_sessions_endpoint":           iss + "/v1/sessions",
+		"latch_password_endpoint":           iss + "/v1/password",
 	}
 	if s.cfg.Feed != nil {
 		// Named only where it is served (otherwise 404).

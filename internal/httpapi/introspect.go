@@ -41,6 +41,12 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 	if claims.Scope != "" {
 		resp["scope"] = claims.Scope
 	}
+	if claims.Confirmation != nil {
+		// RFC 9449 section 6.2: the key a bound token is for, so that a
+		// resource server checking proofs knows it; its token_type is DPoP.
+		resp["cnf"] = claims.Confirmation
+		resp["token_type"] = "DPoP"
+	}
 	if claims.Expiry != nil {
 		resp["exp"] = claims.Expiry.Time().Unix()
 	}

@@ -178,7 +178,9 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	// Date is not CORS-safelisted (Fetch, "CORS-safelisted response-header
 	// name"); clients estimate the server's clock from it (token expiry
 	// under clock skew), so it is exposed.
-	h.Set("Access-Control-Expose-Headers", "Date, Retry-After, WWW-Authenticate, X-Request-Id")
+	// DPoP-Nonce carries server nonces (RFC 9449 section 8) that a browser
+	// client must read to retry.
+	h.Set("Access-Control-Expose-Headers", "Date, DPoP-Nonce, Retry-After, WWW-Authenticate, X-Request-Id")
 	return true
 }
 

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/session"
@@ -49,6 +48,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// RFC 9449 section 5: a proof binds the tokens to its key.
+	proof, err := s.dpopProof(w, r)
+	if err != nil {
+		return err
+	}
 	var t session.Tokens
 	switch grant {
 	case session.GrantPassword:
@@ -61,7 +65,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 			dt = s.readCookie(r, deviceCookie, c.ID)
 		}
 		t, err = s.passwordLogin(r.Context(), session.LoginRequest{Email: user, Password: pw, Client: c, Scope: form.Get("scope"), Resource: res, Meta: s.meta(r),
-			DeviceToken: dt})
+			DeviceToken: dt, DPoPJKT: proof.JKT})
 	case session.GrantRefresh:
 		rt := form.Get("refresh_token")
 		switch {
@@ -82,9 +86,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		// DPoP (RFC 9449): once the token endpoint verifies proofs, pass
-		// the verified proof's iat here instead of the zero time.
-		sent, serr := requestSentAt(form, time.Time{})
+		// A verified DPoP proof's iat (RFC 9449 section 4.2) says when the
+		// client made the request.
+		sent, serr := requestSentAt(form, proof.IssuedAt)
 		if serr != nil {
 			return serr
 		}
@@ -92,9 +96,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		// (SentAt) never abandons a token or revokes the session: the
 		// service checks both just before the commit.
 		t, err = s.sessions.Refresh(r.Context(), session.RefreshRequest{Token: rt, Client: c, Scope: form.Get("scope"), Resource: res, Meta: m,
-			SentAt: sent, Gone: clientGone(r)})
-		if c.Web && session.IsInvalidGrant(err) {
-			s.clearRefreshCookie(w, c.ID) // the session is over: drop the dead cookie
+			SentAt: sent, Gone: clientGone(r), DPoPJKT: proof.JKT})
+		if c.Web && session.IsInvalidGrant(err) && !errors.Is(err, session.ErrDPoPMismatch) {
+			// The session is over: drop the dead cookie. Not for a refresh
+			// without the session's DPoP key: the session lives, and a
+			// script in the page must not log its owner out that way.
+			s.clearRefreshCookie(w, c.ID)
 		}
 	case session.GrantClientCredentials:
 		// RFC 6749 section 4.4.3: no refresh token; the client simply

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
@@ -82,6 +83,10 @@ type Config struct {
 	// makes included: a frozen database answers 503 after it rather than
 	// holding the request forever (default 10s; feed streams aside).
 	RequestTimeout time.Duration
+	// DPoPNonceKey, when set, makes every DPoP proof carry a server nonce
+	// (RFC 9449 section 8), made and checked with this key; nodes that
+	// share it accept each other's nonces. Nil: no nonce is asked for.
+	DPoPNonceKey []byte
 	// Optional are dependencies the node can serve without, degraded (the
 	// Redis of shared rate limits: each node limits on its own while it is
 	// down). GET /readyz names each one's state, and a failing one makes
@@ -161,6 +166,10 @@ type Server struct {
 	// verifiers holds one *bearer.Verifier per audience: the account
 	// audience and those of clients calling introspection.
 	verifiers sync.Map
+	// dpop checks DPoP proofs, at the token endpoints and, shared with
+	// the verifiers (one jti replay cache per process), at the account
+	// endpoints.
+	dpop *bearer.DPoPChecker
 
 	// inflight holds one token per request being served (MaxInFlight).
 	inflight chan struct{}
@@ -210,6 +219,15 @@ func New(cfg Config, sessions *session.Service, issuer *token.Issuer, ready func
 	if !s.cookies.secure {
 		log.Info("cookie mode on an http:// loopback issuer (development): web clients' refresh cookies are sent without Secure and the __Host- prefix, which browsers refuse over http; use an https issuer anywhere else")
 	}
+	dc := bearer.DPoPConfig{Now: issuer.VerifierConfig(cfg.AccountAudience).Now}
+	if cfg.DPoPNonceKey != nil {
+		dc.Nonce = &nonces{key: cfg.DPoPNonceKey, period: noncePeriod, now: time.Now}
+	}
+	d, err := bearer.NewDPoPChecker(dc)
+	if err != nil {
+		panic(err) // the default algorithms are valid
+	}
+	s.dpop = d
 	s.routes()
 	return s
 }
@@ -466,8 +484,12 @@ func writeTokens(w http.ResponseWriter, status int, t session.Tokens, requested 
 	// RFC 6749 section 5.1: responses carrying tokens are not cached.
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
+	typ := "Bearer"
+	if t.DPoPJKT != "" {
+		typ = "DPoP" // RFC 9449 section 5
+	}
 	resp := tokenResponse{
-		AccessToken: t.AccessToken, TokenType: "Bearer", ExpiresIn: t.ExpiresIn,
+		AccessToken: t.AccessToken, TokenType: typ, ExpiresIn: t.ExpiresIn,
 		RefreshToken: t.RefreshToken, SessionID: t.SessionID, DeviceToken: t.DeviceToken,
 	}
 	if t.Scope != "" || requested != "" {

@@ -404,7 +404,7 @@ func (s *Service) ResetPassword(ctx context.Context, req ResetRequest) (Tokens, 
 	if !req.Login {
 		return Tokens{}, nil
 	}
-	out, err := s.tokens(&ses, &req.Client, scope, u.AppMetadata, now)
+	out, err := s.tokens(&ses, &req.Client, scope, u.AppMetadata, ses.DPoPJKT, now)
 	if err != nil {
 		return Tokens{}, err
 	}

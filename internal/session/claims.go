@@ -25,6 +25,9 @@ type AccessClaims struct {
 	// the client maps (docs/design.md "Admin API and claims"). A name for
 	// which ReservedClaim is true is never issued.
 	Extra map[string]json.RawMessage
+	// DPoPJKT, when set, binds the token to that DPoP key: the JWT's
+	// cnf.jkt (RFC 9449 section 6.1).
+	DPoPJKT string
 }
 
 // reserved are the claims with a meaning of their own in an access token:

@@ -25,6 +25,9 @@ type SignupRequest struct {
 	// client's audiences (RFC 8707).
 	Resource string
 	Meta     Meta
+	// DPoPJKT binds the new session to the key of the request's verified
+	// DPoP proof (RFC 9449 section 5); "" for none.
+	DPoPJKT string
 }
 
 // Signup creates a user. The email is normalised; the password must meet
@@ -38,6 +41,9 @@ func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, 
 	if req.Client, err = req.Client.Narrow(req.Resource); err != nil {
 		return User{}, Tokens{}, err
 	}
+	if req.Login && req.Client.DPoPRequired && req.DPoPJKT == "" {
+		return User{}, Tokens{}, ErrDPoPRequired
+	}
 	if err := password.CheckPolicy(req.Password, email); err != nil {
 		return User{}, Tokens{}, err
 	}
@@ -49,6 +55,7 @@ func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, 
 	now := s.now()
 	u := User{ID: NewID(), Email: email, PasswordHash: hash, CreatedAt: now, PasswordChangedAt: now}
 	ses := s.newSession(&u, &req.Client, scope, req.Meta, now)
+	ses.DPoPJKT = req.DPoPJKT
 	err = s.inTx(ctx, func(tx Tx) error {
 		if err := tx.InsertUser(ctx, u); err != nil {
 			return err
@@ -73,7 +80,7 @@ func (s *Service) Signup(ctx context.Context, req SignupRequest) (User, Tokens, 
 	if !req.Login {
 		return u, Tokens{}, nil
 	}
-	t, err := s.tokens(&ses, &req.Client, scope, u.AppMetadata, now)
+	t, err := s.tokens(&ses, &req.Client, scope, u.AppMetadata, ses.DPoPJKT, now)
 	if err != nil {
 		return User{}, Tokens{}, err
 	}
@@ -115,6 +122,9 @@ type LoginRequest struct {
 	// DeviceToken is the device token the client sent, if any; a valid one
 	// keeps its device id in the token the login returns.
 	DeviceToken string
+	// DPoPJKT binds the new session to the key of the request's verified
+	// DPoP proof (RFC 9449 section 5); "" for none.
+	DPoPJKT string
 }
 
 // Login checks the password and starts a session. Unknown email, wrong
@@ -126,6 +136,9 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Tokens, User, er
 	var err error
 	if req.Client, err = req.Client.Narrow(req.Resource); err != nil {
 		return Tokens{}, User{}, err
+	}
+	if req.Client.DPoPRequired && req.DPoPJKT == "" {
+		return Tokens{}, User{}, ErrDPoPRequired
 	}
 	t, u, err := s.login(ctx, req)
 	s.observeLogin(err)
@@ -140,6 +153,7 @@ func (s *Service) login(ctx context.Context, req LoginRequest) (Tokens, User, er
 	}
 	now := s.now()
 	ses := s.newSession(&u, &req.Client, scope, req.Meta, now)
+	ses.DPoPJKT = req.DPoPJKT
 	rehash := ""
 	if s.hasher.NeedsRehash(u.PasswordHash) {
 		// Raised parameters take effect at the next successful login.
@@ -168,7 +182,7 @@ func (s *Service) login(ctx context.Context, req LoginRequest) (Tokens, User, er
 	if err != nil {
 		return Tokens{}, User{}, fmt.Errorf("session: login: %w", err)
 	}
-	t, err := s.tokens(&ses, &req.Client, scope, u.AppMetadata, now)
+	t, err := s.tokens(&ses, &req.Client, scope, u.AppMetadata, ses.DPoPJKT, now)
 	if err != nil {
 		return Tokens{}, User{}, err
 	}

@@ -147,7 +147,8 @@ func (s *Service) observeRefresh(rot rotation, err error) {
 		o = RefreshExpired
 	case errors.Is(err, ErrRevoked):
 		o = RefreshRevoked
-	case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrWrongClient), errors.Is(err, ErrInvalidScope), errors.Is(err, ErrInvalidTarget):
+	case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrWrongClient), errors.Is(err, ErrInvalidScope), errors.Is(err, ErrInvalidTarget),
+		errors.Is(err, ErrDPoPMismatch), errors.Is(err, ErrDPoPRequired):
 		o = RefreshInvalid
 	case errors.Is(err, ErrCanceled), errors.Is(err, context.Canceled):
 		o = RefreshClientGone

@@ -134,6 +134,18 @@ import (
 //     fakes staleness gets no tokens (and no answer it would not get
 //     otherwise: reuse still revokes at its next on-time request).
 //
+// DPoP (RFC 9449 section 5, docs/design.md "Sender-constrained tokens"): in
+// half of the checks the session is bound at login to the honest client's
+// key, and the thief and the replayer, who copy tokens but not the key,
+// present them without a proof or with their own key. Then theft of the
+// bound session is never a success, with no exception: every presentation
+// without the key fails with ErrDPoPMismatch (invalid_grant), before and
+// whatever the rotation table would answer, lock-step and lost-response
+// cases included; it changes nothing (no rotation, no revocation: the model
+// stays as it was) and is audited as refresh.dpop_mismatch; and the honest
+// client's refreshes never fail, thief or no thief. Its access tokens carry
+// cnf.jkt of its key.
+//
 // Cost: under -race on two cores each check (stack, login, about 30
 // actions) takes roughly 0.2 s, so the test runs propDefaultChecks checks
 // (about 10 s) unless -rapid.checks or RAPID_CHECKS says otherwise. With -v
@@ -324,16 +336,17 @@ type propConfig struct {
 type propOutcome int
 
 const (
-	propRotate propOutcome = iota // the current token: a fresh successor
-	propGrace                     // the parent within G: the identical current token
-	propLost                      // the parent within L: a fresh successor, current abandoned
-	propReuse                     // anything else: revoke
-	propDead                      // revoked or expired session: invalid_grant
-	propStale                     // abandoned or sent more than G ago: ErrStale, nothing changes
+	propRotate  propOutcome = iota // the current token: a fresh successor
+	propGrace                      // the parent within G: the identical current token
+	propLost                       // the parent within L: a fresh successor, current abandoned
+	propReuse                      // anything else: revoke
+	propDead                       // revoked or expired session: invalid_grant
+	propStale                      // abandoned or sent more than G ago: ErrStale, nothing changes
+	propKeyless                    // a bound session without its DPoP key: refused, nothing changed
 )
 
 func (o propOutcome) String() string {
-	return [...]string{"rotate", "grace (identical token)", "lost-response successor", "reuse (revoke)", "dead session (invalid_grant)", "stale (refused, nothing changed)"}[o]
+	return [...]string{"rotate", "grace (identical token)", "lost-response successor", "reuse (revoke)", "dead session (invalid_grant)", "stale (refused, nothing changed)", "no DPoP key (refused, nothing changed)"}[o]
 }
 
 func (o propOutcome) ok() bool { return o <= propLost }
@@ -424,6 +437,9 @@ type propHolder struct {
 	honest bool
 	tok    string
 	gen    uint64
+	// jkt is the thumbprint of the DPoP key the holder proves ("" for
+	// none): the honest client's own, a thief's own or none.
+	jkt string
 
 	// honest client only
 	receivedAt   time.Time // when it received tok
@@ -490,6 +506,8 @@ type propMachine struct {
 	cfg                  propConfig
 	sid                  string
 	t0                   time.Time
+	// boundJKT is the key the session is bound to; "" for a bearer session.
+	boundJKT string
 
 	m      propModel
 	curTok string       // the refresh token of the current generation
@@ -564,7 +582,15 @@ func propStart(tt *testing.T, t *rapid.T) *propMachine {
 		db.Close()
 	})
 
-	login := env.Login(tt, "prop@example.com")
+	// Half the sessions are bound to the honest client's DPoP key.
+	if rapid.Bool().Draw(t, "dpop_bound") {
+		pm.boundJKT = "honest-key-thumbprint"
+	}
+	_, login, err := env.Sessions.Signup(propCtx, session.SignupRequest{Email: "prop@example.com", Password: testenv.Password, Login: true,
+		Client: env.Client, DPoPJKT: pm.boundJKT})
+	if err != nil {
+		t.Fatal(err)
+	}
 	pm.sid, pm.t0 = login.SessionID, env.Clock.Now()
 	row := pm.row(t)
 	gen := pm.genOf(t, login.RefreshToken)
@@ -580,14 +606,16 @@ func propStart(tt *testing.T, t *rapid.T) *propMachine {
 	pm.seen[login.RefreshToken] = true
 	pm.checkAccess(t, propResult{tok: login, at: pm.t0}, "login")
 	pm.honest = propHolder{name: "honest", honest: true, tok: login.RefreshToken, gen: gen, receivedAt: pm.t0,
-		meta: session.Meta{IP: "192.0.2.10", UserAgent: "honest-app/1.0"}}
-	pm.thief = propHolder{name: "thief", meta: session.Meta{IP: "203.0.113.66", UserAgent: "thief/0.1"}}
-	pm.replayer = propHolder{name: "replayer", meta: session.Meta{IP: "198.51.100.7", UserAgent: "replayer/0.1"}}
-	pm.late = propHolder{name: "honest (delayed)"}
+		meta: session.Meta{IP: "192.0.2.10", UserAgent: "honest-app/1.0"}, jkt: pm.boundJKT}
+	// Without the honest key: no proof at all, or a proof by their own.
+	thiefKey := rapid.SampledFrom([]string{"", "thief-key-thumbprint"}).Draw(t, "thief_key")
+	pm.thief = propHolder{name: "thief", meta: session.Meta{IP: "203.0.113.66", UserAgent: "thief/0.1"}, jkt: thiefKey}
+	pm.replayer = propHolder{name: "replayer", meta: session.Meta{IP: "198.51.100.7", UserAgent: "replayer/0.1"}, jkt: thiefKey}
+	pm.late = propHolder{name: "honest (delayed)", jkt: pm.boundJKT}
 	pm.maxGen = row.Gen
 	pm.baseline = pm.tableCounts(t)
-	t.Logf("config: G=%s L=%s idle=%s max=%s ttl=%s thief=%v replayer=%v", cfg.grace, cfg.lost, cfg.idle, cfg.maxLife, cfg.ttl,
-		[...]string{"none", "keeps newest", "keeps stolen copy"}[kind], replay)
+	t.Logf("config: G=%s L=%s idle=%s max=%s ttl=%s thief=%v replayer=%v dpop-bound=%v thief key %q", cfg.grace, cfg.lost, cfg.idle, cfg.maxLife, cfg.ttl,
+		[...]string{"none", "keeps newest", "keeps stolen copy"}[kind], replay, pm.boundJKT != "", thiefKey)
 	return pm
 }
 
@@ -762,6 +790,9 @@ func (pm *propMachine) checkAccess(t *rapid.T, r propResult, what string) {
 	if c.SessionID != pm.sid || r.tok.SessionID != pm.sid {
 		t.Fatalf("%s: access token sid %q / session_id %q, want %q", what, c.SessionID, r.tok.SessionID, pm.sid)
 	}
+	if pm.boundJKT != "" && (c.Confirmation == nil || c.Confirmation.JKT != pm.boundJKT || r.tok.DPoPJKT != pm.boundJKT) {
+		t.Fatalf("%s: access token of a bound session has cnf %+v (DPoPJKT %q), want jkt %q", what, c.Confirmation, r.tok.DPoPJKT, pm.boundJKT)
+	}
 }
 
 // refreshAll presents whos[0]'s token once for each holder in whos, all at
@@ -790,6 +821,12 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 			n := 0
 			for _, i := range order {
 				wants[i] = next.predict(gen, now, pm.cfg, v == 1)
+				if pm.keyless(whos[i]) && wants[i] != propDead {
+					// RFC 9449 section 5: refused before the table is
+					// consulted, and nothing changes.
+					wants[i] = propKeyless
+					continue
+				}
 				if whos[i].stale != "" && wants[i] != propDead {
 					wants[i] = propStale
 				}
@@ -814,7 +851,7 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 		rowBefore = pm.row(t)
 	}
 	present := func(i int) {
-		req := session.RefreshRequest{Token: tok, Client: pm.env.Client, Meta: whos[i].meta}
+		req := session.RefreshRequest{Token: tok, Client: pm.env.Client, Meta: whos[i].meta, DPoPJKT: whos[i].jkt}
 		switch whos[i].stale {
 		case propGone:
 			req.Gone, req.SentAt = func() bool { return true }, whos[i].sentAt
@@ -850,6 +887,14 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 	if faultAt != "" && pm.fault.disarm() {
 		pm.stats.add("fault injected at " + faultAt)
 		return rs, true
+	}
+	// Apart from the model: no presentation without the key of a bound
+	// session ever gets a token.
+	for i, w := range whos {
+		if pm.keyless(w) && rs[i].err == nil {
+			t.Fatalf("THEFT OF A BOUND SESSION SUCCEEDED: %s presented gen %d without the session's DPoP key (with %q) and got gen %d\n%s",
+				w.name, gen, w.jkt, pm.genOf(t, rs[i].tok.RefreshToken), desc)
+		}
 	}
 	v := 0
 	if wantsBy[0][0] != wantsBy[1][0] {
@@ -898,6 +943,10 @@ func (pm *propMachine) refreshAll(t *rapid.T, whos []*propHolder, faultAt string
 	}
 	return rs, false
 }
+
+// keyless reports whether h presents a bound session's tokens without its
+// key.
+func (pm *propMachine) keyless(h *propHolder) bool { return pm.boundJKT != "" && h.jkt != pm.boundJKT }
 
 // checkProbeRefused: a request with a wider scope or from another client,
 // presenting a token that is not reuse, fails with invalid_scope or
@@ -1005,14 +1054,39 @@ func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcom
 	for _, w := range whos {
 		honestInvolved = honestInvolved || w.honest
 	}
-	if honestInvolved && !pm.thiefActed {
-		for _, r := range rs {
-			if r.err != nil {
-				t.Fatalf("NO FALSE LOGOUT violated: an honest refresh failed though no thief has acted: %v\n%s", r.err, desc)
+	if honestInvolved && (!pm.thiefActed || pm.boundJKT != "") {
+		for i, r := range rs {
+			if whos[i].honest && r.err != nil {
+				t.Fatalf("NO FALSE LOGOUT violated: an honest refresh failed though no thief has acted (or the session is bound to the honest key): %v\n%s", r.err, desc)
 			}
 		}
 	}
-	first := wants[0]
+	// Presentations without the key: refused with ErrDPoPMismatch; the rest
+	// are judged by the table below.
+	allWants := wants
+	var keep []int
+	for i, w := range wants {
+		if w != propKeyless {
+			keep = append(keep, i)
+			continue
+		}
+		if !errors.Is(rs[i].err, session.ErrDPoPMismatch) || !session.IsInvalidGrant(rs[i].err) {
+			t.Fatalf("a bound session's token without its key must fail with ErrDPoPMismatch (invalid_grant), got %v\n%s", rs[i].err, desc)
+		}
+		pm.stats.add("without the DPoP key: refused (" + whos[i].name + ")")
+	}
+	if len(keep) < len(wants) {
+		rs, wants = slices.Clone(rs), slices.Clone(wants)
+		for i := len(allWants) - 1; i >= 0; i-- {
+			if !slices.Contains(keep, i) {
+				rs, wants = slices.Delete(rs, i, i+1), slices.Delete(wants, i, i+1)
+			}
+		}
+	}
+	first := propKeyless
+	if len(wants) > 0 {
+		first = wants[0]
+	}
 	switch {
 	case first.ok():
 		got := ""
@@ -1085,12 +1159,14 @@ func (pm *propMachine) verify(t *rapid.T, whos []*propHolder, wants []propOutcom
 	// than the rotation's are audited, with the presenter's IP and user
 	// agent; nothing else is.
 	var wantTypes []string
-	for _, w := range wants {
+	for _, w := range allWants {
 		switch w {
 		case propLost:
 			wantTypes = append(wantTypes, audit.RefreshLost)
 		case propReuse:
 			wantTypes = append(wantTypes, audit.RefreshReuse)
+		case propKeyless:
+			wantTypes = append(wantTypes, audit.RefreshDPoPMismatch)
 		}
 	}
 	got := pm.auditCount(t) - auditsBefore

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
@@ -36,6 +37,11 @@ type RefreshRequest struct {
 	// expired session is answered as ever. It is checked when the outcome
 	// is decided and again just before the commit.
 	Gone func() bool
+	// DPoPJKT is the thumbprint of the key of the request's verified DPoP
+	// proof (RFC 9449 section 5), "" without one. A bound session needs its
+	// own key here; an unbound one stays unbound, its access token then
+	// bound to this key.
+	DPoPJKT string
 }
 
 // Refresh exchanges a refresh token for new tokens. Every case is decided
@@ -54,11 +60,15 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		s.observeRefresh(rotation{}, err)
 		return Tokens{}, err
 	}
+	if req.Client.DPoPRequired && req.DPoPJKT == "" {
+		return Tokens{}, fmt.Errorf("session: refresh: %w", ErrDPoPRequired)
+	}
 	sid := idString(raw)
 	var (
-		rot   rotation
-		scope string
-		now   time.Time
+		rot      rotation
+		scope    string
+		now      time.Time
+		mismatch bool
 	)
 	err = s.inTx(ctx, func(tx Tx) error {
 		ses, err := tx.LockSession(ctx, sid)
@@ -75,6 +85,22 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		rot = rotate(rotationIn{Row: ses, Gen: gen, Now: now, Awaited: s.awaited(ctx, &req, now), Meta: req.Meta}, s.cfg)
 		event := func() audit.Event {
 			return s.audit(audit.Event{At: now, Type: rot.Audit, UserID: ses.UserID, SessionID: ses.ID, ClientID: ses.ClientID, Detail: rot.Detail}, req.Meta)
+		}
+		// RFC 9449 section 5: a bound session's refresh token is used only
+		// with a proof by its key. Checked before reuse (a dead session
+		// aside, which answers as always): a copy used without the key,
+		// current token or ancestor, changes nothing (no rotation, no
+		// revocation), so its owner keeps the session; it is audited and
+		// refused.
+		dead := errors.Is(rot.Err, ErrRevoked) || errors.Is(rot.Err, ErrExpired)
+		if !dead && ses.DPoPJKT != "" && subtle.ConstantTimeCompare([]byte(ses.DPoPJKT), []byte(req.DPoPJKT)) != 1 {
+			mismatch = true
+			detail := "no DPoP proof"
+			if req.DPoPJKT != "" {
+				detail = "a DPoP proof by another key (jkt " + req.DPoPJKT + ")"
+			}
+			return tx.AppendAudit(ctx, s.audit(audit.Event{At: now, Type: audit.RefreshDPoPMismatch, UserID: ses.UserID, SessionID: ses.ID, ClientID: ses.ClientID,
+				Detail: fmt.Sprintf("generation %d presented with %s; the session is bound to jkt %s", gen, detail, ses.DPoPJKT)}, req.Meta))
 		}
 		// Reuse is decided before anything else about the request (client,
 		// scope, resource): an ancestor sent with a bad scope or by another client
@@ -119,6 +145,10 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		}
 		return s.beforeCommit(ctx, &req, rot)
 	})
+	if mismatch && err == nil {
+		err = ErrDPoPMismatch
+		s.log.Warn("refresh of a DPoP-bound session without its key; refused, nothing changed", "session_id", sid, "ip", req.Meta.IP)
+	}
 	s.observeRefresh(rot, err)
 	switch {
 	case errors.Is(err, ErrStale):
@@ -152,7 +182,11 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		}
 		appMeta = u.AppMetadata
 	}
-	return s.tokens(&rot.Next, &req.Client, scope, appMeta, now)
+	jkt := rot.Next.DPoPJKT
+	if jkt == "" {
+		jkt = req.DPoPJKT
+	}
+	return s.tokens(&rot.Next, &req.Client, scope, appMeta, jkt, now)
 }
 
 // awaited reports whether req's client still waits for the answer at now:

@@ -164,6 +164,9 @@ type Tokens struct {
 	// DeviceToken, set by logins, marks the client as a returning device
 	// at its next login (device.go).
 	DeviceToken string
+	// DPoPJKT is the key the access token is bound to (its cnf.jkt), ""
+	// for a bearer token: the token_type is then DPoP (RFC 9449 section 5).
+	DPoPJKT string
 }
 
 // NormalizeEmail returns the canonical form of an address (package
@@ -180,7 +183,7 @@ func NormalizeEmail(addr string) (string, error) {
 
 // mint signs an access token for session ses at now. Its expiry never
 // passes the session's absolute expiry.
-func (s *Service) mint(ses *Session, c *Client, scope string, extra map[string]json.RawMessage, now time.Time) (string, time.Time, error) {
+func (s *Service) mint(ses *Session, c *Client, scope string, extra map[string]json.RawMessage, jkt string, now time.Time) (string, time.Time, error) {
 	exp := now.Add(c.AccessTTL)
 	if !ses.ExpiresAt.IsZero() && ses.ExpiresAt.Before(exp) {
 		exp = ses.ExpiresAt
@@ -198,6 +201,10 @@ func (s *Service) mint(ses *Session, c *Client, scope string, extra map[string]j
 		Scope:     scope,
 		Extra:     extra,
 	}
+	if jkt != "" {
+		// RFC 9449 section 6.1: the token names the key it is bound to.
+		claims.DPoPJKT = jkt
+	}
 	tok, err := s.issuer.Issue(claims)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("session: sign access token: %w", err)
@@ -207,8 +214,8 @@ func (s *Service) mint(ses *Session, c *Client, scope string, extra map[string]j
 
 // tokens mints the tokens of a login or refresh; appMeta is the user's
 // app_metadata, whose keys named by the client's Claims become claims.
-func (s *Service) tokens(ses *Session, c *Client, scope, appMeta string, now time.Time) (Tokens, error) {
-	at, exp, err := s.mint(ses, c, scope, s.mappedClaims(c, appMeta), now)
+func (s *Service) tokens(ses *Session, c *Client, scope, appMeta, jkt string, now time.Time) (Tokens, error) {
+	at, exp, err := s.mint(ses, c, scope, s.mappedClaims(c, appMeta), jkt, now)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -218,6 +225,7 @@ func (s *Service) tokens(ses *Session, c *Client, scope, appMeta string, now tim
 		ExpiresIn:    int64(exp.Sub(now) / time.Second),
 		SessionID:    ses.ID,
 		Scope:        scope,
+		DPoPJKT:      jkt,
 	}
 	// A refresh token only for clients allowed to use one (RFC 9700
 	// section 4.14.2: issue refresh tokens only to clients that may hold

@@ -47,6 +47,12 @@ var (
 	// changed, and a new request (if anyone still waits) is decided
 	// afresh. It is not an invalid_grant.
 	ErrStale = errors.New("session: refresh request abandoned or sent too long ago; nothing changed")
+	// ErrDPoPMismatch reports a refresh of a DPoP-bound session without a
+	// proof by its key (RFC 9449 section 5): refused, the session untouched.
+	ErrDPoPMismatch = errors.New("session: refresh token is bound to another DPoP key")
+	// ErrDPoPRequired reports a token request without a DPoP proof by a
+	// client registered to require one.
+	ErrDPoPRequired = errors.New("session: this client must send a DPoP proof")
 	// ErrUnavailable reports that storage could not be reached or timed out;
 	// the operation did not happen and may be retried.
 	ErrUnavailable = errors.New("session: storage unavailable")
@@ -74,7 +80,7 @@ func canceled(ctx context.Context, err error) error {
 // IsInvalidGrant reports whether err means the presented refresh token can
 // no longer be used: the RFC 6749 section 5.2 "invalid_grant" cases.
 func IsInvalidGrant(err error) bool {
-	for _, e := range []error{ErrRevoked, ErrExpired, ErrReused, ErrInvalidToken, ErrWrongClient} {
+	for _, e := range []error{ErrRevoked, ErrExpired, ErrReused, ErrInvalidToken, ErrWrongClient, ErrDPoPMismatch} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -126,6 +132,11 @@ type Session struct {
 	// audited as suspicious: the parent came back from another device.
 	RotatedIP        string
 	RotatedUserAgent string
+
+	// DPoPJKT is the RFC 7638 thumbprint of the DPoP key the session is
+	// bound to (RFC 9449 section 5), "" for none: every refresh must then
+	// prove that key. Set at login and never changed.
+	DPoPJKT string
 
 	RevokedAt    time.Time
 	RevokeReason string
@@ -193,6 +204,9 @@ type Client struct {
 	// this client's access tokens (docs/design.md "Admin API and claims").
 	Claims    []string
 	CreatedAt time.Time
+	// DPoPRequired makes every token request of the client carry a DPoP
+	// proof (RFC 9449 section 5.2, dpop_bound_access_tokens).
+	DPoPRequired bool
 }
 
 // CheckOrigin reports whether o can be a web client's origin: an exact

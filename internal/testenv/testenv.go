@@ -317,15 +317,15 @@ func (e *Env) Login2(t testing.TB, email string) session.Tokens {
 	return tok
 }
 
-// Verify checks an access token as Latch's account endpoints do: bearer's
+// Verify checks an access token as Latch's introspection does: bearer's
 // verifier for the account audience (Issuer), keys from memory, the
-// stack's clock.
+// stack's clock, whatever the token's DPoP binding (the claims say it).
 func (e *Env) Verify(tok string) (*bearer.Claims, error) {
 	v, err := bearer.New(context.Background(), e.Issuer.VerifierConfig(Issuer))
 	if err != nil {
 		return nil, err
 	}
-	return v.Verify(context.Background(), tok)
+	return v.Inspect(context.Background(), tok)
 }
 
 // Password is the password Login uses.

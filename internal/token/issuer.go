@@ -267,17 +267,22 @@ func (i *Issuer) Issue(c session.AccessClaims) (string, error) {
 // JWTClaims is c as the JWT claims set of RFC 9068 section 2.2. NumericDate
 // has whole seconds (RFC 7519 section 2); a zero time is left out.
 func JWTClaims(c session.AccessClaims) bearer.Claims {
+	var cnf *bearer.Confirmation
+	if c.DPoPJKT != "" {
+		cnf = &bearer.Confirmation{JKT: c.DPoPJKT} // RFC 9449 section 6.1
+	}
 	return bearer.Claims{
-		Issuer:    c.Issuer,
-		Subject:   c.Subject,
-		Audience:  jwt.Audience(slices.Clone(c.Audience)),
-		Expiry:    jwt.NewNumericDate(c.Expiry),
-		IssuedAt:  jwt.NewNumericDate(c.IssuedAt),
-		NotBefore: jwt.NewNumericDate(c.NotBefore),
-		ID:        c.ID,
-		ClientID:  c.ClientID,
-		SessionID: c.SessionID,
-		Scope:     c.Scope,
+		Confirmation: cnf,
+		Issuer:       c.Issuer,
+		Subject:      c.Subject,
+		Audience:     jwt.Audience(slices.Clone(c.Audience)),
+		Expiry:       jwt.NewNumericDate(c.Expiry),
+		IssuedAt:     jwt.NewNumericDate(c.IssuedAt),
+		NotBefore:    jwt.NewNumericDate(c.NotBefore),
+		ID:           c.ID,
+		ClientID:     c.ClientID,
+		SessionID:    c.SessionID,
+		Scope:        c.Scope,
 	}
 }
 

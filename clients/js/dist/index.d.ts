@@ -1,6 +1,9 @@
 import { type Storage } from './storage.js';
+import { type KeyStore } from './dpop.js';
 export { memoryStorage, localStorageAdapter, secureStoreAdapter } from './storage.js';
 export type { Storage, SecureStoreLike } from './storage.js';
+export { indexedDBKeyStore, memoryKeyStore, storageKeyStore } from './dpop.js';
+export type { KeyStore } from './dpop.js';
 /** Options of createClient. */
 export interface ClientOptions {
     /** The issuer URL of the Latch server, e.g. https://auth.example.com. */
@@ -32,6 +35,19 @@ export interface ClientOptions {
      * The check on every use stays.
      */
     autoRefresh?: boolean;
+    /**
+     * DPoP (RFC 9449): bind the session to a key made at sign-in, when the
+     * server offers ES256 proofs (in a browser page the key is
+     * non-extractable, in IndexedDB). Default false: the APIs the tokens
+     * go to must accept DPoP (Go's bearer does; ./server does not) and, from
+     * a page, allow the DPoP request header in their CORS.
+     */
+    dpop?: boolean;
+    /**
+     * Where the DPoP key is kept. Default: IndexedDB in a browser page;
+     * elsewhere the storage option (as a JWK), or memory.
+     */
+    keyStore?: KeyStore;
     /** The local clock (default Date.now); tests move it. */
     now?: () => number;
     /** The server's grace window G (--refresh-grace), default 30 s. */

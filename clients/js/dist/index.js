@@ -5,7 +5,9 @@
 // clients/js/README.md for use.
 import { sha256 } from './sha256.js';
 import { memoryStorage } from './storage.js';
+import { dpopChallenge, generateKeyPair, indexedDBKeyStore, memoryKeyStore, prepare, proof, storageKeyStore } from './dpop.js';
 export { memoryStorage, localStorageAdapter, secureStoreAdapter } from './storage.js';
+export { indexedDBKeyStore, memoryKeyStore, storageKeyStore } from './dpop.js';
 /** A refusal from the Latch server: HTTP status, machine code, message. */
 export class LatchError extends Error {
     status;
@@ -74,6 +76,14 @@ export function createClient(opts) {
     const autoRefresh = opts.autoRefresh ?? inBrowser;
     const locks = tabs && typeof navigator !== 'undefined' ? navigator.locks : undefined;
     const credentials = cookies ? 'include' : 'same-origin';
+    const subtle = typeof crypto !== 'undefined' ? crypto.subtle : undefined;
+    const dpopOn = (opts.dpop ?? false) && subtle !== undefined;
+    const keyStore = opts.keyStore ?? (inBrowser && typeof indexedDB !== 'undefined' ? indexedDBKeyStore() : opts.storage ? storageKeyStore(opts.storage) : memoryKeyStore());
+    const keyName = key + ':dpop';
+    let dpopKey = null;
+    let dpopLoaded = false;
+    // The last DPoP-Nonce of each origin (RFC 9449 section 8).
+    const nonces = new Map();
     let state = null;
     let deviceToken; // kept past the session (docs/client.md "Persistence")
     let loaded = false; // token mode: storage read; cookie mode: restore tried
@@ -238,6 +248,8 @@ export function createClient(opts) {
             return false;
         state = s;
         ended = null;
+        if (s.jkt && dpopKey?.jkt !== s.jkt)
+            dpopLoaded = false; // another tab's new key: read it
         schedule();
         return true;
     }
@@ -300,6 +312,7 @@ export function createClient(opts) {
         // token.
         if (init.method !== 'GET')
             observeDate(res, sent, now());
+        keepNonce(url, res);
         const text = await res.text();
         let body = null;
         if (text) {
@@ -311,6 +324,63 @@ export function createClient(opts) {
             }
         }
         return { res, body, sent };
+    }
+    // ---- DPoP (RFC 9449) ----
+    function keepNonce(url, res) {
+        const n = res.headers.get('DPoP-Nonce');
+        if (n)
+            nonces.set(new URL(url).origin, n);
+    }
+    /** The session's key, read from the key store once; null for none. */
+    async function currentKey() {
+        if (!dpopOn)
+            return null;
+        if (!dpopLoaded) {
+            try {
+                const pair = await keyStore.get(keyName);
+                dpopKey = pair ? await prepare(pair) : null;
+            }
+            catch {
+                dpopKey = null;
+            }
+            dpopLoaded = true;
+        }
+        return dpopKey;
+    }
+    /**
+     * The key dies with its session; the next sign-in makes a new one. Only
+     * the ended session's own key is deleted: another tab may have stored a
+     * new session's key since.
+     */
+    async function dropKey(jkt) {
+        try {
+            const pair = await keyStore.get(keyName);
+            if (pair && (await prepare(pair)).jkt === jkt)
+                await keyStore.delete(keyName);
+        }
+        catch { }
+        if (dpopKey?.jkt === jkt)
+            dpopKey = null;
+    }
+    /** The DPoP header for one request, with the origin's nonce. */
+    async function dpopHeader(k, method, url, at) {
+        return proof(k, method, url, serverNow(), at, nonces.get(new URL(url).origin));
+    }
+    /**
+     * A request to a Latch token endpoint, with a proof by k if set; an
+     * answer use_dpop_nonce is sent again once with the new nonce (the
+     * server did nothing else with it).
+     */
+    async function tokenRequest(url, init, k, timeoutMs) {
+        for (let i = 0;; i++) {
+            const headers = { ...init.headers };
+            if (k)
+                headers.DPoP = await dpopHeader(k, init.method ?? 'GET', url);
+            const r = await latchFetch(url, { ...init, headers }, timeoutMs);
+            if (k && i === 0 && r.res.status === 400 && r.body?.error === 'use_dpop_nonce')
+                continue;
+            return r;
+        }
     }
     function errorOf(res, body) {
         return new LatchError(res.status, body?.error ?? 'http_' + res.status, body?.error_description ?? res.statusText);
@@ -333,7 +403,7 @@ export function createClient(opts) {
         return metadata;
     }
     function stateFrom(t, sent, prev) {
-        if (!t.access_token || !/^bearer$/i.test(t.token_type) || !(t.expires_in > 0))
+        if (!t.access_token || !/^(bearer|dpop)$/i.test(t.token_type) || !(t.expires_in > 0))
             throw new Error('latch: malformed token response');
         if (!cookies && !t.refresh_token)
             throw new Error('latch: the token response has no refresh token; is this a --web client? (use cookies: true in a browser)');
@@ -355,6 +425,11 @@ export function createClient(opts) {
         };
         if (t.refresh_token)
             s.refresh = t.refresh_token;
+        if (/^dpop$/i.test(t.token_type)) {
+            if (!dpopKey)
+                throw new Error('latch: a DPoP token without a key');
+            s.jkt = dpopKey.jkt;
+        }
         const dt = t.device_token || prev?.deviceToken;
         if (dt)
             s.deviceToken = dt;
@@ -455,6 +530,8 @@ export function createClient(opts) {
             deviceToken = had.deviceToken;
         state = null;
         markAbsent();
+        if (had?.jkt)
+            void dropKey(had.jkt);
         emit();
     }
     // ---- refresh ----
@@ -548,8 +625,12 @@ export function createClient(opts) {
                 form.set('request_time', String(Math.round(serverNow())));
             let r;
             try {
-                // One attempt, bounded well within G, never replayed.
-                r = await latchFetch(meta.token_endpoint, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: form.toString() }, (grace * 2) / 3);
+                // One attempt, bounded well within G, never replayed. A bound
+                // session proves its key (RFC 9449 section 5); in cookie mode a
+                // page load does not know yet whether the session is bound, and
+                // proves the key it kept if it has one.
+                const k = cur?.jkt || (cookies && !cur) ? await currentKey() : null;
+                r = await tokenRequest(meta.token_endpoint, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: form.toString() }, k, (grace * 2) / 3);
             }
             catch (e) {
                 throw failed(e);
@@ -683,11 +764,22 @@ export function createClient(opts) {
         const dt = state?.deviceToken ?? deviceToken;
         if (dt && withDevice)
             body.device_token = dt;
-        const r = await latchFetch(url, {
+        // A new key for every session (RFC 9449 section 5), kept before it is
+        // used, when the server offers ES256 proofs.
+        const meta = await discover();
+        let k = null;
+        if (dpopOn && meta.dpop_signing_alg_values_supported?.includes('ES256')) {
+            const pair = await generateKeyPair(keyStore);
+            await keyStore.set(keyName, pair);
+            k = await prepare(pair);
+            dpopKey = k;
+            dpopLoaded = true;
+        }
+        const r = await tokenRequest(url, {
             method: 'POST',
             headers: { 'Content-Type': 'application/json' },
             body: JSON.stringify(body),
-        });
+        }, k);
         if (!r.res.ok)
             throw errorOf(r.res, r.body);
         if (r.res.status === 202) {
@@ -734,11 +826,24 @@ export function createClient(opts) {
         const meta = await discover();
         const url = path ? issuer + path : (meta[endpoint] ?? issuer + fallback) + suffix;
         let seen;
+        let nonceRetried = false;
         for (let i = 0; i < 2; i++) {
             const at = await token(seen);
             if (!at)
                 throw ended ?? new SessionEndedError('signed out');
-            const r = await latchFetch(url, { ...init, headers: { ...init.headers, Authorization: 'Bearer ' + at } });
+            const headers = { ...init.headers, Authorization: 'Bearer ' + at };
+            const k = state?.jkt ? await currentKey() : null;
+            if (k) {
+                headers.Authorization = 'DPoP ' + at;
+                headers.DPoP = await dpopHeader(k, init.method ?? 'GET', url, at);
+            }
+            const r = await latchFetch(url, { ...init, headers });
+            if (r.res.status === 401 && k && !nonceRetried && dpopChallenge(r.res.headers.get('WWW-Authenticate')) === 'use_dpop_nonce') {
+                // The nonce is kept now (RFC 9449 section 9): the same token again, once.
+                nonceRetried = true;
+                i--;
+                continue;
+            }
             // Only invalid_token is about the token (RFC 6750 section 3.1); a
             // 401 invalid_credentials (a wrong current password) is the
             // caller's error and keeps the session.
@@ -841,7 +946,13 @@ export function createClient(opts) {
         const at = await token();
         if (!at)
             throw ended ?? new SessionEndedError('signed out');
-        const res = await doFetch(withToken(template, at));
+        let res = await doFetch(await withToken(stream ? template : template.clone(), at));
+        keepNonce(template.url, res);
+        if (res.status === 401 && spare && dpopChallenge(res.headers.get('WWW-Authenticate')) === 'use_dpop_nonce') {
+            // RFC 9449 section 9: once more with the nonce the API just sent.
+            res = await doFetch(await withToken(spare.clone(), at));
+            keepNonce(template.url, res);
+        }
         if (res.status !== 401 || !spare)
             return res;
         // RFC 6750 section 3.1: invalid_token means "refresh and retry"; a
@@ -859,11 +970,18 @@ export function createClient(opts) {
         }
         if (!again || again === at)
             return res;
-        return doFetch(withToken(spare, again));
+        return doFetch(await withToken(spare, again));
     }
-    function withToken(req, at) {
+    /** req with the token: "Bearer", or "DPoP" and a proof for req (RFC 9449 section 7.1). */
+    async function withToken(req, at) {
         const headers = new Headers(req.headers);
-        headers.set('Authorization', 'Bearer ' + at);
+        const k = state?.jkt ? await currentKey() : null;
+        if (k) {
+            headers.set('Authorization', 'DPoP ' + at);
+            headers.set('DPoP', await dpopHeader(k, req.method, req.url, at));
+        }
+        else
+            headers.set('Authorization', 'Bearer ' + at);
         return new Request(req, { headers });
     }
     /** Forces one refresh now (joining one in flight), like authclient's Session.Refresh. */

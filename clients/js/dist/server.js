@@ -62,6 +62,11 @@ export async function createVerifier(opts) {
                 throw new InvalidTokenError(e.message, { cause: e });
             throw e;
         }
+        // RFC 9449 section 7.1: a DPoP-bound token is never accepted as a
+        // bearer token. This verifier checks no proofs, so it refuses every
+        // token with cnf; verify DPoP with Go's bearer package.
+        if (payload.cnf !== undefined)
+            throw new InvalidTokenError('a DPoP-bound token (cnf) presented as a bearer token');
         const claims = payload;
         if (feed)
             feed.check(claims); // throws when revoked, or stale and failing closed

@@ -6,9 +6,12 @@
 
 import { sha256 } from './sha256.js'
 import { memoryStorage, type Storage } from './storage.js'
+import { dpopChallenge, generateKeyPair, indexedDBKeyStore, memoryKeyStore, prepare, proof, storageKeyStore, type DPoPKey, type KeyStore } from './dpop.js'
 
 export { memoryStorage, localStorageAdapter, secureStoreAdapter } from './storage.js'
 export type { Storage, SecureStoreLike } from './storage.js'
+export { indexedDBKeyStore, memoryKeyStore, storageKeyStore } from './dpop.js'
+export type { KeyStore } from './dpop.js'
 
 /** Options of createClient. */
 export interface ClientOptions {
@@ -41,6 +44,19 @@ export interface ClientOptions {
    * The check on every use stays.
    */
   autoRefresh?: boolean
+  /**
+   * DPoP (RFC 9449): bind the session to a key made at sign-in, when the
+   * server offers ES256 proofs (in a browser page the key is
+   * non-extractable, in IndexedDB). Default false: the APIs the tokens
+   * go to must accept DPoP (Go's bearer does; ./server does not) and, from
+   * a page, allow the DPoP request header in their CORS.
+   */
+  dpop?: boolean
+  /**
+   * Where the DPoP key is kept. Default: IndexedDB in a browser page;
+   * elsewhere the storage option (as a JWK), or memory.
+   */
+  keyStore?: KeyStore
   /** The local clock (default Date.now); tests move it. */
   now?: () => number
   /** The server's grace window G (--refresh-grace), default 30 s. */
@@ -189,6 +205,8 @@ interface State {
   expiresAt: number
   receivedAt: number
   offset: number
+  /** The tokens are bound to the DPoP key (token_type DPoP); its thumbprint. */
+  jkt?: string
 }
 
 interface TokenResponse {
@@ -209,6 +227,7 @@ interface Metadata {
   latch_logout_endpoint?: string
   latch_sessions_endpoint?: string
   latch_password_endpoint?: string
+  dpop_signing_alg_values_supported?: string[]
 }
 
 type Message =
@@ -233,6 +252,14 @@ export function createClient(opts: ClientOptions): LatchClient {
   const autoRefresh = opts.autoRefresh ?? inBrowser
   const locks: LockManager | undefined = tabs && typeof navigator !== 'undefined' ? navigator.locks : undefined
   const credentials: RequestCredentials = cookies ? 'include' : 'same-origin'
+  const subtle = typeof crypto !== 'undefined' ? crypto.subtle : undefined
+  const dpopOn = (opts.dpop ?? false) && subtle !== undefined
+  const keyStore: KeyStore = opts.keyStore ?? (inBrowser && typeof indexedDB !== 'undefined' ? indexedDBKeyStore() : opts.storage ? storageKeyStore(opts.storage) : memoryKeyStore())
+  const keyName = key + ':dpop'
+  let dpopKey: DPoPKey | null = null
+  let dpopLoaded = false
+  // The last DPoP-Nonce of each origin (RFC 9449 section 8).
+  const nonces = new Map<string, string>()
 
   let state: State | null = null
   let deviceToken: string | undefined // kept past the session (docs/client.md "Persistence")
@@ -394,6 +421,7 @@ export function createClient(opts: ClientOptions): LatchClient {
     if (state && state.sessionId === s.sessionId && s.receivedAt <= state.receivedAt) return false
     state = s
     ended = null
+    if (s.jkt && dpopKey?.jkt !== s.jkt) dpopLoaded = false // another tab's new key: read it
     schedule()
     return true
   }
@@ -455,6 +483,7 @@ export function createClient(opts: ClientOptions): LatchClient {
     // Latch refuses as stale (503), so each tab in turn refreshed the same
     // token.
     if (init.method !== 'GET') observeDate(res, sent, now())
+    keepNonce(url, res)
     const text = await res.text()
     let body: any = null
     if (text) {
@@ -465,6 +494,61 @@ export function createClient(opts: ClientOptions): LatchClient {
       }
     }
     return { res, body, sent }
+  }
+
+  // ---- DPoP (RFC 9449) ----
+
+  function keepNonce(url: string, res: Response) {
+    const n = res.headers.get('DPoP-Nonce')
+    if (n) nonces.set(new URL(url).origin, n)
+  }
+
+  /** The session's key, read from the key store once; null for none. */
+  async function currentKey(): Promise<DPoPKey | null> {
+    if (!dpopOn) return null
+    if (!dpopLoaded) {
+      try {
+        const pair = await keyStore.get(keyName)
+        dpopKey = pair ? await prepare(pair) : null
+      } catch {
+        dpopKey = null
+      }
+      dpopLoaded = true
+    }
+    return dpopKey
+  }
+
+  /**
+   * The key dies with its session; the next sign-in makes a new one. Only
+   * the ended session's own key is deleted: another tab may have stored a
+   * new session's key since.
+   */
+  async function dropKey(jkt: string) {
+    try {
+      const pair = await keyStore.get(keyName)
+      if (pair && (await prepare(pair)).jkt === jkt) await keyStore.delete(keyName)
+    } catch {}
+    if (dpopKey?.jkt === jkt) dpopKey = null
+  }
+
+  /** The DPoP header for one request, with the origin's nonce. */
+  async function dpopHeader(k: DPoPKey, method: string, url: string, at?: string): Promise<string> {
+    return proof(k, method, url, serverNow(), at, nonces.get(new URL(url).origin))
+  }
+
+  /**
+   * A request to a Latch token endpoint, with a proof by k if set; an
+   * answer use_dpop_nonce is sent again once with the new nonce (the
+   * server did nothing else with it).
+   */
+  async function tokenRequest(url: string, init: RequestInit, k: DPoPKey | null, timeoutMs?: number) {
+    for (let i = 0; ; i++) {
+      const headers: Record<string, string> = { ...(init.headers as Record<string, string>) }
+      if (k) headers.DPoP = await dpopHeader(k, init.method ?? 'GET', url)
+      const r = await latchFetch(url, { ...init, headers }, timeoutMs)
+      if (k && i === 0 && r.res.status === 400 && r.body?.error === 'use_dpop_nonce') continue
+      return r
+    }
   }
 
   function errorOf(res: Response, body: any): LatchError {
@@ -488,7 +572,7 @@ export function createClient(opts: ClientOptions): LatchClient {
   }
 
   function stateFrom(t: TokenResponse, sent: number, prev: State | null): State {
-    if (!t.access_token || !/^bearer$/i.test(t.token_type) || !(t.expires_in > 0)) throw new Error('latch: malformed token response')
+    if (!t.access_token || !/^(bearer|dpop)$/i.test(t.token_type) || !(t.expires_in > 0)) throw new Error('latch: malformed token response')
     if (!cookies && !t.refresh_token) throw new Error('latch: the token response has no refresh token; is this a --web client? (use cookies: true in a browser)')
     const lifetime = t.expires_in * 1000
     const s: State = {
@@ -507,6 +591,10 @@ export function createClient(opts: ClientOptions): LatchClient {
       offset,
     }
     if (t.refresh_token) s.refresh = t.refresh_token
+    if (/^dpop$/i.test(t.token_type)) {
+      if (!dpopKey) throw new Error('latch: a DPoP token without a key')
+      s.jkt = dpopKey.jkt
+    }
     const dt = t.device_token || prev?.deviceToken
     if (dt) s.deviceToken = dt
     return s
@@ -596,6 +684,7 @@ export function createClient(opts: ClientOptions): LatchClient {
     if (had?.deviceToken) deviceToken = had.deviceToken
     state = null
     markAbsent()
+    if (had?.jkt) void dropKey(had.jkt)
     emit()
   }
 
@@ -677,8 +766,12 @@ export function createClient(opts: ClientOptions): LatchClient {
       if (offsetKnown) form.set('request_time', String(Math.round(serverNow())))
       let r
       try {
-        // One attempt, bounded well within G, never replayed.
-        r = await latchFetch(meta.token_endpoint, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: form.toString() }, (grace * 2) / 3)
+        // One attempt, bounded well within G, never replayed. A bound
+        // session proves its key (RFC 9449 section 5); in cookie mode a
+        // page load does not know yet whether the session is bound, and
+        // proves the key it kept if it has one.
+        const k = cur?.jkt || (cookies && !cur) ? await currentKey() : null
+        r = await tokenRequest(meta.token_endpoint, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: form.toString() }, k, (grace * 2) / 3)
       } catch (e) {
         throw failed(e)
       }
@@ -804,11 +897,22 @@ export function createClient(opts: ClientOptions): LatchClient {
     // cookie mode the server reads it from its own HttpOnly cookie.
     const dt = state?.deviceToken ?? deviceToken
     if (dt && withDevice) body.device_token = dt
-    const r = await latchFetch(url, {
+    // A new key for every session (RFC 9449 section 5), kept before it is
+    // used, when the server offers ES256 proofs.
+    const meta = await discover()
+    let k: DPoPKey | null = null
+    if (dpopOn && meta.dpop_signing_alg_values_supported?.includes('ES256')) {
+      const pair = await generateKeyPair(keyStore)
+      await keyStore.set(keyName, pair)
+      k = await prepare(pair)
+      dpopKey = k
+      dpopLoaded = true
+    }
+    const r = await tokenRequest(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(body),
-    })
+    }, k)
     if (!r.res.ok) throw errorOf(r.res, r.body)
     if (r.res.status === 202) {
       // --signup-enumeration-safe: nothing is said about the address here.
@@ -857,10 +961,23 @@ export function createClient(opts: ClientOptions): LatchClient {
     const meta = await discover()
     const url = path ? issuer + path : (meta[endpoint] ?? issuer + fallback) + suffix
     let seen: string | undefined
+    let nonceRetried = false
     for (let i = 0; i < 2; i++) {
       const at = await token(seen)
       if (!at) throw ended ?? new SessionEndedError('signed out')
-      const r = await latchFetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), Authorization: 'Bearer ' + at } })
+      const headers: Record<string, string> = { ...(init.headers as Record<string, string>), Authorization: 'Bearer ' + at }
+      const k = state?.jkt ? await currentKey() : null
+      if (k) {
+        headers.Authorization = 'DPoP ' + at
+        headers.DPoP = await dpopHeader(k, init.method ?? 'GET', url, at)
+      }
+      const r = await latchFetch(url, { ...init, headers })
+      if (r.res.status === 401 && k && !nonceRetried && dpopChallenge(r.res.headers.get('WWW-Authenticate')) === 'use_dpop_nonce') {
+        // The nonce is kept now (RFC 9449 section 9): the same token again, once.
+        nonceRetried = true
+        i--
+        continue
+      }
       // Only invalid_token is about the token (RFC 6750 section 3.1); a
       // 401 invalid_credentials (a wrong current password) is the
       // caller's error and keeps the session.
@@ -968,7 +1085,13 @@ export function createClient(opts: ClientOptions): LatchClient {
     const spare = stream ? null : template.clone()
     const at = await token()
     if (!at) throw ended ?? new SessionEndedError('signed out')
-    const res = await doFetch(withToken(template, at))
+    let res = await doFetch(await withToken(stream ? template : template.clone(), at))
+    keepNonce(template.url, res)
+    if (res.status === 401 && spare && dpopChallenge(res.headers.get('WWW-Authenticate')) === 'use_dpop_nonce') {
+      // RFC 9449 section 9: once more with the nonce the API just sent.
+      res = await doFetch(await withToken(spare.clone(), at))
+      keepNonce(template.url, res)
+    }
     if (res.status !== 401 || !spare) return res
     // RFC 6750 section 3.1: invalid_token means "refresh and retry"; a
     // WWW-Authenticate the API's CORS does not expose reads as null, and
@@ -982,12 +1105,17 @@ export function createClient(opts: ClientOptions): LatchClient {
       return res
     }
     if (!again || again === at) return res
-    return doFetch(withToken(spare, again))
+    return doFetch(await withToken(spare, again))
   }
 
-  function withToken(req: Request, at: string): Request {
+  /** req with the token: "Bearer", or "DPoP" and a proof for req (RFC 9449 section 7.1). */
+  async function withToken(req: Request, at: string): Promise<Request> {
     const headers = new Headers(req.headers)
-    headers.set('Authorization', 'Bearer ' + at)
+    const k = state?.jkt ? await currentKey() : null
+    if (k) {
+      headers.set('Authorization', 'DPoP ' + at)
+      headers.set('DPoP', await dpopHeader(k, req.method, req.url, at))
+    } else headers.set('Authorization', 'Bearer ' + at)
     return new Request(req, { headers })
   }
 

@@ -120,6 +120,10 @@ export async function createVerifier(opts: VerifierOptions): Promise<Verifier> {
       if (e instanceof joseErrors.JOSEError) throw new InvalidTokenError(e.message, { cause: e })
       throw e
     }
+    // RFC 9449 section 7.1: a DPoP-bound token is never accepted as a
+    // bearer token. This verifier checks no proofs, so it refuses every
+    // token with cnf; verify DPoP with Go's bearer package.
+    if (payload.cnf !== undefined) throw new InvalidTokenError('a DPoP-bound token (cnf) presented as a bearer token')
     const claims = payload as Claims
     if (feed) feed.check(claims) // throws when revoked, or stale and failing closed
     return claims

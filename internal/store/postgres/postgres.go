@@ -415,7 +415,7 @@ func collect[T any](ctx context.Context, q querier, scan func(pgx.Row) (T, error
 
 // ---- sessions ----
 
-const sessionCols = `id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason, rotated_ip, rotated_user_agent`
+const sessionCols = `id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason, rotated_ip, rotated_user_agent, dpop_jkt`
 
 func scanSession(r pgx.Row) (session.Session, error) {
 	var (
@@ -423,7 +423,7 @@ func scanSession(r pgx.Row) (session.Session, error) {
 		expires, revoked *time.Time
 		gen, parent      int64
 	)
-	err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &s.CreatedAt, &s.LastUsedAt, &s.UserAgent, &s.IP, &expires, &s.IdleExpiresAt, &gen, &parent, &s.HandedAt, &s.RotatedAt, &revoked, &s.RevokeReason, &s.RotatedIP, &s.RotatedUserAgent)
+	err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &s.CreatedAt, &s.LastUsedAt, &s.UserAgent, &s.IP, &expires, &s.IdleExpiresAt, &gen, &parent, &s.HandedAt, &s.RotatedAt, &revoked, &s.RevokeReason, &s.RotatedIP, &s.RotatedUserAgent, &s.DPoPJKT)
 	if err != nil {
 		return session.Session{}, translate(err)
 	}
@@ -676,7 +676,7 @@ func (s *Store) Users(ctx context.Context) ([]session.User, error) {
 
 // ---- clients ----
 
-const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at, web, origins, claims`
+const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at, web, origins, claims, dpop_required`
 
 func scanClient(r pgx.Row) (session.Client, error) {
 	var (
@@ -687,7 +687,7 @@ func scanClient(r pgx.Row) (session.Client, error) {
 		origins        string
 		claims         string
 	)
-	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &c.CreatedAt, &c.Web, &origins, &claims); err != nil {
+	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &c.CreatedAt, &c.Web, &origins, &claims, &c.DPoPRequired); err != nil {
 		return session.Client{}, translate(err)
 	}
 	c.AccessTTL = time.Duration(ttl) * time.Microsecond
@@ -838,10 +838,10 @@ func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
 }
 
 func (t *txn) InsertSession(ctx context.Context, s session.Session) error {
-	t.later(anyTag, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+	t.later(anyTag, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
 		s.ID, s.UserID, s.ClientID, s.Scope, s.CreatedAt, s.LastUsedAt, s.UserAgent, s.IP,
 		nullTime(s.ExpiresAt), s.IdleExpiresAt, int64(s.Gen), int64(s.ParentGen), s.HandedAt, s.RotatedAt,
-		nullTime(s.RevokedAt), s.RevokeReason, s.RotatedIP, s.RotatedUserAgent)
+		nullTime(s.RevokedAt), s.RevokeReason, s.RotatedIP, s.RotatedUserAgent, s.DPoPJKT)
 	return nil
 }
 
@@ -935,11 +935,11 @@ func (t *txn) DeleteClient(ctx context.Context, id string) error {
 }
 
 func (t *txn) PutClient(ctx context.Context, c session.Client) error {
-	_, err := t.exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+	_, err := t.exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, audience = excluded.audience,
 		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes,
-		web = excluded.web, origins = excluded.origins, claims = excluded.claims`,
-		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), c.CreatedAt, c.Web, strings.Join(c.Origins, " "), strings.Join(c.Claims, " "))
+		web = excluded.web, origins = excluded.origins, claims = excluded.claims, dpop_required = excluded.dpop_required`,
+		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), c.CreatedAt, c.Web, strings.Join(c.Origins, " "), strings.Join(c.Claims, " "), c.DPoPRequired)
 	return translate(err)
 }
 

@@ -320,7 +320,7 @@ type querier interface {
 
 // ---- sessions ----
 
-const sessionCols = `id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason, rotated_ip, rotated_user_agent`
+const sessionCols = `id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason, rotated_ip, rotated_user_agent, dpop_jkt`
 
 func scanSession(r rowScanner) (session.Session, error) {
 	var (
@@ -329,7 +329,7 @@ func scanSession(r rowScanner) (session.Session, error) {
 		expires, revoked                         sql.NullInt64
 		gen, parent                              int64
 	)
-	err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &created, &lastUsed, &s.UserAgent, &s.IP, &expires, &idle, &gen, &parent, &handed, &rotated, &revoked, &s.RevokeReason, &s.RotatedIP, &s.RotatedUserAgent)
+	err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &created, &lastUsed, &s.UserAgent, &s.IP, &expires, &idle, &gen, &parent, &handed, &rotated, &revoked, &s.RevokeReason, &s.RotatedIP, &s.RotatedUserAgent, &s.DPoPJKT)
 	if err != nil {
 		return session.Session{}, translate(err)
 	}
@@ -488,7 +488,7 @@ func (s *Store) Users(ctx context.Context) ([]session.User, error) {
 
 // ---- clients ----
 
-const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at, web, origins, claims`
+const clientCols = `id, name, secret_hash, audience, access_ttl_us, grants, scopes, created_at, web, origins, claims, dpop_required`
 
 func scanClient(r rowScanner) (session.Client, error) {
 	var (
@@ -499,7 +499,7 @@ func scanClient(r rowScanner) (session.Client, error) {
 		origins        string
 		claims         string
 	)
-	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &created, &c.Web, &origins, &claims); err != nil {
+	if err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &audiences, &ttl, &grants, &scopes, &created, &c.Web, &origins, &claims, &c.DPoPRequired); err != nil {
 		return session.Client{}, translate(err)
 	}
 	c.AccessTTL = time.Duration(ttl) * time.Microsecond
@@ -569,10 +569,10 @@ func (t *txn) UpdateUser(ctx context.Context, u session.User) error {
 }
 
 func (t *txn) InsertSession(ctx context.Context, s session.Session) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		s.ID, s.UserID, s.ClientID, s.Scope, micros(s.CreatedAt), micros(s.LastUsedAt), s.UserAgent, s.IP,
 		nullMicros(s.ExpiresAt), micros(s.IdleExpiresAt), int64(s.Gen), int64(s.ParentGen), micros(s.HandedAt), micros(s.RotatedAt),
-		nullMicros(s.RevokedAt), s.RevokeReason, s.RotatedIP, s.RotatedUserAgent)
+		nullMicros(s.RevokedAt), s.RevokeReason, s.RotatedIP, s.RotatedUserAgent, s.DPoPJKT)
 	return translate(err)
 }
 
@@ -652,11 +652,11 @@ func (t *txn) DeleteClient(ctx context.Context, id string) error {
 }
 
 func (t *txn) PutClient(ctx context.Context, c session.Client) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, audience = excluded.audience,
 		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes,
-		web = excluded.web, origins = excluded.origins, claims = excluded.claims`,
-		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt), c.Web, strings.Join(c.Origins, " "), strings.Join(c.Claims, " "))
+		web = excluded.web, origins = excluded.origins, claims = excluded.claims, dpop_required = excluded.dpop_required`,
+		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt), c.Web, strings.Join(c.Origins, " "), strings.Join(c.Claims, " "), c.DPoPRequired)
 	return translate(err)
 }
 

@@ -135,7 +135,8 @@ func newSession(t *testing.T, s Store, u session.User, at time.Time) session.Ses
 	t.Helper()
 	ses := session.Session{ID: session.NewID(), UserID: u.ID, ClientID: "app", Scope: "read write",
 		CreatedAt: at, LastUsedAt: at, UserAgent: "ua", IP: "192.0.2.1",
-		IdleExpiresAt: at.Add(time.Hour), Gen: 1, HandedAt: at, RotatedAt: at, RotatedIP: "192.0.2.1", RotatedUserAgent: "ua"}
+		IdleExpiresAt: at.Add(time.Hour), Gen: 1, HandedAt: at, RotatedAt: at, RotatedIP: "192.0.2.1", RotatedUserAgent: "ua",
+		DPoPJKT: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"}
 	inTx(t, s, func(tx session.Tx) error { return tx.InsertSession(ctx, ses) })
 	return ses
 }
@@ -337,19 +338,19 @@ func testDeleteStale(t *testing.T, s Store) {
 
 func testClients(t *testing.T, s Store) {
 	c := session.Client{ID: "svc", Name: "svc", SecretHash: session.HashClientSecret("s3cret"), Audiences: []string{"https://api"},
-		AccessTTL: 90 * time.Second, Grants: []string{"refresh_token"}, Scopes: []string{"a", "b"}, CreatedAt: t0}
+		AccessTTL: 90 * time.Second, Grants: []string{"refresh_token"}, Scopes: []string{"a", "b"}, CreatedAt: t0, DPoPRequired: true}
 	inTx(t, s, func(tx session.Tx) error { return tx.PutClient(ctx, c) })
 	got, err := s.Client(ctx, "svc")
-	if err != nil || got.AccessTTL != c.AccessTTL || !slices.Equal(got.Scopes, c.Scopes) || !got.CheckSecret("s3cret") || got.CheckSecret("other") {
+	if err != nil || !got.DPoPRequired || got.AccessTTL != c.AccessTTL || !slices.Equal(got.Scopes, c.Scopes) || !got.CheckSecret("s3cret") || got.CheckSecret("other") {
 		t.Fatalf("Client = %+v, %v", got, err)
 	}
 	if !slices.Equal(got.Audiences, c.Audiences) {
 		t.Fatalf("Audiences = %q, want %q", got.Audiences, c.Audiences)
 	}
 	// Several audiences round-trip in order.
-	c.SecretHash, c.Audiences = nil, []string{"https://api2", "https://accounts.example"}
+	c.SecretHash, c.Audiences, c.DPoPRequired = nil, []string{"https://api2", "https://accounts.example"}, false
 	inTx(t, s, func(tx session.Tx) error { return tx.PutClient(ctx, c) })
-	if got, _ := s.Client(ctx, "svc"); got.Confidential() || !slices.Equal(got.Audiences, c.Audiences) {
+	if got, _ := s.Client(ctx, "svc"); got.Confidential() || got.DPoPRequired || !slices.Equal(got.Audiences, c.Audiences) {
 		t.Fatalf("after replace: %+v", got)
 	}
 	// A web client keeps its flag and origins in order.

@@ -8,6 +8,7 @@ export const appPages = {
 const q = new URLSearchParams(location.search)
 const opts = { issuer: q.get('issuer'), clientId: q.get('client') || 'web' }
 if (q.get('lockTimeout')) opts.lockTimeoutMs = Number(q.get('lockTimeout'))
+if (q.get('dpop')) opts.dpop = true
 const latch = createClient(opts)
 window.latch = latch
 window.events = []
