@@ -231,11 +231,7 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 		}
 		return tw.Flush()
 	case "disable":
-		arg, err := oneArg(rest, s, "EMAIL or user id")
-		if err != nil {
-			return err
-		}
-		u, err := findUser(ctx, svc, arg)
+		u, err := argUser(ctx, rest, s, svc)
 		if err != nil {
 			return err
 		}
@@ -244,11 +240,7 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 		}
 		fmt.Fprintf(s.stdout, "disabled %s; all sessions revoked\n", u.Email)
 	case "enable":
-		arg, err := oneArg(rest, s, "EMAIL or user id")
-		if err != nil {
-			return err
-		}
-		u, err := findUser(ctx, svc, arg)
+		u, err := argUser(ctx, rest, s, svc)
 		if err != nil {
 			return err
 		}
@@ -262,11 +254,7 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 		}
 		fmt.Fprintf(s.stdout, "enabled %s; they can log in again (their old sessions stay ended)\n", u.Email)
 	case "delete":
-		arg, err := oneArg(rest, s, "EMAIL or user id")
-		if err != nil {
-			return err
-		}
-		u, err := findUser(ctx, svc, arg)
+		u, err := argUser(ctx, rest, s, svc)
 		if err != nil {
 			return err
 		}
@@ -279,6 +267,16 @@ func runUsers(ctx context.Context, args []string, s io3) error {
 		fmt.Fprintf(s.stdout, "deleted user %s; all sessions revoked; email, metadata and session IPs and user agents erased (audit events keep the id only)\n", u.ID)
 	}
 	return nil
+}
+
+// argUser is the user named by the command's one argument, an email or a
+// user id.
+func argUser(ctx context.Context, rest []string, s io3, svc *session.Service) (session.User, error) {
+	arg, err := oneArg(rest, s, "EMAIL or user id")
+	if err != nil {
+		return session.User{}, err
+	}
+	return findUser(ctx, svc, arg)
 }
 
 func findUser(ctx context.Context, svc *session.Service, emailOrID string) (session.User, error) {
@@ -326,11 +324,7 @@ func runSessions(ctx context.Context, args []string, s io3) error {
 	defer d.Close()
 	switch sub {
 	case "list":
-		arg, err := oneArg(rest, s, "EMAIL or user id")
-		if err != nil {
-			return err
-		}
-		u, err := findUser(ctx, svc, arg)
+		u, err := argUser(ctx, rest, s, svc)
 		if err != nil {
 			return err
 		}
