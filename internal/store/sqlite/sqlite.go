@@ -351,20 +351,7 @@ func (s *Store) Session(ctx context.Context, id string) (session.Session, error)
 
 // UserSessions implements session.Store.
 func (s *Store) UserSessions(ctx context.Context, userID string) ([]session.Session, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id`, userID)
-	if err != nil {
-		return nil, translate(err)
-	}
-	defer rows.Close()
-	var out []session.Session
-	for rows.Next() {
-		ses, err := scanSession(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ses)
-	}
-	return out, translate(rows.Err())
+	return collect(ctx, s.r, scanSession, `SELECT `+sessionCols+` FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id`, userID)
 }
 
 // DeleteStale implements session.Store.
@@ -442,20 +429,7 @@ func (s *Store) ListUsers(ctx context.Context, q session.UserQuery) ([]session.U
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+userCols+` FROM users WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at, id LIMIT ?`, append(args, limit)...)
-	if err != nil {
-		return nil, translate(err)
-	}
-	defer rows.Close()
-	var out []session.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, translate(rows.Err())
+	return collect(ctx, s.r, scanUser, `SELECT `+userCols+` FROM users WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at, id LIMIT ?`, append(args, limit)...)
 }
 
 // User implements session.Store.
@@ -470,20 +444,7 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (session.User, er
 
 // Users implements session.Store.
 func (s *Store) Users(ctx context.Context) ([]session.User, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+userCols+` FROM users ORDER BY created_at, id`)
-	if err != nil {
-		return nil, translate(err)
-	}
-	defer rows.Close()
-	var out []session.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, translate(rows.Err())
+	return collect(ctx, s.r, scanUser, `SELECT `+userCols+` FROM users ORDER BY created_at, id`)
 }
 
 // ---- clients ----
@@ -521,20 +482,7 @@ func (s *Store) Client(ctx context.Context, id string) (session.Client, error) {
 
 // Clients implements session.Store.
 func (s *Store) Clients(ctx context.Context) ([]session.Client, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+clientCols+` FROM clients ORDER BY id`)
-	if err != nil {
-		return nil, translate(err)
-	}
-	defer rows.Close()
-	var out []session.Client
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, translate(rows.Err())
+	return collect(ctx, s.r, scanClient, `SELECT `+clientCols+` FROM clients ORDER BY id`)
 }
 
 // ---- transaction ----
@@ -850,4 +798,22 @@ func (s *Store) PendingMessages(ctx context.Context) (int, error) {
 	var n int
 	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&n)
 	return n, translate(err)
+}
+
+// collect runs a query and scans each row with scan.
+func collect[T any](ctx context.Context, db *sql.DB, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, translate(rows.Err())
 }
