@@ -129,11 +129,6 @@ func TestDPoPTheft(t *testing.T) {
 			}
 		})
 	}
-	// Revoking with the bound token alone (RFC 7009) does nothing: the
-	// token is not usable as a bearer token.
-	if r := postForm(t, srv, "/oauth/revoke", url.Values{"token": {tok.AccessToken}}); r.Status != http.StatusOK {
-		t.Fatalf("revoke: %s", r)
-	}
 
 	// The refresh token, copied to another process without the key.
 	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}
@@ -175,6 +170,15 @@ func TestDPoPTheft(t *testing.T) {
 	}
 	// And the thief still gets nothing with the new token.
 	wantError(t, oauthToken(t, srv, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {next.RefreshToken}}, thief), http.StatusBadRequest, httpapi.CodeInvalidGrant)
+
+	// RFC 7009 revocation of the bound access token (no proof is asked
+	// for; the client authenticates) ends its session, as for a bearer
+	// token: a 200 that ended nothing would tell a signing-out client it
+	// was done while the session lived on.
+	if r := postForm(t, srv, "/oauth/revoke", url.Values{"token": {next.AccessToken}}); r.Status != http.StatusOK {
+		t.Fatalf("revoke: %s", r)
+	}
+	wantError(t, oauthToken(t, srv, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {next.RefreshToken}}, owner), http.StatusBadRequest, httpapi.CodeInvalidGrant)
 }
 
 // TestDPoPLoginEndpoints: /v1/login and /v1/signup bind the session to the

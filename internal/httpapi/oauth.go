@@ -165,7 +165,16 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	// one for the account audience (docs/design.md "Audiences"); any other
 	// string is tried as a refresh token.
 	req := session.RevokeTokenRequest{Token: tok, Client: c, Meta: s.meta(r)}
-	claims, err := s.verify(r.Context(), s.cfg.AccountAudience, tok)
+	// Inspect, not Verify: a DPoP-bound access token is revoked like any
+	// other (RFC 7009 asks for no proof; the client authenticated itself
+	// above). Verify refuses bound tokens presented without a proof, and
+	// the token would then be taken for a refresh token, and "revoked"
+	// with a 200 while its session went on.
+	v, err := s.verifier(s.cfg.AccountAudience)
+	if err != nil {
+		return err
+	}
+	claims, err := v.Inspect(r.Context(), tok)
 	switch {
 	case err == nil:
 		req.Access = &session.AccessToken{UserID: claims.Subject, SessionID: claims.SessionID, ClientID: claims.ClientID}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"github.com/latchauth/latch/bearer"
 	"net"
 	"net/http"
 	"net/url"
@@ -53,10 +54,21 @@ const RequestTimeParam = "request_time"
 // by its server-clock offset, and iat is the client's own clock in whole
 // seconds. A client gains nothing by lying: a request found stale is
 // refused and yields no tokens.
+//
+// An iat is taken as sent bearer.DefaultDPoPWindow later than it says: the
+// proof check accepts a client clock that far off, and a client whose
+// clock runs slow by more than G (and that sends no request_time, as a
+// plain RFC 9449 client does not) would otherwise be refused as stale on
+// every refresh. With iat alone, the stale rule then catches requests
+// delayed by more than G plus that window; the connection check still
+// catches those whose client left.
 func requestSentAt(form url.Values, dpopIAT time.Time) (time.Time, error) {
 	v := form.Get(RequestTimeParam)
 	if v == "" {
-		return dpopIAT, nil
+		if dpopIAT.IsZero() {
+			return time.Time{}, nil
+		}
+		return dpopIAT.Add(bearer.DefaultDPoPWindow), nil
 	}
 	ms, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || ms <= 0 {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"github.com/latchauth/latch/bearer"
 	"net"
 	"net/url"
 	"testing"
@@ -71,7 +72,7 @@ func TestRequestSentAt(t *testing.T) {
 		wantErr bool
 	}{
 		{v: "", want: time.Time{}},
-		{v: "", iat: iat, want: iat},
+		{v: "", iat: iat, want: iat.Add(bearer.DefaultDPoPWindow)}, // a slow client clock the proof check accepts is not stale
 		{v: "1767225600123", iat: iat, want: time.UnixMilli(1767225600123)},
 		{v: "1767225600.5", wantErr: true},
 		{v: "-1", wantErr: true},

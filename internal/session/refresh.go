@@ -198,11 +198,18 @@ func (s *Service) awaited(ctx context.Context, req *RefreshRequest, now time.Tim
 		return false
 	case req.Gone != nil && req.Gone():
 		return false
-	case !req.SentAt.IsZero() && now.Sub(req.SentAt) > s.cfg.Grace:
+	case !req.SentAt.IsZero() && now.Sub(req.SentAt) > max(s.cfg.Grace, minStaleAge):
 		return false
 	}
 	return true
 }
+
+// minStaleAge is the least age at which a request's send time makes it
+// stale, whatever G: a client's estimate of the server's clock is off by
+// some milliseconds and a DPoP iat by up to a second, so with a G of 0 or
+// close to it every honest refresh that says when it was sent would be
+// refused, for ever.
+const minStaleAge = 2 * time.Second
 
 // beforeCommit is the last step of a refresh transaction: it commits only
 // if the client still awaits the answer, checked again now, after the
