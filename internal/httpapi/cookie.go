@@ -167,7 +167,11 @@ func (s *Server) webOrigin(ctx context.Context, origin string) bool {
 	}
 	clients, err := s.sessions.Clients(ctx)
 	if err != nil {
-		return slices.Contains(o.origins, origin) // storage trouble: keep what we knew
+		// Storage trouble: keep what we knew, and try again no sooner than
+		// a fresh load would, so a flood of unknown origins does not send
+		// every request to a failing database (one at a time, under mu).
+		o.loaded = time.Now()
+		return slices.Contains(o.origins, origin)
 	}
 	var all []string
 	for _, c := range clients {
