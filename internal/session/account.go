@@ -469,6 +469,13 @@ func (s *Service) SignupQuietly(ctx context.Context, req SignupRequest) error {
 	}
 	u, err := s.store.UserByEmail(ctx, addr)
 	if err == nil {
+		// The same password hash a new account costs, thrown away: the
+		// work after the answer takes the server's CPU alike for both, so
+		// the latency of an attacker's next request does not tell whether
+		// the address it just tried was registered.
+		if _, err := s.hasher.Hash(ctx, addr, req.Password); err != nil {
+			return err
+		}
 		now := s.now()
 		return s.inTx(ctx, func(tx Tx) error {
 			return s.notice(ctx, tx, u.ID, MessageData{Kind: KindAccountExists, To: u.Email}, now)
