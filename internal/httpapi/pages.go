@@ -48,9 +48,9 @@ type pageData struct {
 }
 
 func (s *Server) pageRoutes() {
-	s.route("GET /reset", s.page(s.resetPage))
+	s.route("GET /reset", s.page(s.linkPage(session.PurposeReset, resetTitle, "reset")))
 	s.route("POST /reset", s.page(s.resetSubmit))
-	s.route("GET /verify", s.page(s.verifyPage))
+	s.route("GET /verify", s.page(s.linkPage(session.PurposeVerify, verifyTitle, "verify")))
 	s.route("POST /verify", s.page(s.verifySubmit))
 	s.route("GET /assets/latch.css", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
@@ -125,20 +125,9 @@ func pageForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	return r.PostForm, nil
 }
 
-// GET /reset?token=…
-func (s *Server) resetPage(w http.ResponseWriter, r *http.Request) {
-	const title = "Choose a new password"
-	tok := r.URL.Query().Get("token")
-	if err := s.sessions.CheckLink(r.Context(), tok, session.PurposeReset); err != nil {
-		s.pageError(w, r, title, err)
-		return
-	}
-	s.render(w, http.StatusOK, pageData{Title: title, Form: "reset", Token: tok})
-}
-
 // POST /reset (token, new_password, confirm_password)
 func (s *Server) resetSubmit(w http.ResponseWriter, r *http.Request) {
-	const title = "Choose a new password"
+	const title = resetTitle
 	form, err := pageForm(w, r)
 	if err != nil {
 		s.pageError(w, r, title, err)
@@ -162,12 +151,8 @@ func (s *Server) resetSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, err = s.sessions.ResetPassword(r.Context(), session.ResetRequest{Token: tok, NewPassword: pw, Meta: m})
-	var weak bool
-	for _, e := range []error{password.ErrTooShort, password.ErrTooLong, password.ErrCommon, password.ErrInvalid} {
-		weak = weak || errors.Is(err, e)
-	}
 	switch {
-	case weak:
+	case password.IsPolicy(err):
 		again("That password cannot be used: " + trimPrefix(err) + ".")
 	case err != nil:
 		s.pageError(w, r, title, err)
@@ -176,20 +161,28 @@ func (s *Server) resetSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// GET /verify?token=…
-func (s *Server) verifyPage(w http.ResponseWriter, r *http.Request) {
-	const title = "Confirm your email address"
-	tok := r.URL.Query().Get("token")
-	if err := s.sessions.CheckLink(r.Context(), tok, session.PurposeVerify); err != nil {
-		s.pageError(w, r, title, err)
-		return
+const (
+	resetTitle  = "Choose a new password"
+	verifyTitle = "Confirm your email address"
+)
+
+// linkPage is GET /reset?token=… and GET /verify?token=…: a form for a
+// link that can still work, which the person submits (a GET uses no
+// token, so a mail scanner opening the link spends nothing), or why not.
+func (s *Server) linkPage(purpose, title, form string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := r.URL.Query().Get("token")
+		if err := s.sessions.CheckLink(r.Context(), tok, purpose); err != nil {
+			s.pageError(w, r, title, err)
+			return
+		}
+		s.render(w, http.StatusOK, pageData{Title: title, Form: form, Token: tok})
 	}
-	s.render(w, http.StatusOK, pageData{Title: title, Form: "verify", Token: tok})
 }
 
 // POST /verify (token)
 func (s *Server) verifySubmit(w http.ResponseWriter, r *http.Request) {
-	const title = "Confirm your email address"
+	const title = verifyTitle
 	form, err := pageForm(w, r)
 	if err != nil {
 		s.pageError(w, r, title, err)
