@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,7 +22,6 @@ import (
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/store/sqlite"
 	"github.com/latchauth/latch/internal/testenv"
-	"github.com/latchauth/latch/internal/webhook"
 )
 
 type server struct {
@@ -438,20 +436,8 @@ func TestMigrateReportsEmailCollisions(t *testing.T) {
 // webhook, signed, after the reuse was committed.
 func TestWebhookOnReuse(t *testing.T) {
 	secret := "0123456789abcdef0123456789abcdef-test"
-	got := make(chan map[string]any, 4)
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if err := webhook.Verify([]byte(secret), r.Header, body, time.Now(), time.Minute); err != nil {
-			t.Errorf("webhook signature: %v", err)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		var ev map[string]any
-		json.Unmarshal(body, &ev)
-		got <- ev
-	}))
-	defer recv.Close()
-	s := startServer(t, "--webhook-url", recv.URL, "--webhook-secret", secret)
+	url, got := hookReceiver(t, secret)
+	s := startServer(t, "--webhook-url", url, "--webhook-secret", secret)
 	s.mustLatch(t, "a long enough password\n", "users", "create", "hook@example.com", "--password-stdin")
 	_, tok := passwordLogin(t, s, "hook@example.com", "a long enough password")
 	rt := tok["refresh_token"].(string)
