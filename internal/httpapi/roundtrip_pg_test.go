@@ -74,3 +74,40 @@ func TestRefreshRoundTripsThroughEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestDPoPRefreshRoundTrips: a DPoP-bound refresh (RFC 9449 section 5)
+// costs the same two round trips as a bearer one: the key's thumbprint is
+// a column of the session row the rotation reads and writes anyway, and
+// the proof's jti is checked in memory.
+func TestDPoPRefreshRoundTrips(t *testing.T) {
+	tr := &pgtest.Tracer{}
+	st := pgtest.New(t, postgres.WithTracer(tr))
+	env, srv := newServer(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }, FeedInterval: time.Minute})
+	k := testenv.NewDPoPKey(t)
+	k.Now = env.Clock.Now
+	rt := dpopLogin(t, env, srv, "dpop-trips@example.com", k).RefreshToken
+	refresh := func() {
+		t.Helper()
+		r := oauthToken(t, srv, url.Values{"grant_type": {"refresh_token"}, "client_id": {"app"}, "refresh_token": {rt}}, k)
+		if r.Status != http.StatusOK {
+			t.Fatalf("DPoP refresh: %s", r)
+		}
+		var tok dpopTokens
+		r.decode(t, &tok)
+		if tok.TokenType != "DPoP" {
+			t.Fatalf("token_type %q, want DPoP", tok.TokenType)
+		}
+		rt = tok.RefreshToken
+	}
+	for range 3 { // warm the statement cache and the client cache
+		env.Clock.Advance(time.Second)
+		refresh()
+	}
+	env.Clock.Advance(time.Second)
+	tr.Reset()
+	refresh()
+	want := []string{"BEGIN", "SELECT", "UPDATE", "COMMIT"}
+	if trips, statements := tr.Reset(); trips != 2 || !slices.Equal(statements, want) {
+		t.Errorf("a DPoP refresh made %d round trips with %v; want 2 with %v", trips, statements, want)
+	}
+}
