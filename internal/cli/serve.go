@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"runtime"
 	"time"
@@ -189,6 +190,13 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	if err := sm.running(api, hub, hooks); err != nil {
 		return err
 	}
+	if c.DebugAddr != "" {
+		stop, err := serveDebug(c.DebugAddr, d.log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	capped := admission.NewListener(ln, limits.MaxConnections, sm.shedConnection())
 	srv := newHTTPServer(api, c, capped)
 	errc := make(chan error, 1)
@@ -215,6 +223,25 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	return nil
+}
+
+// serveDebug serves Go's profiler on addr (loopback, checked by
+// config.Validate), apart from the API so that it is never exposed with it.
+func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--debug-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	log.Info("profiler serving (--debug-addr)", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
 }
 
 // newHTTPServer is the server of the API, with the timeouts that make a

@@ -49,6 +49,7 @@ type Config struct {
 	WebhookEvents        string
 	SweepInterval        time.Duration
 	FeedPollInterval     time.Duration
+	DebugAddr            string
 	FeedStreamsPerClient int
 	MaxConnections       int
 	MaxInFlight          int
@@ -163,6 +164,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.ResetTTL, "password-reset-ttl", 30*time.Minute, "lifetime of password-reset links")
 	fs.BoolVar(&c.RequireVerifiedEmail, "require-verified-email", false, "refuse logins (403 email_not_verified) until the address is verified")
 	fs.BoolVar(&c.SignupEnumerationSafe, "signup-enumeration-safe", false, "signup answers 202 for every address: a new one gets an account and a verification link, a registered one a notice; implies --require-verified-email")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's profiler (net/http/pprof) on this loopback address, such as 127.0.0.1:6060, for docs/performance.md's profiles (default: off)")
 	fs.BoolVar(&c.Metrics, "metrics", true, "serve Prometheus metrics at GET /metrics, without authentication: keep that path off the public network")
 }
 
@@ -383,6 +385,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention < 0 || c.SweepInterval <= 0 {
 		errs = append(errs, errors.New("--retention must not be negative and --sweep-interval must be positive"))
+	}
+	if c.DebugAddr != "" {
+		// The profiler shows memory and goroutine stacks: never on a
+		// public interface.
+		host, _, err := net.SplitHostPort(c.DebugAddr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			errs = append(errs, fmt.Errorf("--debug-addr %q: must be a loopback host:port, such as 127.0.0.1:6060", c.DebugAddr))
+		}
 	}
 	if c.FeedPollInterval < 10*time.Millisecond || c.FeedPollInterval > time.Minute {
 		errs = append(errs, fmt.Errorf("--feed-poll-interval %s: must be between 10ms and 1m", c.FeedPollInterval))

@@ -232,3 +232,33 @@ func TestFeedStreamsPerClient(t *testing.T) {
 		}
 	}
 }
+
+func TestDebugAddrIsLoopbackOnly(t *testing.T) {
+	tests := []struct {
+		addr    string
+		wantErr bool
+	}{
+		{"", false},
+		{"127.0.0.1:6060", false},
+		{"[::1]:6060", false},
+		{"localhost:6060", false},
+		{"0.0.0.0:6060", true},
+		{":6060", true},
+		{"10.0.0.5:6060", true},
+		{"example.com:6060", true},
+		{"127.0.0.1", true},
+	}
+	for _, tt := range tests {
+		c, _, err := parseServe(t, "--debug-addr", tt.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Validate()
+		if (err != nil) != tt.wantErr {
+			t.Errorf("--debug-addr %q: Validate() = %v; want error %v", tt.addr, err, tt.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--debug-addr") {
+			t.Errorf("--debug-addr %q: error %q does not name the flag", tt.addr, err)
+		}
+	}
+}
