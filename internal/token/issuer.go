@@ -84,7 +84,7 @@ func (c Config) Validate() error {
 type key struct {
 	StoredKey
 	pub    jose.JSONWebKey
-	signer jose.Signer // current key only
+	signer *signer // current key only
 }
 
 // Issuer signs access tokens with the current key and serves the JWKS. It is
@@ -248,20 +248,18 @@ func (i *Issuer) Issue(c session.AccessClaims) (string, error) {
 	if cur == nil {
 		return "", ErrNoKey
 	}
-	b := jwt.Signed(cur.signer).Claims(JWTClaims(c))
+	var extra map[string]json.RawMessage
 	if len(c.Extra) > 0 {
-		// go-jose merges later claims over earlier ones: a custom claim
-		// named like a registered one is dropped, never merged. (go-jose
-		// takes a map[string]any; a RawMessage value is written as is.)
-		extra := make(map[string]any, len(c.Extra))
+		// A custom claim named like a registered one is dropped, never
+		// merged over it.
+		extra = make(map[string]json.RawMessage, len(c.Extra))
 		for k, v := range c.Extra {
 			if !session.ReservedClaim(k) {
 				extra[k] = v
 			}
 		}
-		b = b.Claims(extra)
 	}
-	return b.Serialize()
+	return cur.signer.jws(JWTClaims(c), extra)
 }
 
 // JWTClaims is c as the JWT claims set of RFC 9068 section 2.2. NumericDate
@@ -421,7 +419,7 @@ func (i *Issuer) newKey(state string, now time.Time) (StoredKey, error) {
 
 func sealContext(kid string) string { return "latch signing key " + kid }
 
-func (i *Issuer) openSigner(sk StoredKey) (jose.Signer, error) {
+func (i *Issuer) openSigner(sk StoredKey) (*signer, error) {
 	der, err := i.kek.Open(sk.Sealed, sealContext(sk.KID))
 	if err != nil {
 		return nil, fmt.Errorf("token: key %s: %w", sk.KID, err)
@@ -430,9 +428,7 @@ func (i *Issuer) openSigner(sk StoredKey) (jose.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token: key %s: %w", sk.KID, err)
 	}
-	s, err := jose.NewSigner(
-		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(sk.Alg), Key: jose.JSONWebKey{Key: priv, KeyID: sk.KID, Algorithm: sk.Alg}},
-		(&jose.SignerOptions{}).WithType(TypeAccessToken))
+	s, err := newSigner(sk.Alg, sk.KID, priv)
 	if err != nil {
 		return nil, fmt.Errorf("token: key %s: %w", sk.KID, err)
 	}
