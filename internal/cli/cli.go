@@ -20,6 +20,7 @@ import (
 	"github.com/latchauth/latch/internal/config"
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/keywrap"
+	"github.com/latchauth/latch/internal/logbuf"
 	"github.com/latchauth/latch/internal/mail"
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/rtoken"
@@ -198,7 +199,11 @@ func (d *deps) Close() {
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	var h slog.Handler = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
+	if b, ok := w.(*logbuf.Writer); ok {
+		h = logbuf.Handler(h, b) // warnings and errors go out at once
+	}
+	return slog.New(h)
 }
 
 // kekMode says what a command needs of the key-encryption key.

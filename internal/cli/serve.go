@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"os"
 	"runtime"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/latchauth/latch/internal/config"
 	"github.com/latchauth/latch/internal/feed"
 	"github.com/latchauth/latch/internal/httpapi"
+	"github.com/latchauth/latch/internal/logbuf"
 	"github.com/latchauth/latch/internal/mail"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
@@ -61,6 +63,13 @@ func runServe(ctx context.Context, args []string, s io3) error {
 		return err
 	}
 	defer ln.Close()
+	if f, ok := s.stderr.(*os.File); ok {
+		// One access line per request: batched, not one write each
+		// (internal/logbuf). Tests hand in a buffer and read it unbatched.
+		b := logbuf.New(f)
+		defer b.Close()
+		s.stderr = b
+	}
 	return serve(ctx, &c, ln, s)
 }
 
