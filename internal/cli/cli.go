@@ -327,7 +327,11 @@ func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, m
 	if err != nil {
 		return nil, err
 	}
-	hasher, err := password.NewHasher(d.cfg.Argon2, 2*max(1, numCPU()))
+	slots, err := d.cfg.HashSlots()
+	if err != nil {
+		return nil, err
+	}
+	hasher, err := password.NewHasher(d.cfg.Argon2, slots)
 	if err != nil {
 		return nil, err
 	}

@@ -10,12 +10,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
 	"os"
-	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/latchauth/latch/internal/admission"
@@ -24,12 +25,11 @@ import (
 	"github.com/latchauth/latch/internal/httpapi"
 	"github.com/latchauth/latch/internal/logbuf"
 	"github.com/latchauth/latch/internal/mail"
+	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/token"
 )
-
-func numCPU() int { return runtime.NumCPU() }
 
 // revocationListener is a store that hears other nodes' revocations as
 // they commit (PostgreSQL LISTEN/NOTIFY).
@@ -70,7 +70,26 @@ func runServe(ctx context.Context, args []string, s io3) error {
 		defer b.Close()
 		s.stderr = b
 	}
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+		// Here, not in serve: the limit is the process's, and tests run
+		// serve inside theirs.
+		debug.SetMemoryLimit(memoryLimit(&c))
+	}
 	return serve(ctx, &c, ln, s)
+}
+
+// memoryLimitMiB is the runtime's soft memory limit in MiB, 0 for none.
+func memoryLimitMiB() int64 {
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		return l >> 20
+	}
+	return 0
+}
+
+// memoryLimit is the node's soft memory limit: see password.MemoryLimit.
+func memoryLimit(c *config.Config) int64 {
+	slots, _ := c.HashSlots() // validated already
+	return password.MemoryLimit(c.Argon2, slots)
 }
 
 // poolSizer is a store that knows its connection count (both do).
@@ -212,7 +231,8 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	go func() { errc <- srv.Serve(capped) }()
 	d.log.Info("latch serving", "addr", ln.Addr().String(), "issuer", c.Issuer, "database", c.RedactedDatabase(),
 		"access_ttl", c.AccessTTL.String(), "refresh_grace", c.RefreshGrace.String(), "refresh_lost_window", c.RefreshLostWindow.String(),
-		"max_connections", limits.MaxConnections, "max_in_flight", limits.MaxInFlight, "db_acquire_timeout", c.DBAcquireTimeout.String())
+		"max_connections", limits.MaxConnections, "max_in_flight", limits.MaxInFlight, "db_acquire_timeout", c.DBAcquireTimeout.String(),
+		"argon2_slots", sessions.HashSlots(), "memory_limit_mib", memoryLimitMiB())
 	select {
 	case err := <-errc:
 		return err

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -59,6 +60,9 @@ type Config struct {
 	Metrics              bool
 	LogLevel             string
 	Argon2               password.Params
+	// Argon2BudgetKiB bounds the memory of the hashes running at once
+	// (--argon2-memory-budget); 0 means one hash per core. See HashSlots.
+	Argon2BudgetKiB uint64
 	// The account lifecycle (docs/account-lifecycle.md).
 	SMTPURL               string
 	EmailFrom             string
@@ -104,6 +108,7 @@ func Storage(fs *flag.FlagSet, c *Config) {
 	mem, it, par := fs.Uint("argon2-memory", uint(password.OWASP.MemoryKiB), "Argon2id memory in KiB"),
 		fs.Uint("argon2-iterations", uint(password.OWASP.Iterations), "Argon2id iterations"),
 		fs.Uint("argon2-parallelism", uint(password.OWASP.Parallelism), "Argon2id lanes")
+	fs.Uint64Var(&c.Argon2BudgetKiB, "argon2-memory-budget", 0, "KiB of memory for the password hashes running at once: min(budget / --argon2-memory, GOMAXPROCS) run, more logins wait up to 3s, then 503 (0: --argon2-memory × GOMAXPROCS, one hash per core)")
 	c.argon2 = func() {
 		c.Argon2 = password.Params{MemoryKiB: uint32(*mem), Iterations: uint32(*it), Parallelism: uint8(*par)}
 	}
@@ -278,6 +283,17 @@ func (c *Config) IsPostgres() bool {
 	return strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://")
 }
 
+// HashSlots returns how many password hashes run at once: as many as
+// --argon2-memory-budget holds at --argon2-memory each, at most one per
+// core (GOMAXPROCS), where the CPU-bound hash stops gaining throughput.
+func (c *Config) HashSlots() (int, error) {
+	n, err := password.Slots(c.Argon2, c.Argon2BudgetKiB, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return 0, fmt.Errorf("--argon2-memory-budget %d KiB is less than one hash's --argon2-memory %d KiB: raise the budget or lower the memory", c.Argon2BudgetKiB, c.Argon2.MemoryKiB)
+	}
+	return n, nil
+}
+
 // ValidateStorage checks the flags shared by every command that opens storage.
 func (c *Config) ValidateStorage() error {
 	var errs []error
@@ -299,6 +315,8 @@ func (c *Config) ValidateStorage() error {
 		errs = append(errs, fmt.Errorf("--signing-alg: %w", err))
 	}
 	if err := c.Argon2.Validate(); err != nil {
+		errs = append(errs, err)
+	} else if _, err := c.HashSlots(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.DBAcquireTimeout != 0 && (c.DBAcquireTimeout < time.Millisecond || c.DBAcquireTimeout > 10*time.Second) {

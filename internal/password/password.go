@@ -120,7 +120,7 @@ func localPart(email string) string {
 // other users' logins wait out [MaxWait]. It is safe for concurrent use.
 type Hasher struct {
 	params Params
-	slots  chan struct{}
+	slots  chan struct{} // one token per running hash; its capacity is Slots
 	dummy  string
 
 	perKey int
@@ -148,6 +148,39 @@ const MaxWait = 3 * time.Second
 // lets a user's login and password change run side by side.
 const MaxPerKey = 2
 
+// Slots returns how many hashes with p may run at once within budgetKiB of
+// Argon2id memory on procs cores: as many as the budget holds, but no more
+// than procs, since a hash is CPU-bound and a hash past the cores only
+// waits its turn while holding its memory (and delays the others). A budget
+// smaller than one hash is an error; 0 means one hash per core.
+func Slots(p Params, budgetKiB uint64, procs int) (int, error) {
+	procs = max(1, procs)
+	if budgetKiB == 0 {
+		return procs, nil
+	}
+	if budgetKiB < uint64(p.MemoryKiB) {
+		return 0, fmt.Errorf("password: a memory budget of %d KiB does not hold one Argon2id hash of %d KiB", budgetKiB, p.MemoryKiB)
+	}
+	return int(min(budgetKiB/uint64(p.MemoryKiB), uint64(procs))), nil
+}
+
+// HeapBase is the Go memory a server needs beside its running password
+// hashes, in MemoryLimit: idle, a node's heap, stacks and runtime metadata
+// are about 15 MiB; the rest is room for caches and buffers under load.
+const HeapBase = 32 << 20
+
+// MemoryLimit is the Go runtime soft memory limit (debug.SetMemoryLimit)
+// for a process running at most slots hashes with p at once: their memory
+// plus HeapBase. Each hash allocates p.MemoryKiB (x/crypto/argon2 offers no
+// way to reuse it) that is garbage once the hash returns; with GOGC alone
+// the heap grows to twice what is live before a collection frees those
+// blocks (a burst of logins took a node from 45 to over 200 MiB of RSS).
+// Under this limit the collector runs as the blocks die, which is cheap,
+// as they hold no pointers.
+func MemoryLimit(p Params, slots int) int64 {
+	return int64(max(1, slots))*int64(p.MemoryKiB)<<10 + HeapBase
+}
+
 // NewHasher returns a Hasher allowing at most concurrency hashes at once,
 // and at most min(MaxPerKey, concurrency) for one key.
 func NewHasher(p Params, concurrency int) (*Hasher, error) {
@@ -169,6 +202,9 @@ func NewHasher(p Params, concurrency int) (*Hasher, error) {
 
 // Params returns the hasher's parameters.
 func (h *Hasher) Params() Params { return h.params }
+
+// Slots returns how many hashes run at once at most.
+func (h *Hasher) Slots() int { return cap(h.slots) }
 
 // Hash returns the PHC string for pw. key names whose hash this is (the
 // account's email) for the per-key limit; "" is limited only globally.

@@ -113,6 +113,9 @@ func OnCommit(fn func(Committed)) Option {
 	return func(s *Service) { s.committed = append(s.committed, fn) }
 }
 
+// HashSlots returns how many password hashes the service runs at once.
+func (s *Service) HashSlots() int { return s.hasher.Slots() }
+
 // New returns a Service.
 func New(store Store, issuer Issuer, codec *rtoken.Codec, hasher *password.Hasher, cfg Config, opts ...Option) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
