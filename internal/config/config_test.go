@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -259,6 +260,46 @@ func TestDebugAddrIsLoopbackOnly(t *testing.T) {
 		}
 		if err != nil && !strings.Contains(err.Error(), "--debug-addr") {
 			t.Errorf("--debug-addr %q: error %q does not name the flag", tt.addr, err)
+		}
+	}
+}
+
+// TestArgon2MemoryBudget: the budget sizes the hashing slots, at most one
+// per core; one too small for a single hash is refused at start, naming
+// both flags.
+func TestArgon2MemoryBudget(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	tests := []struct {
+		args    []string
+		want    int
+		wantErr bool
+	}{
+		{nil, procs, false},
+		{[]string{"--argon2-memory-budget", "19456"}, 1, false},
+		{[]string{"--argon2-memory-budget", "65536"}, min(3, procs), false},
+		{[]string{"--argon2-memory-budget", "10000000"}, procs, false},
+		{[]string{"--argon2-memory", "65536", "--argon2-memory-budget", "131071"}, 1, false},
+		{[]string{"--argon2-memory-budget", "19455"}, 0, true},
+		{[]string{"--argon2-memory", "65536", "--argon2-memory-budget", "65535"}, 0, true},
+	}
+	for _, tt := range tests {
+		c, _, err := parseServe(t, tt.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Validate()
+		if tt.wantErr {
+			if err == nil || !strings.Contains(err.Error(), "--argon2-memory-budget") || !strings.Contains(err.Error(), "--argon2-memory ") {
+				t.Errorf("%q: Validate() = %v, want an error naming --argon2-memory-budget and --argon2-memory", tt.args, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: Validate() = %v", tt.args, err)
+			continue
+		}
+		if n, _ := c.HashSlots(); n != tt.want {
+			t.Errorf("%q: %d hashing slots, want %d (GOMAXPROCS %d)", tt.args, n, tt.want, procs)
 		}
 	}
 }

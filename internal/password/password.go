@@ -170,19 +170,26 @@ func Slots(p Params, budgetKiB uint64, procs int) (int, error) {
 const HeapBase = 32 << 20
 
 // MemoryLimit is the Go runtime soft memory limit (debug.SetMemoryLimit)
-// for a process running at most slots hashes with p at once: their memory
-// plus HeapBase. Each hash allocates p.MemoryKiB (x/crypto/argon2 offers no
-// way to reuse it) that is garbage once the hash returns; with GOGC alone
-// the heap grows to twice what is live before a collection frees those
-// blocks (a burst of logins took a node from 45 to over 200 MiB of RSS).
-// Under this limit the collector runs as the blocks die, which is cheap,
-// as they hold no pointers.
+// for a process running at most slots hashes with p at once: twice their
+// memory plus HeapBase. Each hash allocates p.MemoryKiB (x/crypto/argon2
+// offers no way to reuse it) that is garbage once the hash returns. With
+// GOGC alone the heap grows to twice what is live before a collection
+// frees those blocks (a burst of logins took a node from 45 to over 200
+// MiB of RSS). Under the limit the collector runs as the blocks die, which
+// is cheap, as they hold no pointers. Twice, not once: while a collection
+// runs, the hashes finishing meanwhile have started their successors, so
+// the heap holds up to two blocks a slot; a limit of one block a slot
+// (measured: 3,000 page faults a login against 150) made the runtime
+// return blocks to the OS between hashes, and each new one was faulted in
+// and zeroed by the kernel again, a fifth more CPU a login.
 func MemoryLimit(p Params, slots int) int64 {
-	return int64(max(1, slots))*int64(p.MemoryKiB)<<10 + HeapBase
+	return 2*int64(max(1, slots))*int64(p.MemoryKiB)<<10 + HeapBase
 }
 
 // NewHasher returns a Hasher allowing at most concurrency hashes at once,
-// and at most min(MaxPerKey, concurrency) for one key.
+// and at most MaxPerKey for one key, but never more than half of them
+// (and at least one), so that one key cannot take every slot of a small
+// node: one of a 2-core node's two.
 func NewHasher(p Params, concurrency int) (*Hasher, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -190,7 +197,7 @@ func NewHasher(p Params, concurrency int) (*Hasher, error) {
 	if concurrency < 1 {
 		concurrency = 1
 	}
-	h := &Hasher{params: p, slots: make(chan struct{}, concurrency), perKey: min(MaxPerKey, concurrency),
+	h := &Hasher{params: p, slots: make(chan struct{}, concurrency), perKey: min(MaxPerKey, max(1, concurrency/2)),
 		keys: map[string]*keySlots{}, kdf: argon2.IDKey}
 	// A hash of a random password, verified when the account does not exist
 	// so both paths cost one Argon2id run.

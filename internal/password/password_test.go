@@ -209,3 +209,50 @@ func TestPerKeyLimit(t *testing.T) {
 		})
 	}
 }
+
+func TestSlots(t *testing.T) {
+	owasp := OWASP.MemoryKiB
+	tests := []struct {
+		budget  uint64
+		procs   int
+		want    int
+		wantErr bool
+	}{
+		{0, 2, 2, false},                   // default: one per core
+		{0, 0, 1, false},                   // at least one
+		{uint64(owasp), 8, 1, false},       // exactly one hash
+		{64 * 1024, 2, 2, false},           // 3 fit, 2 cores
+		{64 * 1024, 8, 3, false},           // 3 fit, 8 cores
+		{2*uint64(owasp) - 1, 8, 1, false}, // rounded down
+		{uint64(owasp) - 1, 8, 0, true},    // not even one
+		{1 << 40, 16, 16, false},           // cores bound it
+	}
+	for _, tt := range tests {
+		got, err := Slots(OWASP, tt.budget, tt.procs)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("Slots(OWASP, %d KiB, %d procs) = %d, %v; want %d, error %v", tt.budget, tt.procs, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// TestPerKeyIsAtMostHalf: one key never holds every slot of a hasher with
+// two or more, so on a 2-core node another account's login still starts.
+func TestPerKeyIsAtMostHalf(t *testing.T) {
+	for _, tt := range []struct{ slots, perKey int }{{1, 1}, {2, 1}, {3, 1}, {4, 2}, {16, 2}} {
+		h, err := NewHasher(fast, tt.slots)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Slots() != tt.slots || h.perKey != tt.perKey {
+			t.Errorf("NewHasher(%d): %d slots, %d per key; want %d, %d", tt.slots, h.Slots(), h.perKey, tt.slots, tt.perKey)
+		}
+	}
+}
+
+// TestMemoryLimit: the limit holds every slot's block and as many
+// finished ones awaiting collection, plus the base.
+func TestMemoryLimit(t *testing.T) {
+	if got, want := MemoryLimit(OWASP, 2), int64(4*19<<20+HeapBase); got != want {
+		t.Fatalf("MemoryLimit(OWASP, 2) = %d, want %d", got, want)
+	}
+}

@@ -83,6 +83,9 @@ type Options struct {
 	AuditRetention time.Duration
 	// Argon2 overrides FastArgon2 (benchmarks use password.OWASP).
 	Argon2 password.Params
+	// HashSlots is the hasher's concurrency (default 4; latch serve runs
+	// password.Slots, one per core by default).
+	HashSlots int
 	// API adjusts the HTTP API's configuration (throttle, CORS, proxies).
 	API func(*httpapi.Config)
 	// Log receives the API's and the session service's logs.
@@ -192,7 +195,10 @@ func New(t testing.TB, o Options) *Env {
 	if o.Argon2 == (password.Params{}) {
 		o.Argon2 = FastArgon2
 	}
-	hasher, err := password.NewHasher(o.Argon2, 4)
+	if o.HashSlots == 0 {
+		o.HashSlots = 4
+	}
+	hasher, err := password.NewHasher(o.Argon2, o.HashSlots)
 	if err != nil {
 		t.Fatal(err)
 	}
