@@ -53,17 +53,18 @@ func benchRefresh(b *testing.B, o testenv.Options) {
 
 // BenchmarkLogin measures password logins with the OWASP Argon2id
 // parameters (19 MiB, t=2, p=1) next to the bare hash they are bound by,
-// both with loginClients concurrent callers and the hasher's slots as
-// testenv and a 2-core server set them (4). Twice as many callers as slots
-// keep every slot hashing while other logins are in the database (with
-// only 4 callers the cores idle about 7% of the time, waiting for SQLite
-// commits, which is the benchmark's concurrency, not the login's work);
-// their hashes/s ratio is what a login adds to its hash:
+// both with the hasher's slots latch serve gives it (password.Slots: one
+// per core) and loginClients concurrent callers. Twice as many callers as
+// slots keep every slot hashing while other logins are in the database;
+// their hashes/s ratio is what a login adds to its hash (the HTTP
+// equivalent, with both in one run, is internal/httpapi's
+// BenchmarkLoginHTTP):
 //
 //	go test -run '^$' -bench Login -count 5 ./internal/session
 func BenchmarkLogin(b *testing.B) {
-	const loginClients = 8
-	env := testenv.New(b, testenv.Options{RealClock: true, Argon2: password.OWASP})
+	slots, _ := password.Slots(password.OWASP, 0, runtime.GOMAXPROCS(0))
+	loginClients := 2 * slots
+	env := testenv.New(b, testenv.Options{RealClock: true, Argon2: password.OWASP, HashSlots: slots})
 	emails := make([]string, loginClients)
 	for i := range emails {
 		emails[i] = fmt.Sprintf("u%d@example.com", i)
@@ -93,7 +94,7 @@ func BenchmarkLogin(b *testing.B) {
 		})
 	})
 	b.Run("bare-argon2id", func(b *testing.B) {
-		h, _ := password.NewHasher(password.OWASP, 4)
+		h, _ := password.NewHasher(password.OWASP, slots)
 		enc, _ := h.Hash(ctx, "", testenv.Password)
 		run(b, func(int) error { return h.Verify(ctx, "", testenv.Password, enc) })
 	})
