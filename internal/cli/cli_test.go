@@ -265,6 +265,7 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"unknown alg", []string{"--signing-alg", "HS256"}, nil, "--signing-alg"},
 		{"postgres without a key-encryption key", []string{"--database", "postgres://127.0.0.1:1/x"}, nil, "PostgreSQL needs a key-encryption key"},
 		{"unknown database scheme", []string{"--database", "mysql://u:pw@h/x"}, nil, "--database: must be sqlite:PATH or postgres://"},
+		{"memory budget below one hash", []string{"--argon2-memory-budget", "16384"}, nil, "--argon2-memory-budget 16384 KiB is less than one hash's --argon2-memory 19456 KiB"},
 		{"bad env twin", nil, map[string]string{"LATCH_ACCESS_TTL": "soon"}, "LATCH_ACCESS_TTL"},
 		{"env twin validated", nil, map[string]string{"LATCH_REFRESH_GRACE": "-1s"}, "--refresh-grace"},
 	}

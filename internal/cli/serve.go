@@ -71,9 +71,9 @@ func runServe(ctx context.Context, args []string, s io3) error {
 		s.stderr = b
 	}
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
-		// Here, not in serve: the limit is the process's, and tests run
-		// serve inside theirs.
-		debug.SetMemoryLimit(memoryLimit(&c))
+		// The limit is the process's: given back when serve returns, for
+		// the tests that run it inside theirs.
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(memoryLimit(&c)))
 	}
 	return serve(ctx, &c, ln, s)
 }
