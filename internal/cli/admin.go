@@ -566,7 +566,7 @@ func runClients(ctx context.Context, args []string, s io3) error {
 		case err != nil:
 			return err
 		}
-		fmt.Fprintf(s.stdout, "updated client %s: %s\nRunning servers see the change within %s; new claims reach a session's tokens at its next refresh.\n", id, clientSummary(c), session.ClientCacheTTL)
+		fmt.Fprintf(s.stdout, "updated client %s: %s\nRunning servers see the change at once on PostgreSQL (within %s on SQLite or behind a transaction-mode pooler); new claims reach a session's tokens at its next refresh.\n", id, clientSummary(c), session.ClientCacheTTL)
 	case "list":
 		clients, err := svc.Clients(ctx)
 		if err != nil {

@@ -311,7 +311,11 @@ func (d *deps) services(ctx context.Context, issuer string, grace, lost, idle, m
 	var err error
 	d.issuer, err = token.New(d.store, d.kek, token.Config{
 		Issuer: issuer, Alg: d.cfg.SigningAlg, JWKSMaxAge: d.cfg.JWKSMaxAge, LongestAccessTTL: config.LongestAccessTTL,
-		Leeway: 30 * time.Second, ReloadInterval: min(15*time.Second, d.cfg.JWKSMaxAge/2),
+		// Once a minute: on PostgreSQL a rotation reaches every node at once
+		// by NOTIFY (serve's changeListener), and this is the fallback.
+		// Rotate waits a reload interval more than --jwks-max-age, so the
+		// CLI must compute it the same way.
+		Leeway: 30 * time.Second, ReloadInterval: min(time.Minute, d.cfg.JWKSMaxAge/2),
 	}, token.WithLogger(d.log))
 	if err != nil {
 		return nil, err

@@ -28,14 +28,22 @@ import (
 	"github.com/latchauth/latch/internal/password"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
+	"github.com/latchauth/latch/internal/store/postgres"
 	"github.com/latchauth/latch/internal/token"
 )
 
-// revocationListener is a store that hears other nodes' revocations as
-// they commit (PostgreSQL LISTEN/NOTIFY).
-type revocationListener interface {
-	ListenRevocations(ctx context.Context, wake func(), log *slog.Logger)
+// changeListener is a store that hears every node's (and the CLI's)
+// commits as they happen (PostgreSQL LISTEN/NOTIFY): revocations for the
+// feed, client changes for the service's client cache, signing-key
+// changes for the issuer. While it is connected those need no fast poll.
+type changeListener interface {
+	Listen(ctx context.Context, c postgres.Changes, log *slog.Logger)
 }
+
+// senderInterval is how often the mail sender reads the outbox unwoken:
+// this node's commits wake it, its own retries are timed, so a poll only
+// finds what another node dropped (it died holding a claim or a retry).
+const senderInterval = 30 * time.Second
 
 // BuiltinClientID is the first-party public client served out of the box.
 const BuiltinClientID = "app"
@@ -128,7 +136,8 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	// The feed wakes at once for this node's revocations; other nodes'
-	// arrive by LISTEN/NOTIFY on PostgreSQL, or at its next poll.
+	// arrive by LISTEN/NOTIFY on PostgreSQL (changeListener below), or at
+	// its next poll.
 	opts, hooks, err := commitHooks(c, d.log, hub.Notify)
 	if err != nil {
 		return err
@@ -151,7 +160,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	if err != nil {
 		return err
 	}
-	sender = mail.NewSender(d.store, sessions, transport, d.log, mail.SenderConfig{})
+	sender = mail.NewSender(d.store, sessions, transport, d.log, mail.SenderConfig{Interval: senderInterval})
 	if err := sessions.EnsureClient(ctx, session.Client{
 		// First-party: the account audience beside its own, so its tokens
 		// can manage the account (docs/design.md "Audiences").
@@ -181,8 +190,27 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	// The sender hands back what it claimed but did not try, so a
 	// restart sends it at once.
 	defer func() { stopBG(); <-senderDone }()
-	if l, ok := d.store.(revocationListener); ok {
-		go l.ListenRevocations(bg, hub.Notify, d.log)
+	if l, ok := d.store.(changeListener); ok {
+		keys := make(chan struct{}, 1)
+		wakeKeys := func() {
+			select {
+			case keys <- struct{}{}:
+			default:
+			}
+		}
+		go reloadKeys(bg, d, keys)
+		go l.Listen(bg, postgres.Changes{
+			Connected: func(up bool) {
+				sessions.ClientChangesHeard(up)
+				hub.Listening(up)
+				if up {
+					wakeKeys() // a rotation while nobody listened
+				}
+			},
+			Revoked: hub.Committed,
+			Client:  sessions.ForgetClient,
+			Keys:    wakeKeys,
+		}, d.log)
 	}
 	hooksDone := make(chan struct{})
 	if hooks != nil {
@@ -330,6 +358,22 @@ func mailSetup(c *config.Config, log *slog.Logger) (*mail.Composer, mail.Transpo
 	addr, security := smtp.Describe()
 	log.Info("account email goes through SMTP", "server", addr, "tls", security)
 	return composer, smtp, nil
+}
+
+// reloadKeys reloads the signing keys each time wake fires (another node or
+// the CLI rotated them), until ctx is done; the issuer's own Run still
+// reloads every ReloadInterval, for a notification that was lost.
+func reloadKeys(ctx context.Context, d *deps, wake <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+			if err := d.issuer.Reload(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("reload signing keys", "err", err)
+			}
+		}
+	}
 }
 
 // sweep deletes stale sessions, feed entries and retired keys every

@@ -1,7 +1,9 @@
-// Package feed serves the revocation feed from one poller per node: a Hub
-// reads new entries from storage every short interval (or at once when this
-// node revoked something, or storage says another node did), keeps the live
-// ones in memory, and wakes every subscriber. Storage is the source of
+// Package feed serves the revocation feed from one reader per node: a Hub
+// reads new entries from storage at once when this node revoked something
+// or storage says another node did (PostgreSQL LISTEN/NOTIFY), keeps the
+// live ones in memory, and wakes every subscriber. It polls as a fallback:
+// every short Interval while nothing tells it of other nodes' commits, and
+// only every slow Fallback while something does (Listening). Storage is the source of
 // truth, so every node that polls the same database serves the same feed,
 // with the same cursors.
 package feed
@@ -31,9 +33,14 @@ type Source interface {
 
 // Config configures a Hub.
 type Config struct {
-	// Interval is how often storage is polled; other nodes' revocations
-	// reach this node's subscribers within it.
+	// Interval is how often storage is polled while other nodes' commits
+	// are not heard (Listening false: SQLite, a transaction-mode pooler,
+	// the LISTEN connection down); their revocations reach this node's
+	// subscribers within it.
 	Interval time.Duration
+	// Fallback is how often storage is polled while they are heard
+	// (default DefaultFallback); only a lost notification waits for it.
+	Fallback time.Duration
 	// Now is the time source (tests use a fake clock); default time.Now.
 	Now func() time.Time
 	// Log receives poll failures; default discards.
@@ -42,6 +49,15 @@ type Config struct {
 
 // pageSize is how many entries one storage read returns.
 const pageSize = 1000
+
+// DefaultFallback is Config.Fallback's default: an idle node reads storage
+// twice a minute.
+const DefaultFallback = 30 * time.Second
+
+// maxPending bounds how long the hub keeps reading for one transaction it
+// was told of (Committed) before it gives up on it: far beyond any
+// transaction Latch holds open, whose entries it waits behind.
+const maxPending = time.Minute
 
 // Hub holds the live revocation entries of the feed. It is safe for
 // concurrent use; Run must be running for it to advance.
@@ -59,6 +75,12 @@ type Hub struct {
 	changed chan struct{}       // closed and replaced when entries change
 	err     error               // the last poll's failure, if any
 	polled  time.Time           // the last successful poll (New, before the first)
+	// listening: other nodes' commits are heard (Listening).
+	listening bool
+	// target is the highest transaction Committed named that has not been
+	// read yet (0: none), since targetAt.
+	target   int64
+	targetAt time.Time
 }
 
 // New returns a Hub reading src.
@@ -68,6 +90,9 @@ func New(src Source, cfg Config) (*Hub, error) {
 	}
 	if cfg.Interval <= 0 {
 		return nil, errors.New("feed: poll interval must be positive")
+	}
+	if cfg.Fallback <= 0 {
+		cfg.Fallback = max(DefaultFallback, cfg.Interval)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -79,8 +104,7 @@ func New(src Source, cfg Config) (*Hub, error) {
 }
 
 // Notify asks the hub to poll now; it never blocks. The session service
-// calls it after every revocation it commits, and the PostgreSQL listener
-// when another node's commits.
+// calls it after every revocation it commits.
 func (h *Hub) Notify() {
 	select {
 	case h.wake <- struct{}{}:
@@ -88,16 +112,51 @@ func (h *Hub) Notify() {
 	}
 }
 
-// Run polls storage until ctx is done: every Interval, and at once on
-// Notify. A read after a Notify that finds nothing new is retried soon
-// (1 ms, doubling, up to Interval): the revocation that caused the Notify
-// has committed, but storage holds it back while an older transaction is
-// still open (see session.Store.Revocations), usually for a few
-// milliseconds only.
+// Committed tells the hub that transaction txn, which revoked sessions,
+// has committed (the PostgreSQL listener, for every node's commits; txn is
+// the Txn of its entries' cursors, 0 if unknown). The hub reads at once,
+// and again and again while storage still holds txn's entries back behind
+// an older open transaction, until it has read them. It never blocks.
+func (h *Hub) Committed(txn int64) {
+	if txn > 0 {
+		h.mu.Lock()
+		read := txn <= h.last.Txn
+		if !read && txn > h.target {
+			if h.target == 0 {
+				h.targetAt = h.cfg.Now()
+			}
+			h.target = txn
+		}
+		h.mu.Unlock()
+		if read {
+			return // read already: this node's own revocation, say, after its Notify
+		}
+	}
+	h.Notify()
+}
+
+// Listening says whether other nodes' commits are heard from now on
+// (Committed): while they are, the hub polls only every Fallback; while
+// not, every Interval. Either way it polls at once: after a (re)connect,
+// whatever was notified while nobody listened is lost.
+func (h *Hub) Listening(up bool) {
+	h.mu.Lock()
+	h.listening = up
+	h.mu.Unlock()
+	h.Notify()
+}
+
+// Run reads storage until ctx is done: at once on Notify and Committed,
+// and every Interval (every Fallback while Listening). A read after a wake
+// that finds nothing new is retried soon (1 ms, doubling, up to Interval):
+// the revocation that caused it has committed, but storage holds it back
+// while an older transaction is still open (see session.Store.Revocations),
+// usually for a few milliseconds only. For a transaction named by
+// Committed the retries go on, every Interval at most, until its entries
+// are read (or maxPending passes), however long the older one stays open.
 func (h *Hub) Run(ctx context.Context) {
-	t := time.NewTicker(h.cfg.Interval)
+	t := time.NewTimer(h.cfg.Interval)
 	defer t.Stop()
-	var retry <-chan time.Time
 	var backoff time.Duration
 	woken := false
 	for {
@@ -105,28 +164,52 @@ func (h *Hub) Run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			h.cfg.Log.Warn("revocation feed poll", "err", err)
 		}
+		pending, listening := h.pending()
+		next := h.cfg.Interval
+		if listening && err == nil {
+			next = h.cfg.Fallback
+		}
+		retrying := false
 		switch {
-		case moved || err != nil:
-			backoff, retry = 0, nil
-		case woken:
+		case err != nil || (moved && !pending):
+			backoff = 0
+		case woken || pending:
 			backoff = max(time.Millisecond, 2*backoff)
-			if backoff < h.cfg.Interval {
-				retry = time.After(backoff)
-			} else {
-				backoff, retry = 0, nil
+			switch {
+			case backoff < h.cfg.Interval:
+				next, retrying = min(next, backoff), true
+			case pending:
+				backoff = h.cfg.Interval
+				next, retrying = min(next, h.cfg.Interval), true
+			default:
+				backoff = 0
 			}
 		}
 		woken = false
+		t.Reset(next)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			woken = retrying
 		case <-h.wake:
 			woken, backoff = true, 0
-		case <-retry:
-			woken = true
 		}
 	}
+}
+
+// pending reports whether a transaction Committed named is still unread
+// (giving up on it after maxPending), and whether the hub is Listening.
+func (h *Hub) pending() (pending, listening bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.target > 0 && (h.target <= h.last.Txn || h.cfg.Now().Sub(h.targetAt) > maxPending) {
+		if h.target > h.last.Txn {
+			h.cfg.Log.Warn("revocation feed: a committed revocation was not found; polling on", "txn", h.target, "after", maxPending.String())
+		}
+		h.target = 0
+	}
+	return h.target > 0, h.listening
 }
 
 // Poll reads every entry added since the last poll, drops entries past
@@ -206,15 +289,29 @@ func (h *Hub) poll(ctx context.Context) (moved bool, err error) {
 	return moved, err
 }
 
-// Lag returns how long ago the hub last read storage successfully (since
-// New, before the first read): other nodes' revocations reach this node's
-// subscribers at most about this late. It stays under the poll interval
-// while storage answers.
+// Lag returns how late other nodes' revocations may reach this node's
+// subscribers. While the hub polls (not Listening, or the last read
+// failed) it is how long ago it last read storage successfully (since New,
+// before the first read), under Interval while storage answers. While it
+// is Listening and reads succeed, it hears of every commit as it happens:
+// 0, or, while a transaction it was told of is still unread, how long
+// since it was told.
 func (h *Hub) Lag() time.Duration {
 	now := h.cfg.Now()
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return max(0, now.Sub(h.polled))
+	select {
+	case <-h.ready:
+	default:
+		return max(0, now.Sub(h.polled)) // never read yet
+	}
+	switch {
+	case !h.listening || h.err != nil:
+		return max(0, now.Sub(h.polled))
+	case h.target > h.last.Txn:
+		return max(0, now.Sub(h.targetAt))
+	}
+	return 0
 }
 
 // Len returns the number of live entries the hub holds.

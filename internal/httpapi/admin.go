@@ -66,7 +66,7 @@ func (s *Server) adminMeta(r *http.Request, c *adminCaller) session.Meta {
 // bearer like every token (docs/design.md "Admin API and claims"). A
 // user's token is refused whatever its scope: the admin API acts for a
 // backend, never for a person holding a session. The client is read again
-// (this node at once, others within session.ClientCacheTTL): a deleted
+// (this node at once, others by NOTIFY or within session.ClientCacheTTL): a deleted
 // client, or one that lost the admin scope, is refused before its tokens
 // expire.
 func (s *Server) admin(fn func(http.ResponseWriter, *http.Request, *adminCaller) error) func(http.ResponseWriter, *http.Request) error {

@@ -3,6 +3,8 @@ package mail
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/latchauth/latch/internal/session"
@@ -28,7 +30,11 @@ type Opener interface {
 // SenderConfig tunes the sender; zero values take the defaults.
 type SenderConfig struct {
 	// Interval is how often the outbox is read when nothing woke the
-	// sender (default 1s); Wake starts a round at once.
+	// sender (default 1s); Wake starts a round at once, and a retry this
+	// sender scheduled starts one when it is due. What is left to a poll
+	// is what another node's sender dropped: a message queued there whose
+	// claim ran out (that node died) or whose retry that node did not live
+	// to make.
 	Interval time.Duration
 	// Lease is how long a claim hides a message from other senders
 	// (default 5m). It must exceed a batch's worst case (Batch × the SMTP
@@ -52,6 +58,9 @@ type Sender struct {
 	log       *slog.Logger
 	cfg       SenderConfig
 	wake      chan struct{}
+
+	mu      sync.Mutex
+	retries []time.Time // when the retries this sender scheduled are due, until a round after that
 }
 
 // NewSender returns a sender of outbox rows opened by open through t.
@@ -95,9 +104,14 @@ func (s *Sender) Wake() {
 // next sender takes them when the lease runs out. Either way nothing is
 // lost.
 func (s *Sender) Run(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Interval)
+	t := time.NewTimer(s.cfg.Interval)
 	defer t.Stop()
 	for {
+		now := s.cfg.Now()
+		s.mu.Lock()
+		// This round claims every retry due by now; a failure reschedules it.
+		s.retries = slices.DeleteFunc(s.retries, func(at time.Time) bool { return !at.After(now) })
+		s.mu.Unlock()
 		for ctx.Err() == nil {
 			n, err := s.Round(ctx)
 			if err != nil {
@@ -110,6 +124,13 @@ func (s *Sender) Run(ctx context.Context) {
 				break
 			}
 		}
+		next := s.cfg.Interval
+		s.mu.Lock()
+		if len(s.retries) > 0 {
+			next = min(next, max(0, slices.MinFunc(s.retries, time.Time.Compare).Sub(s.cfg.Now())))
+		}
+		s.mu.Unlock()
+		t.Reset(next)
 		select {
 		case <-ctx.Done():
 			return
@@ -135,6 +156,14 @@ func (s *Sender) Round(ctx context.Context) (int, error) {
 		s.deliver(ctx, m)
 	}
 	return len(batch), nil
+}
+
+// retryLater makes Run read the outbox again at at, when a message this
+// sender failed to deliver is due again.
+func (s *Sender) retryLater(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retries = append(s.retries, at)
 }
 
 // release hands back claimed messages that were not tried.
@@ -176,6 +205,7 @@ func (s *Sender) deliver(ctx context.Context, m session.Message) {
 		if ferr := s.outbox.MessageFailed(bctx, m.ID, now.Add(wait), truncate(err.Error(), 500)); ferr != nil {
 			s.log.Warn("outbox: recording a failed delivery", "id", m.ID, "err", ferr)
 		}
+		s.retryLater(now.Add(wait))
 		return
 	}
 	s.log.Info("outbox: message delivered", "id", m.ID, "kind", string(c.Kind), "attempt", m.Attempts)

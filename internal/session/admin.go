@@ -70,7 +70,7 @@ func (s *Service) RevokeUserSessions(ctx context.Context, userID string, m Meta)
 // the revocation feed). It returns how many sessions it ended;
 // ErrNotFound if there is no such client.
 func (s *Service) DeleteClient(ctx context.Context, id string, m Meta) (int, error) {
-	defer s.forgetClient(id) // this node's cache; other processes within ClientCacheTTL
+	defer s.ForgetClient(id) // this node's cache; other nodes hear of it by NOTIFY (ClientChangesHeard), or within ClientCacheTTL
 	now := s.now()
 	var ids []string
 	err := s.inTx(ctx, func(tx Tx) error {
@@ -92,11 +92,12 @@ func (s *Service) DeleteClient(ctx context.Context, id string, m Meta) (int, err
 }
 
 // RotateClientSecret gives a confidential client a new random secret and
-// returns it; the old one stops working at once on this node, and within
-// ClientCacheTTL on the others (their cached copy). Only its hash is stored,
+// returns it; the old one stops working at once on this node, and on the
+// others as soon as they hear of the commit (PostgreSQL NOTIFY), or within
+// ClientCacheTTL where changes are not heard (ClientChangesHeard). Only its hash is stored,
 // so the secret cannot be shown again. A public client is ErrPublicClient.
 func (s *Service) RotateClientSecret(ctx context.Context, id string, m Meta) (string, error) {
-	defer s.forgetClient(id)
+	defer s.ForgetClient(id)
 	now := s.now()
 	b := make([]byte, 32)
 	rand.Read(b)

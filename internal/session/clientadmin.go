@@ -134,7 +134,7 @@ func (s *Service) CreateClient(ctx context.Context, c Client, confidential bool,
 		return Client{}, "", err
 	}
 	c.CreatedAt = s.now()
-	defer s.forgetClient(c.ID)
+	defer s.ForgetClient(c.ID)
 	err := s.inTx(ctx, func(tx Tx) error {
 		// Read inside the transaction (SQLite: under the write lock), so
 		// that two creates of one id cannot both pass.
@@ -168,11 +168,12 @@ type ClientUpdate struct {
 
 // UpdateClient applies u to client id, after CheckClient, and returns the
 // client as stored. The change reaches this node at once and the others
-// within ClientCacheTTL; tokens already issued keep their claims until
+// when they hear of the commit, or within ClientCacheTTL where changes are
+// not heard (ClientChangesHeard); tokens already issued keep their claims until
 // they expire, and new claims reach a session's tokens at its next
 // refresh.
 func (s *Service) UpdateClient(ctx context.Context, id string, u ClientUpdate, m Meta) (Client, error) {
-	defer s.forgetClient(id)
+	defer s.ForgetClient(id)
 	now := s.now()
 	var c Client
 	err := s.inTx(ctx, func(tx Tx) error {

@@ -281,7 +281,7 @@ func (s *Service) EnsureClient(ctx context.Context, c Client) error {
 	}
 	// After the commit (or a failure that may have committed): a lookup
 	// that read the old value meanwhile does not store it (clientCache.gen).
-	defer s.forgetClient(c.ID)
+	defer s.ForgetClient(c.ID)
 	return s.store.InTx(ctx, func(tx Tx) error { return tx.PutClient(ctx, c) })
 }
 

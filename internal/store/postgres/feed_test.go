@@ -180,7 +180,12 @@ func TestListenRevocations(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.ListenRevocations(lctx, func() { wakes.Add(1); woken <- struct{}{} }, slog.New(slog.DiscardHandler))
+		wake := func() { wakes.Add(1); woken <- struct{}{} }
+		b.Listen(lctx, postgres.Changes{Connected: func(up bool) {
+			if up {
+				wake()
+			}
+		}, Revoked: func(int64) { wake() }}, slog.New(slog.DiscardHandler))
 	}()
 	t.Cleanup(func() { stop(); <-done })
 	wait := func(what string) {

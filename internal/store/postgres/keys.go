@@ -45,7 +45,7 @@ func (s *Store) InsertSigningKeys(ctx context.Context, keys ...signingkey.Stored
 				return err
 			}
 		}
-		return nil
+		return notifyKeys(ctx, tx)
 	})
 }
 
@@ -62,8 +62,19 @@ func (s *Store) RotateSigningKeys(ctx context.Context, r signingkey.Rotation) er
 		if err := changed(tag, err); err != nil {
 			return err
 		}
-		return insertKey(ctx, tx, r.Next)
+		if err := insertKey(ctx, tx, r.Next); err != nil {
+			return err
+		}
+		return notifyKeys(ctx, tx)
 	})
+}
+
+// notifyKeys tells every node, at commit, to reload the signing keys
+// (Listen): a new next key is then published at once, not at the next
+// reload.
+func notifyKeys(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, keysChannel)
+	return translate(err)
 }
 
 func changed(tag pgconn.CommandTag, err error) error {

@@ -18,6 +18,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -499,35 +500,66 @@ func (s *Store) Revocations(ctx context.Context, after session.FeedCursor, limit
 		ORDER BY xid, seq LIMIT $3`, after.Txn, after.Seq, limit)
 }
 
-// feedChannel is the LISTEN/NOTIFY channel a transaction that revoked
-// sessions notifies; PostgreSQL delivers the notification once it commits.
-const feedChannel = "latch_revocations"
+// The LISTEN/NOTIFY channels. A transaction notifies inside itself
+// (pg_notify, sent with its commit's batch, so no round trip of its own);
+// PostgreSQL delivers the notification to every listening node once, and
+// only if, it commits.
+const (
+	// feedChannel: the transaction revoked sessions; the payload is its
+	// transaction id, the feed cursor's Txn of its entries.
+	feedChannel = "latch_revocations"
+	// clientsChannel: the transaction created, changed or deleted the
+	// client whose id is the payload.
+	clientsChannel = "latch_clients"
+	// keysChannel: the transaction changed the signing keys.
+	keysChannel = "latch_keys"
+)
 
-// ListenRevocations calls wake each time a transaction that revoked
-// sessions commits, on any node, until ctx is done (LISTEN/NOTIFY). It holds
-// one connection of its own, outside the pool, and reconnects after a
-// failure; it also calls wake after each (re)connect, since notifications
-// sent while it was away are lost. A wake is only a hint to read now:
-// polling stays the fallback.
-func (s *Store) ListenRevocations(ctx context.Context, wake func(), log *slog.Logger) {
+// Changes is what Listen tells of other nodes' (and other processes')
+// commits. Every field may be nil. Each call is a hint to read storage
+// again: a notification is lost while no connection listens, which
+// Connected says.
+type Changes struct {
+	// Connected is called with true once LISTEN is on, after each
+	// (re)connect (whatever was notified while nobody listened is lost:
+	// read everything again), and with false when the connection is lost.
+	// Until the first true, and after a false, nothing is heard.
+	Connected func(up bool)
+	// Revoked: a transaction that revoked sessions committed; txn is its
+	// transaction id (the feed cursor's Txn of its entries), 0 if unknown.
+	Revoked func(txn int64)
+	// Client: a transaction that created, changed or deleted client id
+	// committed.
+	Client func(id string)
+	// Keys: a transaction that changed the signing keys committed.
+	Keys func()
+}
+
+// Listen tells c of every commit it hears, on any node, until ctx is done
+// (LISTEN/NOTIFY). It holds one connection of its own, outside the pool,
+// and reconnects after a failure. Behind a transaction-mode pooler it
+// listens to nothing (a LISTEN would land on a server session another
+// client gets next) and never calls Connected(true): its callers poll.
+func (s *Store) Listen(ctx context.Context, c Changes, log *slog.Logger) {
 	if s.txPooled {
-		// A LISTEN through a transaction-mode pooler lands on a server
-		// session another client gets next; polling alone serves the feed.
-		log.Info("revocation feed: no LISTEN behind a transaction-mode pooler (pooler=transaction); polling only")
+		log.Info("no LISTEN behind a transaction-mode pooler (pooler=transaction): the revocation feed, client cache and signing keys poll only")
 		<-ctx.Done()
 		return
 	}
 	const minBackoff, maxBackoff = 250 * time.Millisecond, 10 * time.Second
 	backoff := minBackoff
 	for ctx.Err() == nil {
-		listening, err := s.listen(ctx, wake)
+		listening, err := s.listen(ctx, c)
+		if listening && c.Connected != nil {
+			c.Connected(false)
+		}
 		if ctx.Err() != nil {
 			return
 		}
 		if listening {
 			backoff = minBackoff
 		}
-		log.Warn("revocation feed: LISTEN connection lost; polling until it is back", "err", err, "retry_in", backoff.String())
+		log.Warn("LISTEN connection lost; polling until it is back", "err", err, "retry_in", backoff.String())
 		select {
 		case <-ctx.Done():
 			return
@@ -538,22 +570,41 @@ func (s *Store) ListenRevocations(ctx context.Context, wake func(), log *slog.Lo
 }
 
 // listen runs one LISTEN connection until it fails; listening reports
-// whether LISTEN succeeded.
-func (s *Store) listen(ctx context.Context, wake func()) (listening bool, err error) {
+// whether LISTEN succeeded (and Connected(true) was called).
+func (s *Store) listen(ctx context.Context, c Changes) (listening bool, err error) {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
 	if err != nil {
 		return false, fmt.Errorf("postgres: listen: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+feedChannel); err != nil {
-		return false, fmt.Errorf("postgres: listen: %w", err)
+	for _, ch := range []string{feedChannel, clientsChannel, keysChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return false, fmt.Errorf("postgres: listen %s: %w", ch, err)
+		}
 	}
-	wake()
+	if c.Connected != nil {
+		c.Connected(true)
+	}
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return true, fmt.Errorf("postgres: listen: %w", err)
 		}
-		wake()
+		switch n.Channel {
+		case feedChannel:
+			if c.Revoked != nil {
+				txn, _ := strconv.ParseInt(n.Payload, 10, 64) // 0 from an older node's empty payload
+				c.Revoked(txn)
+			}
+		case clientsChannel:
+			if c.Client != nil {
+				c.Client(n.Payload)
+			}
+		case keysChannel:
+			if c.Keys != nil {
+				c.Keys()
+			}
+		}
 	}
 }
 
@@ -919,7 +970,7 @@ func (t *txn) RevokeSessions(ctx context.Context, r session.Revocation) ([]strin
 	if err == nil && len(ids) > 0 {
 		// Delivered at commit, and only then, to every node's listener: sent
 		// with the commit's batch, it costs no round trip.
-		t.later(anyTag, `SELECT pg_notify($1, '')`, feedChannel)
+		t.later(anyTag, `SELECT pg_notify($1, pg_current_xact_id()::text)`, feedChannel)
 	}
 	return ids, translate(err)
 }
@@ -931,7 +982,17 @@ func (t *txn) AppendAudit(ctx context.Context, e audit.Event) error {
 }
 
 func (t *txn) DeleteClient(ctx context.Context, id string) error {
-	return oneRow(t.exec(ctx, `DELETE FROM clients WHERE id = $1`, id))
+	if err := oneRow(t.exec(ctx, `DELETE FROM clients WHERE id = $1`, id)); err != nil {
+		return err
+	}
+	t.notifyClient(id)
+	return nil
+}
+
+// notifyClient tells every node's client cache, at commit, that client id
+// changed (Listen); it goes out with the commit's batch.
+func (t *txn) notifyClient(id string) {
+	t.later(anyTag, `SELECT pg_notify($1, $2)`, clientsChannel, id)
 }
 
 func (t *txn) PutClient(ctx context.Context, c session.Client) error {
@@ -940,7 +1001,11 @@ func (t *txn) PutClient(ctx context.Context, c session.Client) error {
 		access_ttl_us = excluded.access_ttl_us, grants = excluded.grants, scopes = excluded.scopes,
 		web = excluded.web, origins = excluded.origins, claims = excluded.claims, dpop_required = excluded.dpop_required`,
 		c.ID, c.Name, c.SecretHash, strings.Join(c.Audiences, " "), c.AccessTTL.Microseconds(), strings.Join(c.Grants, " "), strings.Join(c.Scopes, " "), c.CreatedAt, c.Web, strings.Join(c.Origins, " "), strings.Join(c.Claims, " "), c.DPoPRequired)
-	return translate(err)
+	if err != nil {
+		return translate(err)
+	}
+	t.notifyClient(c.ID)
+	return nil
 }
 
 func (t *txn) LockClient(ctx context.Context, id string) (session.Client, error) {

@@ -262,7 +262,7 @@ func TestNoListenBehindPgBouncer(t *testing.T) {
 	var wakes atomic.Int64
 	go func() {
 		defer close(done)
-		s.ListenRevocations(ctx, func() { wakes.Add(1) }, slog.New(slog.NewJSONHandler(logs, nil)))
+		s.Listen(ctx, postgres.Changes{Connected: func(bool) { wakes.Add(1) }, Revoked: func(int64) { wakes.Add(1) }}, slog.New(slog.NewJSONHandler(logs, nil)))
 	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(logs.String(), "polling only") {
