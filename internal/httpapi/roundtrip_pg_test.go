@@ -2,12 +2,16 @@ package httpapi_test
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/latchauth/latch/internal/keywrap"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/store/postgres"
 	"github.com/latchauth/latch/internal/store/postgres/pgtest"
@@ -109,5 +113,134 @@ func TestDPoPRefreshRoundTrips(t *testing.T) {
 	want := []string{"BEGIN", "SELECT", "UPDATE", "COMMIT"}
 	if trips, statements := tr.Reset(); trips != 2 || !slices.Equal(statements, want) {
 		t.Errorf("a DPoP refresh made %d round trips with %v; want 2 with %v", trips, statements, want)
+	}
+}
+
+// TestRefreshRoundTripsWithChangesHeard: with the PostgreSQL listener
+// connected (as `latch serve` wires it: the service hears every node's
+// client changes by NOTIFY), a refresh through POST /oauth/token stays at
+// two round trips long past session.ClientCacheTTL, and a client changed
+// through another node's service reaches this node's next refresh at once,
+// without waiting for any TTL. When the listener is gone the TTL applies
+// again.
+func TestRefreshRoundTripsWithChangesHeard(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.URL(t)
+	tr := &pgtest.Tracer{}
+	open := func(opts ...postgres.Option) *postgres.Store {
+		s, err := postgres.Open(ctx, dbURL, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	st := open(postgres.WithTracer(tr))
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kek := make([]byte, keywrap.KeySize)
+	rand.Read(kek)
+	env, srv := newServer(t, testenv.Options{Store: func(testing.TB) testenv.Store { return st }, FeedInterval: time.Minute, KEK: kek})
+	other := testenv.New(t, testenv.Options{Store: func(testing.TB) testenv.Store { return open() }, FeedInterval: time.Minute, KEK: kek})
+
+	connected := make(chan bool, 10)
+	forgot := make(chan string, 100)
+	lctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st.Listen(lctx, postgres.Changes{
+			Connected: func(up bool) { env.Sessions.ClientChangesHeard(up); connected <- up },
+			Client:    func(id string) { env.Sessions.ForgetClient(id); forgot <- id },
+		}, slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	select {
+	case up := <-connected:
+		if !up {
+			t.Fatal("the listener reported down before up")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener never connected")
+	}
+
+	rt := env.Login(t, "heard@example.com").RefreshToken
+	refresh := func() (expiresIn int) {
+		t.Helper()
+		r := send(t, srv, req{method: "POST", path: "/oauth/token", contentType: formType,
+			body: "grant_type=refresh_token&client_id=app&refresh_token=" + url.QueryEscape(rt)})
+		if r.Status != http.StatusOK {
+			t.Fatalf("refresh: %s", r)
+		}
+		var tok struct {
+			RefreshToken string `json:"refresh_token"`
+			ExpiresIn    int    `json:"expires_in"`
+		}
+		r.decode(t, &tok)
+		rt = tok.RefreshToken
+		return tok.ExpiresIn
+	}
+	for range 3 { // warm the statement cache and the client cache
+		env.Clock.Advance(time.Second)
+		refresh()
+	}
+	transaction := []string{"BEGIN", "SELECT", "UPDATE", "COMMIT"}
+	withClientRead := append([]string{"SELECT"}, transaction...)
+	trips := func(name string, wantTrips int, want []string) int {
+		t.Helper()
+		tr.Reset()
+		ttl := refresh()
+		if trips, statements := tr.Reset(); trips != wantTrips || !slices.Equal(statements, want) {
+			t.Errorf("%s: a refresh through POST /oauth/token made %d round trips with %v; want %d with %v",
+				name, trips, statements, wantTrips, want)
+		}
+		return ttl
+	}
+	// Twenty refreshes 5 s apart: 100 s, ten times the TTL that applies
+	// while changes are not heard, all from the cache.
+	for i := range 20 {
+		env.Clock.Advance(5 * time.Second)
+		trips(fmt.Sprintf("refresh %d, %s after the warm-up", i+1, time.Duration(i+1)*5*time.Second), 2, transaction)
+	}
+
+	// Another node changes the client: this node hears it by NOTIFY (no
+	// clock moves), reads it once, and issues with the new lifetime.
+	drainChan(forgot)
+	ttl := 7 * time.Minute
+	if _, err := other.Sessions.UpdateClient(ctx, "app", session.ClientUpdate{AccessTTL: &ttl}, session.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-forgot:
+		if id != "app" {
+			t.Fatalf("heard of client %q, want app", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the other node's change was never heard")
+	}
+	if got := trips("after another node changed the client", 3, withClientRead); got != int(ttl.Seconds()) {
+		t.Errorf("expires_in %d after another node set the client's access TTL to %s; want %d", got, ttl, int(ttl.Seconds()))
+	}
+	trips("cached again", 2, transaction)
+
+	// The listener goes away: changes are no longer heard, so the cache
+	// falls back to session.ClientCacheTTL.
+	stop()
+	<-done
+	env.Clock.Advance(session.ClientCacheTTL)
+	trips("listener gone, past ClientCacheTTL", 3, withClientRead)
+	env.Clock.Advance(time.Second)
+	trips("listener gone, within ClientCacheTTL", 2, transaction)
+}
+
+// drainChan empties c without blocking.
+func drainChan[T any](c chan T) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
 	}
 }

@@ -104,6 +104,9 @@ type Options struct {
 	// the outbox for Env.Mail to read.
 	Mail   session.MailConfig
 	NoMail bool
+	// KEK is the key-encryption key (default random): two Envs on one
+	// store (two nodes) need the same one to open each other's keys.
+	KEK []byte
 }
 
 // Env is a running stack.
@@ -176,8 +179,11 @@ func New(t testing.TB, o Options) *Env {
 	if o.RealClock {
 		now = time.Now
 	}
-	kekBytes := make([]byte, keywrap.KeySize)
-	rand.Read(kekBytes)
+	kekBytes := o.KEK
+	if kekBytes == nil {
+		kekBytes = make([]byte, keywrap.KeySize)
+		rand.Read(kekBytes)
+	}
 	kek, _ := keywrap.New(kekBytes)
 	iss, err := token.New(st, kek, token.Config{Issuer: Issuer, Alg: "EdDSA", JWKSMaxAge: 5 * time.Minute,
 		LongestAccessTTL: o.AccessTTL, Leeway: 30 * time.Second, ReloadInterval: time.Second}, token.WithClock(now))
