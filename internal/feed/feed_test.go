@@ -248,3 +248,87 @@ func TestHubPartialTransaction(t *testing.T) {
 		t.Fatalf("a subscriber resuming from cursor %d saw %d of the transaction's 1500 revocations", cursor, len(seen))
 	}
 }
+
+// run starts h.Run until the test ends.
+func run(t *testing.T, h *feed.Hub) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-h.Ready()
+}
+
+// readsOver counts s's reads over d.
+func (s *source) readsOver(d time.Duration) int {
+	s.mu.Lock()
+	before := s.calls
+	s.mu.Unlock()
+	time.Sleep(d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls - before
+}
+
+// TestListeningPollsSlowly: while other nodes' commits are heard the hub
+// reads storage only every Fallback, and every Interval again once they
+// are not; Lag is 0 while heard, since nothing is waiting to be read.
+func TestListeningPollsSlowly(t *testing.T) {
+	src := &source{}
+	h, _ := feed.New(src, feed.Config{Interval: 10 * time.Millisecond, Fallback: time.Hour})
+	run(t, h)
+	tests := []struct {
+		name      string
+		listening bool
+		min, max  int // reads in 300 ms
+	}{
+		{"not listening", false, 10, 40},
+		// The switch reads once, and retries a few times (1, 2, 4, 8 ms)
+		// as after any wake that found nothing.
+		{"listening", true, 0, 8},
+		{"not listening again", false, 10, 40},
+	}
+	for _, tt := range tests {
+		h.Listening(tt.listening)
+		time.Sleep(50 * time.Millisecond) // past the switch's own reads
+		if n := src.readsOver(300 * time.Millisecond); n < tt.min || n > tt.max {
+			t.Errorf("%s: %d reads in 300ms; want %d to %d", tt.name, n, tt.min, tt.max)
+		}
+		if lag := h.Lag(); tt.listening && lag != 0 {
+			t.Errorf("%s: Lag %s; want 0", tt.name, lag)
+		}
+	}
+}
+
+// TestCommittedWaitsForTheTransaction: told that transaction 5 committed
+// while storage still holds its entry back (an older transaction is
+// open), a listening hub keeps reading, well past the short retries after
+// a plain wake, until the entry is there; told of a transaction it has
+// read already, it does not read at all.
+func TestCommittedWaitsForTheTransaction(t *testing.T) {
+	src := &source{}
+	until := time.Now().Add(time.Hour)
+	h, _ := feed.New(src, feed.Config{Interval: 20 * time.Millisecond, Fallback: time.Hour})
+	run(t, h)
+	h.Listening(true)
+	_, _, changed := h.Since(0)
+	h.Committed(5)
+	time.Sleep(time.Second) // the older transaction stays open a while
+	if lag := h.Lag(); lag < 900*time.Millisecond {
+		t.Errorf("Lag %s while transaction 5 is unread; want about 1s", lag)
+	}
+	src.addTx(5, 1, "held", until)
+	select {
+	case <-changed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the held-back entry was never read")
+	}
+	if lag := h.Lag(); lag != 0 {
+		t.Errorf("Lag %s once read; want 0", lag)
+	}
+	time.Sleep(50 * time.Millisecond)
+	h.Committed(5) // this node's own revocation, heard after its Notify
+	if n := src.readsOver(100 * time.Millisecond); n != 0 {
+		t.Errorf("%d reads for a transaction already read; want 0", n)
+	}
+}

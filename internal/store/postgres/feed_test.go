@@ -288,3 +288,95 @@ func TestRestoredFeedEntries(t *testing.T) {
 		t.Fatalf("after the restored entry: %v, %v; want the new revocation", next, err)
 	}
 }
+
+// TestListenChanges: one LISTEN connection hears, from another store (node),
+// a revocation with its transaction id (the Txn of its feed entries), a
+// client created, changed and deleted with the client's id, and a signing
+// key change; and reports itself up, then down when it ends.
+func TestListenChanges(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	open := func() *postgres.Store {
+		s, err := postgres.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	if _, err := a.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	env := testenv.New(t, testenv.Options{Store: func(testing.TB) testenv.Store { return a }})
+	heard := make(chan string, 100)
+	lctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Listen(lctx, postgres.Changes{
+			Connected: func(up bool) { heard <- fmt.Sprint("connected ", up) },
+			Revoked:   func(txn int64) { heard <- fmt.Sprint("revoked ", txn) },
+			Client:    func(id string) { heard <- "client " + id },
+			Keys:      func() { heard <- "keys" },
+		}, slog.New(slog.DiscardHandler))
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case s := <-heard:
+			return s
+		case <-time.After(5 * time.Second):
+			t.Fatal("nothing heard")
+			return ""
+		}
+	}
+	if got := next(); got != "connected true" {
+		t.Fatalf("first heard %q; want connected true", got)
+	}
+	sid := env.Login(t, "listen@example.com").SessionID
+	now := env.Clock.Now()
+	if err := a.InTx(ctx, func(tx session.Tx) error {
+		_, err := tx.RevokeSessions(ctx, session.Revocation{SessionID: sid, Scope: session.ScopeOne, Reason: session.ReasonAdmin, At: now, Until: now.Add(time.Hour)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := revocationsAtLeast(t, a, session.FeedCursor{}, 1)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("feed %v, %v; want the one revocation", entries, err)
+	}
+	if got, want := next(), fmt.Sprint("revoked ", entries[0].Txn); got != want {
+		t.Errorf("heard %q; want %q, the entry's transaction", got, want)
+	}
+	ttl := 3 * time.Minute
+	changes := []struct {
+		name   string
+		change func() error
+		want   string
+	}{
+		{"create", func() error {
+			_, _, err := env.Sessions.CreateClient(ctx, session.Client{ID: "heard", Audiences: []string{"x"}, AccessTTL: time.Minute, Grants: []string{session.GrantRefresh}}, false, session.Meta{})
+			return err
+		}, "client heard"},
+		{"update", func() error {
+			_, err := env.Sessions.UpdateClient(ctx, "heard", session.ClientUpdate{AccessTTL: &ttl}, session.Meta{})
+			return err
+		}, "client heard"},
+		{"delete", func() error { _, err := env.Sessions.DeleteClient(ctx, "heard", session.Meta{}); return err }, "client heard"},
+		{"key rotation", func() error { _, err := env.Issuer.Rotate(ctx, true); return err }, "keys"},
+	}
+	for _, c := range changes {
+		if err := c.change(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := next(); got != c.want {
+			t.Errorf("%s: heard %q; want %q", c.name, got, c.want)
+		}
+	}
+	stop()
+	<-done
+	if got := next(); got != "connected false" {
+		t.Errorf("heard %q at the end; want connected false", got)
+	}
+}
