@@ -155,7 +155,7 @@ func Serve(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.CORSCredentials, "cors-allow-credentials", false, "send Access-Control-Allow-Credentials to the --cors-origins too (web clients get it for their own origins; leave off unless you know why)")
 	fs.BoolVar(&c.DPoPNonce, "dpop-nonce", false, "require a server nonce in every DPoP proof (RFC 9449 section 8): pre-made proofs then live at most 10 minutes")
 	Webhooks(fs, c)
-	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often the revocation feed reads storage for other nodes' revocations (10ms to 1m)")
+	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often the revocation feed reads storage for other nodes' revocations while it cannot hear them (SQLite, a transaction-mode pooler, PostgreSQL LISTEN down; with LISTEN up it polls every 30s) (10ms to 1m)")
 	fs.IntVar(&c.FeedStreamsPerClient, "feed-streams-per-client", 16, "most revocation-feed streams one client may hold open at once (more answer 429), so one credential cannot take every slot")
 	fs.IntVar(&c.MaxConnections, "max-connections", 0, "most open client connections; at the cap an idle keep-alive connection makes room, else 503 (0: from the descriptor limit, see docs/operations.md)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", 0, "most requests served at once; more answer 503 with Retry-After at once (0: from GOMAXPROCS and the storage pool size)")

@@ -14,10 +14,11 @@ type Feed struct {
 	// MaxClientStreams returns the most open streams one client holds (the
 	// per-client cap refuses more).
 	MaxClientStreams func() int
-	// Lag returns how long ago the hub last read storage successfully:
-	// other nodes' revocations reach this node's subscribers at most this
-	// late (normally under --feed-poll-interval; it grows while storage
-	// is unreachable).
+	// Lag returns how late other nodes' revocations may reach this node's
+	// subscribers (feed.Hub.Lag): while the hub polls, how long ago it last
+	// read storage successfully (normally under --feed-poll-interval; it
+	// grows while storage is unreachable); while it hears them by LISTEN,
+	// 0 unless a notified revocation is still unread.
 	Lag func() time.Duration
 	// Entries returns the live entries the hub holds.
 	Entries func() int
@@ -40,7 +41,7 @@ func (m *Metrics) RegisterFeed(f Feed) error {
 	}
 	if f.Lag != nil {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "latch_feed_lag_seconds", Help: "Time since the revocation-feed hub last read storage successfully. On PostgreSQL a writing transaction held open anywhere on the cluster also holds new entries back, which this gauge does not show: alert on long-open transactions too.",
+			Name: "latch_feed_lag_seconds", Help: "How late other nodes' revocations may reach this node's feed: while it polls, the time since it last read storage successfully; while PostgreSQL LISTEN is up, 0, or the time since a notified revocation it has not read yet. On PostgreSQL a writing transaction held open anywhere on the cluster also holds new entries back, which this gauge does not show: alert on long-open transactions too.",
 		}, func() float64 { return f.Lag().Seconds() }))
 	}
 	if f.Entries != nil {

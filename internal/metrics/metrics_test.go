@@ -58,7 +58,7 @@ func TestCollectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `
-# HELP latch_feed_lag_seconds Time since the revocation-feed hub last read storage successfully. On PostgreSQL a writing transaction held open anywhere on the cluster also holds new entries back, which this gauge does not show: alert on long-open transactions too.
+# HELP latch_feed_lag_seconds How late other nodes' revocations may reach this node's feed: while it polls, the time since it last read storage successfully; while PostgreSQL LISTEN is up, 0, or the time since a notified revocation it has not read yet. On PostgreSQL a writing transaction held open anywhere on the cluster also holds new entries back, which this gauge does not show: alert on long-open transactions too.
 # TYPE latch_feed_lag_seconds gauge
 latch_feed_lag_seconds 0.25
 # HELP latch_feed_subscribers Open revocation-feed streams (SSE) on this node.
