@@ -19,6 +19,9 @@ type Outbox interface {
 	MessageSent(ctx context.Context, id string) error
 	// MessageFailed releases a message for another attempt at retry.
 	MessageFailed(ctx context.Context, id string, retry time.Time, reason string) error
+	// NextMessageDue returns when the earliest message not due yet will be
+	// (its retry time, or its claim's end); ok is false if none is waiting.
+	NextMessageDue(ctx context.Context, now time.Time) (at time.Time, ok bool, err error)
 }
 
 // Opener unseals outbox rows; session.Service implements it.
@@ -106,6 +109,7 @@ func (s *Sender) Wake() {
 func (s *Sender) Run(ctx context.Context) {
 	t := time.NewTimer(s.cfg.Interval)
 	defer t.Stop()
+	first := true
 	for {
 		now := s.cfg.Now()
 		s.mu.Lock()
@@ -122,6 +126,17 @@ func (s *Sender) Run(ctx context.Context) {
 			}
 			if n < s.cfg.Batch {
 				break
+			}
+		}
+		if first && ctx.Err() == nil {
+			// What a sender before this one (a crashed or restarted node)
+			// left to retry, or claimed and never finished, is due at a
+			// time this one did not schedule: learn it once.
+			first = false
+			if at, ok, err := s.outbox.NextMessageDue(ctx, s.cfg.Now()); err != nil {
+				s.log.Warn("outbox: reading when the next message is due", "err", err)
+			} else if ok {
+				s.retryLater(at)
 			}
 		}
 		next := s.cfg.Interval

@@ -1090,6 +1090,18 @@ func (s *Store) MessageFailed(ctx context.Context, id string, retry time.Time, r
 	return translate(err)
 }
 
+// NextMessageDue implements mail.Outbox: when the earliest message not
+// due at now (a retry, or a claim still running) will be.
+func (s *Store) NextMessageDue(ctx context.Context, now time.Time) (time.Time, bool, error) {
+	var at *time.Time
+	err := s.db.QueryRow(ctx, `SELECT min(GREATEST(next_attempt_at, COALESCE(claimed_until, next_attempt_at))) FROM outbox
+		WHERE next_attempt_at > $1 OR claimed_until > $1`, now).Scan(&at)
+	if err != nil || at == nil {
+		return time.Time{}, false, translate(err)
+	}
+	return utc(*at), true, nil
+}
+
 // PendingMessages counts the messages in the outbox.
 func (s *Store) PendingMessages(ctx context.Context) (int, error) {
 	var n int

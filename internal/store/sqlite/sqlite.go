@@ -793,6 +793,18 @@ func (s *Store) MessageFailed(ctx context.Context, id string, retry time.Time, r
 	return translate(err)
 }
 
+// NextMessageDue implements mail.Outbox: when the earliest message not
+// due at now (a retry, or a claim still running) will be.
+func (s *Store) NextMessageDue(ctx context.Context, now time.Time) (time.Time, bool, error) {
+	var at sql.NullInt64
+	err := s.r.QueryRowContext(ctx, `SELECT min(max(next_attempt_at, COALESCE(claimed_until, next_attempt_at))) FROM outbox
+		WHERE next_attempt_at > ? OR claimed_until > ?`, micros(now), micros(now)).Scan(&at)
+	if err != nil || !at.Valid {
+		return time.Time{}, false, translate(err)
+	}
+	return fromMicros(at.Int64), true, nil
+}
+
 // PendingMessages counts the messages in the outbox.
 func (s *Store) PendingMessages(ctx context.Context) (int, error) {
 	var n int

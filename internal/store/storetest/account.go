@@ -19,6 +19,7 @@ type Outbox interface {
 	MessageSent(ctx context.Context, id string) error
 	MessageFailed(ctx context.Context, id string, retry time.Time, reason string) error
 	PendingMessages(ctx context.Context) (int, error)
+	NextMessageDue(ctx context.Context, now time.Time) (time.Time, bool, error)
 }
 
 func testUserProfile(t *testing.T, s Store) {
@@ -141,6 +142,10 @@ func testOutbox(t *testing.T, s Store) {
 	if again, err := o.ClaimMessages(ctx, t0.Add(lease/2), lease, 10); err != nil || len(again) != 0 {
 		t.Fatalf("a second claim inside the lease = %+v, %v; want nothing", again, err)
 	}
+	// A sender that starts now learns when the claim runs out.
+	if at, ok, err := o.NextMessageDue(ctx, t0.Add(lease/2)); err != nil || !ok || !at.Equal(t0.Add(lease)) {
+		t.Fatalf("next due inside the lease = %s, %t, %v; want %s", at, ok, err, t0.Add(lease))
+	}
 	// The claimant died: after the lease the message is due again.
 	again, err := o.ClaimMessages(ctx, t0.Add(lease), lease, 10)
 	if err != nil || len(again) != 1 || again[0].Attempts != 2 {
@@ -153,6 +158,9 @@ func testOutbox(t *testing.T, s Store) {
 	if got, _ := o.ClaimMessages(ctx, retry.Add(-time.Second), lease, 10); len(got) != 0 {
 		t.Fatalf("claimed before its retry time: %+v", got)
 	}
+	if at, ok, err := o.NextMessageDue(ctx, retry.Add(-time.Second)); err != nil || !ok || !at.Equal(retry) {
+		t.Fatalf("next due before the retry = %s, %t, %v; want %s", at, ok, err, retry)
+	}
 	if got, _ := o.ClaimMessages(ctx, retry, lease, 10); len(got) != 1 {
 		t.Fatalf("not claimed at its retry time: %+v", got)
 	}
@@ -161,6 +169,9 @@ func testOutbox(t *testing.T, s Store) {
 	}
 	if n, err := o.PendingMessages(ctx); err != nil || n != 0 {
 		t.Fatalf("pending after sent = %d, %v; want 0", n, err)
+	}
+	if _, ok, err := o.NextMessageDue(ctx, retry); err != nil || ok {
+		t.Fatalf("next due with an empty outbox: %t, %v; want none", ok, err)
 	}
 }
 
