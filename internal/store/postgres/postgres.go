@@ -542,7 +542,7 @@ type Changes struct {
 // client gets next) and never calls Connected(true): its callers poll.
 func (s *Store) Listen(ctx context.Context, c Changes, log *slog.Logger) {
 	if s.txPooled {
-		log.Info("no LISTEN behind a transaction-mode pooler (pooler=transaction): the revocation feed, client cache and signing keys poll only")
+		log.Info("no LISTEN behind a transaction-mode pooler (pooler=transaction): polling only (the revocation feed every --feed-poll-interval, cached clients after 10s, signing keys every minute)")
 		<-ctx.Done()
 		return
 	}
