@@ -60,21 +60,34 @@ func TestIdleServer(t *testing.T) {
 	}
 	// Let startup's work (migrations, keys, the signup) reach
 	// pg_stat_database: a backend that goes idle reports its counts after
-	// at most 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL), so a count read
-	// sooner would take startup's for idle work.
+	// about 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL), so a count read
+	// sooner would take startup's for idle work. On a loaded machine a
+	// report can come later still (it is skipped while the statistics are
+	// locked): a window that counts too many is followed by another, and
+	// the quietest of up to three decides. A server that queries while idle
+	// fills every one.
 	time.Sleep(statsDelay)
-	before := commits()
-	time.Sleep(idleWindow)
-	// The window's own counts may be that late too.
-	time.Sleep(statsDelay)
-	got := commits() - before
-	perMinute := float64(got) / idleWindow.Minutes()
-	t.Logf("idle `latch serve` on PostgreSQL: %d transactions in %s: %.2f/s, %.1f/min", got, idleWindow, float64(got)/idleWindow.Seconds(), perMinute)
-	// The fallbacks: one feed poll and one outbox poll per 30 s, one key
-	// reload per minute, a sweep per 10 minutes; at most four in 20 s (the
-	// window's edges may shift one of them in or out).
-	if got > 5 {
-		t.Errorf("an idle node ran %d transactions in %s (%.1f/min); want at most 5, the slow fallbacks", got, idleWindow, perMinute)
+	last := commits()
+	best := int64(-1)
+	for i := range 3 {
+		time.Sleep(idleWindow)
+		now := commits()
+		got := now - last
+		last = now
+		t.Logf("idle `latch serve` on PostgreSQL, window %d: %d transactions in %s: %.2f/s, %.1f/min",
+			i+1, got, idleWindow, float64(got)/idleWindow.Seconds(), float64(got)/idleWindow.Minutes())
+		if best < 0 || got < best {
+			best = got
+		}
+		// The fallbacks: one feed poll and one outbox poll per 30 s, one
+		// key reload per minute, a sweep per 10 minutes: at most four in
+		// 20 s, and one more at the window's edges.
+		if best <= 5 {
+			break
+		}
+	}
+	if best > 5 {
+		t.Errorf("an idle node ran at least %d transactions in every %s window (%.1f/min); want at most 5, the slow fallbacks", best, idleWindow, float64(best)/idleWindow.Minutes())
 	}
 
 	// A client change by the CLI reaches the running node at once.
