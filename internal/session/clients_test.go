@@ -26,8 +26,9 @@ func (s *countingStore) Client(ctx context.Context, id string) (session.Client, 
 }
 
 // TestClientCache: the service reads a client from storage once per
-// session.ClientCacheTTL; a change through the service (EnsureClient,
-// RotateClientSecret, DeleteClient) is seen at once,
+// session.ClientCacheTTL, or once per ClientCacheHeardTTL while changes
+// made elsewhere are heard (ForgetClient); a change through the service
+// (EnsureClient, RotateClientSecret, DeleteClient) is seen at once,
 // unknown ids are never cached, and a caller changing the client it got
 // changes nothing for the next.
 func TestClientCache(t *testing.T) {
@@ -76,6 +77,24 @@ func TestClientCache(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, 1, 7 * time.Minute, c.Audiences},
+		// Changes heard (the PostgreSQL listener connected): everything
+		// cached is forgotten once, then kept far past ClientCacheTTL.
+		{"changes heard from now on", func() { env.Sessions.ClientChangesHeard(true) }, 1, 7 * time.Minute, c.Audiences},
+		{"heard: past ClientCacheTTL", func() { env.Clock.Advance(10 * session.ClientCacheTTL) }, 0, 7 * time.Minute, c.Audiences},
+		{"heard: another node changed it", func() {
+			changed := c
+			changed.AccessTTL = 9 * time.Minute
+			if err := st.InTx(ctx, func(tx session.Tx) error { return tx.PutClient(ctx, changed) }); err != nil {
+				t.Fatal(err)
+			}
+			env.Sessions.ForgetClient("app") // what the listener does for its NOTIFY
+		}, 1, 9 * time.Minute, c.Audiences},
+		{"heard: past the safety TTL", func() { env.Clock.Advance(session.ClientCacheHeardTTL) }, 1, 9 * time.Minute, c.Audiences},
+		// The listener lost: ClientCacheTTL again, counted from the read.
+		{"no longer heard", func() {
+			env.Sessions.ClientChangesHeard(false)
+			env.Clock.Advance(session.ClientCacheTTL)
+		}, 1, 9 * time.Minute, c.Audiences},
 	}
 	confidential := session.Client{ID: "rs", Name: "rs", Audiences: []string{"api"}, AccessTTL: time.Minute,
 		SecretHash: session.HashClientSecret("old")}
