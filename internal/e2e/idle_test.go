@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -27,7 +28,8 @@ const statsDelay = 12 * time.Second
 // database) over idleWindow and prints the rate. Then a client change by
 // the CLI, another process, reaches the idle node's next refresh at once,
 // by NOTIFY, although its client cache would keep the client for 10 s
-// without it.
+// without it, and so does a key rotation, although the node reloads its
+// keys only once a minute without it.
 func TestIdleServer(t *testing.T) {
 	base := os.Getenv("LATCH_TEST_POSTGRES")
 	if base == "" {
@@ -106,6 +108,18 @@ func TestIdleServer(t *testing.T) {
 		return expiresIn == 420
 	})
 	t.Logf("the CLI's client change reached the idle node's refresh within %s", time.Since(start).Round(time.Millisecond))
+
+	// So does a key rotation, although the node's own reload runs only
+	// once a minute here (--jwks-max-age 5m).
+	if out, err := c.admin(t, "keys", "rotate", "--force"); err != nil {
+		t.Fatalf("keys rotate: %v\n%s", err, out)
+	}
+	newNext := c.keyIn(t, "next")
+	start = time.Now()
+	eventually(t, 2*time.Second, "the idle node did not publish the new next key: the CLI's rotation was not heard", func() bool {
+		return slices.Contains(jwksKIDs(t, n), newNext)
+	})
+	t.Logf("the CLI's key rotation reached the idle node's JWKS within %s", time.Since(start).Round(time.Millisecond))
 }
 
 // refreshExpiresIn refreshes rt through n and returns the new refresh

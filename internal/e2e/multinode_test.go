@@ -83,8 +83,9 @@ func twoNodes(t *testing.T, dbURL string) {
 			t.Fatalf("after rotate the current key is %s, want the old next key %s", cur, oldNext)
 		}
 		newNext := c.keyIn(t, "next")
-		// Each node reloads its keys within min(15 s, max-age/2) = 1 s:
-		// it publishes the new next key and signs with the promoted one.
+		// Each node reloads its keys at once (NOTIFY latch_keys), or at the
+		// latest within min(1 min, max-age/2) = 1 s: it publishes the new
+		// next key and signs with the promoted one.
 		for i, n := range []*node{a, b} {
 			eventually(t, 10*time.Second, "a node never published the new next key", func() bool {
 				return slices.Contains(jwksKIDs(t, n), newNext)
