@@ -81,8 +81,8 @@ func signES256(k *ecdsa.PrivateKey, in []byte) ([]byte, error) {
 }
 
 // jws returns the compact JWS of claims, with extra's entries as further
-// top-level claims. extra must not name a claim that claims holds: the
-// caller drops reserved names.
+// top-level claims, before claims' own. extra must not name a claim that
+// claims holds: the caller drops reserved names.
 func (s *signer) jws(claims any, extra map[string]json.RawMessage) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
@@ -93,12 +93,20 @@ func (s *signer) jws(claims any, extra map[string]json.RawMessage) (string, erro
 			return "", errors.New("token: claims are not a JSON object")
 		}
 		// encoding/json sorts a map's keys and checks each raw value, so
-		// the token is valid JSON with a stable order.
+		// the token is valid JSON with a stable order. The custom claims
+		// go first: a decoder that matches names regardless of case and
+		// keeps the last (encoding/json, which many resource servers use)
+		// must read a custom "Sub" or "EXP" before the real sub and exp.
 		more, err := json.Marshal(extra)
 		if err != nil {
 			return "", fmt.Errorf("token: encode custom claims: %w", err)
 		}
-		payload = append(append(payload[:len(payload)-1], ','), more[1:]...)
+		obj := make([]byte, 0, len(more)+len(payload))
+		obj = append(obj, more[:len(more)-1]...) // '{' and the custom claims
+		if len(payload) > 2 {
+			obj = append(obj, ',')
+		}
+		payload = append(obj, payload[1:]...)
 	}
 	enc := base64.RawURLEncoding
 	n := len(s.header) + 1 + enc.EncodedLen(len(payload))

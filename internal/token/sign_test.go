@@ -1,6 +1,7 @@
 package token_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"encoding/base64"
@@ -132,5 +133,45 @@ func TestES256ShortRAndS(t *testing.T) {
 		if err := parsed.Claims(k.Key, &c); err != nil {
 			t.Fatalf("token %d (r short %v, s short %v): %v", n, sig[0] == 0, sig[32] == 0, err)
 		}
+	}
+}
+
+// TestCustomClaimCaseVariantNeverWins: a mapped claim may be named "Sub"
+// or "EXP" (only the exact registered names are reserved). encoding/json,
+// which many resource servers decode claims with, matches names without
+// regard to case and keeps the last, so the registered claims must come
+// after the custom ones in the payload.
+func TestCustomClaimCaseVariantNeverWins(t *testing.T) {
+	f := newFixture(t)
+	i := f.issuer(t, "EdDSA")
+	c := claims(f.clock.Now())
+	c.Extra = map[string]json.RawMessage{"Sub": json.RawMessage(`"admin"`), "EXP": json.RawMessage(`99999999999`),
+		"Aud": json.RawMessage(`"other"`), "Client_ID": json.RawMessage(`"evil"`), "zz": json.RawMessage(`1`)}
+	tok, err := i.Issue(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := strictB64(t, strings.Split(tok, ".")[1])
+	var got struct {
+		Sub      string `json:"sub"`
+		Exp      int64  `json:"exp"`
+		Aud      string `json:"aud"`
+		ClientID string `json:"client_id"`
+	}
+	if err := json.Unmarshal(payload, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Sub != "user" || got.Exp != c.Expiry.Unix() || got.Aud != "api" || got.ClientID != "app" {
+		t.Fatalf("a custom claim stood in for a registered one: %+v in %s", got, payload)
+	}
+	if !bytes.Contains(payload, []byte(`"zz":1`)) {
+		t.Fatalf("custom claim missing: %s", payload)
+	}
+	claims, err := verifyOwn(i, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.Subject != "user" || string(claims.Extra["Sub"]) != `"admin"` {
+		t.Fatalf("bearer read sub %q, Extra %v", claims.Subject, claims.Extra)
 	}
 }
