@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/latchauth/latch/internal/admission"
@@ -247,7 +248,7 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 		return err
 	}
 	if c.DebugAddr != "" {
-		stop, err := serveDebug(c.DebugAddr, d.log)
+		stop, _, err := serveDebug(c.DebugAddr, d.log)
 		if err != nil {
 			return err
 		}
@@ -284,21 +285,46 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 
 // serveDebug serves Go's profiler on addr (loopback, checked by
 // config.Validate), apart from the API so that it is never exposed with it.
-func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+// It returns the address it listens on.
+func serveDebug(addr string, log *slog.Logger) (stop func(), bound string, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--debug-addr: %w", err)
+		return nil, "", fmt.Errorf("--debug-addr: %w", err)
+	}
+	if a, ok := ln.Addr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
+		// A name such as localhost is checked where it resolved.
+		ln.Close()
+		return nil, "", fmt.Errorf("--debug-addr %s: listening on %s, not a loopback address", addr, ln.Addr())
 	}
 	mux := http.NewServeMux()
+	// Not pprof.Cmdline: the command line may hold --key-encryption-key,
+	// --webhook-secret or a database password. (pprof.Index answers 404
+	// for it.)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: loopbackHost(mux), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	log.Info("profiler serving (--debug-addr)", "addr", ln.Addr().String())
-	return func() { srv.Close() }, nil
+	return func() { srv.Close() }, ln.Addr().String(), nil
+}
+
+// loopbackHost refuses requests whose Host is not a loopback address or
+// localhost: a page whose name is rebound to 127.0.0.1 (DNS rebinding)
+// would otherwise read the profiler from a browser on the same machine.
+func loopbackHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
+		if ip := net.ParseIP(strings.Trim(host, "[]")); !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // newHTTPServer is the server of the API, with the timeouts that make a
