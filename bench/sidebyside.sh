@@ -36,12 +36,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
+case $C in *[!0-9]* | "" | 0) echo "C must be a positive whole number" >&2; exit 2 ;; esac
+if [ "$C" -gt 256 ]; then
+	# rotate.sql's clients rotate rows bench-0 … bench-255 of setup.sql:
+	# a client past them would update nothing and look fast.
+	echo "C must be at most 256 (the rows of bench/setup.sql)" >&2
+	exit 2
+fi
 secs=${DURATION%s}
 case $secs in *[!0-9]* | "" | [0-4]) echo "DURATION must be whole seconds, at least 5s, such as 15s" >&2; exit 2 ;; esac
 
 echo "building latch and latch-bench" >&2
 (cd "$repo" && go build -o "$work/latch" ./cmd/latch && go build -o "$work/latch-bench" ./cmd/latch-bench)
 
+# PostgreSQL's CPU is read from /proc: it must run on this machine.
+pgrep -o -x postgres >/dev/null || { echo "no postgres process on this machine: the CPU of PostgreSQL is read from /proc" >&2; exit 2; }
 psql -q -X "$PGURL/postgres?sslmode=disable" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
 dburl="$PGURL/$DB?sslmode=disable"
 head -c 32 /dev/urandom | base64 >"$work/kek"
@@ -129,9 +138,12 @@ p1, p2, t1, t2, hz = map(float, sys.argv[2:])
 out = open(work + "/pgbench.txt").read()
 tps = float(re.search(r"tps = ([0-9.]+)", out).group(1))
 # pgbench_log lines: client, transaction, latency µs, script, end time s, µs
+# (pgbench 15 "Per-Transaction Logging"). The latencies are those of the
+# window, as latch-bench's leave out its warm-up.
 txs = [l.split() for f in glob.glob(work + "/pgbench_log.*") for l in open(f)]
-lat = sorted(int(t[2]) for t in txs)
-window = sum(1 for t in txs if t1 <= int(t[4]) + int(t[5]) / 1e6 < t2)
+inside = [t for t in txs if t1 <= int(t[4]) + int(t[5]) / 1e6 < t2]
+lat = sorted(int(t[2]) for t in inside)
+window = len(inside)
 pct = lambda p: lat[int(p * (len(lat) - 1))] / 1000
 print(f"pgbench {tps:8.0f}/s  p50 {pct(0.5):6.2f} ms  p99 {pct(0.99):6.2f} ms  "
       f"postgres CPU {(p2 - p1) / hz / window * 1e3:.3f} ms/transaction")
