@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/latchauth/latch/internal/audit"
 	"github.com/latchauth/latch/internal/password"
@@ -32,6 +33,11 @@ func CheckAppMetadata(raw []byte) (string, error) {
 	}
 	b := buf.Bytes()
 	switch {
+	case !utf8.Valid(b):
+		// json.Compact lets some invalid UTF-8 through; in a mapped claim
+		// it would make every access token of the user one that a
+		// verifier (RFC 8259 section 8.1) rejects.
+		return "", fmt.Errorf("%w: not valid UTF-8", ErrAppMetadata)
 	case string(b) == "null" || string(b) == "{}":
 		return "", nil
 	case len(b) == 0 || b[0] != '{':
