@@ -175,3 +175,33 @@ func TestCustomClaimCaseVariantNeverWins(t *testing.T) {
 		t.Fatalf("bearer read sub %q, Extra %v", claims.Subject, claims.Extra)
 	}
 }
+
+// TestCustomClaimEdges: custom claims that are all reserved leave the
+// payload as without any; a value that is not JSON fails the issue rather
+// than making a token no one can parse.
+func TestCustomClaimEdges(t *testing.T) {
+	f := newFixture(t)
+	i := f.issuer(t, "EdDSA")
+	payload := func(extra map[string]json.RawMessage) (string, error) {
+		c := claims(f.clock.Now())
+		c.Extra = extra
+		tok, err := i.Issue(c)
+		if err != nil {
+			return "", err
+		}
+		if _, err := verifyOwn(i, tok); err != nil {
+			t.Fatalf("bearer: %v", err)
+		}
+		return string(strictB64(t, strings.Split(tok, ".")[1])), nil
+	}
+	plain, err := payload(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := payload(map[string]json.RawMessage{"sub": json.RawMessage(`"x"`), "iss": json.RawMessage(`"y"`)}); err != nil || got != plain {
+		t.Fatalf("only reserved custom claims: %s, %v; want %s", got, err, plain)
+	}
+	if got, err := payload(map[string]json.RawMessage{"roles": json.RawMessage(`[1,`)}); err == nil {
+		t.Fatalf("invalid custom claim issued: %s", got)
+	}
+}
