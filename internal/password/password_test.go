@@ -256,3 +256,33 @@ func TestMemoryLimit(t *testing.T) {
 		t.Fatalf("MemoryLimit(OWASP, 2) = %d, want %d", got, want)
 	}
 }
+
+// TestOneSlot: a 1-core node has one slot, and its one account may hold it
+// (perKey is at least one): a user logs in, and while one account floods
+// the hasher another's login still gets the slot in turn.
+func TestOneSlot(t *testing.T) {
+	h, err := NewHasher(fast, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := h.Hash(context.Background(), "ada@example.com", "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Verify(context.Background(), "ada@example.com", "correct horse battery", enc); err != nil {
+		t.Fatalf("the only slot's login: %v", err)
+	}
+	const flood = 20
+	done := make(chan error, flood)
+	for range flood {
+		go func() { done <- h.Verify(context.Background(), "eve@example.com", "a guess", enc) }()
+	}
+	if err := h.Verify(context.Background(), "ada@example.com", "correct horse battery", enc); err != nil {
+		t.Fatalf("another account's login during the flood: %v", err)
+	}
+	for range flood {
+		if err := <-done; !errors.Is(err, ErrMismatch) {
+			t.Fatalf("flood: %v, want ErrMismatch", err)
+		}
+	}
+}
