@@ -145,7 +145,8 @@ const MaxWait = 3 * time.Second
 
 // MaxPerKey is how many hashes of one key run or wait for a global slot at
 // once; further callers with that key wait for one of them to finish. Two
-// lets a user's login and password change run side by side.
+// lets a user's login and password change run side by side, on a hasher of
+// four slots or more (NewHasher gives a key at most half of them).
 const MaxPerKey = 2
 
 // Slots returns how many hashes with p may run at once within budgetKiB of
