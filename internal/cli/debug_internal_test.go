@@ -54,3 +54,17 @@ func TestDebugServer(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvMemoryLimit: GOMEMLIMIT replaces serve's limit only when it says
+// something; empty is unset to the runtime, so serve's limit still applies.
+func TestEnvMemoryLimit(t *testing.T) {
+	for _, tt := range []struct {
+		val  string
+		want bool
+	}{{"", false}, {"off", true}, {"200MiB", true}} {
+		t.Setenv("GOMEMLIMIT", tt.val)
+		if got := envMemoryLimit(); got != tt.want {
+			t.Errorf("GOMEMLIMIT=%q: envMemoryLimit() = %v, want %v", tt.val, got, tt.want)
+		}
+	}
+}

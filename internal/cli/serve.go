@@ -79,13 +79,18 @@ func runServe(ctx context.Context, args []string, s io3) error {
 		defer b.Close()
 		s.stderr = b
 	}
-	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+	if !envMemoryLimit() {
 		// The limit is the process's: given back when serve returns, for
 		// the tests that run it inside theirs.
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(memoryLimit(&c)))
 	}
 	return serve(ctx, &c, ln, s)
 }
+
+// envMemoryLimit reports whether GOMEMLIMIT sets the runtime's limit. The
+// runtime reads an empty GOMEMLIMIT as unset, so serve's own limit applies
+// then too (GOMEMLIMIT=off is the way to run without one).
+func envMemoryLimit() bool { return os.Getenv("GOMEMLIMIT") != "" }
 
 // memoryLimitMiB is the runtime's soft memory limit in MiB, 0 for none.
 func memoryLimitMiB() int64 {
