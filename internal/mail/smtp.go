@@ -155,8 +155,11 @@ type Log struct{ Logger *slog.Logger }
 
 // Send implements Transport.
 func (l Log) Send(ctx context.Context, id string, c session.Content) error {
-	l.Logger.Warn("no SMTP server configured (--smtp-url): this message is written to the log instead of being sent; the log now holds a live link", "id", id, "kind", string(c.Kind))
+	// The message first, then the warning: serve's batched log writes a
+	// warning at once with every line before it, so the link is readable
+	// the moment it is sent, not up to a batch interval later.
 	l.Logger.Info("email", "id", id, "kind", string(c.Kind), "to", c.To, "subject", c.Subject, "text", c.Text)
+	l.Logger.Warn("no SMTP server configured (--smtp-url): the message above was written to the log instead of being sent; the log now holds a live link", "id", id, "kind", string(c.Kind))
 	return nil
 }
 
