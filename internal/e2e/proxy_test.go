@@ -137,6 +137,11 @@ func TestBehindNginx(t *testing.T) {
 		}
 		tok.RefreshToken = rt
 		for _, n := range []*node{a, b} {
+			// The node batches its access lines (up to 100 ms).
+			deadline := time.Now().Add(3 * time.Second)
+			for requestsTo(n, "/oauth/token") == 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
 			if k := requestsTo(n, "/oauth/token"); k == 0 {
 				t.Errorf("node %s served no refresh: nginx did not balance over both", n.base)
 			}

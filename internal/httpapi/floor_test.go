@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +17,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/latchauth/latch/internal/httpapi"
+	"github.com/latchauth/latch/internal/metrics"
+	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/store/postgres"
 	"github.com/latchauth/latch/internal/store/postgres/pgtest"
 	"github.com/latchauth/latch/internal/testenv"
@@ -30,7 +34,9 @@ import (
 // request at a time, so each figure is the cost of one operation.
 // cpu-µs/op is this process's CPU (getrusage) per operation: for the HTTP
 // rows that is client and server together, for the statements the client
-// side only (PostgreSQL's own CPU is not in it). docs/performance.md
+// side only (PostgreSQL's own CPU is not in it). The refresh row runs with
+// metrics and a JSON access log, as latch serve does, but without serve's
+// connection cap; docs/performance.md
 // "Refresh at the floor" compares the refresh row with the sum of the parts.
 //
 //	LATCH_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
@@ -122,7 +128,14 @@ func BenchmarkRefreshFloor(b *testing.B) {
 		})
 	})
 	b.Run("refresh", func(b *testing.B) {
-		env := testenv.New(b, testenv.Options{RealClock: true, Store: func(t testing.TB) testenv.Store { return pgtest.New(t) }})
+		// As latch serve runs it: metrics on, a JSON access line per
+		// request (to io.Discard here: serve batches its writes).
+		m := metrics.New()
+		env := testenv.New(b, testenv.Options{RealClock: true, Observer: m,
+			Log:       slog.New(slog.NewJSONHandler(io.Discard, nil)),
+			WrapStore: func(s session.Store) session.Store { return m.TimeStore(s) },
+			API:       func(c *httpapi.Config) { c.Observer = m; c.Metrics = m.Handler() },
+			Store:     func(t testing.TB) testenv.Store { return pgtest.New(t) }})
 		srv := httptest.NewServer(env.Handler)
 		defer srv.Close()
 		client := srv.Client()
