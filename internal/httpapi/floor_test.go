@@ -41,7 +41,7 @@ import (
 // rows that is client and server together, for the statements the client
 // side only (PostgreSQL's own CPU is not in it). The refresh row runs with
 // metrics and a JSON access log, as latch serve does, but without serve's
-// connection cap; docs/performance.md "Refresh at the floor" compares it
+// connection cap; docs/performance.md "Refresh and login at the floor" compares it
 // with the sum of the parts.
 //
 //	LATCH_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
