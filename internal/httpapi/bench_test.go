@@ -114,23 +114,13 @@ func benchRefreshClients(b *testing.B, o testenv.Options, clients int) {
 			rt := rts[i]
 			for next.Add(1) <= int64(b.N) {
 				t0 := time.Now()
-				resp, err := client.Post(srv.URL+"/oauth/token", "application/x-www-form-urlencoded",
-					strings.NewReader(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {"app"}}.Encode()))
+				succ, err := refreshOnce(client, srv.URL, rt)
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				var body struct {
-					RefreshToken string `json:"refresh_token"`
-				}
-				err = json.NewDecoder(resp.Body).Decode(&body)
-				resp.Body.Close()
-				if err != nil || resp.StatusCode != 200 {
-					b.Errorf("refresh: %d %v", resp.StatusCode, err)
-					return
-				}
 				lat[i] = append(lat[i], time.Since(t0))
-				rt = body.RefreshToken
+				rt = succ
 			}
 		})
 	}

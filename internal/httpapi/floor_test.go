@@ -126,22 +126,12 @@ func BenchmarkRefreshFloor(b *testing.B) {
 			rts[i] = env.Login(b, fmt.Sprintf("floor%d@example.com", i)).RefreshToken
 		}
 		measureCPU(b, workers, func(w int) {
-			resp, err := client.Post(srv.URL+"/oauth/token", "application/x-www-form-urlencoded",
-				strings.NewReader(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rts[w]}, "client_id": {"app"}}.Encode()))
+			rt, err := refreshOnce(client, srv.URL, rts[w])
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			var body struct {
-				RefreshToken string `json:"refresh_token"`
-			}
-			err = json.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != http.StatusOK {
-				b.Errorf("refresh: %d %v", resp.StatusCode, err)
-				return
-			}
-			rts[w] = body.RefreshToken
+			rts[w] = rt
 		})
 	})
 }
@@ -176,6 +166,25 @@ func rotateRow(ctx context.Context, conn *pgx.Conn, id string) error {
 		now, "bench", "127.0.0.1", now.Add(30*24*time.Hour), gen+1, gen, now, now, "127.0.0.1", "bench", sid)
 	second.Queue("COMMIT")
 	return conn.SendBatch(ctx, second).Close()
+}
+
+// refreshOnce sends one refresh of rt to the server at base and returns
+// its successor.
+func refreshOnce(client *http.Client, base, rt string) (string, error) {
+	resp, err := client.Post(base+"/oauth/token", "application/x-www-form-urlencoded",
+		strings.NewReader(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {"app"}}.Encode()))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("refresh: %d %v", resp.StatusCode, err)
+	}
+	return body.RefreshToken, nil
 }
 
 // keepAlive is a client that keeps a connection per worker.
