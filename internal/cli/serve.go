@@ -197,25 +197,17 @@ func serve(ctx context.Context, c *config.Config, ln net.Listener, s io3) error 
 	// restart sends it at once.
 	defer func() { stopBG(); <-senderDone }()
 	if l, ok := d.store.(changeListener); ok {
-		keys := make(chan struct{}, 1)
-		wakeKeys := func() {
-			select {
-			case keys <- struct{}{}:
-			default:
-			}
-		}
-		go reloadKeys(bg, d, keys)
 		go l.Listen(bg, postgres.Changes{
 			Connected: func(up bool) {
 				sessions.ClientChangesHeard(up)
 				hub.Listening(up)
 				if up {
-					wakeKeys() // a rotation while nobody listened
+					d.issuer.Notify() // a rotation while nobody listened
 				}
 			},
 			Revoked: hub.Committed,
 			Client:  sessions.ForgetClient,
-			Keys:    wakeKeys,
+			Keys:    d.issuer.Notify,
 		}, d.log)
 	}
 	hooksDone := make(chan struct{})
@@ -389,22 +381,6 @@ func mailSetup(c *config.Config, log *slog.Logger) (*mail.Composer, mail.Transpo
 	addr, security := smtp.Describe()
 	log.Info("account email goes through SMTP", "server", addr, "tls", security)
 	return composer, smtp, nil
-}
-
-// reloadKeys reloads the signing keys each time wake fires (another node or
-// the CLI rotated them), until ctx is done; the issuer's own Run still
-// reloads every ReloadInterval, for a notification that was lost.
-func reloadKeys(ctx context.Context, d *deps, wake <-chan struct{}) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-wake:
-			if err := d.issuer.Reload(ctx); err != nil && ctx.Err() == nil {
-				d.log.Warn("reload signing keys", "err", err)
-			}
-		}
-	}
 }
 
 // sweep deletes stale sessions, feed entries and retired keys every

@@ -2,9 +2,10 @@
 // written together, at most Interval after the first of them, when the
 // batch is large, and at once after a warning or an error. A server that
 // logs one access line per request otherwise makes one write system call
-// per request for it, which on the refresh path cost as much CPU as the
-// database round trips' own writes (docs/performance.md "Refresh at the
-// floor"). nginx's access_log buffer=… flush=… makes the same trade.
+// per request for it: one of a refresh's four writes, and with the line's
+// formatting 4% of the server's CPU in the refresh profile before this
+// (docs/performance.md "Refresh and login at the floor"). nginx's
+// access_log buffer=… flush=… makes the same trade.
 package logbuf
 
 import (

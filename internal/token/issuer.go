@@ -96,6 +96,8 @@ type Issuer struct {
 	clock func() time.Time
 	log   *slog.Logger
 
+	wake chan struct{} // Notify: reload now
+
 	mu        sync.RWMutex
 	published map[string]*key
 	current   *key
@@ -119,7 +121,7 @@ func New(store Store, kek *keywrap.KEK, cfg Config, opts ...Option) (*Issuer, er
 	if store == nil || kek == nil {
 		return nil, errors.New("token: New needs a store and a key-encryption key")
 	}
-	i := &Issuer{store: store, kek: kek, cfg: cfg, clock: time.Now, log: slog.New(slog.DiscardHandler)}
+	i := &Issuer{store: store, kek: kek, cfg: cfg, clock: time.Now, log: slog.New(slog.DiscardHandler), wake: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(i)
 	}
@@ -212,7 +214,19 @@ func (i *Issuer) Reload(ctx context.Context) error {
 // signed has expired by then, with the verifiers' leeway.
 func (i *Issuer) retention() time.Duration { return i.cfg.LongestAccessTTL + i.cfg.Leeway }
 
-// Run reloads the key set every ReloadInterval until ctx is done.
+// Notify asks Run to reload the key set now; it never blocks. serve calls
+// it when storage says the keys changed (PostgreSQL NOTIFY latch_keys: a
+// rotation on another node or by the CLI) and after the listener
+// reconnects.
+func (i *Issuer) Notify() {
+	select {
+	case i.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run reloads the key set at once on Notify, and every ReloadInterval (the
+// fallback for a change nobody was told of) until ctx is done.
 func (i *Issuer) Run(ctx context.Context) {
 	t := time.NewTicker(i.cfg.ReloadInterval)
 	defer t.Stop()
@@ -221,10 +235,11 @@ func (i *Issuer) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := i.Reload(ctx); err != nil && ctx.Err() == nil {
-				// Keep signing with the keys we have; storage may be down.
-				i.log.Warn("reload signing keys", "err", err)
-			}
+		case <-i.wake:
+		}
+		if err := i.Reload(ctx); err != nil && ctx.Err() == nil {
+			// Keep signing with the keys we have; storage may be down.
+			i.log.Warn("reload signing keys", "err", err)
 		}
 	}
 }

@@ -478,3 +478,39 @@ func TestIssueExtraClaims(t *testing.T) {
 		t.Fatalf("roles = %v", got["roles"])
 	}
 }
+
+// A node told that the keys changed (NOTIFY latch_keys, through Notify)
+// signs with the new key at once, long before its fallback reload.
+func TestNotifyReloadsAtOnce(t *testing.T) {
+	f := newFixture(t)
+	a := f.issuer(t, "EdDSA")
+	b, err := token.New(f.store, f.kek, token.Config{Issuer: "https://auth.example", Alg: "EdDSA", JWKSMaxAge: 5 * time.Minute,
+		LongestAccessTTL: 15 * time.Minute, Leeway: 30 * time.Second, ReloadInterval: time.Hour}, token.WithClock(f.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go b.Run(runCtx)
+	f.clock.Advance(10 * time.Minute)
+	r, err := a.Rotate(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Notify()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tok, _ := b.Issue(claims(f.clock.Now()))
+		parsed, _ := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.EdDSA})
+		if parsed.Headers[0].KeyID == r.PromoteKID {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("5 s after Notify, node b still signs with the retired key (its own reload is an hour away)")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
