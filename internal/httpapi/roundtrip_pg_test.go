@@ -19,10 +19,12 @@ import (
 )
 
 // TestRefreshRoundTripsThroughEndpoint: a refresh through POST /oauth/token
-// on PostgreSQL is the two round trips of its transaction (BEGIN with
-// SELECT … FOR UPDATE, then UPDATE with COMMIT): the client is read from
-// the service's cache. Past session.ClientCacheTTL, or after the client
-// changed through the service, the client is read again: one more.
+// on PostgreSQL is one round trip, the one conditional UPDATE of
+// session.Rotation, and the client is read from the service's cache. Past
+// session.ClientCacheTTL, or after the client changed through the service,
+// the client is read again: one more. Any other row of the rotation table,
+// such as a repeat of the parent within G, finds the UPDATE's conditions
+// false and takes the locked transaction after it: three.
 func TestRefreshRoundTripsThroughEndpoint(t *testing.T) {
 	tr := &pgtest.Tracer{}
 	st := pgtest.New(t, postgres.WithTracer(tr))
@@ -42,17 +44,18 @@ func TestRefreshRoundTripsThroughEndpoint(t *testing.T) {
 		r.decode(t, &tok)
 		rt = tok.RefreshToken
 	}
-	transaction := []string{"BEGIN", "SELECT", "UPDATE", "COMMIT"}
-	withClientRead := append([]string{"SELECT"}, transaction...)
+	rotation := []string{"UPDATE"}
+	withClientRead := append([]string{"SELECT"}, rotation...)
+	var parent string
 	tests := []struct {
 		name   string
 		before func()
 		trips  int
 		want   []string
 	}{
-		{"client cached", func() { env.Clock.Advance(time.Second) }, 2, transaction},
-		{"cache expired", func() { env.Clock.Advance(session.ClientCacheTTL) }, 3, withClientRead},
-		{"cached again", func() { env.Clock.Advance(time.Second) }, 2, transaction},
+		{"client cached", func() { env.Clock.Advance(time.Second) }, 1, rotation},
+		{"cache expired", func() { env.Clock.Advance(session.ClientCacheTTL) }, 2, withClientRead},
+		{"cached again", func() { env.Clock.Advance(time.Second) }, 1, rotation},
 		{"client changed", func() {
 			c, err := env.Sessions.Client(context.Background(), "app")
 			if err != nil {
@@ -61,13 +64,17 @@ func TestRefreshRoundTripsThroughEndpoint(t *testing.T) {
 			if err := env.Sessions.EnsureClient(context.Background(), c); err != nil {
 				t.Fatal(err)
 			}
-		}, 3, withClientRead},
+		}, 2, withClientRead},
+		{"the parent again, within G", func() { env.Clock.Advance(time.Millisecond); rt = parent }, 3,
+			[]string{"UPDATE", "BEGIN", "SELECT", "UPDATE", "COMMIT"}},
 	}
 	for range 3 { // warm the statement cache and the client cache
 		env.Clock.Advance(time.Second)
 		refresh()
 	}
 	for _, tt := range tests {
+		parent = rt
+		refresh() // the next case's parent
 		tt.before()
 		tr.Reset()
 		refresh()
@@ -80,9 +87,9 @@ func TestRefreshRoundTripsThroughEndpoint(t *testing.T) {
 }
 
 // TestDPoPRefreshRoundTrips: a DPoP-bound refresh (RFC 9449 section 5)
-// costs the same two round trips as a bearer one: the key's thumbprint is
-// a column of the session row the rotation reads and writes anyway, and
-// the proof's jti is checked in memory.
+// costs the same one round trip as a bearer one: the key's thumbprint is
+// a column of the session row, one more condition of the rotation's
+// UPDATE, and the proof's jti is checked in memory.
 func TestDPoPRefreshRoundTrips(t *testing.T) {
 	tr := &pgtest.Tracer{}
 	st := pgtest.New(t, postgres.WithTracer(tr))
@@ -110,16 +117,16 @@ func TestDPoPRefreshRoundTrips(t *testing.T) {
 	env.Clock.Advance(time.Second)
 	tr.Reset()
 	refresh()
-	want := []string{"BEGIN", "SELECT", "UPDATE", "COMMIT"}
-	if trips, statements := tr.Reset(); trips != 2 || !slices.Equal(statements, want) {
-		t.Errorf("a DPoP refresh made %d round trips with %v; want 2 with %v", trips, statements, want)
+	want := []string{"UPDATE"}
+	if trips, statements := tr.Reset(); trips != 1 || !slices.Equal(statements, want) {
+		t.Errorf("a DPoP refresh made %d round trips with %v; want 1 with %v", trips, statements, want)
 	}
 }
 
 // TestRefreshRoundTripsWithChangesHeard: with the PostgreSQL listener
 // connected (as `latch serve` wires it: the service hears every node's
 // client changes by NOTIFY), a refresh through POST /oauth/token stays at
-// two round trips long past session.ClientCacheTTL, and a client changed
+// one round trip long past session.ClientCacheTTL, and a client changed
 // through another node's service reaches this node's next refresh at once,
 // without waiting for any TTL. When the listener is gone the TTL applies
 // again.
@@ -185,8 +192,8 @@ func TestRefreshRoundTripsWithChangesHeard(t *testing.T) {
 		env.Clock.Advance(time.Second)
 		refresh()
 	}
-	transaction := []string{"BEGIN", "SELECT", "UPDATE", "COMMIT"}
-	withClientRead := append([]string{"SELECT"}, transaction...)
+	rotation := []string{"UPDATE"}
+	withClientRead := append([]string{"SELECT"}, rotation...)
 	trips := func(name string, wantTrips int, want []string) int {
 		t.Helper()
 		tr.Reset()
@@ -201,7 +208,7 @@ func TestRefreshRoundTripsWithChangesHeard(t *testing.T) {
 	// while changes are not heard, all from the cache.
 	for i := range 20 {
 		env.Clock.Advance(5 * time.Second)
-		trips(fmt.Sprintf("refresh %d, %s after the warm-up", i+1, time.Duration(i+1)*5*time.Second), 2, transaction)
+		trips(fmt.Sprintf("refresh %d, %s after the warm-up", i+1, time.Duration(i+1)*5*time.Second), 1, rotation)
 	}
 
 	// Another node changes the client: this node hears it by NOTIFY (no
@@ -219,19 +226,19 @@ func TestRefreshRoundTripsWithChangesHeard(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the other node's change was never heard")
 	}
-	if got := trips("after another node changed the client", 3, withClientRead); got != int(ttl.Seconds()) {
+	if got := trips("after another node changed the client", 2, withClientRead); got != int(ttl.Seconds()) {
 		t.Errorf("expires_in %d after another node set the client's access TTL to %s; want %d", got, ttl, int(ttl.Seconds()))
 	}
-	trips("cached again", 2, transaction)
+	trips("cached again", 1, rotation)
 
 	// The listener goes away: changes are no longer heard, so the cache
 	// falls back to session.ClientCacheTTL.
 	stop()
 	<-done
 	env.Clock.Advance(session.ClientCacheTTL)
-	trips("listener gone, past ClientCacheTTL", 3, withClientRead)
+	trips("listener gone, past ClientCacheTTL", 2, withClientRead)
 	env.Clock.Advance(time.Second)
-	trips("listener gone, within ClientCacheTTL", 2, transaction)
+	trips("listener gone, within ClientCacheTTL", 1, rotation)
 }
 
 // drainChan empties c without blocking.

@@ -229,6 +229,7 @@ var propErrInjected = errors.New("prop: injected storage fault")
 var propFaultPoints = []string{
 	"lock-before", "lock-after", "update-before", "update-after",
 	"audit-before", "audit-after", "revoke-before", "revoke-after", "commit",
+	"rotate-before",
 }
 
 // propFaultStore wraps the real store; when armed it fails the next pass
@@ -272,6 +273,20 @@ func (f *propFaultStore) InTx(ctx context.Context, fn func(session.Tx) error) er
 		}
 		return f.trip("commit")
 	})
+}
+
+// RotateSession passes the store's one-statement rotation on, so that the
+// machine drives Refresh as serve does: the common row in one UPDATE, every
+// other row through InTx, and both racing each other.
+func (f *propFaultStore) RotateSession(ctx context.Context, r session.Rotation) (session.Session, error) {
+	rs, ok := f.Store.(session.Rotator)
+	if !ok {
+		return session.Session{}, session.ErrNotFound
+	}
+	if err := f.trip("rotate-before"); err != nil {
+		return session.Session{}, err
+	}
+	return rs.RotateSession(ctx, r)
 }
 
 type propFaultTx struct {

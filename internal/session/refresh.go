@@ -44,10 +44,12 @@ type RefreshRequest struct {
 	DPoPJKT string
 }
 
-// Refresh exchanges a refresh token for new tokens. Every case is decided
-// inside one transaction on the locked session row (rotate, rotation.go),
-// so concurrent refreshes on any number of server processes serialise in
-// the database. A storage failure leaves the session exactly as it was.
+// Refresh exchanges a refresh token for new tokens. The common case, the
+// current token of a live session, is one conditional statement (Rotation,
+// refreshInOne); every other case is decided inside one transaction on the
+// locked session row (rotate, rotation.go). Either way concurrent refreshes
+// on any number of server processes serialise on the row in the database,
+// and a storage failure leaves the session exactly as it was.
 //
 // Errors for which IsInvalidGrant is true mean the token is dead; ErrReused
 // additionally means the session was revoked because of it. ErrStale means
@@ -64,6 +66,9 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		return Tokens{}, fmt.Errorf("session: refresh: %w", ErrDPoPRequired)
 	}
 	sid := idString(raw)
+	if tok, done, err := s.refreshInOne(ctx, &req, sid, gen); done {
+		return tok, err
+	}
 	var (
 		rot      rotation
 		scope    string
@@ -167,6 +172,55 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 	if err != nil {
 		return Tokens{}, fmt.Errorf("session: refresh: %w", err)
 	}
+	return s.refreshed(ctx, &req, &rot.Next, scope, now)
+}
+
+// refreshInOne answers a refresh that takes the rotation table's common row
+// with the store's one-statement rotation (Rotation): the decision rotate
+// would take on the locked row, taken by the row's own conditions in the
+// same statement that writes it. done is false, and nothing changed, when
+// the store has no such statement or the request is not that row: a scope
+// or resource that does not fit, or any row but a live session at gen of
+// this client and key. Refresh then decides it in the transaction.
+func (s *Service) refreshInOne(ctx context.Context, req *RefreshRequest, sid string, gen uint64) (tok Tokens, done bool, err error) {
+	if s.rotator == nil || req.Scope != "" {
+		// A narrowed scope is checked against the session's only after
+		// reuse is ruled out, which takes the locked read.
+		return Tokens{}, false, nil
+	}
+	client, err := req.Client.Narrow(req.Resource)
+	if err != nil {
+		return Tokens{}, false, nil // refused in the transaction, after reuse
+	}
+	// The time is read just before the statement, as the transaction reads
+	// it once the row is locked: a request that waits behind another's lock
+	// finds the generation moved on (or handed_at later, which it keeps:
+	// Rotation takes the later of the two).
+	now := s.now()
+	if !s.awaited(ctx, req, now) {
+		// A stale request changes nothing; the transaction answers a dead
+		// session as ever and anything else with ErrStale.
+		return Tokens{}, false, nil
+	}
+	next, err := s.rotator.RotateSession(ctx, Rotation{ID: sid, Gen: gen, ClientID: req.Client.ID, DPoPJKT: req.DPoPJKT,
+		Now: now, IdleExpiresAt: now.Add(s.cfg.Idle), IP: req.Meta.IP, UserAgent: req.Meta.UserAgent})
+	if errors.Is(err, ErrNotFound) {
+		return Tokens{}, false, nil
+	}
+	if err != nil {
+		err = canceled(ctx, err)
+		s.observeRefresh(rotation{}, err)
+		return Tokens{}, true, fmt.Errorf("session: refresh: %w", err)
+	}
+	s.observeRefresh(rotation{Outcome: RefreshRotated}, nil)
+	req.Client = client
+	tok, err = s.refreshed(ctx, req, &next, next.Scope, now)
+	return tok, true, err
+}
+
+// refreshed mints the tokens of a committed refresh: next is the session as
+// written, scope the access token's.
+func (s *Service) refreshed(ctx context.Context, req *RefreshRequest, next *Session, scope string, now time.Time) (Tokens, error) {
 	// Should signing (or reading the claims) fail after the commit, the
 	// client retries with the same token and the grace or lost-response
 	// rule answers it.
@@ -176,17 +230,17 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Tokens, erro
 		// transaction: a refresh of any other client stays at its round
 		// trips (docs/performance.md). app_metadata set by an admin thus
 		// reaches the next refreshed token.
-		u, err := s.store.User(ctx, rot.Next.UserID)
+		u, err := s.store.User(ctx, next.UserID)
 		if err != nil {
 			return Tokens{}, fmt.Errorf("session: refresh: read claims: %w", err)
 		}
 		appMeta = u.AppMetadata
 	}
-	jkt := rot.Next.DPoPJKT
+	jkt := next.DPoPJKT
 	if jkt == "" {
 		jkt = req.DPoPJKT
 	}
-	return s.tokens(&rot.Next, &req.Client, scope, appMeta, jkt, now)
+	return s.tokens(next, &req.Client, scope, appMeta, jkt, now)
 }
 
 // awaited reports whether req's client still waits for the answer at now:

@@ -167,3 +167,48 @@ func laterOf(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// Rotation is the rotation table's common row as one conditional write: the
+// presented generation is the current one of a live session of this client
+// (and of this DPoP key), and its client awaits the answer. Nearly every
+// refresh takes this row, and a store that writes it in one statement
+// (Rotator) saves the locked read and its round trip: BEGIN, SELECT … FOR
+// UPDATE, UPDATE, COMMIT become one UPDATE. Every other case (a parent
+// within G or L, reuse, a stale request, a narrowed scope) finds the
+// conditions false, changes nothing, and goes through the transaction,
+// where rotate decides.
+//
+// A store applies it only to the row that holds all of
+//
+//	id = ID, gen = Gen, client_id = ClientID, dpop_jkt "" or DPoPJKT,
+//	revoked_at unset, expires_at unset or after Now, idle_expires_at after Now
+//
+// and then sets
+//
+//	parent_gen = Gen, gen = Gen + 1, rotated_at = Now,
+//	handed_at = the later of handed_at and Now, last_used_at = Now,
+//	idle_expires_at = IdleExpiresAt, ip, rotated_ip = IP,
+//	user_agent, rotated_user_agent = UserAgent
+//
+// which is exactly rotate's RefreshRotated (Rotates says so for one row;
+// storetest checks both stores against it).
+type Rotation struct {
+	ID, ClientID, DPoPJKT string
+	Gen                   uint64
+	Now, IdleExpiresAt    time.Time
+	IP, UserAgent         string
+}
+
+// Rotates is rotate's verdict on row for r, presented by an awaited
+// request: the next row, and whether it is the RefreshRotated that r writes
+// (of r's client, with r's DPoP key). It is the reference a Rotator is held
+// to.
+func (r Rotation) Rotates(row Session) (Session, bool) {
+	rot := rotate(rotationIn{Row: row, Gen: r.Gen, Now: r.Now, Awaited: true, Meta: Meta{IP: r.IP, UserAgent: r.UserAgent}},
+		Config{Idle: r.IdleExpiresAt.Sub(r.Now)})
+	// Refresh's own checks beside rotate: the client's binding (RFC 6749
+	// section 10.4) and the DPoP key's (RFC 9449 section 5); an unbound
+	// session stays unbound whatever key the request has.
+	ok := rot.Outcome == RefreshRotated && rot.Write && row.ClientID == r.ClientID && (row.DPoPJKT == "" || row.DPoPJKT == r.DPoPJKT)
+	return rot.Next, ok
+}

@@ -67,13 +67,15 @@ func (c Config) Validate() error {
 // Service runs logins, refreshes and revocations. It is safe for concurrent
 // use; all shared state lives in the Store.
 type Service struct {
-	store  Store
-	issuer Issuer
-	codec  *rtoken.Codec
-	hasher *password.Hasher
-	cfg    Config
-	clock  func() time.Time
-	log    *slog.Logger
+	store Store
+	// rotator is store's one-statement rotation, nil if it has none.
+	rotator Rotator
+	issuer  Issuer
+	codec   *rtoken.Codec
+	hasher  *password.Hasher
+	cfg     Config
+	clock   func() time.Time
+	log     *slog.Logger
 	// committed hooks see every transaction that committed: its audit
 	// events and the sessions it revoked.
 	committed []func(Committed)
@@ -126,6 +128,7 @@ func New(store Store, issuer Issuer, codec *rtoken.Codec, hasher *password.Hashe
 	}
 	s := &Service{store: store, issuer: issuer, codec: codec, hasher: hasher, cfg: cfg,
 		clock: time.Now, log: slog.New(slog.DiscardHandler)}
+	s.rotator, _ = store.(Rotator)
 	for _, o := range opts {
 		o(s)
 	}

@@ -66,6 +66,19 @@ type SessionTx interface {
 	RevokeSessions(ctx context.Context, r Revocation) ([]string, error)
 }
 
+// Rotator is a store that writes the rotation table's common row in one
+// statement (Rotation, rotation.go). Refresh uses it when the store has it,
+// and the locked transaction for everything else. Both Latch stores have it
+// (storetest holds them to rotate, row by row); a wrapping store that does
+// not pass it on sends every refresh through InTx.
+type Rotator interface {
+	// RotateSession applies r in one statement if, and only if, the row
+	// holds every condition of r, and returns the row as written; it
+	// returns ErrNotFound, and changes nothing, when the row is missing or
+	// any condition fails.
+	RotateSession(ctx context.Context, r Rotation) (Session, error)
+}
+
 // ClientTx changes registered clients inside a transaction.
 type ClientTx interface {
 	PutClient(ctx context.Context, c Client) error

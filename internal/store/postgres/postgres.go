@@ -910,6 +910,57 @@ func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
 	return nil
 }
 
+// RotateSession implements session.Rotator: the rotation table's common
+// row as one UPDATE, its own transaction, so a refresh is one round trip
+// instead of two. The UPDATE takes the row lock as LockSession does, and in
+// READ COMMITTED an UPDATE that waited behind another transaction's lock
+// evaluates its WHERE again on the row that one committed (PostgreSQL
+// documentation, "Transaction Isolation", 13.2.1): a generation moved on, or
+// a session revoked meanwhile, matches nothing and changes nothing.
+func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.CallTimeout)
+	defer cancel()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return session.Session{}, acquireFailed(ctx, err)
+	}
+	defer conn.Release()
+	// The statement is the commit: as InTx's COMMIT it runs on a context the
+	// caller cannot cancel, bounded by commitTimeout, so a rotation that
+	// PostgreSQL applied is never reported as cancelled.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer ccancel()
+	const update = `UPDATE sessions SET parent_gen = gen, gen = gen + 1, rotated_at = $5, handed_at = GREATEST(handed_at, $5), last_used_at = $5,
+  idle_expires_at = $6, ip = $7, rotated_ip = $7, user_agent = $8, rotated_user_agent = $8
+WHERE id = $1 AND gen = $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
+  AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $5) AND idle_expires_at > $5
+RETURNING ` + sessionCols
+	args := []any{r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, r.Now, r.IdleExpiresAt, r.IP, r.UserAgent}
+	if s.setup == "" {
+		return scanSession(conn.QueryRow(cctx, update, args...))
+	}
+	// Behind a transaction-mode pooler the settings hold only inside a
+	// transaction: BEGIN, the settings, the UPDATE and COMMIT still go in
+	// one round trip.
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(s.setup)
+	b.Queue(update, args...)
+	b.Queue("COMMIT")
+	br := conn.SendBatch(cctx, b)
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return session.Session{}, translate(err)
+		}
+	}
+	next, err := scanSession(br.QueryRow())
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = translate(cerr)
+	}
+	return next, err
+}
+
 func oneRow(tag pgconn.CommandTag, err error) error {
 	if err != nil {
 		return translate(err)

@@ -535,6 +535,26 @@ func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
 	return oneRow(res, err)
 }
 
+// RotateSession implements session.Rotator: the rotation table's common
+// row as one UPDATE on the writer connection, which runs it as a
+// transaction of its own, so it serialises with every other write.
+func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.CallTimeout)
+	defer cancel()
+	conn, err := s.writer(ctx)
+	if err != nil {
+		return session.Session{}, err
+	}
+	defer conn.Close() // back to the pool
+	now := micros(r.Now)
+	return scanSession(conn.QueryRowContext(ctx, `UPDATE sessions SET parent_gen = gen, gen = gen + 1, rotated_at = ?5, handed_at = max(handed_at, ?5), last_used_at = ?5,
+  idle_expires_at = ?6, ip = ?7, rotated_ip = ?7, user_agent = ?8, rotated_user_agent = ?8
+WHERE id = ?1 AND gen = ?2 AND client_id = ?3 AND dpop_jkt IN ('', ?4)
+  AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?5) AND idle_expires_at > ?5
+RETURNING `+sessionCols,
+		r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, now, micros(r.IdleExpiresAt), r.IP, r.UserAgent))
+}
+
 func (t *txn) RevokeSessions(ctx context.Context, r session.Revocation) ([]string, error) {
 	q := `UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE revoked_at IS NULL AND `
 	args := []any{micros(r.At), r.Reason}

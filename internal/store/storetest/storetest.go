@@ -38,6 +38,8 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"RollbackOnError", testRollback},
 		{"RevokeScopes", testRevokeScopes},
 		{"LockSerialisesWriters", testLockSerialises},
+		{"RotateSessionIsRotate", testRotateSession},
+		{"RotateSessionSerialises", testRotateSessionSerialises},
 		{"DeleteStale", testDeleteStale},
 		{"Clients", testClients},
 		{"DeleteClientEndsItsSessions", testDeleteClient},
@@ -835,5 +837,144 @@ func testReseal(t *testing.T, s Store) {
 	}
 	if v, _ := s.Secret(ctx, "mac"); string(v) != "re-sealed-mac" {
 		t.Fatalf("secret holds %q after reseal", v)
+	}
+}
+
+// testRotateSession holds the store's one-statement rotation to rotate
+// itself (session.Rotation.Rotates), row by row: where rotate rotates, the
+// store writes rotate's next row and returns it; everywhere else it
+// changes nothing and says ErrNotFound.
+func testRotateSession(t *testing.T, s Store) {
+	rs, ok := s.(session.Rotator)
+	if !ok {
+		t.Fatal("the store has no RotateSession (session.Rotator)")
+	}
+	u := newUser(t, s, "a@example.com")
+	now := t0.Add(30*time.Minute + 7*time.Microsecond)
+	const jkt, otherJKT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs", "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+	tests := []struct {
+		name string
+		row  func(*session.Session)
+		req  func(*session.Rotation)
+		want bool // what rotate says, checked against Rotates too
+	}{
+		{name: "current token of a live session", want: true},
+		{name: "bound session, its key", row: func(r *session.Session) { r.DPoPJKT = jkt }, req: func(q *session.Rotation) { q.DPoPJKT = jkt }, want: true},
+		{name: "bound session, another key", row: func(r *session.Session) { r.DPoPJKT = jkt }, req: func(q *session.Rotation) { q.DPoPJKT = otherJKT }},
+		{name: "bound session, no key", row: func(r *session.Session) { r.DPoPJKT = jkt }},
+		{name: "unbound session, a key: stays unbound", req: func(q *session.Rotation) { q.DPoPJKT = jkt }, want: true},
+		{name: "parent", req: func(q *session.Rotation) { q.Gen-- }},
+		{name: "generation never handed out", req: func(q *session.Rotation) { q.Gen++ }},
+		{name: "another client", req: func(q *session.Rotation) { q.ClientID = "other" }},
+		{name: "revoked", row: func(r *session.Session) { r.RevokedAt, r.RevokeReason = now.Add(-time.Minute), "logout" }},
+		{name: "absolute expiry now", row: func(r *session.Session) { r.ExpiresAt = now }},
+		{name: "absolute expiry just after now", row: func(r *session.Session) { r.ExpiresAt = now.Add(time.Microsecond) }, want: true},
+		{name: "idle expiry now", row: func(r *session.Session) { r.IdleExpiresAt = now }},
+		{name: "idle expiry just after now", row: func(r *session.Session) { r.IdleExpiresAt = now.Add(time.Microsecond) }, want: true},
+		{name: "hand-out after now (a clock that lags)", row: func(r *session.Session) { r.HandedAt = now.Add(time.Second) }, want: true},
+		{name: "missing", row: func(r *session.Session) { r.ID = "" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			row := session.Session{ID: session.NewID(), UserID: u.ID, ClientID: "app", Scope: "read write",
+				CreatedAt: t0, LastUsedAt: t0.Add(time.Minute), UserAgent: "ua", IP: "192.0.2.1",
+				IdleExpiresAt: t0.Add(time.Hour), Gen: 7, ParentGen: 6, HandedAt: t0.Add(time.Minute), RotatedAt: t0.Add(time.Minute),
+				RotatedIP: "192.0.2.1", RotatedUserAgent: "ua"}
+			if tt.row != nil {
+				tt.row(&row)
+			}
+			id := row.ID
+			if id == "" {
+				id = session.NewID() // never inserted
+			} else {
+				inTx(t, s, func(tx session.Tx) error { return tx.InsertSession(ctx, row) })
+			}
+			r := session.Rotation{ID: id, Gen: row.Gen, ClientID: "app", Now: now, IdleExpiresAt: now.Add(24 * time.Hour),
+				IP: "2001:db8::7", UserAgent: "ua2"}
+			if tt.req != nil {
+				tt.req(&r)
+			}
+			want, rotates := r.Rotates(row)
+			if rotates != tt.want && row.ID != "" {
+				t.Fatalf("rotate says rotates = %v, the test expects %v", rotates, tt.want)
+			}
+			got, err := rs.RotateSession(ctx, r)
+			if !tt.want {
+				if !errors.Is(err, session.ErrNotFound) {
+					t.Fatalf("RotateSession = %+v, %v; want ErrNotFound", got, err)
+				}
+				if row.ID != "" {
+					if stored, _ := s.Session(ctx, id); stored != row {
+						t.Fatalf("the row changed:\n got %+v\nwant %+v", stored, row)
+					}
+				}
+				return
+			}
+			if err != nil || got != want {
+				t.Fatalf("RotateSession = %+v, %v;\nrotate's %+v", got, err, want)
+			}
+			if stored, _ := s.Session(ctx, id); stored != want {
+				t.Fatalf("stored\n got %+v\nwant %+v", stored, want)
+			}
+			// The presented token is now the parent: the same rotation again
+			// matches nothing.
+			if _, err := rs.RotateSession(ctx, r); !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("the same rotation again: %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+// testRotateSessionSerialises races one-statement rotations of one
+// generation, alone and against the locked transaction: exactly one wins.
+func testRotateSessionSerialises(t *testing.T, s Store) {
+	rs := s.(session.Rotator)
+	u := newUser(t, s, "a@example.com")
+	ses := newSession(t, s, u, t0)
+	now := t0.Add(time.Minute)
+	r := session.Rotation{ID: ses.ID, Gen: ses.Gen, ClientID: ses.ClientID, DPoPJKT: ses.DPoPJKT, Now: now, IdleExpiresAt: now.Add(time.Hour), IP: "192.0.2.9", UserAgent: "ua"}
+	const n = 8
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		wins int
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			won := false
+			if i%2 == 0 {
+				_, err := rs.RotateSession(ctx, r)
+				if err != nil && !errors.Is(err, session.ErrNotFound) {
+					t.Error(err)
+				}
+				won = err == nil
+			} else {
+				// The transaction's compare-and-write of the same generation.
+				err := s.InTx(ctx, func(tx session.Tx) error {
+					cur, err := tx.LockSession(ctx, ses.ID)
+					if err != nil || cur.Gen != ses.Gen {
+						return err
+					}
+					won = true
+					cur.ParentGen, cur.Gen = cur.Gen, cur.Gen+1
+					return tx.UpdateSession(ctx, cur)
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			if won {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	got, _ := s.Session(ctx, ses.ID)
+	if wins != 1 || got.Gen != ses.Gen+1 {
+		t.Fatalf("%d of %d rotations of generation %d won; the session is at %d, want exactly one win and %d", wins, n, ses.Gen, got.Gen, ses.Gen+1)
 	}
 }
