@@ -199,6 +199,12 @@ type Rotation struct {
 	IP, UserAgent         string
 }
 
+// RotatedFields keeps of s the fields that Rotator.RotateSession returns:
+// those a refresh mints its tokens from.
+func RotatedFields(s Session) Session {
+	return Session{ID: s.ID, UserID: s.UserID, ClientID: s.ClientID, Scope: s.Scope, ExpiresAt: s.ExpiresAt, Gen: s.Gen, DPoPJKT: s.DPoPJKT}
+}
+
 // Rotates is rotate's verdict on row for r, presented by an awaited
 // request: the next row, and whether it is the RefreshRotated that r writes
 // (of r's client, with r's DPoP key). It is the reference a Rotator is held

@@ -73,9 +73,11 @@ type SessionTx interface {
 // not pass it on sends every refresh through InTx.
 type Rotator interface {
 	// RotateSession applies r in one statement if, and only if, the row
-	// holds every condition of r, and returns the row as written; it
-	// returns ErrNotFound, and changes nothing, when the row is missing or
-	// any condition fails.
+	// holds every condition of r, and returns what the refresh mints from,
+	// as written: the session's ID, UserID, ClientID, Scope, ExpiresAt, Gen
+	// and DPoPJKT (RotatedFields; the rest is zero). It returns
+	// ErrNotFound, and changes nothing, when the row is missing or any
+	// condition fails.
 	RotateSession(ctx context.Context, r Rotation) (Session, error)
 }
 

@@ -934,10 +934,10 @@ func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.
   idle_expires_at = $6, ip = $7, rotated_ip = $7, user_agent = $8, rotated_user_agent = $8
 WHERE id = $1 AND gen = $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $5) AND idle_expires_at > $5
-RETURNING ` + sessionCols
+RETURNING ` + rotatedCols
 	args := []any{r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, r.Now, r.IdleExpiresAt, r.IP, r.UserAgent}
 	if s.setup == "" {
-		return scanSession(conn.QueryRow(cctx, update, args...))
+		return scanRotated(conn.QueryRow(cctx, update, args...))
 	}
 	// Behind a transaction-mode pooler the settings hold only inside a
 	// transaction: BEGIN, the settings, the UPDATE and COMMIT still go in
@@ -954,11 +954,27 @@ RETURNING ` + sessionCols
 			return session.Session{}, translate(err)
 		}
 	}
-	next, err := scanSession(br.QueryRow())
+	next, err := scanRotated(br.QueryRow())
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = translate(cerr)
 	}
 	return next, err
+}
+
+// rotatedCols are the columns RotateSession returns (session.RotatedFields).
+const rotatedCols = `id, user_id, client_id, scope, expires_at, gen, dpop_jkt`
+
+func scanRotated(r pgx.Row) (session.Session, error) {
+	var (
+		s       session.Session
+		expires *time.Time
+		gen     int64
+	)
+	if err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &expires, &gen, &s.DPoPJKT); err != nil {
+		return session.Session{}, translate(err)
+	}
+	s.ExpiresAt, s.Gen = fromNull(expires), uint64(gen)
+	return s, nil
 }
 
 func oneRow(tag pgconn.CommandTag, err error) error {
