@@ -100,6 +100,13 @@ func (s timedStore) InTx(ctx context.Context, fn func(session.Tx) error) error {
 	return s.t.InTx(ctx, fn)
 }
 
+// serve's SQLite store keeps its one-statement rotation through the timing.
+var _ session.Rotator = timedStore{}
+
+func (s timedStore) RotateSession(ctx context.Context, r session.Rotation) (session.Session, error) {
+	return s.t.RotateSession(ctx, r)
+}
+
 func (s timedStore) Session(ctx context.Context, id string) (session.Session, error) {
 	return s.t.Session(ctx, id)
 }

@@ -35,6 +35,17 @@ func (t *TimedStore) InTx(ctx context.Context, fn func(session.Tx) error) error 
 	return err
 }
 
+// RotateSession implements session.Rotator, timed as the transaction it
+// is ("tx"). A wrapped store without it answers ErrNotFound, which sends
+// the refresh through InTx as if the conditions had failed.
+func (t *TimedStore) RotateSession(ctx context.Context, r session.Rotation) (session.Session, error) {
+	rs, ok := t.Store.(session.Rotator)
+	if !ok {
+		return session.Session{}, session.ErrNotFound
+	}
+	return timed(t.m, "tx", func() (session.Session, error) { return rs.RotateSession(ctx, r) })
+}
+
 // Session implements session.Store.
 func (t *TimedStore) Session(ctx context.Context, id string) (session.Session, error) {
 	return timed(t.m, "read", func() (session.Session, error) { return t.Store.Session(ctx, id) })
