@@ -3,9 +3,14 @@ package cli
 import (
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/latchauth/latch/internal/config"
+	"github.com/latchauth/latch/internal/password"
 )
 
 // TestDebugServer: the profiler answers on loopback only, never shows the
@@ -65,6 +70,40 @@ func TestEnvMemoryLimit(t *testing.T) {
 		t.Setenv("GOMEMLIMIT", tt.val)
 		if got := envMemoryLimit(); got != tt.want {
 			t.Errorf("GOMEMLIMIT=%q: envMemoryLimit() = %v, want %v", tt.val, got, tt.want)
+		}
+	}
+}
+
+// TestSetGC: serve raises GOGC to serveGCPercent only while a memory limit
+// bounds the heap and GOGC is unset; a GOGC the user set wins, and so does
+// GOMEMLIMIT=off (no limit, so no higher GOGC). Everything is restored.
+func TestSetGC(t *testing.T) {
+	c := &config.Config{Argon2: password.OWASP}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64)) // as GOMEMLIMIT=off leaves it
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, tt := range []struct {
+		gogc, memlimit string
+		wantPercent    int
+		wantLimit      bool
+	}{
+		{"", "", serveGCPercent, true},
+		{"150", "", 100, true},
+		{"off", "", 100, true},
+		{"", "off", 100, false},
+		{"150", "off", 100, false},
+	} {
+		t.Setenv("GOGC", tt.gogc)
+		t.Setenv("GOMEMLIMIT", tt.memlimit)
+		restore := setGC(c)
+		if got := gcPercent(); got != tt.wantPercent {
+			t.Errorf("GOGC=%q GOMEMLIMIT=%q: GOGC %d, want %d", tt.gogc, tt.memlimit, got, tt.wantPercent)
+		}
+		if got := memoryLimitMiB() > 0; got != tt.wantLimit {
+			t.Errorf("GOGC=%q GOMEMLIMIT=%q: memory limit %d MiB", tt.gogc, tt.memlimit, memoryLimitMiB())
+		}
+		restore()
+		if gcPercent() != 100 || memoryLimitMiB() != 0 {
+			t.Errorf("GOGC=%q GOMEMLIMIT=%q: not restored: GOGC %d, limit %d MiB", tt.gogc, tt.memlimit, gcPercent(), memoryLimitMiB())
 		}
 	}
 }

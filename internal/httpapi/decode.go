@@ -24,10 +24,15 @@ const maxBody = 64 << 10
 // cut short (400: the connection ended before Content-Length, or broke).
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err == nil {
+		// Before the targets of errors.As below, which escape: declared
+		// on this path they would cost two allocations a request.
+		return body, nil
+	}
 	var tooLarge *http.MaxBytesError
 	var ne net.Error
 	switch {
-	case err == nil, errors.As(err, &tooLarge):
+	case errors.As(err, &tooLarge):
 		return body, err
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return nil, fmt.Errorf("%w after %d bytes: %w", errBodyTimeout, len(body), err)

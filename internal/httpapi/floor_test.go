@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	rtmetrics "runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,7 +42,9 @@ import (
 // a commit's own fsync, and the figures would follow the disk).
 // cpu-µs/op is this process's CPU (getrusage) per operation: for the HTTP
 // rows that is client and server together, for the statements the client
-// side only (PostgreSQL's own CPU is not in it). The refresh row runs with
+// side only (PostgreSQL's own CPU is not in it); gc-cpu-µs/op is the Go
+// collector's part of it (runtime/metrics), which follows GOGC and
+// GOMEMLIMIT as latch serve sets them (docs/operations.md). The refresh row runs with
 // metrics and a JSON access log, as latch serve does, but without serve's
 // connection cap; docs/performance.md "Refresh and login at the floor" compares it
 // with the sum of the parts.
@@ -251,11 +254,14 @@ func measureCPU(b *testing.B, workers int, op func(worker int)) {
 		op(w) // warm: connections, prepared statements
 	}
 	var before, after syscall.Rusage
+	gc := []rtmetrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
 	start := time.Now()
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	rtmetrics.Read(gc)
+	gcBefore := gc[0].Value.Float64()
 	for w := range workers {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.N) {
@@ -265,10 +271,12 @@ func measureCPU(b *testing.B, workers int, op func(worker int)) {
 	}
 	wg.Wait()
 	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	rtmetrics.Read(gc)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	cpu := time.Duration(syscall.TimevalToNsec(after.Utime) - syscall.TimevalToNsec(before.Utime) +
 		syscall.TimevalToNsec(after.Stime) - syscall.TimevalToNsec(before.Stime))
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+	b.ReportMetric((gc[0].Value.Float64()-gcBefore)*1e6/float64(b.N), "gc-cpu-µs/op")
 }

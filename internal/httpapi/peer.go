@@ -30,14 +30,14 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 func clientGone(r *http.Request) func() bool {
 	ctx := r.Context()
 	c, _ := ctx.Value(connKey{}).(net.Conn)
+	if nc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+		c = nc.NetConn()
+	}
+	// c is settled before the closure captures it: captured and then
+	// assigned, it would be moved to the heap, one more allocation a
+	// refresh.
 	return func() bool {
-		if ctx.Err() != nil {
-			return true
-		}
-		if nc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
-			c = nc.NetConn()
-		}
-		return c != nil && peerClosed(c)
+		return ctx.Err() != nil || c != nil && peerClosed(c)
 	}
 }
 

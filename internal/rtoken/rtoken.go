@@ -23,8 +23,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash"
 	"hash/crc32"
 	"strings"
+	"sync"
 )
 
 // Prefix starts every refresh token.
@@ -54,6 +56,10 @@ var (
 // Codec mints and checks tokens under one key. It is safe for concurrent use.
 type Codec struct {
 	key []byte
+	// macs holds *macState for reuse: hmac.New cost 8 allocations and
+	// hashed both pads again for every MAC, two a refresh (Decode, then
+	// Encode), where Reset restores the keyed state.
+	macs sync.Pool
 }
 
 // New returns a Codec for a KeySize-byte key.
@@ -71,9 +77,12 @@ func (c *Codec) Encode(sid [IDSize]byte, gen uint64) string {
 	raw[0] = version
 	copy(raw[1:], sid[:])
 	binary.BigEndian.PutUint64(raw[1+IDSize:], gen)
-	c.mac(raw[1+IDSize+8:1+IDSize+8], raw[:1+IDSize+8])
+	c.mac((*[macSize]byte)(raw[macInput:]), raw[:macInput])
 	binary.BigEndian.PutUint32(raw[rawSize-4:], crc32.ChecksumIEEE(raw[:rawSize-4]))
-	return Prefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	var text [textSize]byte // one allocation, the string, not two
+	copy(text[:], Prefix)
+	base64.RawURLEncoding.Encode(text[len(Prefix):], raw[:])
+	return string(text[:])
 }
 
 // Decode checks a token and returns its session id and generation. It does no
@@ -93,7 +102,7 @@ func (c *Codec) Decode(tok string) (sid [IDSize]byte, gen uint64, err error) {
 		return sid, 0, ErrMalformed
 	}
 	var want [macSize]byte
-	c.mac(want[:0], raw[:1+IDSize+8])
+	c.mac(&want, raw[:macInput])
 	if !hmac.Equal(want[:], raw[1+IDSize+8:1+IDSize+8+macSize]) {
 		return sid, 0, ErrBadMAC
 	}
@@ -101,12 +110,34 @@ func (c *Codec) Decode(tok string) (sid [IDSize]byte, gen uint64, err error) {
 	return sid, binary.BigEndian.Uint64(raw[1+IDSize:]), nil
 }
 
-// mac appends HMAC-SHA256(key, "latch-rt" | msg) to dst.
-func (c *Codec) mac(dst, msg []byte) {
-	h := hmac.New(sha256.New, c.key)
-	h.Write([]byte("latch-rt"))
-	h.Write(msg)
-	h.Sum(dst)
+// mac sets out to HMAC-SHA256(key, "latch-rt" | msg), msg being a token's
+// version, session id and generation (macInput bytes).
+func (c *Codec) mac(out *[macSize]byte, msg []byte) {
+	m, ok := c.macs.Get().(*macState)
+	if !ok {
+		m = &macState{h: hmac.New(sha256.New, c.key)}
+	}
+	n := copy(m.in[:], macLabel)
+	n += copy(m.in[n:], msg[:macInput])
+	m.h.Write(m.in[:n])
+	copy(out[:], m.h.Sum(m.out[:0]))
+	m.h.Reset()
+	c.macs.Put(m)
+}
+
+const (
+	macLabel = "latch-rt"
+	macInput = 1 + IDSize + 8
+)
+
+// macState is an HMAC-SHA256 state under a Codec's key with room for its
+// input and output. The MAC is written and read through these arrays
+// because whatever is handed to a hash.Hash escapes: the label's []byte
+// and Decode's want would each be one more allocation.
+type macState struct {
+	h   hash.Hash
+	in  [len(macLabel) + macInput]byte
+	out [macSize]byte
 }
 
 // Subkey derives a KeySize-byte key for another purpose named by label

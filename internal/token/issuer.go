@@ -274,7 +274,8 @@ func (i *Issuer) Issue(c session.AccessClaims) (string, error) {
 			}
 		}
 	}
-	return cur.signer.jws(JWTClaims(c), extra)
+	jc := JWTClaims(c)
+	return cur.signer.jws(&jc, extra)
 }
 
 // JWTClaims is c as the JWT claims set of RFC 9068 section 2.2. NumericDate

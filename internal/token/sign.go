@@ -9,49 +9,45 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
+
+	"github.com/latchauth/latch/bearer"
 )
 
 // signer makes compact JWS (RFC 7515 section 7.1) with one key. It does what
 // go-jose's signer did for Issue, without its reflection-based JSON and its
 // JWK round trip per token: the protected header is encoded once per key,
-// the claims with encoding/json, and the signature with the standard
-// library. On the refresh path go-jose's builder took 16% of the server's
-// CPU beside the signature's 9% (docs/performance.md "Refresh and login at
-// the floor").
+// the claims by appendClaims, and the signature with the standard library.
+// On the refresh path go-jose's builder took 16% of the server's CPU beside
+// the signature's 9% (docs/performance.md "Refresh and login at the floor").
 type signer struct {
 	// header is the base64url of the protected header: alg, kid and typ
 	// at+jwt (RFC 9068 section 2.1), nothing else (RFC 8725 section 3.10:
 	// no jku, x5u, jwk).
 	header string
-	sign   func(input []byte) ([]byte, error)
+	// key is an ed25519.PrivateKey, *ecdsa.PrivateKey or *rsa.PrivateKey,
+	// checked against the algorithm by newSigner. sign switches on it
+	// rather than calling a func value: through a func value the signing
+	// input would escape, and jws's stack buffers with it.
+	key any
 }
 
 // newSigner returns the signer for priv under kid. The algorithm follows
 // the key's type and must be the stored one (RFC 8725 section 3.1: one
 // algorithm per key).
 func newSigner(alg, kid string, priv any) (*signer, error) {
-	var sign func([]byte) ([]byte, error)
 	switch k := priv.(type) {
 	case ed25519.PrivateKey:
 		if alg != "EdDSA" {
 			return nil, fmt.Errorf("an Ed25519 key stored for %s", alg)
 		}
-		// RFC 8037 section 3.1: the signature over the signing input itself.
-		sign = func(in []byte) ([]byte, error) { return ed25519.Sign(k, in), nil }
 	case *ecdsa.PrivateKey:
 		if alg != "ES256" || k.Curve.Params().Name != "P-256" {
 			return nil, fmt.Errorf("an ECDSA %s key stored for %s", k.Curve.Params().Name, alg)
 		}
-		sign = func(in []byte) ([]byte, error) { return signES256(k, in) }
 	case *rsa.PrivateKey:
 		if alg != "RS256" {
 			return nil, fmt.Errorf("an RSA key stored for %s", alg)
-		}
-		sign = func(in []byte) ([]byte, error) {
-			h := sha256.Sum256(in)
-			return rsa.SignPKCS1v15(nil, k, crypto.SHA256, h[:]) // RFC 7518 section 3.3
 		}
 	default:
 		return nil, fmt.Errorf("unsupported key type %T", priv)
@@ -64,7 +60,25 @@ func newSigner(alg, kid string, priv any) (*signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &signer{header: base64.RawURLEncoding.EncodeToString(h), sign: sign}, nil
+	return &signer{header: base64.RawURLEncoding.EncodeToString(h), key: priv}, nil
+}
+
+// sign appends the base64url signature of in to dst.
+func (s *signer) sign(dst, in []byte) ([]byte, error) {
+	enc := base64.RawURLEncoding
+	switch k := s.key.(type) {
+	case ed25519.PrivateKey:
+		// RFC 8037 section 3.1: the signature over the signing input itself.
+		return enc.AppendEncode(dst, ed25519.Sign(k, in)), nil
+	case *ecdsa.PrivateKey:
+		sig, err := signES256(k, in)
+		return enc.AppendEncode(dst, sig), err
+	case *rsa.PrivateKey:
+		h := sha256.Sum256(in)
+		sig, err := rsa.SignPKCS1v15(nil, k, crypto.SHA256, h[:]) // RFC 7518 section 3.3
+		return enc.AppendEncode(dst, sig), err
+	}
+	return nil, fmt.Errorf("unsupported key type %T", s.key)
 }
 
 // signES256 is ECDSA P-256 over SHA-256, as the fixed-width R || S of RFC
@@ -81,18 +95,17 @@ func signES256(k *ecdsa.PrivateKey, in []byte) ([]byte, error) {
 	return sig, nil
 }
 
-// jws returns the compact JWS of claims, with extra's entries as further
-// top-level claims, before claims' own. extra must not name a claim that
-// claims holds: the caller drops reserved names.
-func (s *signer) jws(claims any, extra map[string]json.RawMessage) (string, error) {
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("token: encode claims: %w", err)
-	}
+// jws returns the compact JWS of c, with extra's entries as further
+// top-level claims, before c's own. extra must not name a claim that c
+// holds: the caller drops reserved names.
+func (s *signer) jws(c *bearer.Claims, extra map[string]json.RawMessage) (string, error) {
+	// The payload and the token are built in fixed buffers that stay on
+	// the stack for the usual token (append moves to the heap past them),
+	// so an EdDSA token without custom claims costs one allocation, the
+	// returned string.
+	var pbuf [512]byte
+	payload := append(pbuf[:0], '{')
 	if len(extra) > 0 {
-		if len(payload) < 2 || payload[len(payload)-1] != '}' {
-			return "", errors.New("token: claims are not a JSON object")
-		}
 		// encoding/json sorts a map's keys and checks each raw value, so
 		// the token is valid JSON with a stable order. The custom claims
 		// go first: a decoder that matches names regardless of case and
@@ -102,24 +115,23 @@ func (s *signer) jws(claims any, extra map[string]json.RawMessage) (string, erro
 		if err != nil {
 			return "", fmt.Errorf("token: encode custom claims: %w", err)
 		}
-		obj := make([]byte, 0, len(more)+len(payload))
-		obj = append(obj, more[:len(more)-1]...) // '{' and the custom claims
-		if len(payload) > 2 {
-			obj = append(obj, ',')
+		if len(more) > 2 {
+			payload = append(payload, more[1:len(more)-1]...)
+			payload = append(payload, ',')
 		}
-		payload = append(obj, payload[1:]...)
 	}
+	payload = appendClaimMembers(payload, c)
+	payload = append(payload, '}')
+
 	enc := base64.RawURLEncoding
-	n := len(s.header) + 1 + enc.EncodedLen(len(payload))
-	buf := make([]byte, 0, n+1+enc.EncodedLen(512)) // room for an RSA-4096 signature
-	buf = append(buf, s.header...)
+	var tbuf [1024]byte
+	buf := append(tbuf[:0], s.header...)
 	buf = append(buf, '.')
 	buf = enc.AppendEncode(buf, payload)
-	sig, err := s.sign(buf)
+	buf = append(buf, '.')
+	buf, err := s.sign(buf, buf[:len(buf)-1])
 	if err != nil {
 		return "", fmt.Errorf("token: sign: %w", err)
 	}
-	buf = append(buf, '.')
-	buf = enc.AppendEncode(buf, sig)
 	return string(buf), nil
 }
