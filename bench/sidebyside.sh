@@ -159,10 +159,22 @@ EOF
 echo "c=$C, $ROUNDS rounds of $DURATION each side, PostgreSQL $(psql -X -At "$dburl" -c 'show server_version'), $(nproc) cores"
 results=$work/results
 : >"$results"
+# settle: each run starts on a settled database, whichever side ran before
+# it: the dead row versions both sides leave (a refresh and a pgbench
+# transaction each update one row) are vacuumed and the dirty pages
+# written by a checkpoint now, not by autovacuum and the checkpointer
+# inside the next run's window.
+settle() {
+	psql -q -X "$dburl" -c "VACUUM sessions" -c "VACUUM bench_sessions" -c "CHECKPOINT" >/dev/null
+	sleep 1
+}
 for round in $(seq "$ROUNDS"); do
 	echo "round $round"
+	settle
 	run_latch | tee -a "$results" | grep -v '^RESULT'
+	settle
 	run_pgbench rotate.sql pgbench | tee -a "$results" | grep -v '^RESULT'
+	settle
 	run_pgbench rotate1.sql pgbench1 | tee -a "$results" | grep -v '^RESULT'
 done
 python3 - "$results" "$MIN_RATIO" "$MAX_P99_MS" "$CHECK" <<'EOF'
