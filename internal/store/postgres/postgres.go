@@ -932,7 +932,7 @@ func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.
 	defer ccancel()
 	const update = `UPDATE sessions SET parent_gen = gen, gen = gen + 1, rotated_at = $5, handed_at = GREATEST(handed_at, $5), last_used_at = $5,
   idle_expires_at = $6, ip = $7, rotated_ip = $7, user_agent = $8, rotated_user_agent = $8
-WHERE id = $1 AND gen = $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
+WHERE id = (SELECT id FROM sessions WHERE id = $1 FOR UPDATE SKIP LOCKED) AND gen = $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $5) AND idle_expires_at > $5
 RETURNING ` + rotatedCols
 	args := []any{r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, r.Now, r.IdleExpiresAt, r.IP, r.UserAgent}
