@@ -203,7 +203,8 @@ func (s *Service) refreshInOne(ctx context.Context, req *RefreshRequest, sid str
 		return Tokens{}, false, nil
 	}
 	next, err := s.rotator.RotateSession(ctx, Rotation{ID: sid, Gen: gen, ClientID: req.Client.ID, DPoPJKT: req.DPoPJKT,
-		Now: now, IdleExpiresAt: now.Add(s.cfg.Idle), IP: req.Meta.IP, UserAgent: req.Meta.UserAgent})
+		Now: now, IdleExpiresAt: now.Add(s.cfg.Idle), IP: req.Meta.IP, UserAgent: req.Meta.UserAgent,
+		Awaited: func() bool { return s.awaited(ctx, req, s.now()) }})
 	if errors.Is(err, ErrNotFound) {
 		return Tokens{}, false, nil
 	}

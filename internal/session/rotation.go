@@ -197,6 +197,12 @@ type Rotation struct {
 	Gen                   uint64
 	Now, IdleExpiresAt    time.Time
 	IP, UserAgent         string
+	// Awaited, if set, is asked once the store holds what the statement
+	// needs (SQLite: the write lock; PostgreSQL: the connection, the row
+	// lock being skipped if held): false means the client left while the
+	// store waited, and the store changes nothing and answers ErrNotFound,
+	// so that the transaction decides (ErrStale).
+	Awaited func() bool
 }
 
 // RotatedFields keeps of s the fields that Rotator.RotateSession returns:

@@ -91,16 +91,26 @@ func TestStaleRequestChangesNothing(t *testing.T) {
 func TestStaleFoundBeforeCommit(t *testing.T) {
 	for _, how := range []string{"connection closed", "context cancelled"} {
 		t.Run(how, func(t *testing.T) {
-			env := testenv.New(t, testenv.Options{Grace: grace, LostWindow: lost})
+			// Gone counts only inside the transaction: the one-statement
+			// rotation asks it first (and, finding an ancestor, changes
+			// nothing), and must not use up the "awaited at the decision".
+			fs := &txFlagStore{}
+			env := testenv.New(t, testenv.Options{Grace: grace, LostWindow: lost, WrapStore: fs.wrap})
 			a0 := env.Login(t, "late@example.com")
 			a1 := mustRefresh(t, env, a0.RefreshToken)
 			mustRefresh(t, env, a1.RefreshToken)
 			var calls atomic.Int32
 			rctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			gone := func() bool { return calls.Add(1) > 1 } // awaited at the decision, gone at the commit
+			fs.inTx.Store(false)
+			gone := func() bool { return fs.inTx.Load() && calls.Add(1) > 1 } // awaited at the decision, gone at the commit
 			if how == "context cancelled" {
-				gone = func() bool { cancel(); return false }
+				gone = func() bool {
+					if fs.inTx.Load() {
+						cancel()
+					}
+					return false
+				}
 			}
 			before, audits := state(t, env, a0.SessionID), auditCount(t, env)
 			_, err := env.Sessions.Refresh(rctx, session.RefreshRequest{Token: a0.RefreshToken, Client: env.Client, Gone: gone})
@@ -131,4 +141,22 @@ func auditCount(t *testing.T, env *testenv.Env) int {
 		t.Fatal(err)
 	}
 	return len(evs)
+}
+
+// txFlagStore passes everything on, the one-statement rotation included,
+// and notes when a transaction began.
+type txFlagStore struct {
+	session.Store
+	inTx atomic.Bool
+}
+
+func (s *txFlagStore) wrap(st session.Store) session.Store { s.Store = st; return s }
+
+func (s *txFlagStore) InTx(ctx context.Context, fn func(session.Tx) error) error {
+	s.inTx.Store(true)
+	return s.Store.InTx(ctx, fn)
+}
+
+func (s *txFlagStore) RotateSession(ctx context.Context, r session.Rotation) (session.Session, error) {
+	return s.Store.(session.Rotator).RotateSession(ctx, r)
 }

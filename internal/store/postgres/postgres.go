@@ -925,6 +925,9 @@ func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.
 		return session.Session{}, acquireFailed(ctx, err)
 	}
 	defer conn.Release()
+	if r.Awaited != nil && !r.Awaited() {
+		return session.Session{}, session.ErrNotFound // the transaction answers ErrStale
+	}
 	// The statement is the commit: as InTx's COMMIT it runs on a context the
 	// caller cannot cancel, bounded by commitTimeout, so a rotation that
 	// PostgreSQL applied is never reported as cancelled.

@@ -539,29 +539,33 @@ func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
 // row as one UPDATE on the writer connection, which runs it as a
 // transaction of its own, so it serialises with every other write.
 func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.Session, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.limits.CallTimeout)
-	defer cancel()
-	conn, err := s.writer(ctx)
-	if err != nil {
-		return session.Session{}, err
-	}
-	defer conn.Close() // back to the pool
-	now := micros(r.Now)
-	row := conn.QueryRowContext(ctx, `UPDATE sessions SET parent_gen = gen, gen = gen + 1, rotated_at = ?5, handed_at = max(handed_at, ?5), last_used_at = ?5,
+	var next session.Session
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// BEGIN IMMEDIATE holds the write lock: the client may have left
+		// while this waited for it.
+		if r.Awaited != nil && !r.Awaited() {
+			return session.ErrNotFound
+		}
+		now := micros(r.Now)
+		row := tx.QueryRowContext(ctx, `UPDATE sessions SET parent_gen = gen, gen = gen + 1, rotated_at = ?5, handed_at = max(handed_at, ?5), last_used_at = ?5,
   idle_expires_at = ?6, ip = ?7, rotated_ip = ?7, user_agent = ?8, rotated_user_agent = ?8
 WHERE id = ?1 AND gen = ?2 AND client_id = ?3 AND dpop_jkt IN ('', ?4)
   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?5) AND idle_expires_at > ?5
 RETURNING id, user_id, client_id, scope, expires_at, gen, dpop_jkt`,
-		r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, now, micros(r.IdleExpiresAt), r.IP, r.UserAgent)
-	var (
-		next    session.Session
-		expires sql.NullInt64
-		gen     int64
-	)
-	if err := row.Scan(&next.ID, &next.UserID, &next.ClientID, &next.Scope, &expires, &gen, &next.DPoPJKT); err != nil {
-		return session.Session{}, translate(err)
+			r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, now, micros(r.IdleExpiresAt), r.IP, r.UserAgent)
+		var (
+			expires sql.NullInt64
+			gen     int64
+		)
+		if err := row.Scan(&next.ID, &next.UserID, &next.ClientID, &next.Scope, &expires, &gen, &next.DPoPJKT); err != nil {
+			return translate(err)
+		}
+		next.ExpiresAt, next.Gen = fromNull(expires), uint64(gen)
+		return nil
+	})
+	if err != nil {
+		return session.Session{}, err
 	}
-	next.ExpiresAt, next.Gen = fromNull(expires), uint64(gen)
 	return next, nil
 }
 
