@@ -935,7 +935,7 @@ func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.
 	defer ccancel()
 	const update = `UPDATE sessions SET parent_gen = gen, gen = gen + 1, rotated_at = $5, handed_at = GREATEST(handed_at, $5), last_used_at = $5,
   idle_expires_at = $6, ip = $7, rotated_ip = $7, user_agent = $8, rotated_user_agent = $8
-WHERE id = (SELECT id FROM sessions WHERE id = $1 FOR UPDATE SKIP LOCKED) AND gen = $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
+WHERE id = (SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED) AND gen = $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $5) AND idle_expires_at > $5
 RETURNING ` + rotatedCols
 	args := []any{r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, r.Now, r.IdleExpiresAt, r.IP, r.UserAgent}
@@ -1144,7 +1144,7 @@ func (s *Store) ClaimMessages(ctx context.Context, now time.Time, lease time.Dur
 		return m, translate(err)
 	}, `UPDATE outbox SET claimed_until = $2, attempts = attempts + 1
 		WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
-			ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+			ORDER BY next_attempt_at LIMIT $3 FOR NO KEY UPDATE SKIP LOCKED)
 		RETURNING id, user_id, body, created_at, attempts`, now, now.Add(lease), limit)
 }
 
