@@ -912,11 +912,17 @@ func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
 
 // RotateSession implements session.Rotator: the rotation table's common
 // row as one UPDATE, its own transaction, so a refresh is one round trip
-// instead of two. The UPDATE takes the row lock as LockSession does, and in
-// READ COMMITTED an UPDATE that waited behind another transaction's lock
-// evaluates its WHERE again on the row that one committed (PostgreSQL
-// documentation, "Transaction Isolation", 13.2.1): a generation moved on, or
-// a session revoked meanwhile, matches nothing and changes nothing.
+// instead of two. It never waits for the row lock: a row that another
+// transaction holds (a concurrent refresh of the same session, a
+// revocation) is skipped (SKIP LOCKED) and so matches nothing, and the
+// refresh falls back to the transaction, which waits on the caller's
+// context and reads the time once it holds the lock. A request whose client
+// leaves therefore never commits a rotation after a wait (the false logout
+// of docs/design.md "Abandoned and late requests"). The row it does lock is
+// the latest version, and in READ COMMITTED the UPDATE evaluates its WHERE
+// on that version (PostgreSQL documentation, "Transaction Isolation",
+// 13.2.1): a generation moved on, or a session revoked, since the
+// statement's snapshot matches nothing either.
 func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.limits.CallTimeout)
 	defer cancel()
@@ -928,11 +934,16 @@ func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.
 	if r.Awaited != nil && !r.Awaited() {
 		return session.Session{}, session.ErrNotFound // the transaction answers ErrStale
 	}
-	// The statement is the commit: as InTx's COMMIT it runs on a context the
-	// caller cannot cancel, bounded by commitTimeout, so a rotation that
-	// PostgreSQL applied is never reported as cancelled.
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer ccancel()
+	// The statement is the commit, yet unlike InTx's COMMIT it runs on the
+	// caller's context: a client that leaves, or a request timeout while
+	// the database stalls, ends it, which most likely rolls it back. Should
+	// PostgreSQL have applied it all the same, the refresh is reported as
+	// failed (unavailable, or client_gone) while the row moved on, which
+	// the protocol makes safe: the retry with the same token is a grace
+	// answer or a lost-response successor. (InTx's COMMIT may carry a reuse
+	// revocation, which must never go unreported; a rotation carries
+	// nothing to report.)
+	cctx := ctx
 	const update = `UPDATE sessions SET parent_gen = gen, gen = gen + 1, rotated_at = $5, handed_at = GREATEST(handed_at, $5), last_used_at = $5,
   idle_expires_at = $6, ip = $7, rotated_ip = $7, user_agent = $8, rotated_user_agent = $8
 WHERE id = (SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED) AND gen = $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
@@ -1144,7 +1155,7 @@ func (s *Store) ClaimMessages(ctx context.Context, now time.Time, lease time.Dur
 		return m, translate(err)
 	}, `UPDATE outbox SET claimed_until = $2, attempts = attempts + 1
 		WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
-			ORDER BY next_attempt_at LIMIT $3 FOR NO KEY UPDATE SKIP LOCKED)
+			ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
 		RETURNING id, user_id, body, created_at, attempts`, now, now.Add(lease), limit)
 }
 
