@@ -7,6 +7,6 @@
 -- follow it, and the condition costs the same either way.
 UPDATE bench_sessions SET parent_gen = gen, gen = gen + 1, rotated_at = now(), handed_at = GREATEST(handed_at, now()), last_used_at = now(),
   idle_expires_at = now() + interval '30 days', ip = '127.0.0.1', rotated_ip = '127.0.0.1', user_agent = 'latch-bench', rotated_user_agent = 'latch-bench'
-WHERE id = 'bench-' || :client_id AND gen = gen AND client_id = 'app' AND dpop_jkt IN ('', '')
+WHERE id = (SELECT id FROM bench_sessions WHERE id = 'bench-' || :client_id FOR NO KEY UPDATE SKIP LOCKED) AND gen = gen AND client_id = 'app' AND dpop_jkt IN ('', '')
   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) AND idle_expires_at > now()
 RETURNING id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason, rotated_ip, rotated_user_agent, dpop_jkt;

@@ -167,7 +167,7 @@ func rotateRowInOne(ctx context.Context, conn *pgx.Conn, id string) error {
 	now := time.Now()
 	return conn.QueryRow(ctx, `UPDATE floor_sessions SET parent_gen = gen, gen = gen + 1, rotated_at = $5, handed_at = GREATEST(handed_at, $5), last_used_at = $5,
   idle_expires_at = $6, ip = $7, rotated_ip = $7, user_agent = $8, rotated_user_agent = $8
-WHERE id = $1 AND gen >= $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
+WHERE id = (SELECT id FROM floor_sessions WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED) AND gen >= $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $5) AND idle_expires_at > $5
 RETURNING id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason, rotated_ip, rotated_user_agent, dpop_jkt`,
 		id, 1, "app", "", now, now.Add(30*24*time.Hour), "127.0.0.1", "bench").
