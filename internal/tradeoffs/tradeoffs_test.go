@@ -26,9 +26,9 @@ func TestTable(t *testing.T) {
 		costMS, noFeedP50     float64
 	}{
 		// A TTL shorter than the call interval still refreshes once per call.
-		{"5s", 1, 1000, 2000, 500, 2.5},
-		{"1m0s", 6, 167, 333, 83.333, 30}, // three digits: rounded
-		{"24h0m0s", 8640, 0.116, 0.231, 0.058, 43200},
+		{"5s", 1, 1000, 1000, 500, 2.5},
+		{"1m0s", 6, 167, 167, 83.333, 30}, // three digits: rounded
+		{"24h0m0s", 8640, 0.116, 0.116, 0.058, 43200},
 	}
 	for i, tt := range tests {
 		r := rows[i]
