@@ -14,11 +14,11 @@ import (
 	"github.com/latchauth/latch/internal/testenv"
 )
 
-// TestReviewGoneWhileWaitingForWriterSQLite: on SQLite too, a refresh whose
+// TestGoneWhileWaitingForWriterSQLite: on SQLite too, a refresh whose
 // client hangs up (Gone) while the refresh waits for the database's write
 // lock must change nothing; the transaction re-read Gone once it held the
 // lock.
-func TestReviewGoneWhileWaitingForWriterSQLite(t *testing.T) {
+func TestGoneWhileWaitingForWriterSQLite(t *testing.T) {
 	dir := t.TempDir()
 	env := testenv.New(t, testenv.Options{NoLostWindow: true, Dir: dir})
 	a0 := env.Login(t, "left@example.com")

@@ -12,7 +12,7 @@ import (
 	"github.com/latchauth/latch/internal/testenv"
 )
 
-// TestReviewLeftWhileWaitingForRow: a refresh of the current token whose
+// TestLeftWhileRowLocked: a refresh of the current token whose
 // client leaves (its context is cancelled, or Gone turns true) while the
 // refresh waits for the session's row lock must change nothing, as
 // RefreshRequest.Gone documents ("checked when the outcome is decided and
@@ -21,7 +21,7 @@ import (
 // once the row is locked and again in beforeCommit). With L = 0 a rotation
 // nobody received makes the client's next attempt, later than G, reuse:
 // issue 19's false logout.
-func TestReviewLeftWhileWaitingForRow(t *testing.T) {
+func TestLeftWhileRowLocked(t *testing.T) {
 	for _, how := range []string{"context cancelled", "Gone"} {
 		t.Run(how, func(t *testing.T) {
 			st := pgtest.New(t)
