@@ -193,9 +193,9 @@ func (s *Service) refreshInOne(ctx context.Context, req *RefreshRequest, sid str
 		return Tokens{}, false, nil // refused in the transaction, after reuse
 	}
 	// The time is read just before the statement, as the transaction reads
-	// it once the row is locked: a request that waits behind another's lock
-	// finds the generation moved on (or handed_at later, which it keeps:
-	// Rotation takes the later of the two).
+	// it once the row is locked. The statement never waits for the lock (a
+	// row another transaction holds falls back to the transaction), so the
+	// only wait between the two is for a connection.
 	now := s.now()
 	if !s.awaited(ctx, req, now) {
 		// A stale request changes nothing; the transaction answers a dead

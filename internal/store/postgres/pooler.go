@@ -96,12 +96,21 @@ type pooled struct {
 }
 
 func (p *pooled) batch(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(p.setup)
-	b.Queue(sql, args...)
-	b.Queue("COMMIT")
-	br := p.pool.SendBatch(ctx, b)
+	return inSetupTx(ctx, p.pool, p.setup, sql, args)
+}
+
+// inSetupTx sends BEGIN, the settings, sql and COMMIT in one batch on b (the
+// pool, or a connection already taken) and reads the first two; the caller
+// reads sql's result, then finish (pooledRow and pooledRows do).
+func inSetupTx(ctx context.Context, b interface {
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+}, setup, sql string, args []any) (pgx.BatchResults, error) {
+	batch := &pgx.Batch{}
+	batch.Queue("BEGIN")
+	batch.Queue(setup)
+	batch.Queue(sql, args...)
+	batch.Queue("COMMIT")
+	br := b.SendBatch(ctx, batch)
 	for range 2 {
 		if _, err := br.Exec(); err != nil {
 			br.Close()

@@ -943,7 +943,6 @@ func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.
 	// answer or a lost-response successor. (InTx's COMMIT may carry a reuse
 	// revocation, which must never go unreported; a rotation carries
 	// nothing to report.)
-	cctx := ctx
 	const update = `UPDATE sessions SET parent_gen = gen, gen = gen + 1, rotated_at = $5, handed_at = GREATEST(handed_at, $5), last_used_at = $5,
   idle_expires_at = $6, ip = $7, rotated_ip = $7, user_agent = $8, rotated_user_agent = $8
 WHERE id = (SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED) AND gen = $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
@@ -951,28 +950,13 @@ WHERE id = (SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED)
 RETURNING ` + rotatedCols
 	args := []any{r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, r.Now, r.IdleExpiresAt, r.IP, r.UserAgent}
 	if s.setup == "" {
-		return scanRotated(conn.QueryRow(cctx, update, args...))
+		return scanRotated(conn.QueryRow(ctx, update, args...))
 	}
 	// Behind a transaction-mode pooler the settings hold only inside a
 	// transaction: BEGIN, the settings, the UPDATE and COMMIT still go in
 	// one round trip.
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(s.setup)
-	b.Queue(update, args...)
-	b.Queue("COMMIT")
-	br := conn.SendBatch(cctx, b)
-	for range 2 {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return session.Session{}, translate(err)
-		}
-	}
-	next, err := scanRotated(br.QueryRow())
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = translate(cerr)
-	}
-	return next, err
+	br, err := inSetupTx(ctx, conn, s.setup, update, args)
+	return scanRotated(&pooledRow{br: br, err: err})
 }
 
 // rotatedCols are the columns RotateSession returns (session.RotatedFields).
