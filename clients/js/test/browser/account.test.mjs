@@ -26,6 +26,15 @@ before(async () => {
 })
 after(async () => { await chrome?.close(); await latch?.stop() })
 
+/**
+ * A page in its own browser context: no cookie from another test, so a
+ * test that fails signed in does not leave the next one signed in too.
+ */
+async function freshPage() {
+  const ctx = await chrome.browser.createBrowserContext()
+  return ctx.newPage()
+}
+
 /** Runs axe-core in page; fails on serious or critical violations. */
 async function axe(page, what) {
   await page.addScriptTag({ path: axePath })
@@ -41,7 +50,7 @@ test('the account page: sign in, two devices, sign out the other, change passwor
   const phone = createClient({ issuer: latch.url, fetch: (i, init = {}) => fetch(i, { ...init, headers: { ...init.headers, 'User-Agent': IPHONE } }) })
   await phone.signUp({ email, password: PASSWORD })
 
-  const page = await chrome.browser.newPage()
+  const page = await freshPage()
   await page.setBypassCSP(true) // only so that axe-core can be injected; the page itself needs no exception
   await page.setViewport({ width: 900, height: 900 })
   const res = await page.goto(latch.url + '/account')
@@ -62,8 +71,13 @@ test('the account page: sign in, two devices, sign out the other, change passwor
   assert.equal(await page.evaluate(() => document.activeElement.id), 'password')
   await page.keyboard.type(PASSWORD)
   await page.keyboard.press('Enter')
-  await page.waitForFunction(() => document.querySelectorAll('#devices li').length === 2)
-  assert.equal(await page.evaluate(() => document.activeElement.id), 'account-title', 'focus moves to the account heading')
+  // Focus moves to the heading once the whole view is drawn (the devices
+  // list can be drawn before the profile is), so wait for the view, then
+  // check where the focus is.
+  await page.waitForFunction(() => document.body.dataset.state === 'account')
+  await page.waitForFunction(() => document.activeElement?.id === 'account-title', { timeout: 5000 })
+    .catch(async () => assert.fail(`focus moves to the account heading, not ${await page.evaluate(() => document.activeElement?.id)}`))
+  assert.equal(await page.$$eval('#devices li', (lis) => lis.length), 2, 'two devices')
   const devices = await page.$$eval('#devices li', (lis) => lis.map((li) => li.textContent))
   assert.match(devices[0], /Chrome on Linux.*This device/)
   assert.match(devices[1], /Safari on iOS/)
@@ -109,7 +123,7 @@ test('the account page: sign in, two devices, sign out the other, change passwor
 })
 
 test('the account page refuses a wrong password with a message, and serves only its own files', { skip }, async () => {
-  const page = await chrome.browser.newPage()
+  const page = await freshPage()
   await page.goto(latch.url + '/account')
   await page.waitForFunction(() => document.body.dataset.state === 'signin')
   await page.type('#email', 'nobody@example.com')
@@ -125,7 +139,7 @@ test('the account page refuses a wrong password with a message, and serves only 
 test('the account page deletes the account, behind the password', { skip }, async () => {
   const email = freshEmail('delete')
   await createClient({ issuer: latch.url }).signUp({ email, password: PASSWORD })
-  const page = await chrome.browser.newPage()
+  const page = await freshPage()
   await page.goto(latch.url + '/account')
   await page.waitForFunction(() => document.body.dataset.state === 'signin')
   await page.type('#email', email)
