@@ -9,4 +9,4 @@ UPDATE bench_sessions SET parent_gen = gen, gen = gen + 1, rotated_at = now(), h
   idle_expires_at = now() + interval '30 days', ip = '127.0.0.1', rotated_ip = '127.0.0.1', user_agent = 'latch-bench', rotated_user_agent = 'latch-bench'
 WHERE id = (SELECT id FROM bench_sessions WHERE id = 'bench-' || :client_id FOR NO KEY UPDATE SKIP LOCKED) AND gen = gen AND client_id = 'app' AND dpop_jkt IN ('', '')
   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) AND idle_expires_at > now()
-RETURNING id, user_id, client_id, scope, created_at, last_used_at, user_agent, ip, expires_at, idle_expires_at, gen, parent_gen, handed_at, rotated_at, revoked_at, revoke_reason, rotated_ip, rotated_user_agent, dpop_jkt;
+RETURNING user_id, scope, expires_at, dpop_jkt;

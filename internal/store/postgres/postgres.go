@@ -950,28 +950,31 @@ WHERE id = (SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED)
 RETURNING ` + rotatedCols
 	args := []any{r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, r.Now, r.IdleExpiresAt, r.IP, r.UserAgent}
 	if s.setup == "" {
-		return scanRotated(conn.QueryRow(ctx, update, args...))
+		return scanRotated(conn.QueryRow(ctx, update, args...), &r)
 	}
 	// Behind a transaction-mode pooler the settings hold only inside a
 	// transaction: BEGIN, the settings, the UPDATE and COMMIT still go in
 	// one round trip.
 	br, err := inSetupTx(ctx, conn, s.setup, update, args)
-	return scanRotated(&pooledRow{br: br, err: err})
+	return scanRotated(&pooledRow{br: br, err: err}, &r)
 }
 
-// rotatedCols are the columns RotateSession returns (session.RotatedFields).
-const rotatedCols = `id, user_id, client_id, scope, expires_at, gen, dpop_jkt`
+// rotatedCols are the columns RotateSession returns: of
+// session.RotatedFields those its WHERE does not fix. id and client_id
+// are the request's (id = $1, client_id = $3), and gen is the presented
+// one plus one (gen = $2, SET gen = gen + 1); each column scanned costs
+// a refresh CPU (docs/performance.md).
+const rotatedCols = `user_id, scope, expires_at, dpop_jkt`
 
-func scanRotated(r pgx.Row) (session.Session, error) {
+func scanRotated(row pgx.Row, r *session.Rotation) (session.Session, error) {
 	var (
-		s       session.Session
+		s       = session.Session{ID: r.ID, ClientID: r.ClientID, Gen: r.Gen + 1}
 		expires *time.Time
-		gen     int64
 	)
-	if err := r.Scan(&s.ID, &s.UserID, &s.ClientID, &s.Scope, &expires, &gen, &s.DPoPJKT); err != nil {
+	if err := row.Scan(&s.UserID, &s.Scope, &expires, &s.DPoPJKT); err != nil {
 		return session.Session{}, translate(err)
 	}
-	s.ExpiresAt, s.Gen = fromNull(expires), uint64(gen)
+	s.ExpiresAt = fromNull(expires)
 	return s, nil
 }
 
