@@ -22,7 +22,6 @@ import (
 
 	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/feed"
-	"github.com/latchauth/latch/internal/jsonstr"
 	"github.com/latchauth/latch/internal/ratelimit"
 	"github.com/latchauth/latch/internal/session"
 	"github.com/latchauth/latch/internal/token"
@@ -489,41 +488,12 @@ func writeTokens(w http.ResponseWriter, status int, t session.Tokens, requested 
 	if t.DPoPJKT != "" {
 		typ = "DPoP" // RFC 9449 section 5
 	}
-	body := appendTokenResponse(make([]byte, 0, 1024), t, typ, t.Scope != "" || requested != "")
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, err := w.Write(body)
-	return err
-}
-
-// appendTokenResponse appends the tokenResponse of t as JSON, byte for byte
-// what writeJSON's encoder writes for it, newline included
-// (TestTokenResponseJSON, FuzzTokenResponseJSON compare the two). Written
-// by hand because the token endpoint answers every refresh and
-// encoding/json's reflection was 4% of the server's CPU per refresh
-// (docs/performance.md).
-func appendTokenResponse(dst []byte, t session.Tokens, typ string, withScope bool) []byte {
-	dst = append(dst, `{"access_token":`...)
-	dst = jsonstr.Append(dst, t.AccessToken)
-	dst = append(dst, `,"token_type":`...)
-	dst = jsonstr.Append(dst, typ)
-	dst = append(dst, `,"expires_in":`...)
-	dst = strconv.AppendInt(dst, t.ExpiresIn, 10)
-	if t.RefreshToken != "" {
-		dst = append(dst, `,"refresh_token":`...)
-		dst = jsonstr.Append(dst, t.RefreshToken)
+	resp := tokenResponse{
+		AccessToken: t.AccessToken, TokenType: typ, ExpiresIn: t.ExpiresIn,
+		RefreshToken: t.RefreshToken, SessionID: t.SessionID, DeviceToken: t.DeviceToken,
 	}
-	if t.SessionID != "" {
-		dst = append(dst, `,"session_id":`...)
-		dst = jsonstr.Append(dst, t.SessionID)
+	if t.Scope != "" || requested != "" {
+		resp.Scope = &t.Scope
 	}
-	if withScope {
-		dst = append(dst, `,"scope":`...)
-		dst = jsonstr.Append(dst, t.Scope)
-	}
-	if t.DeviceToken != "" {
-		dst = append(dst, `,"device_token":`...)
-		dst = jsonstr.Append(dst, t.DeviceToken)
-	}
-	return append(dst, "}\n"...)
+	return writeJSON(w, status, resp)
 }

@@ -2,11 +2,11 @@ package token
 
 import (
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/latchauth/latch/bearer"
-	"github.com/latchauth/latch/internal/jsonstr"
 )
 
 // appendClaims appends c as JSON, byte for byte what encoding/json.Marshal
@@ -25,22 +25,22 @@ func appendClaims(dst []byte, c *bearer.Claims) []byte {
 // and with the omitempty rules of bearer.Claims' struct tags.
 func appendClaimMembers(dst []byte, c *bearer.Claims) []byte {
 	dst = append(dst, `"iss":`...)
-	dst = jsonstr.Append(dst, c.Issuer)
+	dst = appendJSONString(dst, c.Issuer)
 	dst = append(dst, `,"sub":`...)
-	dst = jsonstr.Append(dst, c.Subject)
+	dst = appendJSONString(dst, c.Subject)
 	dst = append(dst, `,"aud":`...)
 	switch {
 	case c.Audience == nil:
 		dst = append(dst, "null"...)
 	case len(c.Audience) == 1: // jwt.Audience: one audience as a plain string
-		dst = jsonstr.Append(dst, c.Audience[0])
+		dst = appendJSONString(dst, c.Audience[0])
 	default:
 		dst = append(dst, '[')
 		for i, a := range c.Audience {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = jsonstr.Append(dst, a)
+			dst = appendJSONString(dst, a)
 		}
 		dst = append(dst, ']')
 	}
@@ -53,20 +53,20 @@ func appendClaimMembers(dst []byte, c *bearer.Claims) []byte {
 		dst = appendDate(dst, c.NotBefore)
 	}
 	dst = append(dst, `,"jti":`...)
-	dst = jsonstr.Append(dst, c.ID)
+	dst = appendJSONString(dst, c.ID)
 	dst = append(dst, `,"client_id":`...)
-	dst = jsonstr.Append(dst, c.ClientID)
+	dst = appendJSONString(dst, c.ClientID)
 	dst = append(dst, `,"sid":`...)
-	dst = jsonstr.Append(dst, c.SessionID)
+	dst = appendJSONString(dst, c.SessionID)
 	if c.Scope != "" {
 		dst = append(dst, `,"scope":`...)
-		dst = jsonstr.Append(dst, c.Scope)
+		dst = appendJSONString(dst, c.Scope)
 	}
 	if c.Confirmation != nil {
 		dst = append(dst, `,"cnf":{`...)
 		if c.Confirmation.JKT != "" {
 			dst = append(dst, `"jkt":`...)
-			dst = jsonstr.Append(dst, c.Confirmation.JKT)
+			dst = appendJSONString(dst, c.Confirmation.JKT)
 		}
 		dst = append(dst, '}')
 	}
@@ -80,4 +80,57 @@ func appendDate(dst []byte, d *jwt.NumericDate) []byte {
 		return append(dst, "null"...)
 	}
 	return strconv.AppendInt(dst, int64(*d), 10)
+}
+
+// appendJSONString appends s as a JSON string exactly as encoding/json
+// does with its default HTML escaping: ", \ and control characters
+// escaped, <, > and & as \u003c, \u003e and \u0026, U+2028 and U+2029
+// escaped, and each byte of invalid UTF-8 replaced by \ufffd.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			start = i + size
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			start = i + size
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
