@@ -227,7 +227,7 @@ func (s *Store) healFeedXIDs(ctx context.Context) error {
 // BEGIN + SELECT … FOR UPDATE, then UPDATE + COMMIT, and holds its row lock
 // for one round trip plus the decision in Go.
 func (s *Store) InTx(ctx context.Context, fn func(session.Tx) error) error {
-	ctx, cancel := context.WithTimeout(ctx, s.limits.CallTimeout)
+	ctx, cancel := boundBy(ctx, s.limits.CallTimeout)
 	defer cancel()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -924,7 +924,7 @@ func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
 // 13.2.1): a generation moved on, or a session revoked, since the
 // statement's snapshot matches nothing either.
 func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.Session, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.limits.CallTimeout)
+	ctx, cancel := boundBy(ctx, s.limits.CallTimeout)
 	defer cancel()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
