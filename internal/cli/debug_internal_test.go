@@ -107,3 +107,18 @@ func TestSetGC(t *testing.T) {
 		}
 	}
 }
+
+// TestGCPercent: the logged GOGC is the collector's, off included, and
+// reading it does not change it.
+func TestGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, want := range []int{100, 400, 50, -1} {
+		debug.SetGCPercent(want)
+		if got := gcPercent(); got != want {
+			t.Errorf("GOGC %d: gcPercent() = %d", want, got)
+		}
+		if got := debug.SetGCPercent(want); got != want {
+			t.Errorf("GOGC %d: after gcPercent() it is %d", want, got)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"time"
 
@@ -134,11 +135,18 @@ func memoryLimitMiB() int64 {
 	return 0
 }
 
-// gcPercent is the collector's GOGC, -1 for off.
+// gcPercent is the collector's GOGC, -1 for off. It is read from
+// runtime/metrics: debug.SetGCPercent would have to set it to read it, and
+// for that moment the collector would run at another value.
 func gcPercent() int {
-	p := debug.SetGCPercent(100)
-	debug.SetGCPercent(p)
-	return p
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0 // not reported by this runtime: unknown
+	}
+	// The runtime stores GOGC=off as -1 and reports it converted to
+	// uint64; the conversion back gives -1 again.
+	return int(int64(s[0].Value.Uint64()))
 }
 
 // memoryLimit is the node's soft memory limit: see password.MemoryLimit.
