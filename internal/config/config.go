@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -407,9 +408,13 @@ func (c *Config) Validate() error {
 	if c.DebugAddr != "" {
 		// The profiler shows memory and goroutine stacks: never on a
 		// public interface.
-		host, _, err := net.SplitHostPort(c.DebugAddr)
+		host, port, err := net.SplitHostPort(c.DebugAddr)
 		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
 			errs = append(errs, fmt.Errorf("--debug-addr %q: must be a loopback host:port, such as 127.0.0.1:6060", c.DebugAddr))
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			// Checked here, not first at listen, so that a typo fails the
+			// start with the other flags' errors.
+			errs = append(errs, fmt.Errorf("--debug-addr %q: the port must be a number from 0 to 65535", c.DebugAddr))
 		}
 	}
 	if c.FeedPollInterval < 10*time.Millisecond || c.FeedPollInterval > time.Minute {

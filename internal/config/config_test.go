@@ -248,6 +248,12 @@ func TestDebugAddrIsLoopbackOnly(t *testing.T) {
 		{"10.0.0.5:6060", true},
 		{"example.com:6060", true},
 		{"127.0.0.1", true},
+		{"127.0.0.1:0", false},
+		{"127.0.0.1:65535", false},
+		{"127.0.0.1:65536", true},
+		{"127.0.0.1:http", true},
+		{"127.0.0.1:", true},
+		{"127.0.0.1:-1", true},
 	}
 	for _, tt := range tests {
 		c, _, err := parseServe(t, "--debug-addr", tt.addr)
