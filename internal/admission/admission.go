@@ -62,6 +62,33 @@ type Listener struct {
 
 	mu   sync.Mutex
 	open map[*conn]bool // open connections: idle or not
+	// onStep, if set, hears the open count each time it enters another
+	// multiple of step (OnStep).
+	step   int
+	onStep func(open int)
+}
+
+// OnStep has fn called with the number of open connections whenever that
+// number moves into another band of step (0 to step-1, step to 2·step-1,
+// …), and once now. fn runs under the listener's lock, so calls come in
+// the order of the changes and must be quick: it sizes what depends on
+// the open connections (serve's memory limit) without a call for every
+// accept. Set it before Accept runs.
+func (l *Listener) OnStep(step int, fn func(open int)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.step, l.onStep = max(1, step), fn
+	if fn != nil {
+		fn(len(l.open))
+	}
+}
+
+// changed reports the open count to onStep when it moved from before into
+// another band; l.mu is held.
+func (l *Listener) changed(before int) {
+	if l.onStep != nil && before/l.step != len(l.open)/l.step {
+		l.onStep(len(l.open))
+	}
 }
 
 // NewListener caps ln at max open connections; onShed, if set, is called
@@ -87,6 +114,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		wc := &conn{Conn: c, l: l}
 		l.mu.Lock()
 		var victim *conn
+		before := len(l.open)
 		if len(l.open) >= l.max {
 			for o, idle := range l.open {
 				if idle {
@@ -102,6 +130,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 		}
 		l.open[wc] = false
+		l.changed(before)
 		l.mu.Unlock()
 		if victim != nil {
 			victim.Close()
@@ -155,7 +184,9 @@ type conn struct {
 func (c *conn) Close() error {
 	c.once.Do(func() {
 		c.l.mu.Lock()
+		before := len(c.l.open)
 		delete(c.l.open, c)
+		c.l.changed(before)
 		c.l.mu.Unlock()
 	})
 	return c.Conn.Close()

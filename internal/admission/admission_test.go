@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -128,5 +130,36 @@ func TestDefaults(t *testing.T) {
 	}
 	if fds, ok := descriptorLimit(); ok && uint64(l.MaxConnections) > fds {
 		t.Errorf("MaxConnections %d above the descriptor limit %d", l.MaxConnections, fds)
+	}
+}
+
+// TestOnStep: the hook hears the open count once at once, then each time
+// it enters another band of step, opening and closing, in order.
+func TestOnStep(t *testing.T) {
+	l, addr := serve(t, 100, nil, nil)
+	var mu sync.Mutex
+	var heard []int
+	l.OnStep(2, func(n int) {
+		mu.Lock()
+		heard = append(heard, n)
+		mu.Unlock()
+	})
+	var conns []net.Conn
+	for i := 1; i <= 5; i++ {
+		c := dial(t, addr)
+		if got := get(t, c, "/"); got != http.StatusOK {
+			t.Fatalf("GET: %d", got)
+		}
+		waitOpen(t, l, i)
+		conns = append(conns, c)
+	}
+	for i := 4; i >= 0; i-- {
+		conns[i].Close()
+		waitOpen(t, l, i)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []int{0, 2, 4, 3, 1}; !slices.Equal(heard, want) {
+		t.Errorf("heard %v, want %v", heard, want)
 	}
 }

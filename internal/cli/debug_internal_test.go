@@ -122,3 +122,26 @@ func TestGCPercent(t *testing.T) {
 		}
 	}
 }
+
+// TestConnMemoryLimit: the limit allows every open connection, and the
+// next band of them, in steps of connStep.
+func TestConnMemoryLimit(t *testing.T) {
+	const base = 100 << 20
+	for _, tt := range []struct {
+		open int
+		want int64
+	}{
+		{0, base + connStep*ConnMemory},
+		{connStep - 1, base + connStep*ConnMemory},
+		{connStep, base + 2*connStep*ConnMemory},
+		{10 * connStep, base + 11*connStep*ConnMemory},
+	} {
+		got := connMemoryLimit(base, tt.open)
+		if got != tt.want {
+			t.Errorf("%d open: limit %d, want %d", tt.open, got, tt.want)
+		}
+		if got < base+int64(tt.open)*ConnMemory {
+			t.Errorf("%d open: limit %d below what they hold", tt.open, got)
+		}
+	}
+}
