@@ -24,3 +24,14 @@ func (s *Store) Setting(ctx context.Context, name string) (outside, inside strin
 	}
 	return outside, inside, t.commit(ctx)
 }
+
+// Rotations is the number of rotations waiting for a batch (queued) and
+// in the batches running (sending).
+func (s *Store) Rotations() (queued, sending int) {
+	if s.rotations == nil {
+		return 0, 0
+	}
+	s.rotations.mu.Lock()
+	defer s.rotations.mu.Unlock()
+	return len(s.rotations.queue), s.rotations.sending
+}

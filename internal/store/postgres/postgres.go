@@ -60,6 +60,8 @@ type Store struct {
 	setup    string
 	txPooled bool
 	limits   Limits
+	// rotations batches RotateSession (batch.go); nil: each call alone.
+	rotations *rotations
 }
 
 // Open connects to the database at url (postgres://…). It does not migrate;
@@ -106,6 +108,14 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	s := &Store{pool: pool, db: pool, setup: setup, txPooled: txPooled, limits: o.limits}
+	if n := o.batches; n >= 0 && setup == "" {
+		// Behind a transaction-mode pooler with settings, each statement
+		// is a transaction of its own (inSetupTx): those go alone.
+		if n == 0 {
+			n = max(2, int(cfg.MaxConns)/4)
+		}
+		s.rotations = &rotations{s: s, maxRunning: n, maxBatch: maxRotationBatch}
+	}
 	if setup != "" {
 		s.db = &pooled{pool: pool, setup: setup}
 	}
@@ -116,8 +126,16 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 type Option func(*options)
 
 type options struct {
-	cfg    *pgxpool.Config
-	limits Limits
+	cfg     *pgxpool.Config
+	limits  Limits
+	batches int
+}
+
+// WithRotationBatches sets how many batched rotation statements may be
+// out at once (batch.go): 0, the default, is a quarter of the pool and at
+// least 2; a negative n sends every RotateSession alone.
+func WithRotationBatches(n int) Option {
+	return func(o *options) { o.batches = n }
 }
 
 // WithTracer traces every statement and batch (tests count round trips;
@@ -926,6 +944,9 @@ func (t *txn) UpdateSession(ctx context.Context, s session.Session) error {
 func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.Session, error) {
 	ctx, cancel := boundBy(ctx, s.limits.CallTimeout)
 	defer cancel()
+	if s.rotations != nil {
+		return s.rotations.rotate(ctx, &r)
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return session.Session{}, acquireFailed(ctx, err)
@@ -942,21 +963,44 @@ func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.
 	// the protocol makes safe: the retry with the same token is a grace
 	// answer or a lost-response successor. (InTx's COMMIT may carry a reuse
 	// revocation, which must never go unreported; a rotation carries
-	// nothing to report.)
-	const update = `UPDATE sessions SET parent_gen = gen, gen = gen + 1, rotated_at = $5, handed_at = GREATEST(handed_at, $5), last_used_at = $5,
-  idle_expires_at = $6, ip = $7, rotated_ip = $7, user_agent = $8, rotated_user_agent = $8
-WHERE id = (SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED) AND gen = $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
-  AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $5) AND idle_expires_at > $5
-RETURNING ` + rotatedCols
-	args := []any{r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, r.Now, r.IdleExpiresAt, r.IP, r.UserAgent}
+	// nothing to report.) A batch (batch.go) belongs to no one caller and
+	// runs on its own context; a caller that leaves is reported failed as
+	// soon as it does, and its row commits or not with the batch, the same
+	// case.
+	//
+	// This path is taken behind a transaction-mode pooler with settings,
+	// and with WithRotationBatches(-1).
 	if s.setup == "" {
-		return scanRotated(conn.QueryRow(ctx, update, args...), &r)
+		return scanRotated(conn.QueryRow(ctx, rotateOne, rotationArgs(&r)...), &r)
 	}
 	// Behind a transaction-mode pooler the settings hold only inside a
 	// transaction: BEGIN, the settings, the UPDATE and COMMIT still go in
 	// one round trip.
-	br, err := inSetupTx(ctx, conn, s.setup, update, args)
+	br, err := inSetupTx(ctx, conn, s.setup, rotateOne, rotationArgs(&r))
 	return scanRotated(&pooledRow{br: br, err: err}, &r)
+}
+
+// rotateOne is RotateSession's statement.
+const rotateOne = `UPDATE sessions SET parent_gen = gen, gen = gen + 1, rotated_at = $5, handed_at = GREATEST(handed_at, $5), last_used_at = $5,
+  idle_expires_at = $6, ip = $7, rotated_ip = $7, user_agent = $8, rotated_user_agent = $8
+WHERE id = (SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED) AND gen = $2 AND client_id = $3 AND dpop_jkt IN ('', $4)
+  AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $5) AND idle_expires_at > $5
+RETURNING ` + rotatedCols
+
+// rotateMany is rotateOne for several sessions at once (batch.go): row by
+// row the same SET and the same conditions, the parameters arrays of
+// rotateOne's, one element a session. The batch never holds one session
+// twice.
+const rotateMany = `UPDATE sessions s SET parent_gen = s.gen, gen = s.gen + 1, rotated_at = v.now, handed_at = GREATEST(s.handed_at, v.now), last_used_at = v.now,
+  idle_expires_at = v.idle, ip = v.ip, rotated_ip = v.ip, user_agent = v.ua, rotated_user_agent = v.ua
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[]) AS v(id, gen, client_id, jkt, now, idle, ip, ua)
+WHERE s.id = v.id AND s.id IN (SELECT id FROM sessions WHERE id = ANY($1) FOR NO KEY UPDATE SKIP LOCKED) AND s.gen = v.gen AND s.client_id = v.client_id
+  AND s.dpop_jkt IN ('', v.jkt) AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > v.now) AND s.idle_expires_at > v.now
+RETURNING s.id, s.user_id, s.scope, s.expires_at, s.dpop_jkt`
+
+// rotationArgs are rotateOne's parameters.
+func rotationArgs(r *session.Rotation) []any {
+	return []any{r.ID, int64(r.Gen), r.ClientID, r.DPoPJKT, r.Now, r.IdleExpiresAt, r.IP, r.UserAgent}
 }
 
 // rotatedCols are the columns RotateSession returns: of

@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"RevokeScopes", testRevokeScopes},
 		{"LockSerialisesWriters", testLockSerialises},
 		{"RotateSessionIsRotate", testRotateSession},
+		{"RotateSessionsAtOnce", testRotateSessionsAtOnce},
 		{"RotateSessionSerialises", testRotateSessionSerialises},
 		{"DeleteStale", testDeleteStale},
 		{"Clients", testClients},
@@ -844,20 +845,21 @@ func testReseal(t *testing.T, s Store) {
 // itself (session.Rotation.Rotates), row by row: where rotate rotates, the
 // store writes rotate's next row and returns it; everywhere else it
 // changes nothing and says ErrNotFound.
-func testRotateSession(t *testing.T, s Store) {
-	rs, ok := s.(session.Rotator)
-	if !ok {
-		t.Fatal("the store has no RotateSession (session.Rotator)")
-	}
-	u := newUser(t, s, "a@example.com")
-	now := t0.Add(30*time.Minute + 7*time.Microsecond)
+// rotateCase is a session row and a rotation presented against it.
+type rotateCase struct {
+	name string
+	row  func(*session.Session)
+	req  func(*session.Rotation)
+	want bool // what rotate says, checked against Rotates too
+}
+
+// rotateNow is the time of the rotateCases.
+var rotateNow = t0.Add(30*time.Minute + 7*time.Microsecond)
+
+var rotateCases = func() []rotateCase {
+	now := rotateNow
 	const jkt, otherJKT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs", "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
-	tests := []struct {
-		name string
-		row  func(*session.Session)
-		req  func(*session.Rotation)
-		want bool // what rotate says, checked against Rotates too
-	}{
+	return []rotateCase{
 		{name: "current token of a live session", want: true},
 		{name: "bound session, its key", row: func(r *session.Session) { r.DPoPJKT = jkt }, req: func(q *session.Rotation) { q.DPoPJKT = jkt }, want: true},
 		{name: "bound session, another key", row: func(r *session.Session) { r.DPoPJKT = jkt }, req: func(q *session.Rotation) { q.DPoPJKT = otherJKT }},
@@ -874,47 +876,74 @@ func testRotateSession(t *testing.T, s Store) {
 		{name: "hand-out after now (a clock that lags)", row: func(r *session.Session) { r.HandedAt = now.Add(time.Second) }, want: true},
 		{name: "missing", row: func(r *session.Session) { r.ID = "" }},
 	}
-	for _, tt := range tests {
+}()
+
+// setUp stores the case's row (unless it is "missing") and returns it and
+// the rotation presented, with what rotate makes of them.
+func (tt rotateCase) setUp(t *testing.T, s Store, u session.User) (row session.Session, r session.Rotation, want session.Session) {
+	t.Helper()
+	now := rotateNow
+	row = session.Session{ID: session.NewID(), UserID: u.ID, ClientID: "app", Scope: "read write",
+		CreatedAt: t0, LastUsedAt: t0.Add(time.Minute), UserAgent: "ua", IP: "192.0.2.1",
+		IdleExpiresAt: t0.Add(time.Hour), Gen: 7, ParentGen: 6, HandedAt: t0.Add(time.Minute), RotatedAt: t0.Add(time.Minute),
+		RotatedIP: "192.0.2.1", RotatedUserAgent: "ua"}
+	if tt.row != nil {
+		tt.row(&row)
+	}
+	id := row.ID
+	if id == "" {
+		id = session.NewID() // never inserted
+	} else {
+		inTx(t, s, func(tx session.Tx) error { return tx.InsertSession(ctx, row) })
+	}
+	r = session.Rotation{ID: id, Gen: row.Gen, ClientID: "app", Now: now, IdleExpiresAt: now.Add(24 * time.Hour),
+		IP: "2001:db8::7", UserAgent: "ua2"}
+	if tt.req != nil {
+		tt.req(&r)
+	}
+	want, rotates := r.Rotates(row)
+	if rotates != tt.want && row.ID != "" {
+		t.Fatalf("%s: rotate says rotates = %v, the test expects %v", tt.name, rotates, tt.want)
+	}
+	return row, r, want
+}
+
+// check holds RotateSession's answer got, err to rotate's: the rotated
+// fields and the stored row, or ErrNotFound and the row unchanged.
+func (tt rotateCase) check(t *testing.T, s Store, row session.Session, r session.Rotation, want, got session.Session, err error) {
+	t.Helper()
+	if !tt.want {
+		if !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("%s: RotateSession = %+v, %v; want ErrNotFound", tt.name, got, err)
+		}
+		if row.ID != "" {
+			if stored, _ := s.Session(ctx, r.ID); stored != row {
+				t.Errorf("%s: the row changed:\n got %+v\nwant %+v", tt.name, stored, row)
+			}
+		}
+		return
+	}
+	if err != nil || got != session.RotatedFields(want) {
+		t.Errorf("%s: RotateSession = %+v, %v;\nrotate's %+v", tt.name, got, err, session.RotatedFields(want))
+	}
+	if stored, _ := s.Session(ctx, r.ID); stored != want {
+		t.Errorf("%s: stored\n got %+v\nwant %+v", tt.name, stored, want)
+	}
+}
+
+func testRotateSession(t *testing.T, s Store) {
+	rs, ok := s.(session.Rotator)
+	if !ok {
+		t.Fatal("the store has no RotateSession (session.Rotator)")
+	}
+	u := newUser(t, s, "a@example.com")
+	for _, tt := range rotateCases {
 		t.Run(tt.name, func(t *testing.T) {
-			row := session.Session{ID: session.NewID(), UserID: u.ID, ClientID: "app", Scope: "read write",
-				CreatedAt: t0, LastUsedAt: t0.Add(time.Minute), UserAgent: "ua", IP: "192.0.2.1",
-				IdleExpiresAt: t0.Add(time.Hour), Gen: 7, ParentGen: 6, HandedAt: t0.Add(time.Minute), RotatedAt: t0.Add(time.Minute),
-				RotatedIP: "192.0.2.1", RotatedUserAgent: "ua"}
-			if tt.row != nil {
-				tt.row(&row)
-			}
-			id := row.ID
-			if id == "" {
-				id = session.NewID() // never inserted
-			} else {
-				inTx(t, s, func(tx session.Tx) error { return tx.InsertSession(ctx, row) })
-			}
-			r := session.Rotation{ID: id, Gen: row.Gen, ClientID: "app", Now: now, IdleExpiresAt: now.Add(24 * time.Hour),
-				IP: "2001:db8::7", UserAgent: "ua2"}
-			if tt.req != nil {
-				tt.req(&r)
-			}
-			want, rotates := r.Rotates(row)
-			if rotates != tt.want && row.ID != "" {
-				t.Fatalf("rotate says rotates = %v, the test expects %v", rotates, tt.want)
-			}
+			row, r, want := tt.setUp(t, s, u)
 			got, err := rs.RotateSession(ctx, r)
-			if !tt.want {
-				if !errors.Is(err, session.ErrNotFound) {
-					t.Fatalf("RotateSession = %+v, %v; want ErrNotFound", got, err)
-				}
-				if row.ID != "" {
-					if stored, _ := s.Session(ctx, id); stored != row {
-						t.Fatalf("the row changed:\n got %+v\nwant %+v", stored, row)
-					}
-				}
+			tt.check(t, s, row, r, want, got, err)
+			if t.Failed() || !tt.want {
 				return
-			}
-			if err != nil || got != session.RotatedFields(want) {
-				t.Fatalf("RotateSession = %+v, %v;\nrotate's %+v", got, err, session.RotatedFields(want))
-			}
-			if stored, _ := s.Session(ctx, id); stored != want {
-				t.Fatalf("stored\n got %+v\nwant %+v", stored, want)
 			}
 			// The presented token is now the parent: the same rotation again
 			// matches nothing.
@@ -922,6 +951,57 @@ func testRotateSession(t *testing.T, s Store) {
 				t.Fatalf("the same rotation again: %v, want ErrNotFound", err)
 			}
 		})
+	}
+}
+
+// batchRotator is a store that can also send several rotations as one
+// statement (PostgreSQL's batches, batch.go).
+type batchRotator interface {
+	RotateSessions(ctx context.Context, rs []session.Rotation) ([]session.Session, []error)
+}
+
+// testRotateSessionsAtOnce presents every case of RotateSessionIsRotate at
+// once: as one statement where the store batches (each row must come out
+// as it does alone), else concurrently. The same session twice in one
+// batch goes once; the other presentation matches nothing (it takes the
+// locked transaction).
+func testRotateSessionsAtOnce(t *testing.T, s Store) {
+	u := newUser(t, s, "a@example.com")
+	type setUp struct {
+		row, want session.Session
+		r         session.Rotation
+	}
+	var (
+		cases []setUp
+		rs    []session.Rotation
+	)
+	for _, tt := range rotateCases {
+		row, r, want := tt.setUp(t, s, u)
+		cases = append(cases, setUp{row, want, r})
+		rs = append(rs, r)
+	}
+	got := make([]session.Session, len(rs))
+	errs := make([]error, len(rs))
+	if b, ok := s.(batchRotator); ok {
+		// The first case's rotation again, last: one of the two wins.
+		got, errs = b.RotateSessions(ctx, append(slices.Clone(rs), rs[0]))
+		if len(got) != len(rs)+1 || len(errs) != len(rs)+1 {
+			t.Fatalf("RotateSessions answered %d and %d of %d", len(got), len(errs), len(rs)+1)
+		}
+		if !errors.Is(errs[len(rs)], session.ErrNotFound) {
+			t.Errorf("the same session twice in one batch: the second = %v, want ErrNotFound", errs[len(rs)])
+		}
+		got, errs = got[:len(rs)], errs[:len(rs)]
+	} else {
+		var wg sync.WaitGroup
+		for i, r := range rs {
+			wg.Go(func() { got[i], errs[i] = s.(session.Rotator).RotateSession(ctx, r) })
+		}
+		wg.Wait()
+	}
+	for i, tt := range rotateCases {
+		c := cases[i]
+		tt.check(t, s, c.row, c.r, c.want, got[i], errs[i])
 	}
 }
 
