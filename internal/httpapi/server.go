@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/latchauth/latch/bearer"
 	"github.com/latchauth/latch/internal/feed"
@@ -456,9 +457,15 @@ func (s *Server) meta(r *http.Request) session.Meta {
 	if !ok { // a handler reached without ServeHTTP (not in production)
 		ip = s.clientIP(r)
 	}
-	ua := r.UserAgent()
+	// Stored as text: PostgreSQL refuses invalid UTF-8, so a header
+	// carrying it, or a cut through a character, would fail the refresh
+	// (and, in a batch, send its neighbours again one by one).
+	ua := strings.ToValidUTF8(r.UserAgent(), "\uFFFD")
 	if len(ua) > 512 {
 		ua = ua[:512]
+		for !utf8.ValidString(ua) {
+			ua = ua[:len(ua)-1]
+		}
 	}
 	return session.Meta{IP: ip, UserAgent: ua}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -42,8 +44,9 @@ const maxRotationBatch = 64
 
 type rotationCall struct {
 	r *session.Rotation
-	// deadline is when its caller stops waiting.
+	// deadline is when its caller stops waiting; gone, that it stopped.
 	deadline time.Time
+	gone     atomic.Bool
 	done     chan struct{}
 	out      session.Session
 	err      error
@@ -73,6 +76,12 @@ func (b *rotations) rotate(ctx context.Context, r *session.Rotation) (session.Se
 	case <-c.done:
 		return c.out, c.err
 	case <-ctx.Done():
+		c.gone.Store(true) // a batch not yet sent leaves it out
+		select {
+		case <-c.done: // answered at the same moment: the answer stands
+			return c.out, c.err
+		default:
+		}
 		return session.Session{}, translate(context.Cause(ctx))
 	}
 }
@@ -167,14 +176,25 @@ func (s *Store) rotateCalls(ctx context.Context, calls []*rotationCall) {
 	// transaction, where it waits for the first.
 	live := make([]*rotationCall, 0, len(calls))
 	seen := make(map[string]bool, len(calls))
+	var alone []*rotationCall
 	for _, c := range calls {
-		if (c.r.Awaited != nil && !c.r.Awaited()) || seen[c.r.ID] {
+		if !c.waited() || seen[c.r.ID] {
 			c.err = session.ErrNotFound
 			continue
 		}
 		seen[c.r.ID] = true
+		if !utf8.ValidString(c.r.UserAgent) || !utf8.ValidString(c.r.IP) {
+			// PostgreSQL would refuse the whole batch for it.
+			alone = append(alone, c)
+			continue
+		}
 		live = append(live, c)
 	}
+	defer func() {
+		for _, c := range alone {
+			one(ctx, conn, c)
+		}
+	}()
 	switch len(live) {
 	case 0:
 		return
@@ -187,9 +207,26 @@ func (s *Store) rotateCalls(ctx context.Context, calls []*rotationCall) {
 		// fails the statement, and must not fail the others: each goes
 		// again on its own.
 		for _, c := range live {
+			if !c.waited() {
+				c.out, c.err = session.Session{}, session.ErrNotFound
+				continue
+			}
 			one(ctx, conn, c)
 		}
 	}
+}
+
+// waited reports whether c's caller still waits for its answer: it has
+// not left RotateSession, its deadline has not passed, and its client
+// awaits the answer (Rotation.Awaited).
+func (c *rotationCall) waited() bool {
+	switch {
+	case c.gone.Load():
+		return false
+	case !c.deadline.IsZero() && !time.Now().Before(c.deadline):
+		return false
+	}
+	return c.r.Awaited == nil || c.r.Awaited()
 }
 
 func one(ctx context.Context, conn *pgxpool.Conn, c *rotationCall) {
