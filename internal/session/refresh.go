@@ -195,7 +195,9 @@ func (s *Service) refreshInOne(ctx context.Context, req *RefreshRequest, sid str
 	// The time is read just before the statement, as the transaction reads
 	// it once the row is locked. The statement never waits for the lock (a
 	// row another transaction holds falls back to the transaction), so the
-	// only wait between the two is for a connection.
+	// only waits between the two are for a connection and, on PostgreSQL,
+	// for the batched statement before it (both bounded by the call's
+	// deadline).
 	now := s.now()
 	if !s.awaited(ctx, req, now) {
 		// A stale request changes nothing; the transaction answers a dead

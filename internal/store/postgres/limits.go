@@ -112,9 +112,9 @@ func (t *boundTracer) TraceBatchEnd(ctx context.Context, c *pgx.Conn, d pgx.Trac
 // boundBy is ctx with a deadline at most d away: ctx itself when its own
 // deadline is no later (an HTTP request's RequestTimeout, 10 s, is never
 // later than the default CallTimeout, 10 s, set after it), so that a
-// refresh does not start and stop a timer that can never fire first; a
-// timer and its cancellation were about 1% of a refresh's CPU
-// (docs/performance.md).
+// refresh does not start and stop a timer that can never fire first (the
+// refresh profile of 2026-12-02 had context.WithDeadlineCause at 2.9% of
+// the server's CPU for the three timers a refresh then armed).
 func boundBy(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	if dl, ok := ctx.Deadline(); ok && !dl.After(time.Now().Add(d)) {
 		return ctx, func() {}

@@ -971,7 +971,9 @@ func (s *Store) RotateSession(ctx context.Context, r session.Rotation) (session.
 	// This path is taken behind a transaction-mode pooler with settings,
 	// and with WithRotationBatches(-1).
 	if s.setup == "" {
-		return scanRotated(conn.QueryRow(ctx, rotateOne, rotationArgs(&r)...), &r)
+		c := rotationCall{r: &r}
+		one(ctx, conn, &c)
+		return c.out, c.err
 	}
 	// Behind a transaction-mode pooler the settings hold only inside a
 	// transaction: BEGIN, the settings, the UPDATE and COMMIT still go in
